@@ -1,0 +1,84 @@
+// GuestMemory: the one accessor for guest-physical memory.
+//
+// Every read or write of guest RAM by Kiln (boot loader, devices, virtqueues) goes through this
+// class. Each access is bounds-checked against the RAM regions: an access that is not wholly
+// inside one region, or whose end overflows, fails (nullopt / false, or kiln::Error from the
+// `checked_*` variants) and never touches host memory outside guest RAM.
+//
+// The guest can change its memory at any time, concurrently with us: callers copy values out
+// (read_obj) before validating them, never validate in place and then re-read.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <optional>
+#include <span>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "vmm/mapping.h"
+
+namespace kiln {
+
+using Gpa = uint64_t;  // guest-physical address
+
+struct GuestRegion {
+  Gpa base = 0;
+  Mapping mapping;
+  uint64_t size() const { return mapping.size(); }
+  Gpa end() const { return base + mapping.size(); }  // exclusive
+};
+
+class GuestMemory {
+ public:
+  struct Range {
+    Gpa base;
+    uint64_t size;
+  };
+  // Maps anonymous RAM for each range. Ranges must be page-aligned, non-empty, sorted and
+  // non-overlapping; throws kiln::Error otherwise or when mmap fails.
+  explicit GuestMemory(const std::vector<Range>& ranges);
+
+  GuestMemory(GuestMemory&&) = default;
+  GuestMemory& operator=(GuestMemory&&) = default;
+
+  // Host view of [gpa, gpa+len) if it lies inside one region; nullopt otherwise.
+  // len == 0 is valid anywhere inside or at the end of a region.
+  std::optional<std::span<uint8_t>> slice(Gpa gpa, uint64_t len) const;
+
+  bool read(Gpa gpa, std::span<uint8_t> out) const;
+  bool write(Gpa gpa, std::span<const uint8_t> in) const;
+  bool fill(Gpa gpa, uint8_t value, uint64_t len) const;
+
+  template <typename T>
+  std::optional<T> read_obj(Gpa gpa) const {
+    static_assert(std::is_trivially_copyable_v<T>);
+    T value;
+    if (!read(gpa, std::span(reinterpret_cast<uint8_t*>(&value), sizeof(T)))) return std::nullopt;
+    return value;
+  }
+  template <typename T>
+  bool write_obj(Gpa gpa, const T& value) const {
+    static_assert(std::is_trivially_copyable_v<T>);
+    return write(gpa, std::span(reinterpret_cast<const uint8_t*>(&value), sizeof(T)));
+  }
+
+  // Throwing variants for VMM-side setup (loaders): the message names `what` and the range.
+  std::span<uint8_t> checked_slice(Gpa gpa, uint64_t len, const std::string& what) const;
+  void checked_write(Gpa gpa, std::span<const uint8_t> in, const std::string& what) const;
+  template <typename T>
+  void checked_write_obj(Gpa gpa, const T& value, const std::string& what) const {
+    static_assert(std::is_trivially_copyable_v<T>);
+    checked_write(gpa, std::span(reinterpret_cast<const uint8_t*>(&value), sizeof(T)), what);
+  }
+
+  const std::vector<GuestRegion>& regions() const { return regions_; }
+  uint64_t total_size() const;
+
+ private:
+  const GuestRegion* find(Gpa gpa, uint64_t len) const;
+  std::vector<GuestRegion> regions_;
+};
+
+}  // namespace kiln
