@@ -1,0 +1,23 @@
+// The command line: `kiln run --kernel ... [flags]` and `kiln --version`, parsed with CLI11
+// into the shared VmConfig.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "vmm/vm_config.h"
+
+namespace kiln {
+
+struct CliCommand {
+  enum class Action { kRun, kExit };
+  Action action = Action::kExit;
+  int exit_code = 0;  // for kExit: 0 after --help/--version, kExitUsage after an error
+  VmConfig config;
+  std::string log_level = "warn";
+};
+
+// Parses argv. Help, version and errors are printed here (to stdout / stderr).
+CliCommand parse_cli(int argc, const char* const* argv);
+
+}  // namespace kiln

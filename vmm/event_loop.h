@@ -1,0 +1,38 @@
+// The device event loop: one epoll thread that runs every device-side handler (console input,
+// and later ioeventfd queue notifications, timers, the API's commands). vCPU threads never run
+// these handlers; they only trap and kick.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+
+#include "vmm/event_fd.h"
+#include "vmm/unique_fd.h"
+
+namespace kiln {
+
+class EventLoop {
+ public:
+  using Handler = std::function<void(uint32_t events)>;
+
+  EventLoop();
+  // Watches `fd` for `events` (EPOLLIN, ...); `handler` runs on the loop thread. Call before
+  // run() or from a handler. Throws kiln::Error if epoll refuses the fd.
+  void add(int fd, uint32_t events, Handler handler);
+  // Stops watching `fd`; safe from inside any handler, including the fd's own.
+  void remove(int fd);
+  // Runs handlers until stop() is called. Handler exceptions are logged and the handler's fd
+  // removed; the loop goes on.
+  void run();
+  // Thread-safe: makes run() return after the current handler.
+  void stop() { stop_.signal(); }
+
+ private:
+  UniqueFd epoll_;
+  EventFd stop_;
+  std::map<int, std::shared_ptr<Handler>> handlers_;
+};
+
+}  // namespace kiln

@@ -1,0 +1,179 @@
+#include "vmm/kvm.h"
+
+#include <fcntl.h>
+#include <sys/ioctl.h>
+
+#include <cstring>
+
+#include "vmm/error.h"
+
+namespace kiln {
+
+namespace {
+
+// Flexible-array KVM structs (kvm_msrs, kvm_cpuid2) need a header plus N entries; keep them in
+// a vector of the entry type with room for the header in front.
+template <typename Header, typename Entry>
+class FlexBuffer {
+ public:
+  explicit FlexBuffer(size_t n) : storage_((sizeof(Header) + n * sizeof(Entry) + 7) / 8 + 1) {}
+  Header* header() { return reinterpret_cast<Header*>(storage_.data()); }
+  Entry* entries() {
+    return reinterpret_cast<Entry*>(reinterpret_cast<uint8_t*>(storage_.data()) + sizeof(Header));
+  }
+
+ private:
+  std::vector<uint64_t> storage_;
+};
+
+}  // namespace
+
+KvmSystem::KvmSystem(const std::string& path) {
+  fd_.reset(::open(path.c_str(), O_RDWR | O_CLOEXEC));
+  if (!fd_)
+    throw Error(errno_message("cannot open " + path) +
+                " (is KVM enabled, is the kvm module loaded, and may this user open it?)");
+  const int version = ::ioctl(fd_.get(), KVM_GET_API_VERSION, 0);
+  if (version != KVM_API_VERSION)
+    throw Error(path + ": KVM API version " + std::to_string(version) + ", expected " +
+                std::to_string(KVM_API_VERSION));
+  for (auto [cap, name] : {std::pair{KVM_CAP_IRQCHIP, "KVM_CAP_IRQCHIP"},
+                           std::pair{KVM_CAP_IOEVENTFD, "KVM_CAP_IOEVENTFD"},
+                           std::pair{KVM_CAP_IRQFD, "KVM_CAP_IRQFD"},
+                           std::pair{KVM_CAP_PIT2, "KVM_CAP_PIT2"},
+                           std::pair{KVM_CAP_USER_MEMORY, "KVM_CAP_USER_MEMORY"},
+                           std::pair{KVM_CAP_EXT_CPUID, "KVM_CAP_EXT_CPUID"},
+                           std::pair{KVM_CAP_IMMEDIATE_EXIT, "KVM_CAP_IMMEDIATE_EXIT"}}) {
+    if (check_extension(cap) <= 0)
+      throw Error(path + ": the host's KVM lacks " + name + ", which Kiln requires");
+  }
+  vcpu_mmap_size_ = ::ioctl(fd_.get(), KVM_GET_VCPU_MMAP_SIZE, 0);
+  if (vcpu_mmap_size_ < static_cast<int>(sizeof(kvm_run)))
+    throw_errno("KVM_GET_VCPU_MMAP_SIZE");
+}
+
+int KvmSystem::check_extension(long cap) const {
+  return ::ioctl(fd_.get(), KVM_CHECK_EXTENSION, cap);
+}
+
+int KvmSystem::max_vcpus() const {
+  int n = check_extension(KVM_CAP_MAX_VCPUS);
+  if (n <= 0) n = check_extension(KVM_CAP_NR_VCPUS);
+  return n > 0 ? n : 4;  // KVM API doc: assume 4 when neither capability answers
+}
+
+std::vector<kvm_cpuid_entry2> KvmSystem::supported_cpuid() const {
+  for (size_t n = 64; n <= 4096; n *= 2) {
+    FlexBuffer<kvm_cpuid2, kvm_cpuid_entry2> buf(n);
+    buf.header()->nent = static_cast<uint32_t>(n);
+    if (::ioctl(fd_.get(), KVM_GET_SUPPORTED_CPUID, buf.header()) == 0)
+      return std::vector<kvm_cpuid_entry2>(buf.entries(), buf.entries() + buf.header()->nent);
+    if (errno != E2BIG) throw_errno("KVM_GET_SUPPORTED_CPUID");
+  }
+  throw Error("KVM_GET_SUPPORTED_CPUID: more than 4096 entries");
+}
+
+VmFd::VmFd(const KvmSystem& kvm) {
+  int fd;
+  do {
+    fd = ::ioctl(kvm.fd(), KVM_CREATE_VM, 0);
+  } while (fd < 0 && errno == EINTR);
+  if (fd < 0) throw_errno("KVM_CREATE_VM");
+  fd_.reset(fd);
+}
+
+void VmFd::set_user_memory_region(uint32_t slot, uint64_t gpa, uint64_t size, void* host) {
+  kvm_userspace_memory_region region{};
+  region.slot = slot;
+  region.guest_phys_addr = gpa;
+  region.memory_size = size;
+  region.userspace_addr = reinterpret_cast<uint64_t>(host);
+  if (::ioctl(fd_.get(), KVM_SET_USER_MEMORY_REGION, &region) < 0)
+    throw_errno("KVM_SET_USER_MEMORY_REGION slot " + std::to_string(slot));
+}
+
+void VmFd::create_irqchip() {
+  if (::ioctl(fd_.get(), KVM_CREATE_IRQCHIP, 0) < 0) throw_errno("KVM_CREATE_IRQCHIP");
+}
+
+void VmFd::create_pit2() {
+  kvm_pit_config config{};
+  config.flags = KVM_PIT_SPEAKER_DUMMY;
+  if (::ioctl(fd_.get(), KVM_CREATE_PIT2, &config) < 0) throw_errno("KVM_CREATE_PIT2");
+}
+
+void VmFd::set_tss_addr(uint64_t addr) {
+  if (::ioctl(fd_.get(), KVM_SET_TSS_ADDR, addr) < 0) throw_errno("KVM_SET_TSS_ADDR");
+}
+
+void VmFd::set_identity_map_addr(uint64_t addr) {
+  if (::ioctl(fd_.get(), KVM_SET_IDENTITY_MAP_ADDR, &addr) < 0)
+    throw_errno("KVM_SET_IDENTITY_MAP_ADDR");
+}
+
+void VmFd::register_irqfd(int eventfd, uint32_t gsi) {
+  kvm_irqfd irqfd{};
+  irqfd.fd = static_cast<uint32_t>(eventfd);
+  irqfd.gsi = gsi;
+  if (::ioctl(fd_.get(), KVM_IRQFD, &irqfd) < 0)
+    throw_errno("KVM_IRQFD for GSI " + std::to_string(gsi));
+}
+
+void VmFd::unregister_irqfd(int eventfd, uint32_t gsi) {
+  kvm_irqfd irqfd{};
+  irqfd.fd = static_cast<uint32_t>(eventfd);
+  irqfd.gsi = gsi;
+  irqfd.flags = KVM_IRQFD_FLAG_DEASSIGN;
+  ::ioctl(fd_.get(), KVM_IRQFD, &irqfd);
+}
+
+std::unique_ptr<VcpuFd> VmFd::create_vcpu(uint32_t index, int mmap_size) {
+  UniqueFd fd(::ioctl(fd_.get(), KVM_CREATE_VCPU, index));
+  if (!fd) throw_errno("KVM_CREATE_VCPU " + std::to_string(index));
+  Mapping run =
+      Mapping::of_fd(fd.get(), static_cast<size_t>(mmap_size), PROT_READ | PROT_WRITE, MAP_SHARED);
+  return std::make_unique<VcpuFd>(std::move(fd), std::move(run));
+}
+
+VcpuFd::VcpuFd(UniqueFd fd, Mapping run) : fd_(std::move(fd)), run_(std::move(run)) {}
+
+int VcpuFd::run() { return ::ioctl(fd_.get(), KVM_RUN, 0) < 0 ? -errno : 0; }
+
+#define KILN_VCPU_GET(type, ioctl_nr, method)                         \
+  type VcpuFd::method() const {                                       \
+    type value{};                                                     \
+    if (::ioctl(fd_.get(), ioctl_nr, &value) < 0) throw_errno(#ioctl_nr); \
+    return value;                                                     \
+  }
+#define KILN_VCPU_SET(type, ioctl_nr, method)                         \
+  void VcpuFd::method(const type& value) {                            \
+    if (::ioctl(fd_.get(), ioctl_nr, &value) < 0) throw_errno(#ioctl_nr); \
+  }
+KILN_VCPU_GET(kvm_regs, KVM_GET_REGS, get_regs)
+KILN_VCPU_SET(kvm_regs, KVM_SET_REGS, set_regs)
+KILN_VCPU_GET(kvm_sregs, KVM_GET_SREGS, get_sregs)
+KILN_VCPU_SET(kvm_sregs, KVM_SET_SREGS, set_sregs)
+KILN_VCPU_SET(kvm_fpu, KVM_SET_FPU, set_fpu)
+KILN_VCPU_GET(kvm_lapic_state, KVM_GET_LAPIC, get_lapic)
+KILN_VCPU_SET(kvm_lapic_state, KVM_SET_LAPIC, set_lapic)
+#undef KILN_VCPU_GET
+#undef KILN_VCPU_SET
+
+void VcpuFd::set_msrs(const std::vector<kvm_msr_entry>& entries) {
+  FlexBuffer<kvm_msrs, kvm_msr_entry> buf(entries.size());
+  buf.header()->nmsrs = static_cast<uint32_t>(entries.size());
+  std::memcpy(buf.entries(), entries.data(), entries.size() * sizeof(kvm_msr_entry));
+  const int n = ::ioctl(fd_.get(), KVM_SET_MSRS, buf.header());
+  if (n < 0) throw_errno("KVM_SET_MSRS");
+  if (static_cast<size_t>(n) != entries.size())
+    throw Error("KVM_SET_MSRS: KVM refused MSR " + std::to_string(entries[n].index));
+}
+
+void VcpuFd::set_cpuid2(const std::vector<kvm_cpuid_entry2>& entries) {
+  FlexBuffer<kvm_cpuid2, kvm_cpuid_entry2> buf(entries.size());
+  buf.header()->nent = static_cast<uint32_t>(entries.size());
+  std::memcpy(buf.entries(), entries.data(), entries.size() * sizeof(kvm_cpuid_entry2));
+  if (::ioctl(fd_.get(), KVM_SET_CPUID2, buf.header()) < 0) throw_errno("KVM_SET_CPUID2");
+}
+
+}  // namespace kiln

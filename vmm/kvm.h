@@ -1,0 +1,76 @@
+// RAII handles for /dev/kvm, a VM and a vCPU. Each owns its fd; the vCPU also owns its
+// kvm_run mapping. Every failing ioctl throws kiln::Error naming the ioctl.
+#pragma once
+
+#include <linux/kvm.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "vmm/mapping.h"
+#include "vmm/unique_fd.h"
+
+namespace kiln {
+
+class KvmSystem {
+ public:
+  // Opens /dev/kvm (or `path`) and checks the API version and required capabilities.
+  explicit KvmSystem(const std::string& path = "/dev/kvm");
+  int fd() const { return fd_.get(); }
+  int check_extension(long cap) const;  // KVM_CHECK_EXTENSION on the system fd
+  int vcpu_mmap_size() const { return vcpu_mmap_size_; }
+  int max_vcpus() const;
+  // KVM_GET_SUPPORTED_CPUID: the host's supported leaves as a heap buffer.
+  std::vector<kvm_cpuid_entry2> supported_cpuid() const;
+
+ private:
+  UniqueFd fd_;
+  int vcpu_mmap_size_ = 0;
+};
+
+class VcpuFd;
+
+class VmFd {
+ public:
+  explicit VmFd(const KvmSystem& kvm);
+  int fd() const { return fd_.get(); }
+  void set_user_memory_region(uint32_t slot, uint64_t gpa, uint64_t size, void* host);
+  void create_irqchip();
+  void create_pit2();
+  void set_tss_addr(uint64_t addr);
+  void set_identity_map_addr(uint64_t addr);
+  // Connects `eventfd` to interrupt line `gsi`: a write to the eventfd raises the line.
+  void register_irqfd(int eventfd, uint32_t gsi);
+  void unregister_irqfd(int eventfd, uint32_t gsi);
+  std::unique_ptr<VcpuFd> create_vcpu(uint32_t index, int mmap_size);
+
+ private:
+  UniqueFd fd_;
+};
+
+class VcpuFd {
+ public:
+  VcpuFd(UniqueFd fd, Mapping run);
+  int fd() const { return fd_.get(); }
+  kvm_run* run_struct() const { return run_.as<kvm_run>(); }
+  // KVM_RUN; returns 0 or -errno (EINTR and EAGAIN are expected, not errors).
+  int run();
+
+  kvm_regs get_regs() const;
+  void set_regs(const kvm_regs& regs);
+  kvm_sregs get_sregs() const;
+  void set_sregs(const kvm_sregs& sregs);
+  void set_fpu(const kvm_fpu& fpu);
+  void set_msrs(const std::vector<kvm_msr_entry>& entries);
+  void set_cpuid2(const std::vector<kvm_cpuid_entry2>& entries);
+  kvm_lapic_state get_lapic() const;
+  void set_lapic(const kvm_lapic_state& lapic);
+
+ private:
+  UniqueFd fd_;
+  Mapping run_;
+};
+
+}  // namespace kiln

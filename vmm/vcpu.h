@@ -1,0 +1,54 @@
+// One vCPU thread: KVM_RUN in a loop, each exit dispatched to the port-I/O or MMIO bus, and the
+// exits that end the VM (shutdown, system events, KVM errors) turned into a StopReason.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "vmm/bus.h"
+#include "vmm/kvm.h"
+#include "vmm/stop.h"
+
+namespace kiln {
+
+class Vcpu {
+ public:
+  Vcpu(uint32_t index, std::unique_ptr<VcpuFd> fd, const Bus& pio, const Bus& mmio,
+       StopSignal& stop);
+  ~Vcpu();
+  Vcpu(const Vcpu&) = delete;
+  Vcpu& operator=(const Vcpu&) = delete;
+
+  VcpuFd& fd() { return *fd_; }
+  uint32_t index() const { return index_; }
+
+  void start();
+  // Makes the thread leave KVM_RUN and return; thread-safe, idempotent.
+  void kick();
+  void join();
+
+  // Installs the (empty) handler of the signal kick() sends. Call once before any start().
+  static void install_kick_signal_handler();
+
+ private:
+  void run_loop();
+  // Handles one exit; returns false when the VM must stop (the reason was already requested).
+  bool handle_exit();
+  void handle_io(kvm_run& run);
+  void handle_mmio(kvm_run& run);
+  std::string internal_error_description(const kvm_run& run) const;
+  std::string rip_text() const;
+
+  uint32_t index_;
+  std::unique_ptr<VcpuFd> fd_;
+  const Bus& pio_;
+  const Bus& mmio_;
+  StopSignal& stop_;
+  std::atomic<bool> stopping_{false};
+  std::thread thread_;
+};
+
+}  // namespace kiln

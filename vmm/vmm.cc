@@ -1,0 +1,186 @@
+#include "vmm/vmm.h"
+
+#include <signal.h>
+#include <spdlog/spdlog.h>
+#include <sys/epoll.h>
+#include <sys/random.h>
+#include <sys/signalfd.h>
+
+#include <array>
+#include <thread>
+
+#include "arch/x86_64/boot_cpu.h"
+#include "arch/x86_64/layout.h"
+#include "boot/linux_loader.h"
+#include "devices/legacy/i8042.h"
+#include "vmm/console_escape.h"
+#include "vmm/error.h"
+
+namespace kiln {
+
+namespace {
+
+constexpr uint64_t kTssAddr = 0xfffbd000;           // three pages KVM needs on Intel VMX
+constexpr uint64_t kIdentityMapAddr = 0xfffbc000;  // one page, just below
+
+std::vector<uint8_t> random_seed(size_t n) {
+  std::vector<uint8_t> seed(n);
+  size_t got = 0;
+  while (got < n) {
+    const ssize_t r = ::getrandom(seed.data() + got, n - got, 0);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      throw_errno("getrandom for the guest's RNG seed");
+    }
+    got += static_cast<size_t>(r);
+  }
+  return seed;
+}
+
+sigset_t stop_signals() {
+  sigset_t set;
+  sigemptyset(&set);
+  for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT}) sigaddset(&set, sig);
+  return set;
+}
+
+}  // namespace
+
+Vmm::Vmm(const VmConfig& config, ConsoleFds console)
+    : config_(config),
+      console_(console),
+      memory_(x86::ram_ranges(config.memory_mib << 20)),
+      boot_info_(load_kernel()),
+      kvm_(),
+      vm_(kvm_) {
+  const int max_vcpus = kvm_.max_vcpus();
+  if (config_.vcpus == 0 || config_.vcpus > static_cast<uint32_t>(max_vcpus))
+    throw UsageError(fmt::format("--cpus {}: this host's KVM allows 1 to {} vCPUs", config_.vcpus,
+                                 max_vcpus));
+  setup_memory();
+  vm_.set_tss_addr(kTssAddr);
+  vm_.set_identity_map_addr(kIdentityMapAddr);
+  vm_.create_irqchip();
+  vm_.create_pit2();
+  setup_devices();
+  setup_vcpus();
+}
+
+Vmm::~Vmm() {
+  for (auto& vcpu : vcpus_) vcpu->kick();
+  vcpus_.clear();  // joins every vCPU thread
+}
+
+void Vmm::setup_memory() {
+  uint32_t slot = 0;
+  for (const GuestRegion& region : memory_.regions()) {
+    vm_.set_user_memory_region(slot++, region.base, region.size(), region.mapping.data());
+  }
+}
+
+void Vmm::setup_devices() {
+  auto serial_irq = std::make_shared<EventFd>();
+  vm_.register_irqfd(serial_irq->fd(), Serial::kCom1Irq);
+  const int out_fd = console_.out;
+  serial_ = std::make_shared<Serial>(
+      [out_fd](std::span<const uint8_t> bytes) {
+        if (out_fd < 0) return;
+        size_t done = 0;
+        while (done < bytes.size()) {
+          const ssize_t n = ::write(out_fd, bytes.data() + done, bytes.size() - done);
+          if (n < 0 && errno == EINTR) continue;
+          if (n <= 0) return;  // console gone: the guest keeps running, output is dropped
+          done += static_cast<size_t>(n);
+        }
+      },
+      [serial_irq] { serial_irq->signal(); });
+  pio_bus_.insert(Serial::kCom1Port, 8, serial_);
+  pio_bus_.insert(I8042::kDataPort, I8042::kCommandPort - I8042::kDataPort + 1,
+                  std::make_shared<I8042>([this] {
+                    stop_.request({kExitGuestStopped, "guest reset (i8042)"});
+                  }));
+}
+
+boot::LinuxBootInfo Vmm::load_kernel() {
+  x86::write_boot_tables(memory_);
+  boot::LinuxBootConfig boot_config;
+  boot_config.kernel_path = config_.kernel_path;
+  boot_config.initrd_path = config_.initrd_path;
+  boot_config.cmdline = config_.cmdline;
+  boot_config.rng_seed = random_seed(32);
+  const boot::LinuxBootInfo info = boot::load_linux(memory_, boot_config);
+  spdlog::debug("kernel entry {:#x}, boot_params {:#x}", info.entry, info.boot_params);
+  return info;
+}
+
+void Vmm::setup_vcpus() {
+  Vcpu::install_kick_signal_handler();
+  for (uint32_t i = 0; i < config_.vcpus; ++i) {
+    auto fd = vm_.create_vcpu(i, kvm_.vcpu_mmap_size());
+    x86::setup_vcpu_common(kvm_, *fd, i, config_.vcpus);
+    // The boot vCPU starts at the kernel; the others wait in the in-kernel LAPIC for the
+    // guest's INIT/SIPI.
+    if (i == 0) x86::setup_boot_vcpu_registers(*fd, boot_info_.entry, boot_info_.boot_params);
+    vcpus_.push_back(std::make_unique<Vcpu>(i, std::move(fd), pio_bus_, mmio_bus_, stop_));
+  }
+}
+
+void Vmm::watch_console_input() {
+  if (console_.in < 0) return;
+  auto escape = std::make_shared<ConsoleEscape>();
+  const int in_fd = console_.in;
+  loop_.add(in_fd, EPOLLIN, [this, escape, in_fd](uint32_t) {
+    std::array<uint8_t, 256> buf;
+    const size_t room = std::min(buf.size(), serial_->rx_room());
+    const ssize_t n = ::read(in_fd, buf.data(), room == 0 ? 1 : room);
+    if (n <= 0) {
+      if (n < 0 && (errno == EINTR || errno == EAGAIN)) return;
+      loop_.remove(in_fd);  // end of input: the guest keeps running without a keyboard
+      return;
+    }
+    const ConsoleEscape::Result r = escape->feed(std::span(buf.data(), static_cast<size_t>(n)));
+    serial_->enqueue_input(r.forward);
+    if (r.quit) stop_.request({kExitUserStop, "stopped from the console (Ctrl-A x)"});
+  });
+}
+
+void Vmm::watch_signals() {
+  const sigset_t set = stop_signals();
+  signal_fd_.reset(::signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK));
+  if (!signal_fd_) throw_errno("signalfd");
+  loop_.add(signal_fd_.get(), EPOLLIN, [this](uint32_t) {
+    signalfd_siginfo info{};
+    if (::read(signal_fd_.get(), &info, sizeof(info)) != sizeof(info)) return;
+    stop_.request({kExitUserStop, fmt::format("stopped by signal {}", strsignal(info.ssi_signo))});
+  });
+}
+
+StopReason Vmm::run() {
+  // Stop signals are taken by the event loop through a signalfd; block them (and the vCPU kick
+  // signal, which only vCPU threads unblock) in this thread before any thread inherits the mask.
+  sigset_t blocked = stop_signals();
+  sigaddset(&blocked, SIGRTMIN);
+  sigset_t previous;
+  ::pthread_sigmask(SIG_BLOCK, &blocked, &previous);
+  watch_signals();
+  watch_console_input();
+
+  std::thread loop_thread([this] { loop_.run(); });
+  ::pthread_setname_np(loop_thread.native_handle(), "kiln-events");
+  for (auto& vcpu : vcpus_) vcpu->start();
+
+  StopReason reason = stop_.wait();
+
+  for (auto& vcpu : vcpus_) vcpu->kick();
+  for (auto& vcpu : vcpus_) vcpu->join();
+  loop_.stop();
+  loop_thread.join();
+  // Drain pending stop signals so that restoring the mask does not deliver them.
+  const timespec no_wait{0, 0};
+  while (::sigtimedwait(&blocked, nullptr, &no_wait) > 0) {
+  }
+  ::pthread_sigmask(SIG_SETMASK, &previous, nullptr);
+  return reason;
+}
+
+}  // namespace kiln
