@@ -30,7 +30,8 @@ CliCommand parse_cli(int argc, const char* const* argv) {
       ->check(CLI::IsMember({"off", "error", "warn", "info", "debug", "trace"}))
       ->capture_default_str();
 
-  CLI::App* run = app.add_subcommand("run", "Boot a guest kernel with its console on this terminal");
+  CLI::App* run =
+      app.add_subcommand("run", "Boot a guest kernel with its console on this terminal");
   run->footer(kRunFooter);
   VmConfig& c = cmd.config;
   run->add_option("--kernel", c.kernel_path,

@@ -12,13 +12,13 @@ void Bus::insert(uint64_t base, uint64_t len, std::shared_ptr<BusDevice> device)
   std::unique_lock lock(mutex_);
   auto next = ranges_.lower_bound(base);
   if (next != ranges_.end() && next->first < base + len)
-    throw Error(fmt::format("{} bus: range {:#x}+{:#x} overlaps {:#x}", name_, base, len,
-                            next->first));
+    throw Error(
+        fmt::format("{} bus: range {:#x}+{:#x} overlaps {:#x}", name_, base, len, next->first));
   if (next != ranges_.begin()) {
     auto prev = std::prev(next);
     if (prev->first + prev->second.len > base)
-      throw Error(fmt::format("{} bus: range {:#x}+{:#x} overlaps {:#x}", name_, base, len,
-                              prev->first));
+      throw Error(
+          fmt::format("{} bus: range {:#x}+{:#x} overlaps {:#x}", name_, base, len, prev->first));
   }
   ranges_.emplace(base, Entry{len, std::move(device)});
 }

@@ -38,7 +38,7 @@ class Bus {
   const Entry* find(uint64_t addr, uint64_t size, uint64_t* base) const;
 
   std::string name_;
-  mutable std::shared_mutex mutex_;  // writers: setup/hotplug; readers: vCPU threads
+  mutable std::shared_mutex mutex_;   // writers: setup/hotplug; readers: vCPU threads
   std::map<uint64_t, Entry> ranges_;  // keyed by base
 };
 

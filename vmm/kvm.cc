@@ -37,19 +37,18 @@ KvmSystem::KvmSystem(const std::string& path) {
   if (version != KVM_API_VERSION)
     throw Error(path + ": KVM API version " + std::to_string(version) + ", expected " +
                 std::to_string(KVM_API_VERSION));
-  for (auto [cap, name] : {std::pair{KVM_CAP_IRQCHIP, "KVM_CAP_IRQCHIP"},
-                           std::pair{KVM_CAP_IOEVENTFD, "KVM_CAP_IOEVENTFD"},
-                           std::pair{KVM_CAP_IRQFD, "KVM_CAP_IRQFD"},
-                           std::pair{KVM_CAP_PIT2, "KVM_CAP_PIT2"},
-                           std::pair{KVM_CAP_USER_MEMORY, "KVM_CAP_USER_MEMORY"},
-                           std::pair{KVM_CAP_EXT_CPUID, "KVM_CAP_EXT_CPUID"},
-                           std::pair{KVM_CAP_IMMEDIATE_EXIT, "KVM_CAP_IMMEDIATE_EXIT"}}) {
+  for (auto [cap, name] :
+       {std::pair{KVM_CAP_IRQCHIP, "KVM_CAP_IRQCHIP"},
+        std::pair{KVM_CAP_IOEVENTFD, "KVM_CAP_IOEVENTFD"},
+        std::pair{KVM_CAP_IRQFD, "KVM_CAP_IRQFD"}, std::pair{KVM_CAP_PIT2, "KVM_CAP_PIT2"},
+        std::pair{KVM_CAP_USER_MEMORY, "KVM_CAP_USER_MEMORY"},
+        std::pair{KVM_CAP_EXT_CPUID, "KVM_CAP_EXT_CPUID"},
+        std::pair{KVM_CAP_IMMEDIATE_EXIT, "KVM_CAP_IMMEDIATE_EXIT"}}) {
     if (check_extension(cap) <= 0)
       throw Error(path + ": the host's KVM lacks " + name + ", which Kiln requires");
   }
   vcpu_mmap_size_ = ::ioctl(fd_.get(), KVM_GET_VCPU_MMAP_SIZE, 0);
-  if (vcpu_mmap_size_ < static_cast<int>(sizeof(kvm_run)))
-    throw_errno("KVM_GET_VCPU_MMAP_SIZE");
+  if (vcpu_mmap_size_ < static_cast<int>(sizeof(kvm_run))) throw_errno("KVM_GET_VCPU_MMAP_SIZE");
 }
 
 int KvmSystem::check_extension(long cap) const {
@@ -137,16 +136,18 @@ std::unique_ptr<VcpuFd> VmFd::create_vcpu(uint32_t index, int mmap_size) {
 
 VcpuFd::VcpuFd(UniqueFd fd, Mapping run) : fd_(std::move(fd)), run_(std::move(run)) {}
 
-int VcpuFd::run() { return ::ioctl(fd_.get(), KVM_RUN, 0) < 0 ? -errno : 0; }
+int VcpuFd::run() {
+  return ::ioctl(fd_.get(), KVM_RUN, 0) < 0 ? -errno : 0;
+}
 
-#define KILN_VCPU_GET(type, ioctl_nr, method)                         \
-  type VcpuFd::method() const {                                       \
-    type value{};                                                     \
+#define KILN_VCPU_GET(type, ioctl_nr, method)                             \
+  type VcpuFd::method() const {                                           \
+    type value{};                                                         \
     if (::ioctl(fd_.get(), ioctl_nr, &value) < 0) throw_errno(#ioctl_nr); \
-    return value;                                                     \
+    return value;                                                         \
   }
-#define KILN_VCPU_SET(type, ioctl_nr, method)                         \
-  void VcpuFd::method(const type& value) {                            \
+#define KILN_VCPU_SET(type, ioctl_nr, method)                             \
+  void VcpuFd::method(const type& value) {                                \
     if (::ioctl(fd_.get(), ioctl_nr, &value) < 0) throw_errno(#ioctl_nr); \
   }
 KILN_VCPU_GET(kvm_regs, KVM_GET_REGS, get_regs)

@@ -7,8 +7,8 @@
 namespace kiln {
 
 Mapping Mapping::anonymous(size_t size) {
-  void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-                   -1, 0);
+  void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (p == MAP_FAILED) throw_errno("mmap of " + std::to_string(size >> 20) + " MiB of guest RAM");
   // Guest RAM is never useful in a core dump of the VMM and may hold secrets.
   ::madvise(p, size, MADV_DONTDUMP);

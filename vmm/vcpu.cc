@@ -14,19 +14,30 @@ namespace kiln {
 
 namespace {
 
-int kick_signal() { return SIGRTMIN; }
+int kick_signal() {
+  return SIGRTMIN;
+}
 
 const char* exit_reason_name(uint32_t reason) {
   switch (reason) {
-    case KVM_EXIT_UNKNOWN: return "KVM_EXIT_UNKNOWN";
-    case KVM_EXIT_EXCEPTION: return "KVM_EXIT_EXCEPTION";
-    case KVM_EXIT_HYPERCALL: return "KVM_EXIT_HYPERCALL";
-    case KVM_EXIT_DEBUG: return "KVM_EXIT_DEBUG";
-    case KVM_EXIT_HLT: return "KVM_EXIT_HLT";
-    case KVM_EXIT_FAIL_ENTRY: return "KVM_EXIT_FAIL_ENTRY";
-    case KVM_EXIT_SHUTDOWN: return "KVM_EXIT_SHUTDOWN";
-    case KVM_EXIT_INTERNAL_ERROR: return "KVM_EXIT_INTERNAL_ERROR";
-    default: return "unexpected exit";
+    case KVM_EXIT_UNKNOWN:
+      return "KVM_EXIT_UNKNOWN";
+    case KVM_EXIT_EXCEPTION:
+      return "KVM_EXIT_EXCEPTION";
+    case KVM_EXIT_HYPERCALL:
+      return "KVM_EXIT_HYPERCALL";
+    case KVM_EXIT_DEBUG:
+      return "KVM_EXIT_DEBUG";
+    case KVM_EXIT_HLT:
+      return "KVM_EXIT_HLT";
+    case KVM_EXIT_FAIL_ENTRY:
+      return "KVM_EXIT_FAIL_ENTRY";
+    case KVM_EXIT_SHUTDOWN:
+      return "KVM_EXIT_SHUTDOWN";
+    case KVM_EXIT_INTERNAL_ERROR:
+      return "KVM_EXIT_INTERNAL_ERROR";
+    default:
+      return "unexpected exit";
   }
 }
 
@@ -76,8 +87,8 @@ void Vcpu::run_loop() {
       const int rc = fd_->run();
       if (rc == -EINTR || rc == -EAGAIN) continue;
       if (rc < 0) {
-        stop_.request({kExitVmError, fmt::format("vCPU {}: KVM_RUN failed: {}", index_,
-                                                 std::strerror(-rc))});
+        stop_.request(
+            {kExitVmError, fmt::format("vCPU {}: KVM_RUN failed: {}", index_, std::strerror(-rc))});
         return;
       }
       if (!handle_exit()) return;
@@ -108,8 +119,8 @@ bool Vcpu::handle_exit() {
           stop_.request({kExitGuestStopped, "guest reset"});
           return false;
         default:
-          stop_.request({kExitVmError, fmt::format("vCPU {}: guest system event {} (crash)",
-                                                   index_, run.system_event.type)});
+          stop_.request({kExitVmError, fmt::format("vCPU {}: guest system event {} (crash)", index_,
+                                                   run.system_event.type)});
           return false;
       }
     case KVM_EXIT_SHUTDOWN:
@@ -121,16 +132,16 @@ bool Vcpu::handle_exit() {
       stop_.request({kExitVmError, internal_error_description(run)});
       return false;
     case KVM_EXIT_FAIL_ENTRY:
-      stop_.request({kExitVmError,
-                     fmt::format("vCPU {}: KVM could not enter the guest (KVM_EXIT_FAIL_ENTRY, "
-                                 "hardware reason {:#x}) at {}",
-                                 index_, run.fail_entry.hardware_entry_failure_reason,
-                                 rip_text())});
+      stop_.request(
+          {kExitVmError,
+           fmt::format("vCPU {}: KVM could not enter the guest (KVM_EXIT_FAIL_ENTRY, "
+                       "hardware reason {:#x}) at {}",
+                       index_, run.fail_entry.hardware_entry_failure_reason, rip_text())});
       return false;
     default:
-      stop_.request({kExitVmError, fmt::format("vCPU {}: unhandled exit {} ({}) at {}", index_,
-                                               run.exit_reason, exit_reason_name(run.exit_reason),
-                                               rip_text())});
+      stop_.request({kExitVmError,
+                     fmt::format("vCPU {}: unhandled exit {} ({}) at {}", index_, run.exit_reason,
+                                 exit_reason_name(run.exit_reason), rip_text())});
       return false;
   }
 }
@@ -174,16 +185,17 @@ std::string Vcpu::rip_text() const {
 }
 
 std::string Vcpu::internal_error_description(const kvm_run& run) const {
-  std::string text = fmt::format("vCPU {}: KVM internal error, suberror {}", index_,
-                                 run.internal.suberror);
+  std::string text =
+      fmt::format("vCPU {}: KVM internal error, suberror {}", index_, run.internal.suberror);
   if (run.internal.suberror == KVM_INTERNAL_ERROR_EMULATION) text += " (emulation failure)";
   text += " at " + rip_text();
   if (run.internal.suberror == KVM_INTERNAL_ERROR_EMULATION &&
       (run.emulation_failure.flags & KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES)) {
-    const size_t n = std::min<size_t>(run.emulation_failure.insn_size,
-                                      sizeof(run.emulation_failure.insn_bytes));
+    const size_t n =
+        std::min<size_t>(run.emulation_failure.insn_size, sizeof(run.emulation_failure.insn_bytes));
     text += ", instruction bytes:";
-    for (size_t i = 0; i < n; ++i) text += fmt::format(" {:02x}", run.emulation_failure.insn_bytes[i]);
+    for (size_t i = 0; i < n; ++i)
+      text += fmt::format(" {:02x}", run.emulation_failure.insn_bytes[i]);
   } else {
     const size_t n = std::min<size_t>(run.internal.ndata, std::size(run.internal.data));
     if (n) text += ", data:";

@@ -19,7 +19,7 @@ struct VmConfig {
 
 // Console wiring: where the guest's serial output goes and where its input comes from.
 struct ConsoleFds {
-  int in = 0;   // -1: no input
+  int in = 0;  // -1: no input
   int out = 1;
 };
 

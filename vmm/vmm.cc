@@ -20,7 +20,7 @@ namespace kiln {
 
 namespace {
 
-constexpr uint64_t kTssAddr = 0xfffbd000;           // three pages KVM needs on Intel VMX
+constexpr uint64_t kTssAddr = 0xfffbd000;          // three pages KVM needs on Intel VMX
 constexpr uint64_t kIdentityMapAddr = 0xfffbc000;  // one page, just below
 
 std::vector<uint8_t> random_seed(size_t n) {
@@ -55,8 +55,8 @@ Vmm::Vmm(const VmConfig& config, ConsoleFds console)
       vm_(kvm_) {
   const int max_vcpus = kvm_.max_vcpus();
   if (config_.vcpus == 0 || config_.vcpus > static_cast<uint32_t>(max_vcpus))
-    throw UsageError(fmt::format("--cpus {}: this host's KVM allows 1 to {} vCPUs", config_.vcpus,
-                                 max_vcpus));
+    throw UsageError(
+        fmt::format("--cpus {}: this host's KVM allows 1 to {} vCPUs", config_.vcpus, max_vcpus));
   setup_memory();
   vm_.set_tss_addr(kTssAddr);
   vm_.set_identity_map_addr(kIdentityMapAddr);
@@ -93,7 +93,7 @@ void Vmm::setup_devices() {
           done += static_cast<size_t>(n);
         }
       },
-      [serial_irq] { serial_irq->signal(); });
+      [serial_irq] { serial_irq->signal(); }, [this] { rx_space_.signal(); });
   pio_bus_.insert(Serial::kCom1Port, 8, serial_);
   pio_bus_.insert(I8042::kDataPort, I8042::kCommandPort - I8042::kDataPort + 1,
                   std::make_shared<I8042>([this] {
@@ -127,18 +127,35 @@ void Vmm::setup_vcpus() {
 
 void Vmm::watch_console_input() {
   if (console_.in < 0) return;
-  auto escape = std::make_shared<ConsoleEscape>();
+  // Input is read only while the UART has room; when it is full, stdin is left unread (the tty
+  // or pipe holds it) until the guest drains the UART and rx_space_ fires.
+  loop_.add(rx_space_.fd(), EPOLLIN, [this](uint32_t) {
+    rx_space_.consume();
+    if (!console_paused_) return;
+    console_paused_ = false;
+    add_console_input();
+  });
+  add_console_input();
+}
+
+void Vmm::add_console_input() {
   const int in_fd = console_.in;
-  loop_.add(in_fd, EPOLLIN, [this, escape, in_fd](uint32_t) {
+  loop_.add(in_fd, EPOLLIN, [this, in_fd](uint32_t) {
     std::array<uint8_t, 256> buf;
     const size_t room = std::min(buf.size(), serial_->rx_room());
-    const ssize_t n = ::read(in_fd, buf.data(), room == 0 ? 1 : room);
+    if (room == 0) {
+      loop_.remove(in_fd);
+      console_paused_ = true;
+      return;
+    }
+    const ssize_t n = ::read(in_fd, buf.data(), room);
     if (n <= 0) {
       if (n < 0 && (errno == EINTR || errno == EAGAIN)) return;
       loop_.remove(in_fd);  // end of input: the guest keeps running without a keyboard
       return;
     }
-    const ConsoleEscape::Result r = escape->feed(std::span(buf.data(), static_cast<size_t>(n)));
+    const ConsoleEscape::Result r =
+        console_escape_.feed(std::span(buf.data(), static_cast<size_t>(n)));
     serial_->enqueue_input(r.forward);
     if (r.quit) stop_.request({kExitUserStop, "stopped from the console (Ctrl-A x)"});
   });

@@ -11,6 +11,7 @@
 #include "boot/linux_loader.h"
 #include "devices/legacy/serial.h"
 #include "vmm/bus.h"
+#include "vmm/console_escape.h"
 #include "vmm/event_fd.h"
 #include "vmm/event_loop.h"
 #include "vmm/guest_memory.h"
@@ -37,6 +38,7 @@ class Vmm {
   boot::LinuxBootInfo load_kernel();
   void setup_vcpus();
   void watch_console_input();
+  void add_console_input();
   void watch_signals();
 
   VmConfig config_;
@@ -52,6 +54,9 @@ class Vmm {
   Bus mmio_bus_{"MMIO"};
   EventLoop loop_;
   std::shared_ptr<Serial> serial_;
+  EventFd rx_space_;             // the UART has receive room again
+  bool console_paused_ = false;  // event-loop thread only
+  ConsoleEscape console_escape_;
   std::vector<std::unique_ptr<Vcpu>> vcpus_;
   UniqueFd signal_fd_;
 };

@@ -61,7 +61,7 @@ kvm_segment SegmentDescriptor::to_kvm() const {
 }
 
 uint64_t SegmentDescriptor::to_gdt_entry() const {
-  const uint64_t limit = 0xfffff;  // in 4 KiB units
+  const uint64_t limit = 0xfffff;                                              // in 4 KiB units
   const uint64_t access = (1ull << 7) | (uint64_t{code_or_data} << 4) | type;  // P, S, type
   const uint64_t flags = (1ull << 3) | (uint64_t{big} << 2) | (uint64_t{long_mode} << 1);
   return (limit & 0xffff) | (access << 40) | (((limit >> 16) & 0xf) << 48) | (flags << 52);
@@ -101,8 +101,8 @@ std::vector<kvm_cpuid_entry2> vcpu_cpuid(std::vector<kvm_cpuid_entry2> supported
     switch (e.function) {
       case 0x1:
         e.ebx = (index << 24) | ((count & 0xff) << 16) | (8u << 8);  // APIC id, count, clflush 64B
-        e.ecx |= 1u << 31;                                             // running under a hypervisor
-        if (count > 1) e.edx |= 1u << 28;                              // HTT: count field valid
+        e.ecx |= 1u << 31;                                           // running under a hypervisor
+        if (count > 1) e.edx |= 1u << 28;                            // HTT: count field valid
         break;
       case 0xb:
       case 0x1f:
@@ -137,10 +137,17 @@ std::vector<kvm_msr_entry> boot_msrs() {
     return e;
   };
   return {
-      msr(kMsrSysenterCs, 0),   msr(kMsrSysenterEsp, 0),   msr(kMsrSysenterEip, 0),
-      msr(kMsrStar, 0),         msr(kMsrCstar, 0),         msr(kMsrKernelGsBase, 0),
-      msr(kMsrSyscallMask, 0),  msr(kMsrLstar, 0),         msr(kMsrIa32Tsc, 0),
-      msr(kMsrMiscEnable, 1),   msr(kMsrMtrrDefType, (1u << 11) | 6),
+      msr(kMsrSysenterCs, 0),
+      msr(kMsrSysenterEsp, 0),
+      msr(kMsrSysenterEip, 0),
+      msr(kMsrStar, 0),
+      msr(kMsrCstar, 0),
+      msr(kMsrKernelGsBase, 0),
+      msr(kMsrSyscallMask, 0),
+      msr(kMsrLstar, 0),
+      msr(kMsrIa32Tsc, 0),
+      msr(kMsrMiscEnable, 1),
+      msr(kMsrMtrrDefType, (1u << 11) | 6),
   };
 }
 

@@ -27,8 +27,10 @@ constexpr uint8_t kLsrIdle = 0x40;
 constexpr uint8_t kMsrDcd = 0x80, kMsrDsr = 0x20, kMsrCts = 0x10;
 }  // namespace
 
-Serial::Serial(Output output, RaiseIrq raise_irq)
-    : output_(std::move(output)), raise_irq_(std::move(raise_irq)) {}
+Serial::Serial(Output output, RaiseIrq raise_irq, Notify rx_space)
+    : output_(std::move(output)),
+      raise_irq_(std::move(raise_irq)),
+      rx_space_(std::move(rx_space)) {}
 
 void Serial::read(uint64_t offset, std::span<uint8_t> data) {
   std::fill(data.begin(), data.end(), 0);
@@ -43,7 +45,9 @@ void Serial::write(uint64_t offset, std::span<const uint8_t> data) {
   write_register(offset, data[0]);
 }
 
-bool Serial::loopback() const { return mcr_ & kMcrLoop; }
+bool Serial::loopback() const {
+  return mcr_ & kMcrLoop;
+}
 
 uint8_t Serial::interrupt_identification() const {
   if ((ier_ & kIerRxData) && !rx_.empty()) return kIirRxData;
@@ -63,6 +67,10 @@ uint8_t Serial::read_register(uint64_t offset) {
       if (rx_.empty()) return 0;
       const uint8_t byte = rx_.front();
       rx_.pop_front();
+      if (rx_was_full_) {
+        rx_was_full_ = false;
+        if (rx_space_) rx_space_();
+      }
       // More data still waiting: tell the guest again.
       update_interrupt(!rx_.empty());
       return byte;
@@ -143,6 +151,7 @@ void Serial::write_register(uint64_t offset, uint8_t value) {
 size_t Serial::enqueue_input(std::span<const uint8_t> bytes) {
   std::lock_guard lock(mutex_);
   const size_t n = std::min(bytes.size(), kRxCapacity - rx_.size());
+  if (n < bytes.size()) rx_was_full_ = true;
   if (n == 0) return 0;
   const bool was_empty = rx_.empty();
   rx_.insert(rx_.end(), bytes.begin(), bytes.begin() + static_cast<std::ptrdiff_t>(n));

@@ -16,11 +16,14 @@ class Serial : public BusDevice {
  public:
   using Output = std::function<void(std::span<const uint8_t>)>;
   using RaiseIrq = std::function<void()>;
+  using Notify = std::function<void()>;
   static constexpr uint16_t kCom1Port = 0x3f8;
   static constexpr uint32_t kCom1Irq = 4;
   static constexpr size_t kRxCapacity = 64 * 1024;
 
-  Serial(Output output, RaiseIrq raise_irq);
+  // `rx_space` (optional) is called when the guest frees receive-buffer room after
+  // enqueue_input() could not take everything: the console resumes reading its input then.
+  Serial(Output output, RaiseIrq raise_irq, Notify rx_space = {});
 
   void read(uint64_t offset, std::span<uint8_t> data) override;
   void write(uint64_t offset, std::span<const uint8_t> data) override;
@@ -40,6 +43,8 @@ class Serial : public BusDevice {
   mutable std::mutex mutex_;
   Output output_;
   RaiseIrq raise_irq_;
+  Notify rx_space_;
+  bool rx_was_full_ = false;
   std::deque<uint8_t> rx_;
   uint8_t ier_ = 0;
   uint8_t lcr_ = 0x03;  // 8N1

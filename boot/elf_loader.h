@@ -1,0 +1,22 @@
+// ELF64 vmlinux images: validation and segment layout.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "boot/kernel_image.h"
+#include "vmm/guest_memory.h"
+
+namespace kiln::boot {
+
+// True if `file` starts with the ELF magic.
+bool is_elf(std::span<const uint8_t> file);
+
+// Validates an ELF64 x86-64 ET_EXEC image against the file size and guest RAM (every PT_LOAD
+// segment inside RAM, at or above 1 MiB) and computes the physical entry point. Writes nothing.
+// Throws kiln::UsageError "kernel <path>: <reason>".
+KernelImage parse_elf(const GuestMemory& mem, const std::string& path, std::vector<uint8_t> file);
+
+}  // namespace kiln::boot

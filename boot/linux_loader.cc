@@ -1,0 +1,88 @@
+#include "boot/linux_loader.h"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "arch/x86_64/layout.h"
+#include "boot/boot_params.h"
+#include "boot/bzimage.h"
+#include "boot/elf_loader.h"
+#include "boot/image_file.h"
+#include "vmm/error.h"
+
+namespace kiln::boot {
+
+namespace {
+
+// The fixed low-memory areas Kiln writes must be RAM; checked before anything is written.
+void check_boot_areas(const GuestMemory& mem, uint64_t cmdline_len, uint64_t seed_len) {
+  struct Area {
+    Gpa addr;
+    uint64_t len;
+    const char* what;
+  };
+  const Area areas[] = {
+      {x86::kBootParamsAddr, sizeof(boot_params), "boot_params"},
+      {x86::kCmdlineAddr, cmdline_len + 1, "command line"},
+      {x86::kSetupDataAddr, seed_len ? sizeof(setup_data) + seed_len : 0, "setup_data"},
+  };
+  for (const Area& a : areas)
+    if (!mem.slice(a.addr, a.len))
+      throw UsageError(fmt::format("guest RAM {} does not cover the {} at {:#x}", describe_ram(mem),
+                                   a.what, a.addr));
+}
+
+}  // namespace
+
+KernelImage parse_kernel(const GuestMemory& mem, const std::string& path) {
+  if (mem.regions().empty()) throw Error("cannot load a kernel: the VM has no RAM");
+  std::vector<uint8_t> file = read_image_file("kernel", path);
+  if (is_elf(file)) return parse_elf(mem, path, std::move(file));
+  if (is_bzimage(file)) return parse_bzimage(mem, path, std::move(file));
+  throw UsageError(fmt::format("kernel {}: not an ELF or bzImage (bad magic)", path));
+}
+
+LinuxBootInfo load_linux(const GuestMemory& mem, const LinuxBootConfig& cfg) {
+  // Validate everything first.
+  const KernelImage image = parse_kernel(mem, cfg.kernel_path);
+  check_cmdline(image, cfg.cmdline);
+
+  std::vector<uint8_t> initrd;
+  BootParamsInputs in;
+  if (!cfg.initrd_path.empty()) {
+    initrd = read_image_file("initrd", cfg.initrd_path);
+    if (initrd.empty()) throw UsageError(fmt::format("initrd {}: file is empty", cfg.initrd_path));
+    in.initrd_addr = place_initrd(mem, image, cfg.initrd_path, initrd.size());
+    in.initrd_size = initrd.size();
+  }
+
+  bool use_seed = !cfg.rng_seed.empty();
+  if (use_seed && !image.setup_data_ok) {
+    spdlog::warn("kernel {}: boot protocol {:#06x} has no setup_data; not passing the RNG seed",
+                 cfg.kernel_path, uint16_t{image.header.version});
+    use_seed = false;
+  }
+  if (use_seed) {
+    check_rng_seed(cfg.rng_seed);
+    in.setup_data = x86::kSetupDataAddr;
+  }
+  check_boot_areas(mem, cfg.cmdline.size(), use_seed ? cfg.rng_seed.size() : 0);
+  const boot_params params = make_boot_params(mem, image, in);
+
+  // Then write.
+  write_kernel(mem, image);
+  if (!initrd.empty()) mem.checked_write(in.initrd_addr, initrd, "initrd " + cfg.initrd_path);
+  write_cmdline(mem, cfg.cmdline);
+  if (use_seed) write_rng_seed(mem, cfg.rng_seed);
+  write_boot_params(mem, params);
+
+  spdlog::info(
+      "kernel {} ({}): entry {:#x}, ends at {:#x}{}", cfg.kernel_path,
+      image.format == KernelImage::Format::kElf ? "ELF" : "bzImage", image.entry, image.end,
+      initrd.empty()
+          ? std::string()
+          : fmt::format("; initrd at {:#x} ({})", in.initrd_addr, format_size(in.initrd_size)));
+  return LinuxBootInfo{image.entry, x86::kBootParamsAddr};
+}
+
+}  // namespace kiln::boot

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# One-time setup of a fresh Debian 12 machine for Kiln: installs the Debian packages the build
+# and the tests need, then configures and builds into build/ (the kiln binary, the unit and
+# end-to-end tests, and the freestanding test guests). Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(
+  build-essential g++ binutils meson ninja-build pkg-config python3   # toolchain
+  linux-libc-dev                                                      # KVM and boot headers
+  libspdlog-dev libfmt-dev libcli11-dev libtoml11-dev nlohmann-json3-dev libfdt-dev
+  libgtest-dev                                                        # tests
+  clang-format                                                        # style check
+  qemu-system-x86                                                     # guest self-check, benchmarks
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}"
+  sudo_cmd=()
+  [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+  "${sudo_cmd[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+[ -f build/build.ninja ] || meson setup build
+meson compile -C build
+echo "setup: done; the VMM is build/kiln. Run the tests with: scripts/test.sh"

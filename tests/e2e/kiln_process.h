@@ -1,0 +1,53 @@
+// Runs the real `kiln` binary as a child process for end-to-end tests: feeds stdin (optionally
+// only after the guest printed a prompt), collects stdout/stderr, enforces a time limit.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace kiln::e2e {
+
+struct KilnRun {
+  int exit_code = -1;  // -1: killed on timeout or by a signal
+  bool timed_out = false;
+  std::string out;
+  std::string err;
+};
+
+struct KilnInput {
+  std::string wait_for;  // write `data` once stdout contains this (empty: at once)
+  std::string data;
+  bool close_stdin = false;  // close stdin after writing
+};
+
+// Path of build/kiln and of a built test guest ("hello", ".elf"/".bzimage"), from the
+// environment meson sets (KILN_BIN, KILN_GUEST_DIR).
+std::string kiln_binary();
+std::string guest_path(const std::string& name, const std::string& kind = ".elf");
+
+KilnRun run_kiln(const std::vector<std::string>& args, const KilnInput& input = {},
+                 int timeout_seconds = 120);
+
+// True when /dev/kvm opens for read/write here; otherwise `why` says what failed.
+bool kvm_usable(std::string* why);
+
+// A temporary file removed when the object goes away.
+class TempFile {
+ public:
+  explicit TempFile(const std::string& contents);
+  ~TempFile();
+  TempFile(const TempFile&) = delete;
+  TempFile& operator=(const TempFile&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+}  // namespace kiln::e2e
+
+#define KILN_REQUIRE_KVM()                                                           \
+  do {                                                                               \
+    std::string why_;                                                                \
+    if (!::kiln::e2e::kvm_usable(&why_)) GTEST_SKIP() << "needs /dev/kvm: " << why_; \
+  } while (0)

@@ -1,0 +1,297 @@
+// Zero page contents: e820, command line, initrd placement, RNG seed setup_data.
+#include <asm/bootparam.h>
+#include <elf.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstddef>
+#include <cstdlib>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "arch/x86_64/layout.h"
+#include "boot/boot_params.h"
+#include "boot/image_file.h"
+#include "boot/linux_loader.h"
+#include "vmm/error.h"
+#include "vmm/guest_memory.h"
+
+namespace kiln::boot {
+namespace {
+
+constexpr uint64_t kMiB = 1 << 20;
+constexpr uint64_t kGiB = 1 << 30;
+
+// A file in $TMPDIR holding `bytes`, removed on destruction.
+class TempFile {
+ public:
+  explicit TempFile(const std::vector<uint8_t>& bytes) {
+    const char* dir = std::getenv("TMPDIR");
+    std::string name = std::string(dir && *dir ? dir : "/tmp") + "/kiln_boot_params_XXXXXX";
+    const int fd = ::mkstemp(name.data());
+    if (fd < 0) throw std::runtime_error("mkstemp failed");
+    size_t done = 0;
+    while (done < bytes.size()) {
+      const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
+      if (n <= 0) break;
+      done += static_cast<size_t>(n);
+    }
+    ::close(fd);
+    if (done != bytes.size()) throw std::runtime_error("short write to " + name);
+    path_ = name;
+  }
+  ~TempFile() { ::unlink(path_.c_str()); }
+  TempFile(const TempFile&) = delete;
+  TempFile& operator=(const TempFile&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+std::vector<uint8_t> pattern(size_t n, uint8_t seed) {
+  std::vector<uint8_t> v(n);
+  for (size_t i = 0; i < n; ++i) v[i] = static_cast<uint8_t>(seed + i * 31);
+  return v;
+}
+
+// An identity-mapped ELF vmlinux with one PT_LOAD segment [paddr, paddr + memsz).
+std::vector<uint8_t> make_elf(uint64_t paddr, uint64_t memsz) {
+  const std::vector<uint8_t> text = pattern(0x100, 1);
+  const size_t data_off = sizeof(Elf64_Ehdr) + sizeof(Elf64_Phdr);
+  std::vector<uint8_t> file(data_off + text.size());
+  Elf64_Ehdr eh{};
+  std::memcpy(eh.e_ident, ELFMAG, SELFMAG);
+  eh.e_ident[EI_CLASS] = ELFCLASS64;
+  eh.e_ident[EI_DATA] = ELFDATA2LSB;
+  eh.e_ident[EI_VERSION] = EV_CURRENT;
+  eh.e_type = ET_EXEC;
+  eh.e_machine = EM_X86_64;
+  eh.e_version = EV_CURRENT;
+  eh.e_entry = paddr;
+  eh.e_phoff = sizeof(Elf64_Ehdr);
+  eh.e_ehsize = sizeof(Elf64_Ehdr);
+  eh.e_phentsize = sizeof(Elf64_Phdr);
+  eh.e_phnum = 1;
+  Elf64_Phdr ph{};
+  ph.p_type = PT_LOAD;
+  ph.p_offset = data_off;
+  ph.p_vaddr = paddr;
+  ph.p_paddr = paddr;
+  ph.p_filesz = text.size();
+  ph.p_memsz = memsz;
+  std::memcpy(file.data(), &eh, sizeof(eh));
+  std::memcpy(file.data() + sizeof(eh), &ph, sizeof(ph));
+  std::memcpy(file.data() + data_off, text.data(), text.size());
+  return file;
+}
+
+std::vector<uint8_t> guest_bytes(const GuestMemory& mem, Gpa gpa, size_t n) {
+  std::vector<uint8_t> out(n);
+  EXPECT_TRUE(mem.read(gpa, out));
+  return out;
+}
+
+boot_params read_zero_page(const GuestMemory& mem) {
+  const auto bp = mem.read_obj<boot_params>(x86::kBootParamsAddr);
+  EXPECT_TRUE(bp);
+  return bp.value_or(boot_params{});
+}
+
+std::string load_error(const GuestMemory& mem, const LinuxBootConfig& cfg) {
+  try {
+    load_linux(mem, cfg);
+  } catch (const UsageError& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "load_linux did not throw UsageError";
+  return {};
+}
+
+void expect_e820(const boot_e820_entry& e, uint64_t addr, uint64_t size) {
+  EXPECT_EQ(e.addr, addr);
+  EXPECT_EQ(e.size, size);
+  EXPECT_EQ(e.type, kE820Ram);
+}
+
+class BootParams : public ::testing::Test {
+ protected:
+  GuestMemory mem_{{{0, 64 * kMiB}}};
+  TempFile kernel_{make_elf(0x1000000, 0x200000)};  // [16 MiB, 18 MiB)
+};
+
+TEST(BootE820, SixtyFourMiB) {
+  GuestMemory mem({{0, 64 * kMiB}});
+  const auto map = build_e820(mem);
+  ASSERT_EQ(map.size(), 2u);
+  expect_e820(map[0], 0, x86::kEbdaStart);
+  expect_e820(map[1], x86::kHighMemStart, 64 * kMiB - x86::kHighMemStart);
+}
+
+TEST(BootE820, AboveFourGiB) {
+  GuestMemory mem(x86::ram_ranges(3 * kGiB + 64 * kMiB));
+  const auto map = build_e820(mem);
+  ASSERT_EQ(map.size(), 3u);
+  expect_e820(map[0], 0, x86::kEbdaStart);
+  expect_e820(map[1], x86::kHighMemStart, x86::kMmioHoleStart - x86::kHighMemStart);
+  expect_e820(map[2], x86::kMmioHoleEnd, 64 * kMiB);
+}
+
+TEST_F(BootParams, E820InZeroPage) {
+  load_linux(mem_, {.kernel_path = kernel_.path()});
+  const boot_params bp = read_zero_page(mem_);
+  ASSERT_EQ(bp.e820_entries, 2);
+  expect_e820(bp.e820_table[0], 0, x86::kEbdaStart);
+  expect_e820(bp.e820_table[1], x86::kHighMemStart, 64 * kMiB - x86::kHighMemStart);
+  EXPECT_EQ(bp.e820_table[2].size, 0u);  // the rest of the table stays zero
+  EXPECT_EQ(bp.e820_table[2].type, 0u);
+}
+
+TEST_F(BootParams, CommandLine) {
+  const std::string cmdline = "console=ttyS0 root=/dev/vda rw";
+  ASSERT_TRUE(mem_.fill(x86::kCmdlineAddr, 0xee, 256));
+  load_linux(mem_, {.kernel_path = kernel_.path(), .cmdline = cmdline});
+  const auto bytes = guest_bytes(mem_, x86::kCmdlineAddr, cmdline.size() + 1);
+  EXPECT_EQ(std::string(bytes.begin(), bytes.end() - 1), cmdline);
+  EXPECT_EQ(bytes.back(), 0);
+  const boot_params bp = read_zero_page(mem_);
+  EXPECT_EQ(bp.hdr.cmd_line_ptr, x86::kCmdlineAddr);
+  EXPECT_EQ(bp.ext_cmd_line_ptr, 0u);
+}
+
+TEST_F(BootParams, EmptyCommandLineIsNulTerminated) {
+  ASSERT_TRUE(mem_.fill(x86::kCmdlineAddr, 0xee, 16));
+  load_linux(mem_, {.kernel_path = kernel_.path()});
+  EXPECT_EQ(guest_bytes(mem_, x86::kCmdlineAddr, 1), std::vector<uint8_t>{0});
+}
+
+TEST_F(BootParams, LongestCommandLineAccepted) {
+  EXPECT_NO_THROW(
+      load_linux(mem_, {.kernel_path = kernel_.path(), .cmdline = std::string(2047, 'x')}));
+}
+
+TEST_F(BootParams, CommandLineTooLong) {
+  const std::string msg =
+      load_error(mem_, {.kernel_path = kernel_.path(), .cmdline = std::string(3000, 'x')});
+  EXPECT_NE(msg.find("command line is 3000 bytes; this kernel accepts at most 2047"),
+            std::string::npos)
+      << msg;
+  // Validation failed before anything was written.
+  EXPECT_EQ(guest_bytes(mem_, 0x1000000, 0x100), std::vector<uint8_t>(0x100, 0));
+  EXPECT_EQ(guest_bytes(mem_, x86::kCmdlineAddr, 16), std::vector<uint8_t>(16, 0));
+}
+
+TEST_F(BootParams, CommandLineWithNul) {
+  const std::string msg =
+      load_error(mem_, {.kernel_path = kernel_.path(), .cmdline = std::string("a\0b", 3)});
+  EXPECT_NE(msg.find("NUL"), std::string::npos) << msg;
+}
+
+TEST_F(BootParams, InitrdAtTopOfRamPageAligned) {
+  const auto data = pattern(3 * 4096 + 123, 9);
+  TempFile initrd(data);
+  load_linux(mem_, {.kernel_path = kernel_.path(), .initrd_path = initrd.path()});
+  const boot_params bp = read_zero_page(mem_);
+  const uint64_t addr = bp.hdr.ramdisk_image | uint64_t{bp.ext_ramdisk_image} << 32;
+  EXPECT_EQ(addr % 4096, 0u);
+  EXPECT_EQ(addr, 64 * kMiB - 4 * 4096);  // highest aligned start that still fits
+  EXPECT_LE(addr + data.size(), 64 * kMiB);
+  EXPECT_EQ(bp.hdr.ramdisk_size, data.size());
+  EXPECT_EQ(bp.ext_ramdisk_size, 0u);
+  EXPECT_EQ(guest_bytes(mem_, addr, data.size()), data);
+}
+
+TEST(BootInitrd, BelowTwoGiBWithLargeMemory) {
+  GuestMemory mem(x86::ram_ranges(3 * kGiB + 64 * kMiB));
+  TempFile kernel(make_elf(0x1000000, 0x200000));
+  const auto data = pattern(5000, 3);
+  TempFile initrd(data);
+  load_linux(mem, {.kernel_path = kernel.path(), .initrd_path = initrd.path()});
+  const boot_params bp = read_zero_page(mem);
+  EXPECT_EQ(bp.hdr.ramdisk_image, 0x80000000u - 8192);
+  EXPECT_EQ(bp.ext_ramdisk_image, 0u);
+  EXPECT_EQ(guest_bytes(mem, bp.hdr.ramdisk_image, data.size()), data);
+  ASSERT_EQ(bp.e820_entries, 3);
+  expect_e820(bp.e820_table[2], x86::kMmioHoleEnd, 64 * kMiB);
+}
+
+TEST(BootInitrd, TooBig) {
+  GuestMemory mem({{0, 16 * kMiB}});
+  TempFile kernel(make_elf(0x100000, 0x100000));  // ends at 2 MiB
+  TempFile initrd(std::vector<uint8_t>(15 * kMiB, 7));
+  const std::string msg =
+      load_error(mem, {.kernel_path = kernel.path(), .initrd_path = initrd.path()});
+  EXPECT_NE(msg.find("initrd " + initrd.path() + " (15 MiB) does not fit"), std::string::npos)
+      << msg;
+  EXPECT_NE(msg.find("top of RAM (16 MiB)"), std::string::npos) << msg;
+  EXPECT_EQ(guest_bytes(mem, 0x100000, 0x100), std::vector<uint8_t>(0x100, 0));
+}
+
+TEST(BootInitrd, FitsExactlyAboveKernel) {
+  GuestMemory mem({{0, 16 * kMiB}});
+  TempFile kernel(make_elf(0x100000, 0x100000));  // ends at 2 MiB
+  TempFile initrd(std::vector<uint8_t>(14 * kMiB, 7));
+  load_linux(mem, {.kernel_path = kernel.path(), .initrd_path = initrd.path()});
+  EXPECT_EQ(read_zero_page(mem).hdr.ramdisk_image, 2 * kMiB);
+}
+
+TEST_F(BootParams, MissingInitrd) {
+  const std::string msg =
+      load_error(mem_, {.kernel_path = kernel_.path(), .initrd_path = "/nonexistent/initrd.img"});
+  EXPECT_NE(msg.find("initrd /nonexistent/initrd.img"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("No such file"), std::string::npos) << msg;
+}
+
+TEST_F(BootParams, EmptyInitrd) {
+  TempFile initrd({});
+  const std::string msg =
+      load_error(mem_, {.kernel_path = kernel_.path(), .initrd_path = initrd.path()});
+  EXPECT_NE(msg.find(initrd.path()), std::string::npos) << msg;
+  EXPECT_NE(msg.find("empty"), std::string::npos) << msg;
+}
+
+TEST_F(BootParams, InitrdIsADirectory) {
+  const std::string msg = load_error(mem_, {.kernel_path = kernel_.path(), .initrd_path = "/"});
+  EXPECT_NE(msg.find("initrd /"), std::string::npos) << msg;
+}
+
+TEST_F(BootParams, NoInitrdNoSetupData) {
+  load_linux(mem_, {.kernel_path = kernel_.path()});
+  const boot_params bp = read_zero_page(mem_);
+  EXPECT_EQ(bp.hdr.ramdisk_image, 0u);
+  EXPECT_EQ(bp.hdr.ramdisk_size, 0u);
+  EXPECT_EQ(bp.hdr.setup_data, 0u);
+}
+
+TEST_F(BootParams, RngSeedSetupData) {
+  const auto seed = pattern(32, 0x42);
+  load_linux(mem_, {.kernel_path = kernel_.path(), .rng_seed = seed});
+  const boot_params bp = read_zero_page(mem_);
+  ASSERT_EQ(bp.hdr.setup_data, x86::kSetupDataAddr);
+  // setup_data has a flexible array member, so read its fixed fields one by one.
+  EXPECT_EQ(mem_.read_obj<uint64_t>(x86::kSetupDataAddr + offsetof(setup_data, next)), 0u);
+  EXPECT_EQ(mem_.read_obj<uint32_t>(x86::kSetupDataAddr + offsetof(setup_data, type)),
+            uint32_t{SETUP_RNG_SEED});
+  EXPECT_EQ(mem_.read_obj<uint32_t>(x86::kSetupDataAddr + offsetof(setup_data, len)), seed.size());
+  ASSERT_EQ(sizeof(setup_data), 16u);
+  EXPECT_EQ(guest_bytes(mem_, x86::kSetupDataAddr + sizeof(setup_data), seed.size()), seed);
+}
+
+TEST_F(BootParams, RngSeedTooBig) {
+  const std::string msg = load_error(
+      mem_, {.kernel_path = kernel_.path(), .rng_seed = std::vector<uint8_t>(1 << 20, 1)});
+  EXPECT_NE(msg.find("RNG seed"), std::string::npos) << msg;
+}
+
+TEST(BootSizes, FormatSize) {
+  EXPECT_EQ(format_size(300 * kMiB), "300 MiB");
+  EXPECT_EQ(format_size(3 * kMiB / 2), "1.5 MiB");
+  EXPECT_EQ(format_size(4 * kGiB), "4 GiB");
+  EXPECT_EQ(format_size(2048), "2 KiB");
+  EXPECT_EQ(format_size(100), "100 bytes");
+}
+
+}  // namespace
+}  // namespace kiln::boot

@@ -1,0 +1,110 @@
+#include "devices/legacy/serial.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+namespace kiln {
+namespace {
+
+class SerialTest : public ::testing::Test {
+ protected:
+  uint8_t in(uint64_t offset) {
+    uint8_t v = 0;
+    serial.read(offset, std::span(&v, 1));
+    return v;
+  }
+  void out(uint64_t offset, uint8_t v) { serial.write(offset, std::span(&v, 1)); }
+
+  std::string output;
+  int irqs = 0;
+  Serial serial{[this](std::span<const uint8_t> b) { output.append(b.begin(), b.end()); },
+                [this] { ++irqs; }};
+};
+
+TEST_F(SerialTest, TransmitsToOutput) {
+  for (char c : std::string("hi\n")) out(0, static_cast<uint8_t>(c));
+  EXPECT_EQ(output, "hi\n");
+  EXPECT_EQ(in(5) & 0x60, 0x60);  // THR empty, transmitter idle
+  EXPECT_EQ(irqs, 0);             // no interrupt enabled
+}
+
+TEST_F(SerialTest, ThrEmptyInterruptOnEnableAndAfterEachWrite) {
+  out(1, 0x02);  // IER: THR empty
+  EXPECT_EQ(irqs, 1);
+  EXPECT_EQ(in(2) & 0x0f, 0x02);  // IIR: THR empty; reading acknowledges it
+  EXPECT_EQ(in(2) & 0x0f, 0x01);  // nothing pending now
+  out(0, 'a');
+  EXPECT_EQ(irqs, 2);
+  EXPECT_EQ(in(2) & 0x0f, 0x02);
+}
+
+TEST_F(SerialTest, ReceivedDataRaisesInterruptAndIsReadInOrder) {
+  const uint8_t data[] = {'o', 'k'};
+  EXPECT_EQ(serial.enqueue_input(data), 2u);
+  EXPECT_EQ(irqs, 0);  // RX interrupt disabled
+  EXPECT_EQ(in(5) & 0x01, 0x01);
+  out(1, 0x01);  // IER: received data
+  EXPECT_EQ(irqs, 1);
+  EXPECT_EQ(in(2) & 0x0f, 0x04);
+  EXPECT_EQ(in(0), 'o');
+  EXPECT_EQ(in(0), 'k');
+  EXPECT_EQ(in(5) & 0x01, 0x00);
+  EXPECT_EQ(in(2) & 0x0f, 0x01);
+}
+
+TEST_F(SerialTest, InputBeyondCapacityIsNotAccepted) {
+  std::vector<uint8_t> big(Serial::kRxCapacity + 10, 'z');
+  EXPECT_EQ(serial.enqueue_input(big), Serial::kRxCapacity);
+  EXPECT_EQ(serial.rx_room(), 0u);
+  EXPECT_EQ(serial.enqueue_input(big), 0u);
+}
+
+TEST_F(SerialTest, DivisorLatchDoesNotTransmit) {
+  out(3, 0x80);  // DLAB
+  out(0, 0x01);
+  out(1, 0x00);
+  EXPECT_EQ(in(0), 0x01);
+  out(3, 0x03);
+  EXPECT_TRUE(output.empty());
+}
+
+TEST_F(SerialTest, LoopbackPassesLinuxProbe) {
+  out(4, 0x1a);  // LOOP | OUT2 | RTS
+  EXPECT_EQ(in(6) & 0xf0, 0x90);
+  out(0, 'q');
+  EXPECT_TRUE(output.empty());
+  EXPECT_EQ(in(0), 'q');
+  out(4, 0x08);
+  EXPECT_EQ(in(6) & 0xb0, 0xb0);  // DCD, DSR, CTS
+}
+
+TEST_F(SerialTest, ScratchRegisterHoldsValue) {
+  out(7, 0x5a);
+  EXPECT_EQ(in(7), 0x5a);
+}
+
+}  // namespace
+}  // namespace kiln
+
+namespace kiln {
+namespace {
+
+TEST(SerialRxSpace, NotifiesWhenGuestDrainsAFullBuffer) {
+  int notified = 0;
+  Serial serial([](std::span<const uint8_t>) {}, [] {}, [&] { ++notified; });
+  std::vector<uint8_t> fill(Serial::kRxCapacity, 'a');
+  const uint8_t extra = 'b';
+  EXPECT_EQ(serial.enqueue_input(fill), Serial::kRxCapacity);
+  EXPECT_EQ(notified, 0);
+  EXPECT_EQ(serial.enqueue_input(std::span(&extra, 1)), 0u);  // full: caller keeps it
+  uint8_t byte = 0;
+  serial.read(0, std::span(&byte, 1));
+  EXPECT_EQ(byte, 'a');
+  EXPECT_EQ(notified, 1);
+  serial.read(0, std::span(&byte, 1));
+  EXPECT_EQ(notified, 1);  // only once per full episode
+}
+
+}  // namespace
+}  // namespace kiln
