@@ -55,6 +55,8 @@ class VcpuFd {
   VcpuFd(UniqueFd fd, Mapping run);
   int fd() const { return fd_.get(); }
   kvm_run* run_struct() const { return run_.as<kvm_run>(); }
+  // Size of the kvm_run mapping: port-I/O data lives past the struct, inside this size.
+  size_t run_size() const { return run_.size(); }
   // KVM_RUN; returns 0 or -errno (EINTR and EAGAIN are expected, not errors).
   int run();
 

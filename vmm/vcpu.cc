@@ -149,8 +149,11 @@ bool Vcpu::handle_exit() {
 void Vcpu::handle_io(kvm_run& run) {
   const size_t size = run.io.size;
   const size_t count = run.io.count;
-  const size_t run_size = 4096;  // the data area KVM hands us always lies in the first page
-  if (size == 0 || size > 8 || run.io.data_offset + size * count > run_size) return;
+  // KVM puts the data in the kvm_run mapping (on x86, the page after the struct); check it
+  // lies inside the mapping before touching it.
+  if (size == 0 || size > 8 || count > fd_->run_size() ||
+      run.io.data_offset + size * count > fd_->run_size())
+    return;
   uint8_t* data = reinterpret_cast<uint8_t*>(&run) + run.io.data_offset;
   for (size_t i = 0; i < count; ++i, data += size) {
     std::span<uint8_t> bytes(data, size);

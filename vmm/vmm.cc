@@ -135,7 +135,12 @@ void Vmm::watch_console_input() {
     console_paused_ = false;
     add_console_input();
   });
-  add_console_input();
+  try {
+    add_console_input();
+  } catch (const Error& e) {
+    // /dev/null, a regular file or a closed fd cannot be polled: run without console input.
+    spdlog::info("console input disabled: {}", e.what());
+  }
 }
 
 void Vmm::add_console_input() {
