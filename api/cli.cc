@@ -2,6 +2,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "vmm/error.h"
 #include "vmm/stop.h"
 
 namespace kiln {
@@ -20,6 +21,29 @@ Exit status:
   3  stopped from the console (Ctrl-A x) or by SIGINT/SIGTERM/SIGHUP)";
 
 }  // namespace
+
+DriveConfig parse_drive_spec(const std::string& spec) {
+  DriveConfig drive;
+  size_t start = 0;
+  for (bool first = true;; first = false) {
+    const size_t comma = spec.find(',', start);
+    const std::string part = spec.substr(start, comma == std::string::npos ? comma : comma - start);
+    if (first) {
+      if (part.empty()) throw UsageError("--disk " + spec + ": the path is empty");
+      drive.path = part;
+    } else if (part == "ro") {
+      drive.read_only = true;
+    } else if (part.rfind("id=", 0) == 0 && part.size() > 3 && part.size() <= 3 + 20) {
+      drive.id = part.substr(3);
+    } else {
+      throw UsageError("--disk " + spec + ": unknown option '" + part +
+                       "' (expected ro or id=NAME, NAME up to 20 characters)");
+    }
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  return drive;
+}
 
 CliCommand parse_cli(int argc, const char* const* argv) {
   CliCommand cmd;
@@ -48,12 +72,29 @@ CliCommand parse_cli(int argc, const char* const* argv) {
       ->check(CLI::Range(uint64_t{16}, uint64_t{1} << 20))
       ->capture_default_str();
 
+  std::vector<std::string> disks;
+  std::string rootfs;
+  run->add_option("--disk", disks,
+                  "virtio-blk drive from a raw image: PATH[,ro][,id=NAME] (repeatable; the "
+                  "guest sees /dev/vda, /dev/vdb, ... in order)");
+  run->add_option("--rootfs", rootfs,
+                  "Root file system image: becomes the first drive (/dev/vda) and adds "
+                  "'root=/dev/vda rw' to the command line");
+
   try {
     app.parse(argc, argv);
+    if (!rootfs.empty()) {
+      c.drives.push_back(DriveConfig{rootfs, false, "rootfs", true});
+    }
+    for (const std::string& d : disks) c.drives.push_back(parse_drive_spec(d));
   } catch (const CLI::ParseError& e) {
     const int rc = app.exit(e);  // prints help, version or the error
     cmd.action = CliCommand::Action::kExit;
     cmd.exit_code = rc == 0 ? 0 : kExitUsage;
+    return cmd;
+  } catch (const UsageError& e) {
+    std::cerr << e.what() << "\n";
+    cmd.exit_code = kExitUsage;
     return cmd;
   }
   cmd.action = CliCommand::Action::kRun;

@@ -17,6 +17,9 @@ struct CliCommand {
   std::string log_level = "warn";
 };
 
+// Parses a --disk value "PATH[,ro][,id=NAME]". Throws kiln::UsageError naming the bad part.
+DriveConfig parse_drive_spec(const std::string& spec);
+
 // Parses argv. Help, version and errors are printed here (to stdout / stderr).
 CliCommand parse_cli(int argc, const char* const* argv);
 

@@ -3,6 +3,8 @@
 #include <fcntl.h>
 #include <sys/ioctl.h>
 
+#include <fmt/format.h>
+
 #include <cstring>
 
 #include "vmm/error.h"
@@ -124,6 +126,17 @@ void VmFd::unregister_irqfd(int eventfd, uint32_t gsi) {
   irqfd.gsi = gsi;
   irqfd.flags = KVM_IRQFD_FLAG_DEASSIGN;
   ::ioctl(fd_.get(), KVM_IRQFD, &irqfd);
+}
+
+void VmFd::register_ioeventfd(int eventfd, uint64_t addr, uint32_t len, uint64_t datamatch) {
+  kvm_ioeventfd io{};
+  io.datamatch = datamatch;
+  io.addr = addr;
+  io.len = len;
+  io.fd = eventfd;
+  io.flags = KVM_IOEVENTFD_FLAG_DATAMATCH;
+  if (::ioctl(fd_.get(), KVM_IOEVENTFD, &io) < 0)
+    throw_errno(fmt::format("KVM_IOEVENTFD at {:#x}", addr));
 }
 
 std::unique_ptr<VcpuFd> VmFd::create_vcpu(uint32_t index, int mmap_size) {

@@ -44,6 +44,9 @@ class VmFd {
   // Connects `eventfd` to interrupt line `gsi`: a write to the eventfd raises the line.
   void register_irqfd(int eventfd, uint32_t gsi);
   void unregister_irqfd(int eventfd, uint32_t gsi);
+  // Makes KVM signal `eventfd` (instead of exiting) when the guest writes `datamatch` with
+  // `len` bytes to MMIO address `addr`.
+  void register_ioeventfd(int eventfd, uint64_t addr, uint32_t len, uint64_t datamatch);
   std::unique_ptr<VcpuFd> create_vcpu(uint32_t index, int mmap_size);
 
  private:

@@ -50,6 +50,7 @@ Vmm::Vmm(const VmConfig& config, ConsoleFds console)
     : config_(config),
       console_(console),
       memory_(x86::ram_ranges(config.memory_mib << 20)),
+      virtio_(config_, memory_),
       boot_info_(load_kernel()),
       kvm_(),
       vm_(kvm_) {
@@ -99,6 +100,7 @@ void Vmm::setup_devices() {
                   std::make_shared<I8042>([this] {
                     stop_.request({kExitGuestStopped, "guest reset (i8042)"});
                   }));
+  virtio_.attach(vm_, mmio_bus_, loop_);
 }
 
 boot::LinuxBootInfo Vmm::load_kernel() {
@@ -106,7 +108,7 @@ boot::LinuxBootInfo Vmm::load_kernel() {
   boot::LinuxBootConfig boot_config;
   boot_config.kernel_path = config_.kernel_path;
   boot_config.initrd_path = config_.initrd_path;
-  boot_config.cmdline = config_.cmdline;
+  boot_config.cmdline = append_kernel_parameters(config_.cmdline, virtio_.kernel_parameters());
   boot_config.rng_seed = random_seed(32);
   const boot::LinuxBootInfo info = boot::load_linux(memory_, boot_config);
   spdlog::debug("kernel entry {:#x}, boot_params {:#x}", info.entry, info.boot_params);

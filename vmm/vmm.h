@@ -18,6 +18,7 @@
 #include "vmm/kvm.h"
 #include "vmm/stop.h"
 #include "vmm/vcpu.h"
+#include "vmm/virtio_devices.h"
 #include "vmm/vm_config.h"
 
 namespace kiln {
@@ -47,6 +48,7 @@ class Vmm {
   // Guest RAM is mapped and the kernel loaded (and so every image validated) before /dev/kvm is
   // opened: bad input fails the same way on any host.
   GuestMemory memory_;
+  VirtioDevices virtio_;
   boot::LinuxBootInfo boot_info_;
   KvmSystem kvm_;
   VmFd vm_;

@@ -10,7 +10,8 @@
 //   0x0003_0000  setup_data chain (RNG seed)
 //   0x0009_fc00  EBDA .. 0x10_0000: legacy area, not RAM in e820
 //   0x0010_0000  (1 MiB) kernel and initrd; RAM up to min(memory, 3 GiB)
-//   0xc000_0000  (3 GiB) 32-bit MMIO hole up to 4 GiB (devices, IOAPIC, LAPIC)
+//   0xc000_0000  (3 GiB) 32-bit MMIO hole up to 4 GiB: virtio-mmio windows from 0xd000_0000,
+//                IOAPIC at 0xfec0_0000, LAPIC at 0xfee0_0000
 //   0x1_0000_0000 (4 GiB) the rest of RAM, when memory > 3 GiB
 #pragma once
 
@@ -36,6 +37,10 @@ inline constexpr Gpa kEbdaStart = 0x9fc00;
 inline constexpr Gpa kHighMemStart = 0x100000;
 inline constexpr Gpa kMmioHoleStart = 0xc0000000;
 inline constexpr Gpa kMmioHoleEnd = 0x100000000;
+inline constexpr Gpa kVirtioMmioBase = 0xd0000000;  // virtio-mmio windows, 4 KiB each
+inline constexpr Gpa kVirtioMmioEnd = 0xfe000000;
+inline constexpr uint32_t kFirstDeviceIrq = 5;  // 0-4 are the PIT, keyboard, cascade, COM2, COM1
+inline constexpr uint32_t kLastDeviceIrq = 23;  // the IOAPIC has 24 pins
 inline constexpr Gpa kIoApicAddr = 0xfec00000;
 inline constexpr Gpa kLapicAddr = 0xfee00000;
 

@@ -1,0 +1,56 @@
+// virtio-blk over a raw image file: IN, OUT, FLUSH, GET_ID, DISCARD, WRITE_ZEROES; read-only
+// drives; requests past capacity fail with IOERR. I/O runs on the event-loop thread with
+// preadv/pwritev straight into guest memory (no copies).
+#pragma once
+
+#include <sys/uio.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "devices/virtio/device.h"
+#include "vmm/unique_fd.h"
+
+namespace kiln::virtio {
+
+struct BlockOptions {
+  std::string path;
+  bool read_only = false;
+  std::string id;  // GET_ID serial (at most 20 bytes); default: the file name
+};
+
+class BlockDevice : public VirtioDevice {
+ public:
+  static constexpr uint64_t kSectorSize = 512;
+  static constexpr size_t kIdBytes = 20;
+
+  // Opens and locks the image. Throws kiln::UsageError naming the file: missing, unreadable,
+  // not a regular file or block device, size not a multiple of 512, locked by another process.
+  explicit BlockDevice(const BlockOptions& options);
+
+  uint32_t device_id() const override;
+  uint64_t device_features() const override;
+  size_t num_queues() const override { return 1; }
+  void read_config(uint64_t offset, std::span<uint8_t> data) const override;
+  std::string process_queue(size_t index, Queue& queue, const GuestMemory& mem) override;
+
+  uint64_t capacity_sectors() const { return capacity_; }
+  bool read_only() const { return options_.read_only; }
+  const std::string& path() const { return options_.path; }
+
+ private:
+  // Handles one request; returns the bytes written into the chain's writable buffers.
+  uint32_t handle(const DescriptorChain& chain, const GuestMemory& mem);
+  uint8_t do_read_write(bool write, uint64_t sector, std::vector<iovec>& iov, uint64_t len);
+  uint8_t do_discard_or_zero(bool zero, std::span<const uint8_t> segments);
+  uint8_t do_flush();
+
+  BlockOptions options_;
+  UniqueFd fd_;
+  uint64_t capacity_ = 0;  // in 512-byte sectors
+  std::vector<uint8_t> config_;
+};
+
+}  // namespace kiln::virtio

@@ -1,0 +1,39 @@
+// What a virtio device implements; the transport (virtio-mmio) does the rest: registers,
+// feature negotiation, status, queue setup and interrupts.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+
+#include "devices/virtio/queue.h"
+#include "vmm/guest_memory.h"
+
+namespace kiln::virtio {
+
+class VirtioDevice {
+ public:
+  virtual ~VirtioDevice() = default;
+
+  virtual uint32_t device_id() const = 0;
+  // Every feature the device offers, transport bits (VERSION_1, EVENT_IDX, INDIRECT) included.
+  virtual uint64_t device_features() const = 0;
+  virtual size_t num_queues() const = 0;
+  virtual uint16_t max_queue_size() const { return Queue::kMaxSize; }
+
+  // Device configuration space (offset from the start of the config area).
+  virtual void read_config(uint64_t offset, std::span<uint8_t> data) const = 0;
+  virtual void write_config(uint64_t /*offset*/, std::span<const uint8_t> /*data*/) {}
+
+  // The driver set DRIVER_OK with these negotiated features.
+  virtual void activate(uint64_t /*features*/) {}
+  // The driver wrote 0 to Status; drop every in-flight request.
+  virtual void reset() {}
+
+  // Runs on the event-loop thread when queue `index` was kicked: pop chains, complete them with
+  // queue.add_used(). Returns "" or, when the device can no longer trust the queue, the reason
+  // (the transport then sets DEVICE_NEEDS_RESET).
+  virtual std::string process_queue(size_t index, Queue& queue, const GuestMemory& mem) = 0;
+};
+
+}  // namespace kiln::virtio

@@ -1,0 +1,251 @@
+#include "devices/virtio/mmio_transport.h"
+
+#include <spdlog/spdlog.h>
+
+#include <cstring>
+
+namespace kiln::virtio {
+
+namespace {
+
+enum Reg : uint64_t {
+  kRegMagic = 0x000,
+  kRegVersion = 0x004,
+  kRegDeviceId = 0x008,
+  kRegVendorId = 0x00c,
+  kRegDeviceFeatures = 0x010,
+  kRegDeviceFeaturesSel = 0x014,
+  kRegDriverFeatures = 0x020,
+  kRegDriverFeaturesSel = 0x024,
+  kRegQueueSel = 0x030,
+  kRegQueueNumMax = 0x034,
+  kRegQueueNum = 0x038,
+  kRegQueueReady = 0x044,
+  kRegQueueNotify = 0x050,
+  kRegInterruptStatus = 0x060,
+  kRegInterruptAck = 0x064,
+  kRegStatus = 0x070,
+  kRegQueueDescLow = 0x080,
+  kRegQueueDescHigh = 0x084,
+  kRegQueueDriverLow = 0x090,
+  kRegQueueDriverHigh = 0x094,
+  kRegQueueDeviceLow = 0x0a0,
+  kRegQueueDeviceHigh = 0x0a4,
+  kRegConfigGeneration = 0x0fc,
+  kConfigSpace = 0x100,
+};
+
+void set_low(Gpa& addr, uint32_t v) { addr = (addr & ~Gpa{0xffffffff}) | v; }
+void set_high(Gpa& addr, uint32_t v) { addr = (addr & 0xffffffff) | (Gpa{v} << 32); }
+
+}  // namespace
+
+MmioTransport::MmioTransport(std::shared_ptr<VirtioDevice> device, const GuestMemory& mem,
+                             RaiseIrq raise_irq)
+    : device_(std::move(device)),
+      mem_(mem),
+      raise_irq_(std::move(raise_irq)),
+      queue_events_(device_->num_queues()),
+      queues_(device_->num_queues()) {
+  for (Queue& q : queues_) q.size = device_->max_queue_size();
+}
+
+uint32_t MmioTransport::status() const {
+  std::lock_guard lock(mutex_);
+  return status_;
+}
+
+void MmioTransport::read(uint64_t offset, std::span<uint8_t> data) {
+  std::fill(data.begin(), data.end(), 0);
+  if (offset >= kConfigSpace) {
+    std::lock_guard lock(mutex_);
+    device_->read_config(offset - kConfigSpace, data);
+    return;
+  }
+  if (data.size() != 4 || offset % 4 != 0) return;  // registers are 32-bit only
+  uint32_t value;
+  if (offset == kRegInterruptStatus) {
+    value = interrupt_status_.load();
+  } else {
+    std::lock_guard lock(mutex_);
+    value = read_register(offset);
+  }
+  std::memcpy(data.data(), &value, 4);
+}
+
+void MmioTransport::write(uint64_t offset, std::span<const uint8_t> data) {
+  if (offset >= kConfigSpace) {
+    std::lock_guard lock(mutex_);
+    device_->write_config(offset - kConfigSpace, data);
+    return;
+  }
+  if (data.size() != 4 || offset % 4 != 0) return;
+  uint32_t value;
+  std::memcpy(&value, data.data(), 4);
+  if (offset == kRegInterruptAck) {
+    interrupt_status_.fetch_and(~value);
+    return;
+  }
+  if (offset == kRegQueueNotify) {
+    // Reached only without an ioeventfd: hand the kick to the event loop all the same.
+    if (value < queue_events_.size()) queue_events_[value].signal();
+    return;
+  }
+  std::lock_guard lock(mutex_);
+  write_register(offset, value);
+}
+
+Queue* MmioTransport::selected_queue() {
+  return queue_sel_ < queues_.size() ? &queues_[queue_sel_] : nullptr;
+}
+
+uint32_t MmioTransport::read_register(uint64_t offset) {
+  Queue* q = selected_queue();
+  switch (offset) {
+    case kRegMagic: return kMagic;
+    case kRegVersion: return 2;
+    case kRegDeviceId: return device_->device_id();
+    case kRegVendorId: return kVendorId;
+    case kRegDeviceFeatures:
+      return device_features_sel_ < 2
+                 ? static_cast<uint32_t>(device_->device_features() >> (32 * device_features_sel_))
+                 : 0;
+    case kRegQueueNumMax: return q ? device_->max_queue_size() : 0;
+    case kRegQueueNum: return q ? q->size : 0;
+    case kRegQueueReady: return q && q->ready;
+    case kRegStatus: return status_;
+    case kRegQueueDescLow: return q ? static_cast<uint32_t>(q->desc_table) : 0;
+    case kRegQueueDescHigh: return q ? static_cast<uint32_t>(q->desc_table >> 32) : 0;
+    case kRegQueueDriverLow: return q ? static_cast<uint32_t>(q->avail_ring) : 0;
+    case kRegQueueDriverHigh: return q ? static_cast<uint32_t>(q->avail_ring >> 32) : 0;
+    case kRegQueueDeviceLow: return q ? static_cast<uint32_t>(q->used_ring) : 0;
+    case kRegQueueDeviceHigh: return q ? static_cast<uint32_t>(q->used_ring >> 32) : 0;
+    case kRegConfigGeneration: return config_generation_;
+    default: return 0;
+  }
+}
+
+void MmioTransport::write_register(uint64_t offset, uint32_t value) {
+  if (offset == kRegStatus) return write_status(value);
+  if (offset == kRegDeviceFeaturesSel) {
+    device_features_sel_ = value;
+    return;
+  }
+  if (offset == kRegDriverFeaturesSel) {
+    driver_features_sel_ = value;
+    return;
+  }
+  if (offset == kRegQueueSel) {
+    queue_sel_ = value;
+    return;
+  }
+  // Feature and queue setup belong to the driver's initialization, before DRIVER_OK.
+  const bool features_phase = (status_ & kStatusDriver) && !(status_ & kStatusFeaturesOk);
+  const bool setup_phase = (status_ & kStatusFeaturesOk) && !(status_ & kStatusDriverOk);
+  if (offset == kRegDriverFeatures) {
+    if (!features_phase || driver_features_sel_ >= 2) return;
+    const int shift = 32 * static_cast<int>(driver_features_sel_);
+    driver_features_ = (driver_features_ & ~(uint64_t{0xffffffff} << shift)) |
+                       (uint64_t{value} << shift);
+    return;
+  }
+  Queue* q = selected_queue();
+  if (!q || !setup_phase) return;
+  if (offset == kRegQueueReady) {
+    if (value == 1 && !q->ready) {
+      const std::string error = q->validate(mem_);
+      if (!error.empty()) return fail_locked("queue " + std::to_string(queue_sel_) + ": " + error);
+    }
+    q->ready = value == 1;
+    return;
+  }
+  if (q->ready) return;  // a live queue's layout cannot change
+  switch (offset) {
+    case kRegQueueNum:
+      if (value == 0 || value > device_->max_queue_size() || (value & (value - 1)) != 0) return;
+      q->size = static_cast<uint16_t>(value);
+      return;
+    case kRegQueueDescLow: return set_low(q->desc_table, value);
+    case kRegQueueDescHigh: return set_high(q->desc_table, value);
+    case kRegQueueDriverLow: return set_low(q->avail_ring, value);
+    case kRegQueueDriverHigh: return set_high(q->avail_ring, value);
+    case kRegQueueDeviceLow: return set_low(q->used_ring, value);
+    case kRegQueueDeviceHigh: return set_high(q->used_ring, value);
+    default: return;
+  }
+}
+
+void MmioTransport::write_status(uint32_t value) {
+  if (value == 0) return reset_locked();
+  if (value & kStatusFailed) {
+    status_ |= kStatusFailed;
+    return;
+  }
+  // The driver only adds bits, one step at a time, in the order the spec gives.
+  if ((value & status_) != status_) return;
+  const uint32_t added = value & ~status_;
+  auto has = [&](uint32_t bit) { return (value & bit) != 0; };
+  if ((added & kStatusDriver) && !has(kStatusAcknowledge)) return;
+  if (added & kStatusFeaturesOk) {
+    if (!has(kStatusDriver)) return;
+    const uint64_t offered = device_->device_features();
+    if ((driver_features_ & ~offered) != 0 || !(driver_features_ & feature(kFVersion1))) {
+      spdlog::warn("virtio device {}: driver features {:#x} refused (offered {:#x}, VERSION_1 "
+                   "required)",
+                   device_->device_id(), driver_features_, offered);
+      value &= ~kStatusFeaturesOk;  // the driver reads it back and gives up
+    }
+  }
+  if (added & kStatusDriverOk) {
+    if (!has(kStatusFeaturesOk)) return;
+    for (Queue& q : queues_)
+      q.set_features(driver_features_ & feature(kFRingEventIdx),
+                     driver_features_ & feature(kFRingIndirectDesc));
+    device_->activate(driver_features_);
+    activated_ = true;
+  }
+  status_ = value;
+}
+
+void MmioTransport::reset_locked() {
+  device_->reset();
+  for (Queue& q : queues_) {
+    q.reset();
+    q.size = device_->max_queue_size();
+  }
+  status_ = 0;
+  driver_features_ = 0;
+  device_features_sel_ = driver_features_sel_ = queue_sel_ = 0;
+  activated_ = false;
+  interrupt_status_.store(0);
+}
+
+void MmioTransport::fail_locked(const std::string& why) {
+  if (status_ & kStatusDeviceNeedsReset) return;
+  spdlog::error("virtio device {}: {}; device needs reset", device_->device_id(), why);
+  status_ |= kStatusDeviceNeedsReset;
+  activated_ = false;
+  raise(kInterruptConfigChange);
+}
+
+void MmioTransport::raise(uint32_t bits) {
+  interrupt_status_.fetch_or(bits);
+  raise_irq_();
+}
+
+void MmioTransport::process_queue(size_t index) {
+  std::lock_guard lock(mutex_);
+  if (!activated_ || index >= queues_.size() || !queues_[index].ready) return;
+  Queue& q = queues_[index];
+  const std::string error = device_->process_queue(index, q, mem_);
+  if (!error.empty()) return fail_locked(error);
+  if (q.needs_interrupt(mem_)) raise(kInterruptUsedRing);
+}
+
+void MmioTransport::config_changed() {
+  std::lock_guard lock(mutex_);
+  ++config_generation_;
+  if (status_ & kStatusDriverOk) raise(kInterruptConfigChange);
+}
+
+}  // namespace kiln::virtio

@@ -1,0 +1,52 @@
+#include "vmm/virtio_devices.h"
+
+#include <sys/epoll.h>
+
+#include "devices/virtio/block/block_device.h"
+#include "vmm/error.h"
+
+namespace kiln {
+
+VirtioDevices::VirtioDevices(const VmConfig& config, const GuestMemory& mem) {
+  for (size_t i = 0; i < config.drives.size(); ++i) {
+    const DriveConfig& d = config.drives[i];
+    if (d.is_root && i != 0) throw UsageError("the root drive must be the first drive");
+    root_drive_ |= d.is_root;
+    add(std::make_shared<virtio::BlockDevice>(virtio::BlockOptions{d.path, d.read_only, d.id}),
+        mem);
+  }
+}
+
+void VirtioDevices::add(std::shared_ptr<virtio::VirtioDevice> device, const GuestMemory& mem) {
+  Slot slot;
+  slot.resources = allocator_.allocate_mmio(virtio::MmioTransport::kWindowSize);
+  slot.irq = std::make_shared<EventFd>();
+  slot.transport = std::make_shared<virtio::MmioTransport>(
+      std::move(device), mem, [irq = slot.irq] { irq->signal(); });
+  slots_.push_back(std::move(slot));
+}
+
+std::string VirtioDevices::kernel_parameters() const {
+  std::string params;
+  for (const Slot& s : slots_) params += (params.empty() ? "" : " ") + s.resources.kernel_parameter();
+  if (root_drive_) params += " root=/dev/vda rw";
+  return params;
+}
+
+void VirtioDevices::attach(VmFd& vm, Bus& mmio_bus, EventLoop& loop) {
+  for (const Slot& s : slots_) {
+    vm.register_irqfd(s.irq->fd(), s.resources.irq);
+    mmio_bus.insert(s.resources.base, s.resources.size, s.transport);
+    const auto& events = s.transport->queue_events();
+    for (size_t q = 0; q < events.size(); ++q) {
+      vm.register_ioeventfd(events[q].fd(),
+                            s.resources.base + virtio::MmioTransport::kQueueNotifyOffset, 4, q);
+      loop.add(events[q].fd(), EPOLLIN, [transport = s.transport, q](uint32_t) {
+        transport->queue_events()[q].consume();
+        transport->process_queue(q);
+      });
+    }
+  }
+}
+
+}  // namespace kiln

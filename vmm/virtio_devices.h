@@ -1,0 +1,46 @@
+// The VM's virtio-mmio devices: built from the VmConfig (files opened and checked before any VM
+// exists), given a window and an interrupt line, announced on the kernel command line, and
+// attached to KVM (irqfd + ioeventfd), the MMIO bus and the event loop.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "arch/x86_64/layout.h"
+#include "devices/virtio/mmio_transport.h"
+#include "vmm/bus.h"
+#include "vmm/event_fd.h"
+#include "vmm/event_loop.h"
+#include "vmm/kvm.h"
+#include "vmm/resource_allocator.h"
+#include "vmm/vm_config.h"
+
+namespace kiln {
+
+class VirtioDevices {
+ public:
+  // Throws kiln::UsageError for a bad drive (missing, unreadable, size, locked).
+  VirtioDevices(const VmConfig& config, const GuestMemory& mem);
+
+  // Kernel parameters for every device, and root=/dev/vda rw for a root drive.
+  std::string kernel_parameters() const;
+  void attach(VmFd& vm, Bus& mmio_bus, EventLoop& loop);
+
+  struct Slot {
+    MmioSlot resources;
+    std::shared_ptr<EventFd> irq;
+    std::shared_ptr<virtio::MmioTransport> transport;
+  };
+  const std::vector<Slot>& slots() const { return slots_; }
+
+ private:
+  void add(std::shared_ptr<virtio::VirtioDevice> device, const GuestMemory& mem);
+
+  ResourceAllocator allocator_{x86::kVirtioMmioBase, x86::kVirtioMmioEnd, x86::kFirstDeviceIrq,
+                               x86::kLastDeviceIrq};
+  std::vector<Slot> slots_;
+  bool root_drive_ = false;
+};
+
+}  // namespace kiln
