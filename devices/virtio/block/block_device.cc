@@ -150,7 +150,9 @@ std::string BlockDevice::process_queue(size_t /*index*/, Queue& queue, const Gue
       if (pop.kind == Queue::Pop::Kind::kEmpty) break;
       if (pop.kind == Queue::Pop::Kind::kBrokenRing) return pop.error;
       if (pop.kind == Queue::Pop::Kind::kBadChain) {
-        spdlog::warn("virtio-blk {}: request failed: {}", options_.path, pop.error);
+        if (log_limit_.allow())
+          spdlog::warn("virtio-blk {}: request failed ({} so far): {}", options_.path,
+                       log_limit_.events(), pop.error);
         continue;
       }
       const uint32_t written = handle(pop.chain, mem);
@@ -162,7 +164,8 @@ std::string BlockDevice::process_queue(size_t /*index*/, Queue& queue, const Gue
 
 uint32_t BlockDevice::handle(const DescriptorChain& chain, const GuestMemory& mem) {
   if (chain.writable_bytes == 0) {
-    spdlog::warn("virtio-blk {}: request without a status byte dropped", options_.path);
+    if (log_limit_.allow())
+      spdlog::warn("virtio-blk {}: request without a status byte dropped", options_.path);
     return 0;
   }
   const uint64_t status_offset = chain.writable_bytes - 1;
@@ -221,8 +224,9 @@ uint8_t BlockDevice::do_read_write(bool write, uint64_t sector, std::vector<iove
   if (len % kSectorSize != 0 || !in_range(sector, len / kSectorSize, capacity_))
     return kStatusIoErr;
   if (!transfer_all(fd_.get(), write, iov, sector * kSectorSize)) {
-    spdlog::warn("virtio-blk {}: {} of {} bytes at sector {} failed: {}", options_.path,
-                 write ? "write" : "read", len, sector, std::strerror(errno));
+    if (log_limit_.allow())
+      spdlog::warn("virtio-blk {}: {} of {} bytes at sector {} failed: {}", options_.path,
+                   write ? "write" : "read", len, sector, std::strerror(errno));
     return kStatusIoErr;
   }
   return kStatusOk;

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "devices/virtio/device.h"
+#include "vmm/log_limiter.h"
 #include "vmm/unique_fd.h"
 
 namespace kiln::virtio {
@@ -51,6 +52,7 @@ class BlockDevice : public VirtioDevice {
   UniqueFd fd_;
   uint64_t capacity_ = 0;  // in 512-byte sectors
   std::vector<uint8_t> config_;
+  LogLimiter log_limit_;
 };
 
 }  // namespace kiln::virtio
