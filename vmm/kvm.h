@@ -2,7 +2,7 @@
 // kvm_run mapping. Every failing ioctl throws kiln::Error naming the ioctl.
 #pragma once
 
-#include <linux/kvm.h>
+#include "vmm/kvm_uapi.h"
 
 #include <cstdint>
 #include <memory>

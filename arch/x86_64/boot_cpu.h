@@ -2,7 +2,7 @@
 // identity page tables in guest memory, and each vCPU's registers, FPU, MSRs, LAPIC and CPUID.
 #pragma once
 
-#include <linux/kvm.h>
+#include "vmm/kvm_uapi.h"
 
 #include <cstdint>
 #include <vector>
