@@ -7,15 +7,14 @@
 namespace kiln {
 
 std::string MmioSlot::kernel_parameter() const {
-  return size % 1024 == 0
-             ? fmt::format("virtio_mmio.device={}K@{:#x}:{}", size / 1024, base, irq)
-             : fmt::format("virtio_mmio.device={:#x}@{:#x}:{}", size, base, irq);
+  return size % 1024 == 0 ? fmt::format("virtio_mmio.device={}K@{:#x}:{}", size / 1024, base, irq)
+                          : fmt::format("virtio_mmio.device={:#x}@{:#x}:{}", size, base, irq);
 }
 
 MmioSlot ResourceAllocator::allocate_mmio(uint64_t size) {
   if (next_irq_ > last_irq_ || size > mmio_end_ - next_mmio_)
-    throw UsageError(fmt::format("too many devices: at most {} can be attached",
-                                 last_irq_ + 1 - first_irq_));
+    throw UsageError(
+        fmt::format("too many devices: at most {} can be attached", last_irq_ + 1 - first_irq_));
   MmioSlot slot{next_mmio_, size, next_irq_};
   next_mmio_ += size;
   ++next_irq_;

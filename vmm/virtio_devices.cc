@@ -21,14 +21,15 @@ void VirtioDevices::add(std::shared_ptr<virtio::VirtioDevice> device, const Gues
   Slot slot;
   slot.resources = allocator_.allocate_mmio(virtio::MmioTransport::kWindowSize);
   slot.irq = std::make_shared<EventFd>();
-  slot.transport = std::make_shared<virtio::MmioTransport>(
-      std::move(device), mem, [irq = slot.irq] { irq->signal(); });
+  slot.transport = std::make_shared<virtio::MmioTransport>(std::move(device), mem,
+                                                           [irq = slot.irq] { irq->signal(); });
   slots_.push_back(std::move(slot));
 }
 
 std::string VirtioDevices::kernel_parameters() const {
   std::string params;
-  for (const Slot& s : slots_) params += (params.empty() ? "" : " ") + s.resources.kernel_parameter();
+  for (const Slot& s : slots_)
+    params += (params.empty() ? "" : " ") + s.resources.kernel_parameter();
   if (root_drive_) params += " root=/dev/vda rw";
   return params;
 }

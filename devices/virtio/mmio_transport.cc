@@ -35,8 +35,12 @@ enum Reg : uint64_t {
   kConfigSpace = 0x100,
 };
 
-void set_low(Gpa& addr, uint32_t v) { addr = (addr & ~Gpa{0xffffffff}) | v; }
-void set_high(Gpa& addr, uint32_t v) { addr = (addr & 0xffffffff) | (Gpa{v} << 32); }
+void set_low(Gpa& addr, uint32_t v) {
+  addr = (addr & ~Gpa{0xffffffff}) | v;
+}
+void set_high(Gpa& addr, uint32_t v) {
+  addr = (addr & 0xffffffff) | (Gpa{v} << 32);
+}
 
 }  // namespace
 
@@ -102,26 +106,42 @@ Queue* MmioTransport::selected_queue() {
 uint32_t MmioTransport::read_register(uint64_t offset) {
   Queue* q = selected_queue();
   switch (offset) {
-    case kRegMagic: return kMagic;
-    case kRegVersion: return 2;
-    case kRegDeviceId: return device_->device_id();
-    case kRegVendorId: return kVendorId;
+    case kRegMagic:
+      return kMagic;
+    case kRegVersion:
+      return 2;
+    case kRegDeviceId:
+      return device_->device_id();
+    case kRegVendorId:
+      return kVendorId;
     case kRegDeviceFeatures:
       return device_features_sel_ < 2
                  ? static_cast<uint32_t>(device_->device_features() >> (32 * device_features_sel_))
                  : 0;
-    case kRegQueueNumMax: return q ? device_->max_queue_size() : 0;
-    case kRegQueueNum: return q ? q->size : 0;
-    case kRegQueueReady: return q && q->ready;
-    case kRegStatus: return status_;
-    case kRegQueueDescLow: return q ? static_cast<uint32_t>(q->desc_table) : 0;
-    case kRegQueueDescHigh: return q ? static_cast<uint32_t>(q->desc_table >> 32) : 0;
-    case kRegQueueDriverLow: return q ? static_cast<uint32_t>(q->avail_ring) : 0;
-    case kRegQueueDriverHigh: return q ? static_cast<uint32_t>(q->avail_ring >> 32) : 0;
-    case kRegQueueDeviceLow: return q ? static_cast<uint32_t>(q->used_ring) : 0;
-    case kRegQueueDeviceHigh: return q ? static_cast<uint32_t>(q->used_ring >> 32) : 0;
-    case kRegConfigGeneration: return config_generation_;
-    default: return 0;
+    case kRegQueueNumMax:
+      return q ? device_->max_queue_size() : 0;
+    case kRegQueueNum:
+      return q ? q->size : 0;
+    case kRegQueueReady:
+      return q && q->ready;
+    case kRegStatus:
+      return status_;
+    case kRegQueueDescLow:
+      return q ? static_cast<uint32_t>(q->desc_table) : 0;
+    case kRegQueueDescHigh:
+      return q ? static_cast<uint32_t>(q->desc_table >> 32) : 0;
+    case kRegQueueDriverLow:
+      return q ? static_cast<uint32_t>(q->avail_ring) : 0;
+    case kRegQueueDriverHigh:
+      return q ? static_cast<uint32_t>(q->avail_ring >> 32) : 0;
+    case kRegQueueDeviceLow:
+      return q ? static_cast<uint32_t>(q->used_ring) : 0;
+    case kRegQueueDeviceHigh:
+      return q ? static_cast<uint32_t>(q->used_ring >> 32) : 0;
+    case kRegConfigGeneration:
+      return config_generation_;
+    default:
+      return 0;
   }
 }
 
@@ -145,8 +165,8 @@ void MmioTransport::write_register(uint64_t offset, uint32_t value) {
   if (offset == kRegDriverFeatures) {
     if (!features_phase || driver_features_sel_ >= 2) return;
     const int shift = 32 * static_cast<int>(driver_features_sel_);
-    driver_features_ = (driver_features_ & ~(uint64_t{0xffffffff} << shift)) |
-                       (uint64_t{value} << shift);
+    driver_features_ =
+        (driver_features_ & ~(uint64_t{0xffffffff} << shift)) | (uint64_t{value} << shift);
     return;
   }
   Queue* q = selected_queue();
@@ -165,13 +185,20 @@ void MmioTransport::write_register(uint64_t offset, uint32_t value) {
       if (value == 0 || value > device_->max_queue_size() || (value & (value - 1)) != 0) return;
       q->size = static_cast<uint16_t>(value);
       return;
-    case kRegQueueDescLow: return set_low(q->desc_table, value);
-    case kRegQueueDescHigh: return set_high(q->desc_table, value);
-    case kRegQueueDriverLow: return set_low(q->avail_ring, value);
-    case kRegQueueDriverHigh: return set_high(q->avail_ring, value);
-    case kRegQueueDeviceLow: return set_low(q->used_ring, value);
-    case kRegQueueDeviceHigh: return set_high(q->used_ring, value);
-    default: return;
+    case kRegQueueDescLow:
+      return set_low(q->desc_table, value);
+    case kRegQueueDescHigh:
+      return set_high(q->desc_table, value);
+    case kRegQueueDriverLow:
+      return set_low(q->avail_ring, value);
+    case kRegQueueDriverHigh:
+      return set_high(q->avail_ring, value);
+    case kRegQueueDeviceLow:
+      return set_low(q->used_ring, value);
+    case kRegQueueDeviceHigh:
+      return set_high(q->used_ring, value);
+    default:
+      return;
   }
 }
 
@@ -181,6 +208,10 @@ void MmioTransport::write_status(uint32_t value) {
     status_ |= kStatusFailed;
     return;
   }
+  // DEVICE_NEEDS_RESET is the device's bit: drivers that read-modify-write Status echo it back,
+  // but cannot set it, and nothing but a reset (or FAILED) leaves that state.
+  if (status_ & kStatusDeviceNeedsReset) return;
+  value &= ~kStatusDeviceNeedsReset;
   // The driver only adds bits, one step at a time, in the order the spec gives.
   if ((value & status_) != status_) return;
   const uint32_t added = value & ~status_;
@@ -190,9 +221,10 @@ void MmioTransport::write_status(uint32_t value) {
     if (!has(kStatusDriver)) return;
     const uint64_t offered = device_->device_features();
     if ((driver_features_ & ~offered) != 0 || !(driver_features_ & feature(kFVersion1))) {
-      spdlog::warn("virtio device {}: driver features {:#x} refused (offered {:#x}, VERSION_1 "
-                   "required)",
-                   device_->device_id(), driver_features_, offered);
+      spdlog::warn(
+          "virtio device {}: driver features {:#x} refused (offered {:#x}, VERSION_1 "
+          "required)",
+          device_->device_id(), driver_features_, offered);
       value &= ~kStatusFeaturesOk;  // the driver reads it back and gives up
     }
   }

@@ -23,7 +23,7 @@ class MmioTransport : public BusDevice {
  public:
   static constexpr uint64_t kWindowSize = 0x1000;
   static constexpr uint64_t kQueueNotifyOffset = 0x50;
-  static constexpr uint32_t kMagic = 0x74726976;  // "virt"
+  static constexpr uint32_t kMagic = 0x74726976;     // "virt"
   static constexpr uint32_t kVendorId = 0x4e4c494b;  // "KILN"
 
   using RaiseIrq = std::function<void()>;

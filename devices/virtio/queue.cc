@@ -11,8 +11,12 @@ namespace {
 // Split-ring layout offsets.
 constexpr Gpa kRingIdxOffset = 2;
 constexpr Gpa kRingArrayOffset = 4;
-Gpa avail_entry(Gpa ring, uint16_t i) { return ring + kRingArrayOffset + 2 * Gpa{i}; }
-Gpa used_entry(Gpa ring, uint16_t i) { return ring + kRingArrayOffset + 8 * Gpa{i}; }
+Gpa avail_entry(Gpa ring, uint16_t i) {
+  return ring + kRingArrayOffset + 2 * Gpa{i};
+}
+Gpa used_entry(Gpa ring, uint16_t i) {
+  return ring + kRingArrayOffset + 8 * Gpa{i};
+}
 
 }  // namespace
 
@@ -51,8 +55,8 @@ Queue::Pop Queue::pop(const GuestMemory& mem) {
   if (pending == 0) return result;
   if (pending > size) {
     result.kind = Pop::Kind::kBrokenRing;
-    result.error = fmt::format("available index moved by {}, more than the queue size {}", pending,
-                               size);
+    result.error =
+        fmt::format("available index moved by {}, more than the queue size {}", pending, size);
     return result;
   }
   std::atomic_thread_fence(std::memory_order_acquire);  // ring entry after index
@@ -76,8 +80,7 @@ Queue::Pop Queue::pop(const GuestMemory& mem) {
   return result;
 }
 
-std::string Queue::walk_chain(const GuestMemory& mem, uint16_t head,
-                              DescriptorChain& chain) const {
+std::string Queue::walk_chain(const GuestMemory& mem, uint16_t head, DescriptorChain& chain) const {
   Gpa table = desc_table;
   uint32_t table_size = size;
   uint32_t index = head;

@@ -10,7 +10,9 @@ inline constexpr uint32_t kFRingIndirectDesc = 28;
 inline constexpr uint32_t kFRingEventIdx = 29;
 inline constexpr uint32_t kFVersion1 = 32;
 
-inline constexpr uint64_t feature(uint32_t bit) { return uint64_t{1} << bit; }
+inline constexpr uint64_t feature(uint32_t bit) {
+  return uint64_t{1} << bit;
+}
 
 // Device status bits.
 inline constexpr uint32_t kStatusAcknowledge = 1;

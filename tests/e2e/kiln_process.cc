@@ -4,6 +4,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -35,6 +36,11 @@ std::string guest_path(const std::string& name, const std::string& kind) {
 }
 
 bool kvm_usable(std::string* why) {
+  struct stat st {};
+  if (::stat("/dev/kvm", &st) == 0 && !S_ISCHR(st.st_mode)) {
+    *why = "/dev/kvm is not a character device";
+    return false;
+  }
   const int fd = ::open("/dev/kvm", O_RDWR | O_CLOEXEC);
   if (fd < 0) {
     *why = std::string("open /dev/kvm: ") + std::strerror(errno);

@@ -65,7 +65,8 @@ TEST(VirtioBlkGuest, ReadsWritesFlushesAndHonoursReadOnly) {
       "VBLK dev=1 past-end status=1",
       "VBLK done devices=2",
   };
-  for (const std::string& line : expected) EXPECT_TRUE(has_line(r.out, line)) << line << "\n" << describe(r);
+  for (const std::string& line : expected)
+    EXPECT_TRUE(has_line(r.out, line)) << line << "\n" << describe(r);
   // Completions were signalled through the device's interrupt line (irqfd), not just polled.
   for (const char* dev : {"VBLK dev=0 irqs=", "VBLK dev=1 irqs="}) {
     const size_t at = r.out.find(dev);

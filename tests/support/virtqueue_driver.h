@@ -335,8 +335,9 @@ class TempFile {
   // pwrite / pread the whole span at `offset`; throw on failure.
   void write_at(uint64_t offset, std::span<const uint8_t> bytes) const {
     const int fd = ::open(path_.c_str(), O_WRONLY | O_CLOEXEC);
-    const bool ok = fd >= 0 && ::pwrite(fd, bytes.data(), bytes.size(), static_cast<off_t>(offset)) ==
-                                   static_cast<ssize_t>(bytes.size());
+    const bool ok =
+        fd >= 0 && ::pwrite(fd, bytes.data(), bytes.size(), static_cast<off_t>(offset)) ==
+                       static_cast<ssize_t>(bytes.size());
     if (fd >= 0) ::close(fd);
     if (!ok) throw std::runtime_error("pwrite " + path_);
   }

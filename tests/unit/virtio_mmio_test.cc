@@ -285,6 +285,28 @@ TEST_F(MmioTest, QueueReadyWithRingsOutsideMemoryNeedsReset) {
   EXPECT_NO_THROW(drv.init(~uint64_t{0}, q0));
 }
 
+TEST_F(MmioTest, DeviceNeedingResetDoesNotGoLiveOnReadModifyWriteStatus) {
+  // Linux's virtio_add_status() writes get_status() | bit, so after a failed QueueReady it
+  // echoes DEVICE_NEEDS_RESET back together with DRIVER_OK.
+  negotiate(feature(kFVersion1));
+  wr(reg::kQueueSel, 0);
+  drv.write_addr(reg::kQueueDescLow, kMemSize);  // outside memory
+  wr(reg::kQueueReady, 1);
+  ASSERT_NE(drv.status() & kStatusDeviceNeedsReset, 0u);
+  wr(reg::kStatus, drv.status() | kStatusDriverOk);
+  EXPECT_EQ(drv.status() & kStatusDriverOk, 0u);
+  EXPECT_EQ(dev->activations, 0);
+  // Only a reset leaves the state.
+  wr(reg::kStatus, 0);
+  EXPECT_NO_THROW(drv.init(~uint64_t{0}, q0));
+  EXPECT_EQ(dev->activations, 1);
+}
+
+TEST_F(MmioTest, DriverCannotSetDeviceNeedsReset) {
+  wr(reg::kStatus, kStatusAcknowledge | kStatusDeviceNeedsReset);
+  EXPECT_EQ(drv.status() & kStatusDeviceNeedsReset, 0u);
+}
+
 TEST_F(MmioTest, MisalignedRingNeedsReset) {
   negotiate(feature(kFVersion1));
   wr(reg::kQueueSel, 0);
@@ -409,7 +431,7 @@ TEST(MmioBlock, ConfigSpaceHoldsCapacity) {
   uint64_t capacity = 0;
   transport.read(reg::kConfig, std::span(reinterpret_cast<uint8_t*>(&capacity), 8));
   EXPECT_EQ(capacity, 6144u);
-  EXPECT_EQ(drv.read32(reg::kConfig + 20), 512u);  // blk_size
+  EXPECT_EQ(drv.read32(reg::kConfig + 20), 512u);   // blk_size
   EXPECT_EQ(drv.read32(reg::kConfig + 0x200), 0u);  // far past the config
 }
 

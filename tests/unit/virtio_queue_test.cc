@@ -141,6 +141,27 @@ TEST_F(QueueTest, IndirectTableMayHoldAsManyDescriptorsAsTheQueue) {
   EXPECT_EQ(pop.chain.buffers.size(), kSize);
 }
 
+TEST_F(QueueTest, DirectDescriptorsFollowedByIndirectTable) {
+  // virtio 1.x 2.7.5.3.2: the device must handle normal descriptors followed by one indirect.
+  q.set_features(false, true);
+  const Gpa hdr = drv.alloc(16), data = drv.alloc(512), status = drv.alloc(1);
+  const Descriptor table[] = {{data, 512, kDescFWrite | kDescFNext, 1},
+                              {status, 1, kDescFWrite, 0}};
+  drv.write_desc(5, {hdr, 16, kDescFNext, 6});
+  // The WRITE flag of the descriptor naming the table must be ignored.
+  drv.write_desc(6,
+                 {drv.write_indirect_table(table), sizeof(table), kDescFIndirect | kDescFWrite, 0});
+  drv.publish(5);
+  Queue::Pop pop = q.pop(mem);
+  ASSERT_EQ(pop.kind, Kind::kChain) << pop.error;
+  ASSERT_EQ(pop.chain.buffers.size(), 3u);
+  EXPECT_EQ(pop.chain.buffers[0].addr, hdr);
+  EXPECT_FALSE(pop.chain.buffers[0].device_writable);
+  EXPECT_EQ(pop.chain.buffers[2].addr, status);
+  EXPECT_EQ(pop.chain.readable_bytes, 16u);
+  EXPECT_EQ(pop.chain.writable_bytes, 513u);
+}
+
 TEST_F(QueueTest, ZeroLengthBufferAnywhereIsAccepted) {
   // A zero-length buffer is never accessed, so its address does not matter.
   drv.submit({{0xdead0000000, 0, false}, {drv.alloc(1), 1, true}});

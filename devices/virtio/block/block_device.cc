@@ -114,17 +114,19 @@ BlockDevice::BlockDevice(const BlockOptions& options) : options_(options) {
   put<uint64_t>(config_, 0, capacity_);
   put<uint32_t>(config_, 8, kSizeMax);
   put<uint32_t>(config_, 12, kSegMax);
-  put<uint32_t>(config_, 20, kSectorSize);    // blk_size
-  put<uint16_t>(config_, 34, 1);              // num_queues
+  put<uint32_t>(config_, 20, kSectorSize);  // blk_size
+  put<uint16_t>(config_, 34, 1);            // num_queues
   put<uint32_t>(config_, 36, kMaxDiscardSectors);
-  put<uint32_t>(config_, 40, 1);              // max_discard_seg
-  put<uint32_t>(config_, 44, 1);              // discard_sector_alignment
+  put<uint32_t>(config_, 40, 1);  // max_discard_seg
+  put<uint32_t>(config_, 44, 1);  // discard_sector_alignment
   put<uint32_t>(config_, 48, kMaxDiscardSectors);
-  put<uint32_t>(config_, 52, 1);              // max_write_zeroes_seg
-  put<uint8_t>(config_, 56, 1);               // write_zeroes_may_unmap
+  put<uint32_t>(config_, 52, 1);  // max_write_zeroes_seg
+  put<uint8_t>(config_, 56, 1);   // write_zeroes_may_unmap
 }
 
-uint32_t BlockDevice::device_id() const { return kDeviceIdBlock; }
+uint32_t BlockDevice::device_id() const {
+  return kDeviceIdBlock;
+}
 
 uint64_t BlockDevice::device_features() const {
   uint64_t f = feature(kFVersion1) | feature(kFRingEventIdx) | feature(kFRingIndirectDesc) |
@@ -174,8 +176,8 @@ uint32_t BlockDevice::handle(const DescriptorChain& chain, const GuestMemory& me
 
   RequestHeader hdr{};
   if (chain_read(mem, chain, 0, std::span(reinterpret_cast<uint8_t*>(&hdr), sizeof(hdr)))) {
-    const uint64_t data_in = status_offset;                          // writable data bytes
-    const uint64_t data_out = chain.readable_bytes - sizeof(hdr);    // readable data bytes
+    const uint64_t data_in = status_offset;                        // writable data bytes
+    const uint64_t data_out = chain.readable_bytes - sizeof(hdr);  // readable data bytes
     std::vector<iovec> iov;
     switch (hdr.type) {
       case kTypeIn:
