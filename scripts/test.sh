@@ -18,7 +18,7 @@ if ! kvm_usable && [ "${KILN_SKIP_NESTED:-0}" != 1 ]; then
   echo "test: /dev/kvm is not usable here; running the end-to-end tests under nested KVM in QEMU"
   out="$repo/build/nested-kvm/results"
   rm -rf "$out" && mkdir -p "$out"
-  scripts/nested-kvm/run-in-vm.sh --rw "$out" env KILN_BIN="$repo/build/kiln" \
+  NESTED_KVM_TIMEOUT=${NESTED_KVM_TIMEOUT:-900} scripts/nested-kvm/run-in-vm.sh --rw "$out" env KILN_BIN="$repo/build/kiln" \
     KILN_GUEST_DIR="$repo/build/tests/guests" "$repo/build/tests/e2e_tests" \
     --gtest_output="xml:$out/e2e-nested.xml" || status=1
   if [ -f "$out/e2e-nested.xml" ]; then logs+=("$out/e2e-nested.xml"); else status=1; fi
