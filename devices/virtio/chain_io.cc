@@ -5,8 +5,12 @@
 
 namespace kiln::virtio {
 
-bool chain_iovecs(const GuestMemory& mem, const DescriptorChain& chain, bool writable,
-                  uint64_t offset, uint64_t len, std::vector<iovec>& out) {
+namespace {
+
+// Calls fn(host span) for each piece of [offset, offset+len) of one part of the chain.
+template <typename Fn>
+bool for_each_piece(const GuestMemory& mem, const DescriptorChain& chain, bool writable,
+                    uint64_t offset, uint64_t len, Fn fn) {
   for (const ChainBuffer& b : chain.buffers) {
     if (len == 0) break;
     if (b.device_writable != writable) continue;
@@ -17,35 +21,38 @@ bool chain_iovecs(const GuestMemory& mem, const DescriptorChain& chain, bool wri
     const uint64_t n = std::min<uint64_t>(b.len - offset, len);
     auto host = mem.slice(b.addr + offset, n);
     if (!host) return false;
-    out.push_back({host->data(), n});
+    fn(*host);
     len -= n;
     offset = 0;
   }
   return len == 0;
 }
 
+}  // namespace
+
+bool chain_iovecs(const GuestMemory& mem, const DescriptorChain& chain, bool writable,
+                  uint64_t offset, uint64_t len, std::vector<iovec>& out) {
+  return for_each_piece(mem, chain, writable, offset, len, [&](std::span<uint8_t> piece) {
+    out.push_back({piece.data(), piece.size()});
+  });
+}
+
 bool chain_read(const GuestMemory& mem, const DescriptorChain& chain, uint64_t offset,
                 std::span<uint8_t> out) {
-  std::vector<iovec> iov;
-  if (!chain_iovecs(mem, chain, false, offset, out.size(), iov)) return false;
   uint8_t* dst = out.data();
-  for (const iovec& v : iov) {
-    std::memcpy(dst, v.iov_base, v.iov_len);
-    dst += v.iov_len;
-  }
-  return true;
+  return for_each_piece(mem, chain, false, offset, out.size(), [&](std::span<uint8_t> piece) {
+    std::memcpy(dst, piece.data(), piece.size());
+    dst += piece.size();
+  });
 }
 
 bool chain_write(const GuestMemory& mem, const DescriptorChain& chain, uint64_t offset,
                  std::span<const uint8_t> in) {
-  std::vector<iovec> iov;
-  if (!chain_iovecs(mem, chain, true, offset, in.size(), iov)) return false;
   const uint8_t* src = in.data();
-  for (const iovec& v : iov) {
-    std::memcpy(v.iov_base, src, v.iov_len);
-    src += v.iov_len;
-  }
-  return true;
+  return for_each_piece(mem, chain, true, offset, in.size(), [&](std::span<uint8_t> piece) {
+    std::memcpy(piece.data(), src, piece.size());
+    src += piece.size();
+  });
 }
 
 }  // namespace kiln::virtio

@@ -178,7 +178,8 @@ uint32_t BlockDevice::handle(const DescriptorChain& chain, const GuestMemory& me
   if (chain_read(mem, chain, 0, std::span(reinterpret_cast<uint8_t*>(&hdr), sizeof(hdr)))) {
     const uint64_t data_in = status_offset;                        // writable data bytes
     const uint64_t data_out = chain.readable_bytes - sizeof(hdr);  // readable data bytes
-    std::vector<iovec> iov;
+    std::vector<iovec>& iov = iov_;  // reused: no allocation per request
+    iov.clear();
     switch (hdr.type) {
       case kTypeIn:
         if (chain_iovecs(mem, chain, true, 0, data_in, iov)) {

@@ -53,6 +53,7 @@ class BlockDevice : public VirtioDevice {
   uint64_t capacity_ = 0;  // in 512-byte sectors
   std::vector<uint8_t> config_;
   LogLimiter log_limit_;
+  std::vector<iovec> iov_;
 };
 
 }  // namespace kiln::virtio
