@@ -1,7 +1,9 @@
 #include "api/cli.h"
 
 #include <CLI/CLI.hpp>
+#include <filesystem>
 
+#include "api/config_files.h"
 #include "vmm/error.h"
 #include "vmm/stop.h"
 
@@ -49,29 +51,40 @@ CliCommand parse_cli(int argc, const char* const* argv) {
   CliCommand cmd;
   CLI::App app{"Kiln: a KVM virtual machine monitor for microVMs", "kiln"};
   app.set_version_flag("--version", std::string("kiln ") + KILN_VERSION);
-  app.require_subcommand(1);
+  app.require_subcommand(0, 1);
+  app.footer(
+      "Without a subcommand: --api-sock PATH serves the Firecracker-compatible API and boots on\n"
+      "PUT /actions InstanceStart; --config-file vm.json boots that configuration at once.");
   app.add_option("--log-level", cmd.log_level, "Log level: error, warn, info, debug, trace")
       ->check(CLI::IsMember({"off", "error", "warn", "info", "debug", "trace"}))
       ->capture_default_str();
+  std::string config_file;
+  app.add_option("--api-sock", cmd.api_socket,
+                 "Serve the management API on this Unix socket (created with mode 0600)");
+  app.add_option("--config-file", config_file,
+                 "Boot from Firecracker's JSON configuration (boot-source, machine-config, "
+                 "drives, ...)");
 
-  CLI::App* run =
-      app.add_subcommand("run", "Boot a guest kernel with its console on this terminal");
+  CLI::App* run = app.add_subcommand("run", "Boot a guest kernel with its console on this terminal");
   run->footer(kRunFooter);
-  VmConfig& c = cmd.config;
-  run->add_option("--kernel", c.kernel_path,
-                  "Guest kernel: an ELF vmlinux or a bzImage (64-bit boot protocol >= 2.12)")
-      ->required()
-      ->check(CLI::ExistingFile);
-  run->add_option("--initrd", c.initrd_path, "Initial ramdisk loaded next to the kernel")
-      ->check(CLI::ExistingFile);
-  run->add_option("--cmdline", c.cmdline, "Kernel command line")->capture_default_str();
-  run->add_option("--cpus", c.vcpus, "Number of vCPUs (1 to the host's KVM limit)")
-      ->check(CLI::Range(1u, 1024u))
-      ->capture_default_str();
-  run->add_option("--memory", c.memory_mib, "Guest RAM in MiB (16 to 1048576)")
-      ->check(CLI::Range(uint64_t{16}, uint64_t{1} << 20))
-      ->capture_default_str();
-
+  VmConfig flags;
+  std::string toml_file;
+  run->add_option("--config", toml_file,
+                  "TOML configuration file ([boot-source], [machine-config], [[drives]]); "
+                  "flags given here override its values");
+  auto* kernel = run->add_option(
+      "--kernel", flags.kernel_path,
+      "Guest kernel: an ELF vmlinux or a bzImage (64-bit boot protocol >= 2.12)");
+  auto* initrd = run->add_option("--initrd", flags.initrd_path,
+                                 "Initial ramdisk loaded next to the kernel");
+  auto* cmdline = run->add_option("--cmdline", flags.cmdline, "Kernel command line")
+                      ->capture_default_str();
+  auto* cpus = run->add_option("--cpus", flags.vcpus, "Number of vCPUs (1 to the host's KVM limit)")
+                   ->check(CLI::Range(1u, 1024u))
+                   ->capture_default_str();
+  auto* memory = run->add_option("--memory", flags.memory_mib, "Guest RAM in MiB (16 to 1048576)")
+                     ->check(CLI::Range(uint64_t{16}, uint64_t{1} << 20))
+                     ->capture_default_str();
   std::vector<std::string> disks;
   std::string rootfs;
   run->add_option("--disk", disks,
@@ -80,20 +93,42 @@ CliCommand parse_cli(int argc, const char* const* argv) {
   run->add_option("--rootfs", rootfs,
                   "Root file system image: becomes the first drive (/dev/vda) and adds "
                   "'root=/dev/vda rw' to the command line");
+  run->add_option("--api-sock", cmd.api_socket, "Also serve the management API on this socket");
 
   try {
     app.parse(argc, argv);
-    if (!rootfs.empty()) {
-      c.drives.push_back(DriveConfig{rootfs, false, "rootfs", true});
+    VmConfig& c = cmd.config;
+    if (run->parsed()) {
+      if (!toml_file.empty()) api::apply_toml_config_file(c, toml_file);
+      if (kernel->count()) c.kernel_path = flags.kernel_path;
+      if (initrd->count()) c.initrd_path = flags.initrd_path;
+      if (cmdline->count()) c.cmdline = flags.cmdline;
+      if (cpus->count()) c.vcpus = flags.vcpus;
+      if (memory->count()) c.memory_mib = flags.memory_mib;
+      if (!rootfs.empty()) {
+        std::erase_if(c.drives, [](const DriveConfig& d) { return d.is_root; });
+        c.drives.insert(c.drives.begin(), DriveConfig{rootfs, false, "rootfs", true});
+      }
+      for (const std::string& d : disks) c.drives.push_back(parse_drive_spec(d));
+      if (c.kernel_path.empty())
+        throw UsageError("kiln run: --kernel is required (or kernel_image_path in --config)");
+      if (!std::filesystem::exists(c.kernel_path))
+        throw UsageError("--kernel: File does not exist: " + c.kernel_path);
+    } else if (!config_file.empty()) {
+      api::apply_json_config_file(c, config_file);
+    } else if (!cmd.api_socket.empty()) {
+      cmd.start_now = false;
+    } else {
+      throw CLI::CallForHelp();
     }
-    for (const std::string& d : disks) c.drives.push_back(parse_drive_spec(d));
   } catch (const CLI::ParseError& e) {
     const int rc = app.exit(e);  // prints help, version or the error
     cmd.action = CliCommand::Action::kExit;
     cmd.exit_code = rc == 0 ? 0 : kExitUsage;
     return cmd;
   } catch (const UsageError& e) {
-    std::cerr << e.what() << "\n";
+    std::cerr << "kiln: " << e.what() << "\n";
+    cmd.action = CliCommand::Action::kExit;
     cmd.exit_code = kExitUsage;
     return cmd;
   }

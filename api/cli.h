@@ -15,6 +15,8 @@ struct CliCommand {
   int exit_code = 0;  // for kExit: 0 after --help/--version, kExitUsage after an error
   VmConfig config;
   std::string log_level = "warn";
+  std::string api_socket;  // empty: no API server
+  bool start_now = true;   // boot at once (kiln run, --config-file) or wait for InstanceStart
 };
 
 // Parses a --disk value "PATH[,ro][,id=NAME]". Throws kiln::UsageError naming the bad part.

@@ -31,29 +31,34 @@ void EventLoop::remove(int fd) {
 }
 
 void EventLoop::run() {
+  while (!stop_requested_) run_once();
+  stop_requested_ = false;
+}
+
+void EventLoop::run_once() {
   std::array<epoll_event, 32> events;
-  for (;;) {
-    const int n = ::epoll_wait(epoll_.get(), events.data(), static_cast<int>(events.size()), -1);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      spdlog::error("event loop: {}", errno_message("epoll_wait"));
+  const int n = ::epoll_wait(epoll_.get(), events.data(), static_cast<int>(events.size()), -1);
+  if (n < 0) {
+    if (errno == EINTR) return;
+    spdlog::error("event loop: {}", errno_message("epoll_wait"));
+    stop_requested_ = true;
+    return;
+  }
+  for (int i = 0; i < n; ++i) {
+    const int fd = events[i].data.fd;
+    if (fd == stop_.fd()) {
+      stop_.consume();
+      stop_requested_ = true;
       return;
     }
-    for (int i = 0; i < n; ++i) {
-      const int fd = events[i].data.fd;
-      if (fd == stop_.fd()) {
-        stop_.consume();
-        return;
-      }
-      auto it = handlers_.find(fd);
-      if (it == handlers_.end()) continue;            // removed by an earlier handler in this batch
-      std::shared_ptr<Handler> handler = it->second;  // survives its own remove()
-      try {
-        (*handler)(events[i].events);
-      } catch (const std::exception& e) {
-        spdlog::error("event handler for fd {} failed and was removed: {}", fd, e.what());
-        remove(fd);
-      }
+    auto it = handlers_.find(fd);
+    if (it == handlers_.end()) continue;  // removed by an earlier handler in this batch
+    std::shared_ptr<Handler> handler = it->second;  // survives its own remove()
+    try {
+      (*handler)(events[i].events);
+    } catch (const std::exception& e) {
+      spdlog::error("event handler for fd {} failed and was removed: {}", fd, e.what());
+      remove(fd);
     }
   }
 }

@@ -26,6 +26,8 @@ class EventLoop {
   // Runs handlers until stop() is called. Handler exceptions are logged and the handler's fd
   // removed; the loop goes on.
   void run();
+  // Waits for events once and runs their handlers (for a loop driven by its owner).
+  void run_once();
   // Thread-safe: makes run() return after the current handler.
   void stop() { stop_.signal(); }
 
@@ -33,6 +35,7 @@ class EventLoop {
   UniqueFd epoll_;
   EventFd stop_;
   std::map<int, std::shared_ptr<Handler>> handlers_;
+  bool stop_requested_ = false;  // loop thread only
 };
 
 }  // namespace kiln

@@ -1,14 +1,19 @@
-// kiln: entry point. Parses the command line, builds the VMM, runs the guest, and turns the way
-// it stopped into one line and an exit status.
+// kiln: entry point. Parses the command line, starts the API server if asked, hands the
+// configuration to the VMM controller and turns the way the VM stopped into an exit status.
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <memory>
+#include <variant>
+
 #include "api/cli.h"
+#include "api/http/api_server.h"
+#include "api/routes.h"
+#include "vmm/controller.h"
 #include "vmm/error.h"
 #include "vmm/stop.h"
 #include "vmm/terminal.h"
-#include "vmm/vmm.h"
 
 int main(int argc, char** argv) {
   kiln::CliCommand cmd = kiln::parse_cli(argc, argv);
@@ -20,18 +25,27 @@ int main(int argc, char** argv) {
   spdlog::set_level(spdlog::level::from_str(cmd.log_level));
 
   try {
-    kiln::Vmm vmm(cmd.config, kiln::ConsoleFds{STDIN_FILENO, STDOUT_FILENO});
-    kiln::StopReason reason;
-    {
-      kiln::RawTerminal raw(STDIN_FILENO);
-      reason = vmm.run();
+    // The console is the terminal when the VM boots from the command line or a config file.
+    kiln::VmmController controller(cmd.config, kiln::ConsoleFds{STDIN_FILENO, STDOUT_FILENO});
+    std::unique_ptr<kiln::api::ApiServer> server;
+    if (!cmd.api_socket.empty()) {
+      server = std::make_unique<kiln::api::ApiServer>(
+          cmd.api_socket, [&controller](kiln::api::HttpRequest request,
+                                        kiln::api::ApiServer::Respond respond) {
+            auto routed = kiln::api::route(request);
+            if (auto* reply = std::get_if<kiln::VmmReply>(&routed)) {
+              respond(kiln::api::to_http(*reply));
+              return;
+            }
+            controller.submit(std::get<kiln::VmmCommand>(std::move(routed)),
+                              [respond](kiln::VmmReply reply) {
+                                respond(kiln::api::to_http(reply));
+                              });
+          });
+      server->start();
     }
-    if (reason.exit_code == kiln::kExitGuestStopped) {
-      spdlog::info("{}", reason.message);
-    } else {
-      spdlog::error("{}", reason.message);
-    }
-    return reason.exit_code;
+    kiln::RawTerminal raw(STDIN_FILENO);
+    return controller.run(cmd.start_now);
   } catch (const kiln::UsageError& e) {
     spdlog::error("{}", e.what());
     return kiln::kExitUsage;

@@ -6,6 +6,8 @@
 #include <optional>
 #include <string>
 
+#include "vmm/event_fd.h"
+
 namespace kiln {
 
 // Exit statuses of `kiln`.
@@ -29,7 +31,10 @@ class StopSignal {
       reason_ = std::move(reason);
     }
     cv_.notify_all();
+    event_.signal();
   }
+  // Signalled once a stop was requested: lets an event loop wait for it.
+  int fd() const { return event_.fd(); }
   bool requested() const {
     std::lock_guard lock(mutex_);
     return reason_.has_value();
@@ -44,6 +49,7 @@ class StopSignal {
   mutable std::mutex mutex_;
   std::condition_variable cv_;
   std::optional<StopReason> reason_;
+  EventFd event_;
 };
 
 }  // namespace kiln

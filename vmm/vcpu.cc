@@ -44,8 +44,8 @@ const char* exit_reason_name(uint32_t reason) {
 }  // namespace
 
 Vcpu::Vcpu(uint32_t index, std::unique_ptr<VcpuFd> fd, const Bus& pio, const Bus& mmio,
-           StopSignal& stop)
-    : index_(index), fd_(std::move(fd)), pio_(pio), mmio_(mmio), stop_(stop) {}
+           StopSignal& stop, Metrics& metrics)
+    : index_(index), fd_(std::move(fd)), pio_(pio), mmio_(mmio), stop_(stop), metrics_(metrics) {}
 
 Vcpu::~Vcpu() {
   kick();
@@ -65,10 +65,45 @@ void Vcpu::start() {
   ::pthread_setname_np(thread_.native_handle(), name.substr(0, 15).c_str());
 }
 
-void Vcpu::kick() {
-  stopping_.store(true);
+void Vcpu::interrupt() {
   fd_->run_struct()->immediate_exit = 1;
   if (thread_.joinable()) ::pthread_kill(thread_.native_handle(), kick_signal());
+}
+
+void Vcpu::kick() {
+  stopping_.store(true);
+  {
+    std::lock_guard lock(pause_mutex_);
+  }
+  pause_cv_.notify_all();
+  interrupt();
+}
+
+void Vcpu::pause() {
+  std::unique_lock lock(pause_mutex_);
+  paused_ = true;
+  if (!thread_.joinable()) return;
+  interrupt();
+  pause_cv_.wait(lock, [&] { return parked_ || exited_ || stopping_.load(); });
+}
+
+void Vcpu::resume() {
+  {
+    std::lock_guard lock(pause_mutex_);
+    paused_ = false;
+  }
+  pause_cv_.notify_all();
+}
+
+bool Vcpu::wait_while_paused() {
+  std::unique_lock lock(pause_mutex_);
+  if (!paused_) return true;
+  parked_ = true;
+  pause_cv_.notify_all();
+  pause_cv_.wait(lock, [&] { return !paused_ || stopping_.load(); });
+  parked_ = false;
+  fd_->run_struct()->immediate_exit = 0;
+  return !stopping_.load();
 }
 
 void Vcpu::join() {
@@ -76,6 +111,15 @@ void Vcpu::join() {
 }
 
 void Vcpu::run_loop() {
+  run_until_stopped();
+  {
+    std::lock_guard lock(pause_mutex_);
+    exited_ = true;
+  }
+  pause_cv_.notify_all();
+}
+
+void Vcpu::run_until_stopped() {
   // The kick signal is blocked in every other thread (see Vmm); this one takes it.
   sigset_t set;
   sigemptyset(&set);
@@ -84,6 +128,7 @@ void Vcpu::run_loop() {
 
   try {
     while (!stopping_.load()) {
+      if (!wait_while_paused()) return;
       const int rc = fd_->run();
       if (rc == -EINTR || rc == -EAGAIN) continue;
       if (rc < 0) {
@@ -102,13 +147,16 @@ bool Vcpu::handle_exit() {
   kvm_run& run = *fd_->run_struct();
   switch (run.exit_reason) {
     case KVM_EXIT_IO:
+      Metrics::add(metrics_.vcpu_exits_io);
       handle_io(run);
       return true;
     case KVM_EXIT_MMIO:
+      Metrics::add(metrics_.vcpu_exits_mmio);
       handle_mmio(run);
       return true;
     case KVM_EXIT_INTR:
     case KVM_EXIT_IRQ_WINDOW_OPEN:
+      Metrics::add(metrics_.vcpu_exits_other);
       return true;
     case KVM_EXIT_SYSTEM_EVENT:
       switch (run.system_event.type) {

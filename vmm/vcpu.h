@@ -3,6 +3,8 @@
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
+#include <mutex>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -10,6 +12,7 @@
 
 #include "vmm/bus.h"
 #include "vmm/kvm.h"
+#include "vmm/metrics.h"
 #include "vmm/stop.h"
 
 namespace kiln {
@@ -17,7 +20,7 @@ namespace kiln {
 class Vcpu {
  public:
   Vcpu(uint32_t index, std::unique_ptr<VcpuFd> fd, const Bus& pio, const Bus& mmio,
-       StopSignal& stop);
+       StopSignal& stop, Metrics& metrics);
   ~Vcpu();
   Vcpu(const Vcpu&) = delete;
   Vcpu& operator=(const Vcpu&) = delete;
@@ -29,12 +32,16 @@ class Vcpu {
   // Makes the thread leave KVM_RUN and return; thread-safe, idempotent.
   void kick();
   void join();
+  // Parks the thread outside KVM_RUN (returns once it is parked) / lets it run again.
+  void pause();
+  void resume();
 
   // Installs the (empty) handler of the signal kick() sends. Call once before any start().
   static void install_kick_signal_handler();
 
  private:
   void run_loop();
+  void run_until_stopped();
   // Handles one exit; returns false when the VM must stop (the reason was already requested).
   bool handle_exit();
   void handle_io(kvm_run& run);
@@ -47,7 +54,18 @@ class Vcpu {
   const Bus& pio_;
   const Bus& mmio_;
   StopSignal& stop_;
+  Metrics& metrics_;
+  // Interrupts KVM_RUN: immediate_exit plus the kick signal.
+  void interrupt();
+  // Blocks while paused_; returns false if the thread must stop.
+  bool wait_while_paused();
+
   std::atomic<bool> stopping_{false};
+  std::mutex pause_mutex_;
+  std::condition_variable pause_cv_;
+  bool paused_ = false;  // guarded by pause_mutex_
+  bool parked_ = false;  // guarded by pause_mutex_
+  bool exited_ = false;  // guarded by pause_mutex_: run_loop returned
   std::thread thread_;
 };
 

@@ -7,18 +7,22 @@
 
 namespace kiln {
 
-VirtioDevices::VirtioDevices(const VmConfig& config, const GuestMemory& mem) {
+VirtioDevices::VirtioDevices(const VmConfig& config, const GuestMemory& mem, Metrics& metrics) {
   for (size_t i = 0; i < config.drives.size(); ++i) {
     const DriveConfig& d = config.drives[i];
     if (d.is_root && i != 0) throw UsageError("the root drive must be the first drive");
     root_drive_ |= d.is_root;
-    add(std::make_shared<virtio::BlockDevice>(virtio::BlockOptions{d.path, d.read_only, d.id}),
-        mem);
+    auto block =
+        std::make_shared<virtio::BlockDevice>(virtio::BlockOptions{d.path, d.read_only, d.id});
+    block->set_metrics(&metrics);
+    add(std::move(block), mem, d.id);
   }
 }
 
-void VirtioDevices::add(std::shared_ptr<virtio::VirtioDevice> device, const GuestMemory& mem) {
+void VirtioDevices::add(std::shared_ptr<virtio::VirtioDevice> device, const GuestMemory& mem,
+                        std::string drive_id) {
   Slot slot;
+  slot.drive_id = std::move(drive_id);
   slot.resources = allocator_.allocate_mmio(virtio::MmioTransport::kWindowSize);
   slot.irq = std::make_shared<EventFd>();
   slot.transport = std::make_shared<virtio::MmioTransport>(std::move(device), mem,
@@ -48,6 +52,22 @@ void VirtioDevices::attach(VmFd& vm, Bus& mmio_bus, EventLoop& loop) {
       });
     }
   }
+}
+
+}  // namespace kiln
+
+namespace kiln {
+
+void VirtioDevices::replace_drive(const std::string& id, const std::string& path) {
+  for (const Slot& s : slots_) {
+    if (s.drive_id.empty() || s.drive_id != id) continue;
+    s.transport->with_device([&](virtio::VirtioDevice& device) {
+      static_cast<virtio::BlockDevice&>(device).replace_backing(path);
+    });
+    s.transport->config_changed();
+    return;
+  }
+  throw UsageError("no drive with id " + id);
 }
 
 }  // namespace kiln

@@ -13,6 +13,7 @@
 #include "vmm/event_fd.h"
 #include "vmm/event_loop.h"
 #include "vmm/kvm.h"
+#include "vmm/metrics.h"
 #include "vmm/resource_allocator.h"
 #include "vmm/vm_config.h"
 
@@ -21,21 +22,25 @@ namespace kiln {
 class VirtioDevices {
  public:
   // Throws kiln::UsageError for a bad drive (missing, unreadable, size, locked).
-  VirtioDevices(const VmConfig& config, const GuestMemory& mem);
+  VirtioDevices(const VmConfig& config, const GuestMemory& mem, Metrics& metrics);
 
   // Kernel parameters for every device, and root=/dev/vda rw for a root drive.
   std::string kernel_parameters() const;
   void attach(VmFd& vm, Bus& mmio_bus, EventLoop& loop);
+  // Swaps the image behind drive `id` and raises a config change. Throws UsageError.
+  void replace_drive(const std::string& id, const std::string& path);
 
   struct Slot {
     MmioSlot resources;
     std::shared_ptr<EventFd> irq;
     std::shared_ptr<virtio::MmioTransport> transport;
+    std::string drive_id;  // block devices: the drive's id
   };
   const std::vector<Slot>& slots() const { return slots_; }
 
  private:
-  void add(std::shared_ptr<virtio::VirtioDevice> device, const GuestMemory& mem);
+  void add(std::shared_ptr<virtio::VirtioDevice> device, const GuestMemory& mem,
+           std::string drive_id = "");
 
   ResourceAllocator allocator_{x86::kVirtioMmioBase, x86::kVirtioMmioEnd, x86::kFirstDeviceIrq,
                                x86::kLastDeviceIrq};

@@ -17,13 +17,26 @@ struct DriveConfig {
   bool is_root = false;  // add root=/dev/vda to the command line (must be the first drive)
 };
 
+struct LoggerConfig {
+  std::string path;              // empty: stderr
+  std::string level = "Warning";  // Error, Warning, Info, Debug, Trace, Off
+  bool show_level = false;
+  bool show_log_origin = false;
+};
+
 struct VmConfig {
   uint32_t vcpus = 1;
   uint64_t memory_mib = 128;
+  bool smt = false;                // accepted for API compatibility; vCPUs are single-threaded cores
+  bool track_dirty_pages = false;  // accepted; used by snapshots later
   std::string kernel_path;
   std::string initrd_path;  // empty: none
   std::string cmdline = kDefaultCmdline;
   std::vector<DriveConfig> drives;  // virtio-blk, in guest order (vda, vdb, ...)
+  std::string metrics_path;         // empty: no metrics
+  std::string serial_out_path;      // empty: the console's output fd
+  bool entropy_device = false;      // PUT /entropy (virtio-rng comes with the device set)
+  LoggerConfig logger;
 };
 
 // Console wiring: where the guest's serial output goes and where its input comes from.

@@ -37,20 +37,14 @@ std::vector<uint8_t> random_seed(size_t n) {
   return seed;
 }
 
-sigset_t stop_signals() {
-  sigset_t set;
-  sigemptyset(&set);
-  for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT}) sigaddset(&set, sig);
-  return set;
-}
-
 }  // namespace
 
-Vmm::Vmm(const VmConfig& config, ConsoleFds console)
+Vmm::Vmm(const VmConfig& config, ConsoleFds console, Metrics* metrics)
     : config_(config),
       console_(console),
+      metrics_(metrics ? *metrics : own_metrics_),
       memory_(x86::ram_ranges(config.memory_mib << 20)),
-      virtio_(config_, memory_),
+      virtio_(config_, memory_, metrics_),
       boot_info_(load_kernel()),
       kvm_(),
       vm_(kvm_) {
@@ -67,10 +61,7 @@ Vmm::Vmm(const VmConfig& config, ConsoleFds console)
   setup_vcpus();
 }
 
-Vmm::~Vmm() {
-  for (auto& vcpu : vcpus_) vcpu->kick();
-  vcpus_.clear();  // joins every vCPU thread
-}
+Vmm::~Vmm() { shutdown(); }
 
 void Vmm::setup_memory() {
   uint32_t slot = 0;
@@ -123,7 +114,7 @@ void Vmm::setup_vcpus() {
     // The boot vCPU starts at the kernel; the others wait in the in-kernel LAPIC for the
     // guest's INIT/SIPI.
     if (i == 0) x86::setup_boot_vcpu_registers(*fd, boot_info_.entry, boot_info_.boot_params);
-    vcpus_.push_back(std::make_unique<Vcpu>(i, std::move(fd), pio_bus_, mmio_bus_, stop_));
+    vcpus_.push_back(std::make_unique<Vcpu>(i, std::move(fd), pio_bus_, mmio_bus_, stop_, metrics_));
   }
 }
 
@@ -168,43 +159,49 @@ void Vmm::add_console_input() {
   });
 }
 
-void Vmm::watch_signals() {
-  const sigset_t set = stop_signals();
-  signal_fd_.reset(::signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK));
-  if (!signal_fd_) throw_errno("signalfd");
-  loop_.add(signal_fd_.get(), EPOLLIN, [this](uint32_t) {
-    signalfd_siginfo info{};
-    if (::read(signal_fd_.get(), &info, sizeof(info)) != sizeof(info)) return;
-    stop_.request({kExitUserStop, fmt::format("stopped by signal {}", strsignal(info.ssi_signo))});
-  });
+void Vmm::start() {
+  // The vCPU kick signal is taken only by vCPU threads: block it here before threads inherit
+  // this thread's mask.
+  sigset_t kick;
+  sigemptyset(&kick);
+  sigaddset(&kick, SIGRTMIN);
+  ::pthread_sigmask(SIG_BLOCK, &kick, &saved_mask_);
+  watch_console_input();
+  loop_thread_ = std::thread([this] { loop_.run(); });
+  ::pthread_setname_np(loop_thread_.native_handle(), "kiln-events");
+  for (auto& vcpu : vcpus_) vcpu->start();
+  started_ = true;
+}
+
+StopReason Vmm::shutdown() {
+  stop_.request({kExitUserStop, "stopped by the VMM"});  // no-op if the guest stopped first
+  if (started_) {
+    for (auto& vcpu : vcpus_) vcpu->kick();
+    for (auto& vcpu : vcpus_) vcpu->join();
+    loop_.stop();
+    loop_thread_.join();
+    ::pthread_sigmask(SIG_SETMASK, &saved_mask_, nullptr);
+    started_ = false;
+  }
+  return stop_.wait();
 }
 
 StopReason Vmm::run() {
-  // Stop signals are taken by the event loop through a signalfd; block them (and the vCPU kick
-  // signal, which only vCPU threads unblock) in this thread before any thread inherits the mask.
-  sigset_t blocked = stop_signals();
-  sigaddset(&blocked, SIGRTMIN);
-  sigset_t previous;
-  ::pthread_sigmask(SIG_BLOCK, &blocked, &previous);
-  watch_signals();
-  watch_console_input();
+  start();
+  stop_.wait();
+  return shutdown();
+}
 
-  std::thread loop_thread([this] { loop_.run(); });
-  ::pthread_setname_np(loop_thread.native_handle(), "kiln-events");
-  for (auto& vcpu : vcpus_) vcpu->start();
+void Vmm::pause() {
+  for (auto& vcpu : vcpus_) vcpu->pause();
+}
 
-  StopReason reason = stop_.wait();
+void Vmm::resume() {
+  for (auto& vcpu : vcpus_) vcpu->resume();
+}
 
-  for (auto& vcpu : vcpus_) vcpu->kick();
-  for (auto& vcpu : vcpus_) vcpu->join();
-  loop_.stop();
-  loop_thread.join();
-  // Drain pending stop signals so that restoring the mask does not deliver them.
-  const timespec no_wait{0, 0};
-  while (::sigtimedwait(&blocked, nullptr, &no_wait) > 0) {
-  }
-  ::pthread_sigmask(SIG_SETMASK, &previous, nullptr);
-  return reason;
+void Vmm::replace_drive(const std::string& id, const std::string& path) {
+  virtio_.replace_drive(id, path);
 }
 
 }  // namespace kiln

@@ -1,8 +1,8 @@
-// The VMM controller: builds one VM from a VmConfig (KVM, guest memory, irqchip, devices, the
-// kernel, vCPUs), runs it, and tears it down in order.
+// One VM: built from a VmConfig (guest memory, kernel, devices, KVM, irqchip, vCPUs), started,
+// paused and resumed, and torn down in order. The controller (vmm/controller.h) drives it.
 //
-// Threads while running: the caller's thread waits for a StopReason; one thread per vCPU runs
-// KVM_RUN; one event-loop thread runs device-side handlers (console input, signals).
+// Threads while running: one per vCPU running KVM_RUN; one event-loop thread running the
+// device-side handlers (console input, virtio queue notifications).
 #pragma once
 
 #include <memory>
@@ -16,6 +16,7 @@
 #include "vmm/event_loop.h"
 #include "vmm/guest_memory.h"
 #include "vmm/kvm.h"
+#include "vmm/metrics.h"
 #include "vmm/stop.h"
 #include "vmm/vcpu.h"
 #include "vmm/virtio_devices.h"
@@ -27,11 +28,27 @@ class Vmm {
  public:
   // Validates the configuration and builds the VM; nothing runs yet. Throws UsageError for
   // bad input (image files, sizes), kiln::Error for host failures.
-  Vmm(const VmConfig& config, ConsoleFds console);
+  // `metrics` must outlive the Vmm; by default the Vmm counts into its own.
+  Vmm(const VmConfig& config, ConsoleFds console, Metrics* metrics = nullptr);
   ~Vmm();
 
-  // Runs the guest until it stops; returns why. Call once.
+  // Starts the event loop and the vCPUs. Call once, from a thread that has the stop signals
+  // blocked (the controller's) or does not care about them.
+  void start();
+  // Any thread may request a stop; its fd is signalled once one was requested.
+  StopSignal& stop_signal() { return stop_; }
+  // Stops and joins every thread; returns why the VM stopped. Idempotent.
+  StopReason shutdown();
+  // start(), wait for a stop request, shutdown().
   StopReason run();
+
+  void pause();
+  void resume();
+  // Keeps `fd` open for the VM's life (e.g. the serial output file).
+  void adopt_fd(UniqueFd fd) { adopted_fds_.push_back(std::move(fd)); }
+  // Points drive `id` at a new image and tells the guest its capacity may have changed.
+  // Throws UsageError (bad image, unknown drive).
+  void replace_drive(const std::string& id, const std::string& path);
 
  private:
   void setup_memory();
@@ -40,10 +57,11 @@ class Vmm {
   void setup_vcpus();
   void watch_console_input();
   void add_console_input();
-  void watch_signals();
 
   VmConfig config_;
   ConsoleFds console_;
+  Metrics own_metrics_;
+  Metrics& metrics_;
   StopSignal stop_;
   // Guest RAM is mapped and the kernel loaded (and so every image validated) before /dev/kvm is
   // opened: bad input fails the same way on any host.
@@ -60,7 +78,10 @@ class Vmm {
   bool console_paused_ = false;  // event-loop thread only
   ConsoleEscape console_escape_;
   std::vector<std::unique_ptr<Vcpu>> vcpus_;
-  UniqueFd signal_fd_;
+  std::vector<UniqueFd> adopted_fds_;
+  std::thread loop_thread_;
+  bool started_ = false;
+  sigset_t saved_mask_{};
 };
 
 }  // namespace kiln

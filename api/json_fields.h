@@ -1,0 +1,76 @@
+// Strict reading of a JSON request body or config object: every field is checked for its type,
+// unknown fields are rejected by name. Errors are kiln::UsageError with a message that names the
+// object, the field and the expected type ("machine-config: vcpu_count must be an integer").
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <optional>
+#include <set>
+#include <string>
+
+#include "vmm/error.h"
+
+namespace kiln::api {
+
+// A bad field: `object` ("machine-config", "drives[1]") and `field` ("" for the object itself)
+// let file front ends point at the line.
+class FieldError : public UsageError {
+ public:
+  FieldError(std::string object, std::string field, const std::string& problem)
+      : UsageError(object + (field.empty() ? "" : ": " + field) + ": " + problem),
+        object_(std::move(object)),
+        field_(std::move(field)) {}
+  const std::string& object() const { return object_; }
+  const std::string& field() const { return field_; }
+
+ private:
+  std::string object_;
+  std::string field_;
+};
+
+class JsonFields {
+ public:
+  // `what` names the object in messages ("machine-config", "drives[1]").
+  JsonFields(const nlohmann::json& object, std::string what);
+
+  template <typename T>
+  std::optional<T> optional(const std::string& key) {
+    seen_.insert(key);
+    auto it = object_.find(key);
+    if (it == object_.end() || it->is_null()) return std::nullopt;
+    return convert<T>(*it, key);
+  }
+  template <typename T>
+  T required(const std::string& key) {
+    auto value = optional<T>(key);
+    if (!value) throw FieldError(what_, key, "missing (required)");
+    return *value;
+  }
+  // Marks a field as known without reading it (accepted for compatibility, ignored).
+  void ignore(const std::string& key) { seen_.insert(key); }
+  // Throws if the object has a field nobody asked for.
+  void reject_unknown() const;
+
+ private:
+  template <typename T>
+  T convert(const nlohmann::json& v, const std::string& key) const;
+
+  const nlohmann::json& object_;
+  std::string what_;
+  std::set<std::string> seen_;
+};
+
+template <>
+bool JsonFields::convert<bool>(const nlohmann::json& v, const std::string& key) const;
+template <>
+std::string JsonFields::convert<std::string>(const nlohmann::json& v, const std::string& key) const;
+template <>
+uint64_t JsonFields::convert<uint64_t>(const nlohmann::json& v, const std::string& key) const;
+template <>
+uint32_t JsonFields::convert<uint32_t>(const nlohmann::json& v, const std::string& key) const;
+template <>
+nlohmann::json JsonFields::convert<nlohmann::json>(const nlohmann::json& v,
+                                                   const std::string& key) const;
+
+}  // namespace kiln::api

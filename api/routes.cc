@@ -1,0 +1,99 @@
+#include "api/routes.h"
+
+#include <map>
+
+#include "api/json_fields.h"
+
+namespace kiln::api {
+
+namespace {
+
+using K = VmmCommand::Kind;
+using nlohmann::json;
+
+// Method -> command kind, for each fixed path.
+const std::map<std::string, std::map<std::string, K>>& fixed_routes() {
+  static const std::map<std::string, std::map<std::string, K>> routes = {
+      {"/", {{"GET", K::kGetInstanceInfo}}},
+      {"/version", {{"GET", K::kGetVersion}}},
+      {"/vm/config", {{"GET", K::kGetVmConfig}}},
+      {"/machine-config",
+       {{"GET", K::kGetMachineConfig},
+        {"PUT", K::kPutMachineConfig},
+        {"PATCH", K::kPatchMachineConfig}}},
+      {"/boot-source", {{"PUT", K::kPutBootSource}}},
+      {"/actions", {{"PUT", K::kInstanceStart}}},  // refined by action_type below
+      {"/vm", {{"PATCH", K::kPauseVm}}},            // refined by state below
+      {"/logger", {{"PUT", K::kPutLogger}}},
+      {"/metrics", {{"PUT", K::kPutMetrics}}},
+      {"/entropy", {{"PUT", K::kPutEntropy}}},
+      {"/serial", {{"PUT", K::kPutSerial}}},
+  };
+  return routes;
+}
+
+bool needs_body(const std::string& method) { return method == "PUT" || method == "PATCH"; }
+
+VmmReply method_not_allowed(const HttpRequest& r) {
+  return VmmReply::fault(405, "method " + r.method + " is not allowed on " + r.path);
+}
+
+}  // namespace
+
+std::variant<VmmCommand, VmmReply> route(const HttpRequest& r) {
+  VmmCommand command{K::kGetInstanceInfo, "", nullptr};
+  static const std::string kDrives = "/drives/";
+  if (r.path.rfind(kDrives, 0) == 0 && r.path.size() > kDrives.size() &&
+      r.path.find('/', kDrives.size()) == std::string::npos) {
+    command.id = r.path.substr(kDrives.size());
+    if (r.method == "PUT") command.kind = K::kPutDrive;
+    else if (r.method == "PATCH") command.kind = K::kPatchDrive;
+    else return method_not_allowed(r);
+  } else {
+    auto path = fixed_routes().find(r.path);
+    if (path == fixed_routes().end())
+      return VmmReply::fault(404, "no API resource at " + r.path);
+    auto method = path->second.find(r.method);
+    if (method == path->second.end()) return method_not_allowed(r);
+    command.kind = method->second;
+  }
+
+  if (needs_body(r.method)) {
+    if (r.body.empty()) return VmmReply::fault(400, "the request needs a JSON body");
+    command.body = json::parse(r.body, nullptr, false);
+    if (command.body.is_discarded()) return VmmReply::fault(400, "the body is not valid JSON");
+  }
+  try {
+    if (r.path == "/actions") {
+      JsonFields f(command.body, "actions");
+      const auto type = f.required<std::string>("action_type");
+      f.reject_unknown();
+      if (type == "InstanceStart") command.kind = K::kInstanceStart;
+      else if (type == "SendCtrlAltDel") command.kind = K::kSendCtrlAltDel;
+      else if (type == "FlushMetrics") command.kind = K::kFlushMetrics;
+      else
+        throw FieldError("actions", "action_type",
+                         "must be InstanceStart, SendCtrlAltDel or FlushMetrics, not \"" + type +
+                             "\"");
+    } else if (r.path == "/vm") {
+      JsonFields f(command.body, "vm");
+      const auto state = f.required<std::string>("state");
+      f.reject_unknown();
+      if (state == "Paused") command.kind = K::kPauseVm;
+      else if (state == "Resumed") command.kind = K::kResumeVm;
+      else throw FieldError("vm", "state", "must be Paused or Resumed, not \"" + state + "\"");
+    }
+  } catch (const FieldError& e) {
+    return VmmReply::fault(400, e.what());
+  }
+  return command;
+}
+
+HttpResponse to_http(const VmmReply& reply) {
+  HttpResponse response;
+  response.status = reply.status;
+  if (!reply.body.is_null()) response.body = reply.body.dump();
+  return response;
+}
+
+}  // namespace kiln::api

@@ -1,0 +1,218 @@
+#include "api/vm_json.h"
+
+#include <algorithm>
+
+#include "api/json_fields.h"
+
+namespace kiln::api {
+
+namespace {
+
+using nlohmann::json;
+
+constexpr uint32_t kMaxVcpus = 1024;
+constexpr uint64_t kMinMemoryMib = 16;
+constexpr uint64_t kMaxMemoryMib = uint64_t{1} << 20;
+
+const char* const kLogLevels[] = {"Error", "Warning", "Info", "Debug", "Trace", "Off"};
+
+}  // namespace
+
+void apply_machine_config(VmConfig& config, const json& body, bool patch) {
+  JsonFields f(body, "machine-config");
+  auto vcpus = patch ? f.optional<uint32_t>("vcpu_count") : f.required<uint32_t>("vcpu_count");
+  auto mem = patch ? f.optional<uint64_t>("mem_size_mib") : f.required<uint64_t>("mem_size_mib");
+  auto smt = f.optional<bool>("smt");
+  auto dirty = f.optional<bool>("track_dirty_pages");
+  auto cpu_template = f.optional<std::string>("cpu_template");
+  auto huge_pages = f.optional<std::string>("huge_pages");
+  f.reject_unknown();
+  if (vcpus && (*vcpus == 0 || *vcpus > kMaxVcpus))
+    throw FieldError("machine-config", "vcpu_count", "must be between 1 and 1024");
+  if (mem && (*mem < kMinMemoryMib || *mem > kMaxMemoryMib))
+    throw FieldError("machine-config", "mem_size_mib", "must be between 16 and 1048576");
+  if (smt && *smt) throw FieldError("machine-config", "smt", "true is not supported by Kiln");
+  if (cpu_template && *cpu_template != "None")
+    throw FieldError("machine-config", "cpu_template", "only \"None\" is supported");
+  if (huge_pages && *huge_pages != "None")
+    throw FieldError("machine-config", "huge_pages", "only \"None\" is supported");
+  if (vcpus) config.vcpus = *vcpus;
+  if (mem) config.memory_mib = *mem;
+  if (smt) config.smt = *smt;
+  if (dirty) config.track_dirty_pages = *dirty;
+}
+
+void apply_boot_source(VmConfig& config, const json& body) {
+  JsonFields f(body, "boot-source");
+  auto kernel = f.required<std::string>("kernel_image_path");
+  auto args = f.optional<std::string>("boot_args");
+  auto initrd = f.optional<std::string>("initrd_path");
+  f.reject_unknown();
+  if (kernel.empty()) throw FieldError("boot-source", "kernel_image_path", "is empty");
+  config.kernel_path = kernel;
+  config.cmdline = args.value_or(kDefaultCmdline);
+  config.initrd_path = initrd.value_or("");
+}
+
+void apply_drive(VmConfig& config, const std::string& id, const json& body,
+                 const std::string& what) {
+  JsonFields f(body, what);
+  auto drive_id = f.required<std::string>("drive_id");
+  auto path = f.optional<std::string>("path_on_host");
+  auto is_root = f.required<bool>("is_root_device");
+  auto read_only = f.optional<bool>("is_read_only");
+  auto cache = f.optional<std::string>("cache_type");
+  auto engine = f.optional<std::string>("io_engine");
+  f.ignore("partuuid");
+  f.ignore("rate_limiter");
+  auto socket = f.optional<std::string>("socket");
+  f.reject_unknown();
+  if (drive_id != id)
+    throw FieldError(what, "drive_id", "\"" + drive_id + "\" does not match the path's \"" + id + "\"");
+  if (drive_id.empty() || drive_id.size() > 64 ||
+      !std::all_of(drive_id.begin(), drive_id.end(),
+                   [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; }))
+    throw FieldError(what, "drive_id", "must be 1 to 64 letters, digits or underscores");
+  if (socket) throw FieldError(what, "socket", "vhost-user drives are not supported");
+  if (!path || path->empty()) throw FieldError(what, "path_on_host", "missing (required)");
+  if (cache && *cache != "Unsafe" && *cache != "Writeback")
+    throw FieldError(what, "cache_type", "must be \"Unsafe\" or \"Writeback\"");
+  if (engine && *engine != "Sync" && *engine != "Async")
+    throw FieldError(what, "io_engine", "must be \"Sync\" or \"Async\"");
+
+  DriveConfig drive{*path, read_only.value_or(false), drive_id, is_root};
+  auto existing = std::find_if(config.drives.begin(), config.drives.end(),
+                               [&](const DriveConfig& d) { return d.id == id; });
+  if (is_root) {
+    auto other_root = std::find_if(config.drives.begin(), config.drives.end(),
+                                   [&](const DriveConfig& d) { return d.is_root && d.id != id; });
+    if (other_root != config.drives.end())
+      throw FieldError(what, "is_root_device",
+                       "drive \"" + other_root->id + "\" is already the root device");
+  }
+  if (existing != config.drives.end()) config.drives.erase(existing);
+  if (is_root) {
+    config.drives.insert(config.drives.begin(), drive);
+  } else {
+    config.drives.push_back(drive);
+  }
+}
+
+void apply_logger(VmConfig& config, const json& body) {
+  JsonFields f(body, "logger");
+  auto path = f.optional<std::string>("log_path");
+  auto level = f.optional<std::string>("level");
+  auto show_level = f.optional<bool>("show_level");
+  auto show_origin = f.optional<bool>("show_log_origin");
+  f.ignore("module");
+  f.reject_unknown();
+  if (level && std::none_of(std::begin(kLogLevels), std::end(kLogLevels),
+                            [&](const char* l) { return *level == l; }))
+    throw FieldError("logger", "level", "must be one of Error, Warning, Info, Debug, Trace, Off");
+  if (path) config.logger.path = *path;
+  if (level) config.logger.level = *level;
+  if (show_level) config.logger.show_level = *show_level;
+  if (show_origin) config.logger.show_log_origin = *show_origin;
+}
+
+void apply_metrics(VmConfig& config, const json& body) {
+  JsonFields f(body, "metrics");
+  auto path = f.required<std::string>("metrics_path");
+  f.reject_unknown();
+  if (path.empty()) throw FieldError("metrics", "metrics_path", "is empty");
+  config.metrics_path = path;
+}
+
+void apply_entropy(VmConfig& config, const json& body) {
+  JsonFields f(body, "entropy");
+  f.ignore("rate_limiter");
+  f.reject_unknown();
+  config.entropy_device = true;
+}
+
+void apply_serial(VmConfig& config, const json& body) {
+  JsonFields f(body, "serial");
+  auto path = f.required<std::string>("serial_out_path");
+  f.reject_unknown();
+  config.serial_out_path = path;
+}
+
+json machine_config_json(const VmConfig& config) {
+  return json{{"vcpu_count", config.vcpus},
+              {"mem_size_mib", config.memory_mib},
+              {"smt", config.smt},
+              {"track_dirty_pages", config.track_dirty_pages},
+              {"huge_pages", "None"}};
+}
+
+json vm_config_json(const VmConfig& config) {
+  json drives = json::array();
+  for (const DriveConfig& d : config.drives)
+    drives.push_back({{"drive_id", d.id},
+                      {"path_on_host", d.path},
+                      {"is_root_device", d.is_root},
+                      {"is_read_only", d.read_only},
+                      {"cache_type", "Unsafe"},
+                      {"io_engine", "Sync"}});
+  json boot = nullptr;
+  if (!config.kernel_path.empty()) {
+    boot = {{"kernel_image_path", config.kernel_path}, {"boot_args", config.cmdline}};
+    if (!config.initrd_path.empty()) boot["initrd_path"] = config.initrd_path;
+  }
+  json logger = nullptr;
+  if (!config.logger.path.empty())
+    logger = {{"log_path", config.logger.path},
+              {"level", config.logger.level},
+              {"show_level", config.logger.show_level},
+              {"show_log_origin", config.logger.show_log_origin}};
+  json metrics = nullptr;
+  if (!config.metrics_path.empty()) metrics = {{"metrics_path", config.metrics_path}};
+  return json{{"balloon", nullptr},
+              {"drives", drives},
+              {"boot-source", boot},
+              {"cpu-config", nullptr},
+              {"logger", logger},
+              {"machine-config", machine_config_json(config)},
+              {"metrics", metrics},
+              {"mmds-config", nullptr},
+              {"network-interfaces", json::array()},
+              {"vsock", nullptr},
+              {"entropy", config.entropy_device ? json::object() : json(nullptr)}};
+}
+
+void apply_full_config(VmConfig& config, const json& document) {
+  JsonFields f(document, "configuration");
+  auto boot = f.optional<json>("boot-source");
+  auto machine = f.optional<json>("machine-config");
+  auto drives = f.optional<json>("drives");
+  auto logger = f.optional<json>("logger");
+  auto metrics = f.optional<json>("metrics");
+  auto entropy = f.optional<json>("entropy");
+  auto network = f.optional<json>("network-interfaces");
+  for (const char* unsupported_now : {"balloon", "vsock", "mmds-config", "cpu-config"}) {
+    if (f.optional<json>(unsupported_now))
+      throw FieldError("configuration", unsupported_now, "is not supported by Kiln yet");
+  }
+  f.reject_unknown();
+  if (network && !network->empty())
+    throw FieldError("configuration", "network-interfaces", "are not supported by Kiln yet");
+  if (!boot) throw FieldError("configuration", "boot-source", "missing (required)");
+  apply_boot_source(config, *boot);
+  if (machine) apply_machine_config(config, *machine, false);
+  if (drives) {
+    if (!drives->is_array()) throw FieldError("configuration", "drives", "must be an array");
+    for (size_t i = 0; i < drives->size(); ++i) {
+      const json& d = (*drives)[i];
+      const std::string what = "drives[" + std::to_string(i) + "]";
+      const std::string id = d.is_object() && d.contains("drive_id") && d["drive_id"].is_string()
+                                 ? d["drive_id"].get<std::string>()
+                                 : "";
+      apply_drive(config, id, d, what);
+    }
+  }
+  if (logger) apply_logger(config, *logger);
+  if (metrics) apply_metrics(config, *metrics);
+  if (entropy) apply_entropy(config, *entropy);
+}
+
+}  // namespace kiln::api

@@ -1,0 +1,33 @@
+// Firecracker's JSON objects <-> Kiln's VmConfig. Used by the HTTP API (one object per request)
+// and by --config-file / --config (a whole configuration). All validation of those objects is
+// here: errors are FieldError (a UsageError) naming the object and field.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <string>
+
+#include "vmm/vm_config.h"
+
+namespace kiln::api {
+
+// machine-config: PUT replaces (vcpu_count and mem_size_mib required), PATCH updates.
+void apply_machine_config(VmConfig& config, const nlohmann::json& body, bool patch);
+void apply_boot_source(VmConfig& config, const nlohmann::json& body);
+// PUT /drives/{id}: adds or replaces drive `id` (the body's drive_id must match). The root
+// device is kept first.
+void apply_drive(VmConfig& config, const std::string& id, const nlohmann::json& body,
+                 const std::string& what = "drive");
+void apply_logger(VmConfig& config, const nlohmann::json& body);
+void apply_metrics(VmConfig& config, const nlohmann::json& body);
+void apply_entropy(VmConfig& config, const nlohmann::json& body);
+void apply_serial(VmConfig& config, const nlohmann::json& body);
+
+nlohmann::json machine_config_json(const VmConfig& config);
+// GET /vm/config: Firecracker's full-configuration shape.
+nlohmann::json vm_config_json(const VmConfig& config);
+
+// A whole configuration (Firecracker's --config-file JSON) applied on top of `config`.
+void apply_full_config(VmConfig& config, const nlohmann::json& document);
+
+}  // namespace kiln::api

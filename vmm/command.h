@@ -1,0 +1,48 @@
+// The one command type between Kiln's front ends (HTTP API, config files, CLI) and the VMM
+// controller, and its reply. Bodies are the API's JSON objects; the controller validates them.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <string>
+
+namespace kiln {
+
+struct VmmCommand {
+  enum class Kind {
+    kGetInstanceInfo,
+    kGetVersion,
+    kGetVmConfig,
+    kGetMachineConfig,
+    kPutMachineConfig,
+    kPatchMachineConfig,
+    kPutBootSource,
+    kPutDrive,
+    kPatchDrive,
+    kInstanceStart,
+    kSendCtrlAltDel,
+    kFlushMetrics,
+    kPauseVm,
+    kResumeVm,
+    kPutLogger,
+    kPutMetrics,
+    kPutEntropy,
+    kPutSerial,
+  };
+  Kind kind;
+  std::string id;  // {drive_id} from the path
+  nlohmann::json body;
+};
+
+struct VmmReply {
+  int status = 204;     // HTTP status
+  nlohmann::json body;  // null: no body; errors: {"fault_message": "..."}
+
+  static VmmReply ok(nlohmann::json body) { return {200, std::move(body)}; }
+  static VmmReply no_content() { return {204, nullptr}; }
+  static VmmReply fault(int status, const std::string& message) {
+    return {status, nlohmann::json{{"fault_message", message}}};
+  }
+};
+
+}  // namespace kiln

@@ -1,0 +1,270 @@
+#include "vmm/controller.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spdlog/sinks/basic_file_sink.h>
+#include <spdlog/spdlog.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <sys/timerfd.h>
+
+#include "api/vm_json.h"
+#include "api/json_fields.h"
+#include "vmm/error.h"
+
+namespace kiln {
+
+namespace {
+
+constexpr int kMetricsPeriodSeconds = 60;
+
+constexpr const char* kNotAfterBoot =
+    "The requested operation is not supported after starting the microVM.";
+constexpr const char* kNotBeforeBoot =
+    "The requested operation is not supported before starting the microVM.";
+
+sigset_t stop_signals() {
+  sigset_t set;
+  sigemptyset(&set);
+  for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT}) sigaddset(&set, sig);
+  return set;
+}
+
+spdlog::level::level_enum spdlog_level(const std::string& level) {
+  if (level == "Error") return spdlog::level::err;
+  if (level == "Warning") return spdlog::level::warn;
+  if (level == "Info") return spdlog::level::info;
+  if (level == "Debug") return spdlog::level::debug;
+  if (level == "Trace") return spdlog::level::trace;
+  return spdlog::level::off;
+}
+
+}  // namespace
+
+VmmController::VmmController(VmConfig config, ConsoleFds console)
+    : config_(std::move(config)), console_(console) {
+  // Stop signals arrive through a signalfd on this loop; every thread started from here on
+  // inherits the blocked mask.
+  const sigset_t set = stop_signals();
+  ::pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  signal_fd_.reset(::signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK));
+  if (!signal_fd_) throw_errno("signalfd");
+  loop_.add(signal_fd_.get(), EPOLLIN, [this](uint32_t) {
+    signalfd_siginfo info{};
+    if (::read(signal_fd_.get(), &info, sizeof(info)) != sizeof(info)) return;
+    stop({kExitUserStop, fmt::format("stopped by signal {}", strsignal(info.ssi_signo))});
+  });
+  loop_.add(commands_ready_.fd(), EPOLLIN, [this](uint32_t) {
+    commands_ready_.consume();
+    for (;;) {
+      std::pair<VmmCommand, Done> item;
+      {
+        std::lock_guard lock(queue_mutex_);
+        if (queue_.empty()) return;
+        item = std::move(queue_.front());
+        queue_.pop_front();
+      }
+      Metrics::add(metrics_.api_requests);
+      VmmReply reply;
+      try {
+        reply = handle(item.first);
+      } catch (const UsageError& e) {
+        reply = VmmReply::fault(400, e.what());
+      } catch (const std::exception& e) {
+        reply = VmmReply::fault(500, e.what());
+      }
+      if (reply.status >= 400) Metrics::add(metrics_.api_errors);
+      item.second(std::move(reply));
+      if (stopped_) return;
+    }
+  });
+}
+
+VmmController::~VmmController() {
+  if (vmm_) vmm_->shutdown();
+}
+
+void VmmController::submit(VmmCommand command, Done done) {
+  {
+    std::lock_guard lock(queue_mutex_);
+    queue_.emplace_back(std::move(command), std::move(done));
+  }
+  commands_ready_.signal();
+}
+
+int VmmController::run(bool start_now) {
+  if (start_now) {
+    apply_logger();
+    VmmReply reply = start_instance();
+    if (reply.status >= 400) throw UsageError(reply.body["fault_message"].get<std::string>());
+  }
+  while (!stopped_) loop_.run_once();
+  spdlog::log(stopped_->exit_code == kExitGuestStopped ? spdlog::level::info : spdlog::level::err,
+              "{}", stopped_->message);
+  return stopped_->exit_code;
+}
+
+void VmmController::stop(StopReason reason) {
+  if (stopped_) return;
+  if (vmm_) {
+    vmm_->stop_signal().request(reason);
+    reason = vmm_->shutdown();  // the first reason wins: a guest reset racing a signal
+  }
+  flush_metrics();
+  stopped_ = std::move(reason);
+}
+
+VmmReply VmmController::handle(const VmmCommand& c) {
+  using K = VmmCommand::Kind;
+  const bool booted = state_ != State::kNotStarted;
+  switch (c.kind) {
+    case K::kGetInstanceInfo: {
+      const char* state = state_ == State::kNotStarted ? "Not started"
+                          : state_ == State::kRunning  ? "Running"
+                                                       : "Paused";
+      return VmmReply::ok({{"app_name", "Kiln"},
+                           {"id", "anonymous-instance"},
+                           {"state", state},
+                           {"vmm_version", KILN_VERSION}});
+    }
+    case K::kGetVersion:
+      return VmmReply::ok({{"firecracker_version", KILN_VERSION}});
+    case K::kGetVmConfig:
+      return VmmReply::ok(api::vm_config_json(config_));
+    case K::kGetMachineConfig:
+      return VmmReply::ok(api::machine_config_json(config_));
+    case K::kPatchDrive:
+      if (!booted) return VmmReply::fault(400, kNotBeforeBoot);
+      return patch_drive(c);
+    case K::kSendCtrlAltDel:
+      if (!booted) return VmmReply::fault(400, kNotBeforeBoot);
+      return VmmReply::fault(400, "SendCtrlAltDel is not supported by Kiln yet: the guest has "
+                                  "no emulated keyboard; use the guest's own reboot");
+    case K::kFlushMetrics:
+      if (config_.metrics_path.empty())
+        return VmmReply::fault(400, "metrics are not configured (PUT /metrics first)");
+      flush_metrics();
+      return VmmReply::no_content();
+    case K::kPauseVm:
+    case K::kResumeVm:
+      if (!booted) return VmmReply::fault(400, kNotBeforeBoot);
+      return set_paused(c.kind == K::kPauseVm);
+    default:
+      break;
+  }
+  // Everything else configures the VM: only before it starts.
+  if (booted) return VmmReply::fault(400, kNotAfterBoot);
+  VmConfig next = config_;  // apply to a copy: a rejected request changes nothing
+  switch (c.kind) {
+    case K::kPutMachineConfig: api::apply_machine_config(next, c.body, false); break;
+    case K::kPatchMachineConfig: api::apply_machine_config(next, c.body, true); break;
+    case K::kPutBootSource: api::apply_boot_source(next, c.body); break;
+    case K::kPutDrive: api::apply_drive(next, c.id, c.body); break;
+    case K::kPutLogger: api::apply_logger(next, c.body); break;
+    case K::kPutMetrics: api::apply_metrics(next, c.body); break;
+    case K::kPutEntropy: api::apply_entropy(next, c.body); break;
+    case K::kPutSerial: api::apply_serial(next, c.body); break;
+    case K::kInstanceStart: return start_instance();
+    default: return VmmReply::fault(400, "unsupported request");
+  }
+  config_ = std::move(next);
+  if (c.kind == K::kPutLogger) apply_logger();
+  if (c.kind == K::kPutMetrics) {
+    // Check the file can be written now, not at the first flush.
+    UniqueFd fd(::open(config_.metrics_path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600));
+    if (!fd) {
+      const std::string error = errno_message("metrics_path " + config_.metrics_path);
+      config_.metrics_path.clear();
+      return VmmReply::fault(400, error);
+    }
+  }
+  return VmmReply::no_content();
+}
+
+VmmReply VmmController::start_instance() {
+  if (config_.kernel_path.empty())
+    return VmmReply::fault(400, "Cannot start microvm without kernel configuration.");
+  ConsoleFds console = console_;
+  UniqueFd serial_out;
+  if (!config_.serial_out_path.empty()) {
+    serial_out.reset(
+        ::open(config_.serial_out_path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600));
+    if (!serial_out) return VmmReply::fault(400, errno_message("serial_out_path"));
+    console.out = serial_out.get();
+  }
+  vmm_ = std::make_unique<Vmm>(config_, console, &metrics_);
+  vmm_->adopt_fd(std::move(serial_out));
+  loop_.add(vmm_->stop_signal().fd(), EPOLLIN, [this](uint32_t) {
+    stop(vmm_->stop_signal().wait());
+  });
+  if (!config_.metrics_path.empty()) {
+    metrics_timer_.reset(::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
+    itimerspec period{{kMetricsPeriodSeconds, 0}, {kMetricsPeriodSeconds, 0}};
+    ::timerfd_settime(metrics_timer_.get(), 0, &period, nullptr);
+    loop_.add(metrics_timer_.get(), EPOLLIN, [this](uint32_t) {
+      uint64_t expirations;
+      [[maybe_unused]] ssize_t n = ::read(metrics_timer_.get(), &expirations, sizeof(expirations));
+      flush_metrics();
+    });
+  }
+  vmm_->start();
+  state_ = State::kRunning;
+  return VmmReply::no_content();
+}
+
+VmmReply VmmController::set_paused(bool paused) {
+  if (paused && state_ == State::kRunning) {
+    vmm_->pause();
+    state_ = State::kPaused;
+  } else if (!paused && state_ == State::kPaused) {
+    vmm_->resume();
+    state_ = State::kRunning;
+  }
+  return VmmReply::no_content();
+}
+
+VmmReply VmmController::patch_drive(const VmmCommand& c) {
+  api::JsonFields f(c.body, "drive");
+  auto drive_id = f.required<std::string>("drive_id");
+  auto path = f.optional<std::string>("path_on_host");
+  f.ignore("rate_limiter");
+  f.reject_unknown();
+  if (drive_id != c.id)
+    return VmmReply::fault(400, "drive: drive_id does not match the path's \"" + c.id + "\"");
+  auto it = std::find_if(config_.drives.begin(), config_.drives.end(),
+                         [&](const DriveConfig& d) { return d.id == c.id; });
+  if (it == config_.drives.end()) return VmmReply::fault(400, "no drive with id " + c.id);
+  if (path) {
+    vmm_->replace_drive(c.id, *path);
+    it->path = *path;
+  }
+  return VmmReply::no_content();
+}
+
+void VmmController::flush_metrics() {
+  if (config_.metrics_path.empty()) return;
+  UniqueFd fd(::open(config_.metrics_path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600));
+  if (!fd) {
+    spdlog::warn("metrics: {}", errno_message("cannot open " + config_.metrics_path));
+    return;
+  }
+  const std::string line = metrics_.to_json_line();
+  if (::write(fd.get(), line.data(), line.size()) != static_cast<ssize_t>(line.size()))
+    spdlog::warn("metrics: {}", errno_message("cannot write " + config_.metrics_path));
+}
+
+void VmmController::apply_logger() {
+  if (!config_.logger.path.empty()) {
+    auto logger = spdlog::basic_logger_mt("kiln-file-" + std::to_string(++logger_generation_),
+                                          config_.logger.path);
+    std::string pattern = "[%Y-%m-%dT%H:%M:%S.%e]";
+    if (config_.logger.show_level) pattern += " %l";
+    if (config_.logger.show_log_origin) pattern += " %s:%#";
+    logger->set_pattern(pattern + " %v");
+    logger->flush_on(spdlog::level::info);
+    spdlog::set_default_logger(logger);
+  }
+  spdlog::set_level(spdlog_level(config_.logger.level));
+}
+
+}  // namespace kiln

@@ -1,0 +1,64 @@
+// The VMM controller: owns the configuration before boot and the Vmm after it, and executes
+// VmmCommands one at a time on its own thread (the main thread). Front ends submit commands
+// from their threads and get the reply through a callback; nothing they do waits on the VM.
+//
+// The controller's event loop also takes SIGINT/SIGTERM/SIGHUP/SIGQUIT (signalfd), the VM's
+// stop signal and, when metrics are configured, a periodic flush timer.
+#pragma once
+
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+
+#include "vmm/command.h"
+#include "vmm/event_loop.h"
+#include "vmm/metrics.h"
+#include "vmm/stop.h"
+#include "vmm/vm_config.h"
+#include "vmm/vmm.h"
+
+namespace kiln {
+
+class VmmController {
+ public:
+  using Done = std::function<void(VmmReply)>;
+
+  VmmController(VmConfig config, ConsoleFds console);
+  ~VmmController();
+
+  // Thread-safe. `done` runs on the controller thread.
+  void submit(VmmCommand command, Done done);
+  // Runs commands until the VM (if one was started) stops or a stop signal arrives; returns
+  // the exit status. With `start_now`, boots the configured VM first (errors are thrown).
+  int run(bool start_now);
+
+  Metrics& metrics() { return metrics_; }
+
+ private:
+  enum class State { kNotStarted, kRunning, kPaused };
+  VmmReply handle(const VmmCommand& command);
+  VmmReply start_instance();
+  VmmReply set_paused(bool paused);
+  VmmReply patch_drive(const VmmCommand& command);
+  void flush_metrics();
+  void stop(StopReason reason);
+  void apply_logger();
+
+  VmConfig config_;
+  ConsoleFds console_;
+  State state_ = State::kNotStarted;
+  std::unique_ptr<Vmm> vmm_;
+  EventLoop loop_;
+  EventFd commands_ready_;
+  std::mutex queue_mutex_;
+  std::deque<std::pair<VmmCommand, Done>> queue_;
+  UniqueFd signal_fd_;
+  UniqueFd metrics_timer_;
+  std::optional<StopReason> stopped_;
+  Metrics metrics_;
+  int logger_generation_ = 0;
+};
+
+}  // namespace kiln

@@ -1,0 +1,32 @@
+#include "vmm/metrics.h"
+
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+
+namespace kiln {
+
+std::string Metrics::to_json_line() const {
+  auto v = [](const Counter& c) { return c.load(std::memory_order_relaxed); };
+  const auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                       std::chrono::system_clock::now().time_since_epoch())
+                       .count();
+  nlohmann::json j{
+      {"utc_timestamp_ms", now},
+      {"api", {{"requests", v(api_requests)}, {"errors", v(api_errors)}}},
+      {"vcpu",
+       {{"exits_io", v(vcpu_exits_io)},
+        {"exits_mmio", v(vcpu_exits_mmio)},
+        {"exits_other", v(vcpu_exits_other)}}},
+      {"block",
+       {{"read_ops", v(block_read_ops)},
+        {"write_ops", v(block_write_ops)},
+        {"read_bytes", v(block_read_bytes)},
+        {"write_bytes", v(block_write_bytes)},
+        {"flush_ops", v(block_flush_ops)},
+        {"errors", v(block_errors)}}},
+  };
+  return j.dump() + "\n";
+}
+
+}  // namespace kiln

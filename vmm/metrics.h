@@ -1,0 +1,31 @@
+// Counters Kiln keeps while running, written as one JSON line per flush to the metrics file
+// (PUT /metrics): periodically and on the FlushMetrics action. Counters only grow; writers
+// are vCPU threads, the event loop and the controller, so they are relaxed atomics.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+
+namespace kiln {
+
+struct Metrics {
+  using Counter = std::atomic<uint64_t>;
+  Counter api_requests{0};
+  Counter api_errors{0};
+  Counter vcpu_exits_io{0};
+  Counter vcpu_exits_mmio{0};
+  Counter vcpu_exits_other{0};
+  Counter block_read_ops{0};
+  Counter block_write_ops{0};
+  Counter block_read_bytes{0};
+  Counter block_write_bytes{0};
+  Counter block_flush_ops{0};
+  Counter block_errors{0};
+
+  static void add(Counter& c, uint64_t n = 1) { c.fetch_add(n, std::memory_order_relaxed); }
+  // {"utc_timestamp_ms": ..., "api": {...}, "vcpu": {...}, "block": {...}}
+  std::string to_json_line() const;
+};
+
+}  // namespace kiln
