@@ -65,20 +65,21 @@ CliCommand parse_cli(int argc, const char* const* argv) {
                  "Boot from Firecracker's JSON configuration (boot-source, machine-config, "
                  "drives, ...)");
 
-  CLI::App* run = app.add_subcommand("run", "Boot a guest kernel with its console on this terminal");
+  CLI::App* run =
+      app.add_subcommand("run", "Boot a guest kernel with its console on this terminal");
   run->footer(kRunFooter);
   VmConfig flags;
   std::string toml_file;
   run->add_option("--config", toml_file,
                   "TOML configuration file ([boot-source], [machine-config], [[drives]]); "
                   "flags given here override its values");
-  auto* kernel = run->add_option(
-      "--kernel", flags.kernel_path,
-      "Guest kernel: an ELF vmlinux or a bzImage (64-bit boot protocol >= 2.12)");
-  auto* initrd = run->add_option("--initrd", flags.initrd_path,
-                                 "Initial ramdisk loaded next to the kernel");
-  auto* cmdline = run->add_option("--cmdline", flags.cmdline, "Kernel command line")
-                      ->capture_default_str();
+  auto* kernel =
+      run->add_option("--kernel", flags.kernel_path,
+                      "Guest kernel: an ELF vmlinux or a bzImage (64-bit boot protocol >= 2.12)");
+  auto* initrd =
+      run->add_option("--initrd", flags.initrd_path, "Initial ramdisk loaded next to the kernel");
+  auto* cmdline =
+      run->add_option("--cmdline", flags.cmdline, "Kernel command line")->capture_default_str();
   auto* cpus = run->add_option("--cpus", flags.vcpus, "Number of vCPUs (1 to the host's KVM limit)")
                    ->check(CLI::Range(1u, 1024u))
                    ->capture_default_str();

@@ -24,12 +24,15 @@ std::string read_config(const std::string& path) {
 
 json to_json(const toml::value& v) {
   switch (v.type()) {
-    case toml::value_t::boolean: return v.as_boolean();
+    case toml::value_t::boolean:
+      return v.as_boolean();
     case toml::value_t::integer:
       if (v.as_integer() < 0) return static_cast<int64_t>(v.as_integer());
       return static_cast<uint64_t>(v.as_integer());
-    case toml::value_t::floating: return v.as_floating();
-    case toml::value_t::string: return v.as_string().str;
+    case toml::value_t::floating:
+      return v.as_floating();
+    case toml::value_t::string:
+      return v.as_string().str;
     case toml::value_t::array: {
       json a = json::array();
       for (const toml::value& e : v.as_array()) a.push_back(to_json(e));

@@ -37,8 +37,7 @@ uint64_t JsonFields::convert<uint64_t>(const nlohmann::json& v, const std::strin
 template <>
 uint32_t JsonFields::convert<uint32_t>(const nlohmann::json& v, const std::string& key) const {
   const uint64_t value = convert<uint64_t>(v, key);
-  if (value > std::numeric_limits<uint32_t>::max())
-    throw FieldError(what_, key, "is out of range");
+  if (value > std::numeric_limits<uint32_t>::max()) throw FieldError(what_, key, "is out of range");
   return static_cast<uint32_t>(value);
 }
 

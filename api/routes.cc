@@ -23,7 +23,7 @@ const std::map<std::string, std::map<std::string, K>>& fixed_routes() {
         {"PATCH", K::kPatchMachineConfig}}},
       {"/boot-source", {{"PUT", K::kPutBootSource}}},
       {"/actions", {{"PUT", K::kInstanceStart}}},  // refined by action_type below
-      {"/vm", {{"PATCH", K::kPauseVm}}},            // refined by state below
+      {"/vm", {{"PATCH", K::kPauseVm}}},           // refined by state below
       {"/logger", {{"PUT", K::kPutLogger}}},
       {"/metrics", {{"PUT", K::kPutMetrics}}},
       {"/entropy", {{"PUT", K::kPutEntropy}}},
@@ -32,7 +32,9 @@ const std::map<std::string, std::map<std::string, K>>& fixed_routes() {
   return routes;
 }
 
-bool needs_body(const std::string& method) { return method == "PUT" || method == "PATCH"; }
+bool needs_body(const std::string& method) {
+  return method == "PUT" || method == "PATCH";
+}
 
 VmmReply method_not_allowed(const HttpRequest& r) {
   return VmmReply::fault(405, "method " + r.method + " is not allowed on " + r.path);
@@ -46,13 +48,15 @@ std::variant<VmmCommand, VmmReply> route(const HttpRequest& r) {
   if (r.path.rfind(kDrives, 0) == 0 && r.path.size() > kDrives.size() &&
       r.path.find('/', kDrives.size()) == std::string::npos) {
     command.id = r.path.substr(kDrives.size());
-    if (r.method == "PUT") command.kind = K::kPutDrive;
-    else if (r.method == "PATCH") command.kind = K::kPatchDrive;
-    else return method_not_allowed(r);
+    if (r.method == "PUT")
+      command.kind = K::kPutDrive;
+    else if (r.method == "PATCH")
+      command.kind = K::kPatchDrive;
+    else
+      return method_not_allowed(r);
   } else {
     auto path = fixed_routes().find(r.path);
-    if (path == fixed_routes().end())
-      return VmmReply::fault(404, "no API resource at " + r.path);
+    if (path == fixed_routes().end()) return VmmReply::fault(404, "no API resource at " + r.path);
     auto method = path->second.find(r.method);
     if (method == path->second.end()) return method_not_allowed(r);
     command.kind = method->second;
@@ -68,20 +72,26 @@ std::variant<VmmCommand, VmmReply> route(const HttpRequest& r) {
       JsonFields f(command.body, "actions");
       const auto type = f.required<std::string>("action_type");
       f.reject_unknown();
-      if (type == "InstanceStart") command.kind = K::kInstanceStart;
-      else if (type == "SendCtrlAltDel") command.kind = K::kSendCtrlAltDel;
-      else if (type == "FlushMetrics") command.kind = K::kFlushMetrics;
+      if (type == "InstanceStart")
+        command.kind = K::kInstanceStart;
+      else if (type == "SendCtrlAltDel")
+        command.kind = K::kSendCtrlAltDel;
+      else if (type == "FlushMetrics")
+        command.kind = K::kFlushMetrics;
       else
-        throw FieldError("actions", "action_type",
-                         "must be InstanceStart, SendCtrlAltDel or FlushMetrics, not \"" + type +
-                             "\"");
+        throw FieldError(
+            "actions", "action_type",
+            "must be InstanceStart, SendCtrlAltDel or FlushMetrics, not \"" + type + "\"");
     } else if (r.path == "/vm") {
       JsonFields f(command.body, "vm");
       const auto state = f.required<std::string>("state");
       f.reject_unknown();
-      if (state == "Paused") command.kind = K::kPauseVm;
-      else if (state == "Resumed") command.kind = K::kResumeVm;
-      else throw FieldError("vm", "state", "must be Paused or Resumed, not \"" + state + "\"");
+      if (state == "Paused")
+        command.kind = K::kPauseVm;
+      else if (state == "Resumed")
+        command.kind = K::kResumeVm;
+      else
+        throw FieldError("vm", "state", "must be Paused or Resumed, not \"" + state + "\"");
     }
   } catch (const FieldError& e) {
     return VmmReply::fault(400, e.what());

@@ -68,7 +68,8 @@ void apply_drive(VmConfig& config, const std::string& id, const json& body,
   auto socket = f.optional<std::string>("socket");
   f.reject_unknown();
   if (drive_id != id)
-    throw FieldError(what, "drive_id", "\"" + drive_id + "\" does not match the path's \"" + id + "\"");
+    throw FieldError(what, "drive_id",
+                     "\"" + drive_id + "\" does not match the path's \"" + id + "\"");
   if (drive_id.empty() || drive_id.size() > 64 ||
       !std::all_of(drive_id.begin(), drive_id.end(),
                    [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; }))

@@ -66,6 +66,12 @@ if LC_ALL=C readelf -l "$busybox" 2>/dev/null | grep -q 'INTERP'; then
 fi
 
 # --- Stage the tree ----------------------------------------------------------------------------
+for i in "${!adds[@]}"; do
+  host=${adds[$i]%%:*}
+  [ "$host" = "${adds[$i]}" ] || [ -z "$host" ] || adds[$i]="$(realpath -m -- "$host"):${adds[$i]#*:}"
+done
+out=$(realpath -m -- "$out")
+
 stage=$(mktemp -d "${TMPDIR:-/tmp}/kiln-rootfs.XXXXXX")
 trap 'rm -rf "$stage"' EXIT
 cd "$stage"
@@ -74,11 +80,10 @@ chmod 1777 tmp
 chmod 0700 root
 install -m 0755 "$busybox" bin/busybox
 # Applet links where busybox --list-full puts them (bin/, sbin/, usr/bin/, usr/sbin/).
-while IFS= read -r applet; do
-  case "$applet" in bin/busybox|linuxrc|"") continue ;; esac
-  mkdir -p "$(dirname "$applet")"
-  ln -sf /bin/busybox "$applet"
-done < <("$busybox" --list-full)
+# One perl process instead of a fork per applet (perl-base is always installed on Debian).
+"$busybox" --list-full | perl -ne 'chomp; next if $_ eq "" || $_ eq "bin/busybox" || $_ eq "linuxrc";
+  die "unexpected applet path $_\n" unless m{^(usr/)?s?bin/[^/]+$};
+  symlink("/bin/busybox", $_) or die "symlink $_: $!\n"'
 
 cat >init <<'EOF'
 #!/bin/sh
@@ -161,5 +166,7 @@ if [ "$(id -u)" -ne 0 ]; then
   }
 fi
 mv -f "$tmp_img" "$out"
-log "wrote ${size} MiB ext4 image with busybox $("$busybox" | head -n1 | awk '{print $2}')${adds[*]:+ and ${adds[*]}}"
+added=""
+for spec in "${adds[@]}"; do added+=" ${spec#*:}"; done
+log "wrote a ${size} MiB ext4 image: busybox $("$busybox" | head -n1 | awk '{print $2}'), /init${added}"
 echo "rootfs: $out"

@@ -11,6 +11,8 @@ packages=(
   libspdlog-dev libfmt-dev libcli11-dev libtoml11-dev nlohmann-json3-dev libfdt-dev
   libgtest-dev                                                        # tests
   clang-format                                                        # style check
+  clang libclang-rt-14-dev                                            # libFuzzer targets
+  curl                                                                # API tests (curl sequence)
   qemu-system-x86                                                     # guest self-check, benchmarks
 )
 # Without a usable /dev/kvm (CI's machine), the guest-running tests run in a QEMU VM with

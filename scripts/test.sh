@@ -21,7 +21,7 @@ if [ $asan = 1 ]; then
   [ -f build-asan/build.ninja ] || meson setup build-asan -Db_sanitize=address,undefined \
     -Db_lundef=false >/dev/null
   meson compile -C build-asan >/dev/null || status=1
-  meson test -C build-asan --print-errorlogs --no-suite guests || status=1
+  meson test -C build-asan --print-errorlogs --no-suite guests --no-suite fuzz || status=1
   logs+=(build-asan/meson-logs/testlog.junit.xml)
 fi
 
@@ -36,6 +36,7 @@ if ! kvm_usable && [ "${KILN_SKIP_NESTED:-0}" != 1 ]; then
   script='rc=0'
   for b in "${suites[@]}"; do
     script+="; env KILN_BIN=$repo/$b/kiln KILN_GUEST_DIR=$repo/build/tests/guests"
+    script+=" KILN_OPENAPI=$repo/api/openapi.json"
     script+=" ASAN_OPTIONS=$ASAN_OPTIONS UBSAN_OPTIONS=$UBSAN_OPTIONS"
     script+=" $repo/$b/tests/e2e_tests --gtest_output=xml:$out/e2e-nested-$b.xml || rc=1"
   done

@@ -8,8 +8,8 @@
 #include <sys/signalfd.h>
 #include <sys/timerfd.h>
 
-#include "api/vm_json.h"
 #include "api/json_fields.h"
+#include "api/vm_json.h"
 #include "vmm/error.h"
 
 namespace kiln {
@@ -138,8 +138,9 @@ VmmReply VmmController::handle(const VmmCommand& c) {
       return patch_drive(c);
     case K::kSendCtrlAltDel:
       if (!booted) return VmmReply::fault(400, kNotBeforeBoot);
-      return VmmReply::fault(400, "SendCtrlAltDel is not supported by Kiln yet: the guest has "
-                                  "no emulated keyboard; use the guest's own reboot");
+      return VmmReply::fault(400,
+                             "SendCtrlAltDel is not supported by Kiln yet: the guest has "
+                             "no emulated keyboard; use the guest's own reboot");
     case K::kFlushMetrics:
       if (config_.metrics_path.empty())
         return VmmReply::fault(400, "metrics are not configured (PUT /metrics first)");
@@ -156,28 +157,42 @@ VmmReply VmmController::handle(const VmmCommand& c) {
   if (booted) return VmmReply::fault(400, kNotAfterBoot);
   VmConfig next = config_;  // apply to a copy: a rejected request changes nothing
   switch (c.kind) {
-    case K::kPutMachineConfig: api::apply_machine_config(next, c.body, false); break;
-    case K::kPatchMachineConfig: api::apply_machine_config(next, c.body, true); break;
-    case K::kPutBootSource: api::apply_boot_source(next, c.body); break;
-    case K::kPutDrive: api::apply_drive(next, c.id, c.body); break;
-    case K::kPutLogger: api::apply_logger(next, c.body); break;
-    case K::kPutMetrics: api::apply_metrics(next, c.body); break;
-    case K::kPutEntropy: api::apply_entropy(next, c.body); break;
-    case K::kPutSerial: api::apply_serial(next, c.body); break;
-    case K::kInstanceStart: return start_instance();
-    default: return VmmReply::fault(400, "unsupported request");
+    case K::kPutMachineConfig:
+      api::apply_machine_config(next, c.body, false);
+      break;
+    case K::kPatchMachineConfig:
+      api::apply_machine_config(next, c.body, true);
+      break;
+    case K::kPutBootSource:
+      api::apply_boot_source(next, c.body);
+      break;
+    case K::kPutDrive:
+      api::apply_drive(next, c.id, c.body);
+      break;
+    case K::kPutLogger:
+      api::apply_logger(next, c.body);
+      break;
+    case K::kPutMetrics:
+      api::apply_metrics(next, c.body);
+      break;
+    case K::kPutEntropy:
+      api::apply_entropy(next, c.body);
+      break;
+    case K::kPutSerial:
+      api::apply_serial(next, c.body);
+      break;
+    case K::kInstanceStart:
+      return start_instance();
+    default:
+      return VmmReply::fault(400, "unsupported request");
+  }
+  if (c.kind == K::kPutMetrics) {
+    // Check the file can be written now, not at the first flush.
+    UniqueFd fd(::open(next.metrics_path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600));
+    if (!fd) return VmmReply::fault(400, errno_message("metrics_path " + next.metrics_path));
   }
   config_ = std::move(next);
   if (c.kind == K::kPutLogger) apply_logger();
-  if (c.kind == K::kPutMetrics) {
-    // Check the file can be written now, not at the first flush.
-    UniqueFd fd(::open(config_.metrics_path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600));
-    if (!fd) {
-      const std::string error = errno_message("metrics_path " + config_.metrics_path);
-      config_.metrics_path.clear();
-      return VmmReply::fault(400, error);
-    }
-  }
   return VmmReply::no_content();
 }
 
@@ -194,9 +209,8 @@ VmmReply VmmController::start_instance() {
   }
   vmm_ = std::make_unique<Vmm>(config_, console, &metrics_);
   vmm_->adopt_fd(std::move(serial_out));
-  loop_.add(vmm_->stop_signal().fd(), EPOLLIN, [this](uint32_t) {
-    stop(vmm_->stop_signal().wait());
-  });
+  loop_.add(vmm_->stop_signal().fd(), EPOLLIN,
+            [this](uint32_t) { stop(vmm_->stop_signal().wait()); });
   if (!config_.metrics_path.empty()) {
     metrics_timer_.reset(::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
     itimerspec period{{kMetricsPeriodSeconds, 0}, {kMetricsPeriodSeconds, 0}};
@@ -243,7 +257,8 @@ VmmReply VmmController::patch_drive(const VmmCommand& c) {
 
 void VmmController::flush_metrics() {
   if (config_.metrics_path.empty()) return;
-  UniqueFd fd(::open(config_.metrics_path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600));
+  UniqueFd fd(
+      ::open(config_.metrics_path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600));
   if (!fd) {
     spdlog::warn("metrics: {}", errno_message("cannot open " + config_.metrics_path));
     return;

@@ -52,7 +52,7 @@ void EventLoop::run_once() {
       return;
     }
     auto it = handlers_.find(fd);
-    if (it == handlers_.end()) continue;  // removed by an earlier handler in this batch
+    if (it == handlers_.end()) continue;            // removed by an earlier handler in this batch
     std::shared_ptr<Handler> handler = it->second;  // survives its own remove()
     try {
       (*handler)(events[i].events);

@@ -30,17 +30,16 @@ int main(int argc, char** argv) {
     std::unique_ptr<kiln::api::ApiServer> server;
     if (!cmd.api_socket.empty()) {
       server = std::make_unique<kiln::api::ApiServer>(
-          cmd.api_socket, [&controller](kiln::api::HttpRequest request,
-                                        kiln::api::ApiServer::Respond respond) {
+          cmd.api_socket,
+          [&controller](kiln::api::HttpRequest request, kiln::api::ApiServer::Respond respond) {
             auto routed = kiln::api::route(request);
             if (auto* reply = std::get_if<kiln::VmmReply>(&routed)) {
               respond(kiln::api::to_http(*reply));
               return;
             }
-            controller.submit(std::get<kiln::VmmCommand>(std::move(routed)),
-                              [respond](kiln::VmmReply reply) {
-                                respond(kiln::api::to_http(reply));
-                              });
+            controller.submit(
+                std::get<kiln::VmmCommand>(std::move(routed)),
+                [respond](kiln::VmmReply reply) { respond(kiln::api::to_http(reply)); });
           });
       server->start();
     }

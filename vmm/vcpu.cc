@@ -72,9 +72,7 @@ void Vcpu::interrupt() {
 
 void Vcpu::kick() {
   stopping_.store(true);
-  {
-    std::lock_guard lock(pause_mutex_);
-  }
+  { std::lock_guard lock(pause_mutex_); }
   pause_cv_.notify_all();
   interrupt();
 }

@@ -18,7 +18,7 @@ struct DriveConfig {
 };
 
 struct LoggerConfig {
-  std::string path;              // empty: stderr
+  std::string path;               // empty: stderr
   std::string level = "Warning";  // Error, Warning, Info, Debug, Trace, Off
   bool show_level = false;
   bool show_log_origin = false;
@@ -27,7 +27,7 @@ struct LoggerConfig {
 struct VmConfig {
   uint32_t vcpus = 1;
   uint64_t memory_mib = 128;
-  bool smt = false;                // accepted for API compatibility; vCPUs are single-threaded cores
+  bool smt = false;  // accepted for API compatibility; vCPUs are single-threaded cores
   bool track_dirty_pages = false;  // accepted; used by snapshots later
   std::string kernel_path;
   std::string initrd_path;  // empty: none

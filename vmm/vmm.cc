@@ -61,7 +61,9 @@ Vmm::Vmm(const VmConfig& config, ConsoleFds console, Metrics* metrics)
   setup_vcpus();
 }
 
-Vmm::~Vmm() { shutdown(); }
+Vmm::~Vmm() {
+  shutdown();
+}
 
 void Vmm::setup_memory() {
   uint32_t slot = 0;
@@ -114,7 +116,8 @@ void Vmm::setup_vcpus() {
     // The boot vCPU starts at the kernel; the others wait in the in-kernel LAPIC for the
     // guest's INIT/SIPI.
     if (i == 0) x86::setup_boot_vcpu_registers(*fd, boot_info_.entry, boot_info_.boot_params);
-    vcpus_.push_back(std::make_unique<Vcpu>(i, std::move(fd), pio_bus_, mmio_bus_, stop_, metrics_));
+    vcpus_.push_back(
+        std::make_unique<Vcpu>(i, std::move(fd), pio_bus_, mmio_bus_, stop_, metrics_));
   }
 }
 

@@ -39,6 +39,12 @@ class MmioTransport : public BusDevice {
   void process_queue(size_t index);
   // The device's configuration changed (e.g. disk resized): bump the generation, interrupt.
   void config_changed();
+  // Runs `fn` on the device with queue processing excluded (e.g. to swap a disk's backing file).
+  template <typename Fn>
+  void with_device(Fn fn) {
+    std::lock_guard lock(mutex_);
+    fn(*device_);
+  }
 
   uint32_t status() const;
   uint32_t interrupt_status() const { return interrupt_status_.load(); }

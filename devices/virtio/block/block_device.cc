@@ -88,28 +88,44 @@ bool transfer_all(int fd, bool write, std::vector<iovec> iov, uint64_t offset) {
 }  // namespace
 
 BlockDevice::BlockDevice(const BlockOptions& options) : options_(options) {
-  const std::string& path = options_.path;
-  auto fail = [&](const std::string& why) { return UsageError("disk " + path + ": " + why); };
-  fd_.reset(::open(path.c_str(), (options_.read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC));
-  if (!fd_) throw fail(std::strerror(errno));
-  struct stat st {};
-  if (::fstat(fd_.get(), &st) < 0) throw fail(std::strerror(errno));
   uint64_t size = 0;
+  fd_ = open_image(options_.path, size);
+  capacity_ = size / kSectorSize;
+  if (options_.id.empty()) options_.id = std::filesystem::path(options_.path).filename().string();
+  if (options_.id.size() > kIdBytes) options_.id.resize(kIdBytes);
+  build_config();
+}
+
+UniqueFd BlockDevice::open_image(const std::string& path, uint64_t& size) const {
+  auto fail = [&](const std::string& why) { return UsageError("disk " + path + ": " + why); };
+  UniqueFd fd(::open(path.c_str(), (options_.read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC));
+  if (!fd) throw fail(std::strerror(errno));
+  struct stat st {};
+  if (::fstat(fd.get(), &st) < 0) throw fail(std::strerror(errno));
   if (S_ISREG(st.st_mode)) {
     size = static_cast<uint64_t>(st.st_size);
   } else if (S_ISBLK(st.st_mode)) {
-    if (::ioctl(fd_.get(), BLKGETSIZE64, &size) < 0) throw fail(std::strerror(errno));
+    if (::ioctl(fd.get(), BLKGETSIZE64, &size) < 0) throw fail(std::strerror(errno));
   } else {
     throw fail("not a regular file or block device");
   }
   if (size == 0 || size % kSectorSize != 0)
     throw fail(fmt::format("size {} bytes is not a non-zero multiple of 512", size));
-  if (::flock(fd_.get(), (options_.read_only ? LOCK_SH : LOCK_EX) | LOCK_NB) < 0)
+  if (::flock(fd.get(), (options_.read_only ? LOCK_SH : LOCK_EX) | LOCK_NB) < 0)
     throw fail("in use by another process (locked); stop it or attach the disk read-only");
-  capacity_ = size / kSectorSize;
-  if (options_.id.empty()) options_.id = std::filesystem::path(path).filename().string();
-  if (options_.id.size() > kIdBytes) options_.id.resize(kIdBytes);
+  return fd;
+}
 
+void BlockDevice::replace_backing(const std::string& path) {
+  uint64_t size = 0;
+  UniqueFd fd = open_image(path, size);
+  fd_ = std::move(fd);
+  options_.path = path;
+  capacity_ = size / kSectorSize;
+  build_config();
+}
+
+void BlockDevice::build_config() {
   config_.assign(60, 0);
   put<uint64_t>(config_, 0, capacity_);
   put<uint32_t>(config_, 8, kSizeMax);
@@ -184,16 +200,25 @@ uint32_t BlockDevice::handle(const DescriptorChain& chain, const GuestMemory& me
       case kTypeIn:
         if (chain_iovecs(mem, chain, true, 0, data_in, iov)) {
           status = do_read_write(false, hdr.sector, iov, data_in);
-          if (status == kStatusOk) written = static_cast<uint32_t>(data_in);
+          if (status == kStatusOk) {
+            written = static_cast<uint32_t>(data_in);
+            count(&Metrics::block_read_ops);
+            count(&Metrics::block_read_bytes, data_in);
+          }
         }
         break;
       case kTypeOut:
         if (options_.read_only) break;
         if (chain_iovecs(mem, chain, false, sizeof(hdr), data_out, iov))
           status = do_read_write(true, hdr.sector, iov, data_out);
+        if (status == kStatusOk) {
+          count(&Metrics::block_write_ops);
+          count(&Metrics::block_write_bytes, data_out);
+        }
         break;
       case kTypeFlush:
         status = do_flush();
+        count(&Metrics::block_flush_ops);
         break;
       case kTypeGetId: {
         std::vector<uint8_t> id(kIdBytes, 0);
@@ -218,6 +243,7 @@ uint32_t BlockDevice::handle(const DescriptorChain& chain, const GuestMemory& me
         break;
     }
   }
+  if (status != kStatusOk) count(&Metrics::block_errors);
   chain_write(mem, chain, status_offset, std::span(&status, 1));
   return written + 1;
 }

@@ -12,6 +12,7 @@
 
 #include "devices/virtio/device.h"
 #include "vmm/log_limiter.h"
+#include "vmm/metrics.h"
 #include "vmm/unique_fd.h"
 
 namespace kiln::virtio {
@@ -37,11 +38,21 @@ class BlockDevice : public VirtioDevice {
   void read_config(uint64_t offset, std::span<uint8_t> data) const override;
   std::string process_queue(size_t index, Queue& queue, const GuestMemory& mem) override;
 
+  // Switches to another image (opened, checked and locked like the first; the old one is
+  // closed only on success). The caller then signals a config change to the guest.
+  void replace_backing(const std::string& path);
+
+  // Counts ops, bytes and errors into `metrics` (may be null).
+  void set_metrics(Metrics* metrics) { metrics_ = metrics; }
+
   uint64_t capacity_sectors() const { return capacity_; }
   bool read_only() const { return options_.read_only; }
   const std::string& path() const { return options_.path; }
 
  private:
+  // Opens, checks and locks `path`; returns the fd and sets `size`. Throws UsageError.
+  UniqueFd open_image(const std::string& path, uint64_t& size) const;
+  void build_config();
   // Handles one request; returns the bytes written into the chain's writable buffers.
   uint32_t handle(const DescriptorChain& chain, const GuestMemory& mem);
   uint8_t do_read_write(bool write, uint64_t sector, std::vector<iovec>& iov, uint64_t len);
@@ -53,6 +64,10 @@ class BlockDevice : public VirtioDevice {
   uint64_t capacity_ = 0;  // in 512-byte sectors
   std::vector<uint8_t> config_;
   LogLimiter log_limit_;
+  Metrics* metrics_ = nullptr;
+  void count(Metrics::Counter Metrics::*counter, uint64_t n = 1) {
+    if (metrics_) Metrics::add(metrics_->*counter, n);
+  }
   std::vector<iovec> iov_;
 };
 

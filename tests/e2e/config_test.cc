@@ -1,0 +1,85 @@
+// `kiln run --config vm.toml` and `kiln --config-file vm.json`: one configuration model, errors
+// naming the file, line (TOML) and key, CLI flags overriding file values.
+#include <gtest/gtest.h>
+
+#include "tests/e2e/kiln_process.h"
+
+namespace kiln::e2e {
+namespace {
+
+std::string describe(const KilnRun& r) {
+  return "exit " + std::to_string(r.exit_code) + "\n" + r.out + "\n" + r.err;
+}
+
+TEST(ConfigFiles, TomlErrorsNameFileLineAndKey) {
+  TempFile toml("[boot-source]\nkernel_image_path = \"" + guest_path("hello") +
+                "\"\n\n[machine-config]\nvcpu_count = 1\nmem_size_mib = 128\nturbo = true\n");
+  KilnRun r = run_kiln({"run", "--config", toml.path()});
+  EXPECT_EQ(r.exit_code, 2) << describe(r);
+  EXPECT_NE(r.err.find(toml.path() + ":7"), std::string::npos) << describe(r);
+  EXPECT_NE(r.err.find("turbo"), std::string::npos) << describe(r);
+
+  TempFile wrong_type(
+      "[machine-config]\nvcpu_count = \"2\"\nmem_size_mib = 128\n"
+      "[boot-source]\nkernel_image_path = \"/k\"\n");
+  r = run_kiln({"run", "--config", wrong_type.path()});
+  EXPECT_EQ(r.exit_code, 2) << describe(r);
+  EXPECT_NE(r.err.find(wrong_type.path() + ":2"), std::string::npos) << describe(r);
+  EXPECT_NE(r.err.find("vcpu_count"), std::string::npos) << describe(r);
+
+  TempFile syntax("[boot-source\nkernel_image_path = 1\n");
+  r = run_kiln({"run", "--config", syntax.path()});
+  EXPECT_EQ(r.exit_code, 2) << describe(r);
+  EXPECT_NE(r.err.find(syntax.path()), std::string::npos) << describe(r);
+  EXPECT_NE(r.err.find(" 1 | [boot-source"), std::string::npos) << describe(r);  // the line
+
+  r = run_kiln({"run", "--config", "/nonexistent/vm.toml"});
+  EXPECT_EQ(r.exit_code, 2) << describe(r);
+  EXPECT_NE(r.err.find("/nonexistent/vm.toml"), std::string::npos) << describe(r);
+}
+
+TEST(ConfigFiles, JsonErrorsNameFileAndKey) {
+  TempFile json(
+      "{\"boot-source\": {\"kernel_image_path\": \"/k\"}, \"drives\": [{\"drive_id\": "
+      "\"rootfs\", \"path_on_host\": \"/r\", \"is_root_device\": \"yes\"}]}");
+  KilnRun r = run_kiln({"--config-file", json.path()});
+  EXPECT_EQ(r.exit_code, 2) << describe(r);
+  EXPECT_NE(r.err.find(json.path()), std::string::npos) << describe(r);
+  EXPECT_NE(r.err.find("drives[0]: is_root_device"), std::string::npos) << describe(r);
+
+  TempFile broken("{\"boot-source\": ");
+  r = run_kiln({"--config-file", broken.path()});
+  EXPECT_EQ(r.exit_code, 2) << describe(r);
+  EXPECT_NE(r.err.find("not valid JSON"), std::string::npos) << describe(r);
+}
+
+TEST(ConfigFiles, TomlBootsAndFlagsOverrideIt) {
+  KILN_REQUIRE_KVM();
+  TempFile toml("[boot-source]\nkernel_image_path = \"" + guest_path("cmdline") +
+                "\"\nboot_args = \"from-toml\"\n[machine-config]\nvcpu_count = 2\n"
+                "mem_size_mib = 64\n");
+  KilnRun file_only = run_kiln({"run", "--config", toml.path()});
+  ASSERT_EQ(file_only.exit_code, 0) << describe(file_only);
+  EXPECT_NE(file_only.out.find("CMDLINE:from-toml"), std::string::npos) << describe(file_only);
+  KilnRun overridden = run_kiln({"run", "--config", toml.path(), "--cmdline", "from-flag"});
+  ASSERT_EQ(overridden.exit_code, 0) << describe(overridden);
+  EXPECT_NE(overridden.out.find("CMDLINE:from-flag"), std::string::npos) << describe(overridden);
+}
+
+TEST(ConfigFiles, FirecrackerJsonBoots) {
+  KILN_REQUIRE_KVM();
+  TempFile disk(std::string(1 << 20, '\0'));
+  TempFile json("{\"boot-source\": {\"kernel_image_path\": \"" + guest_path("virtio_blk") +
+                "\", \"boot_args\": \"console=ttyS0\"}, \"drives\": [{\"drive_id\": \"rootfs\", "
+                "\"path_on_host\": \"" +
+                disk.path() +
+                "\", \"is_root_device\": true, "
+                "\"is_read_only\": false}], \"machine-config\": {\"vcpu_count\": 1, "
+                "\"mem_size_mib\": 128}}");
+  KilnRun r = run_kiln({"--config-file", json.path()});
+  ASSERT_EQ(r.exit_code, 0) << describe(r);
+  EXPECT_NE(r.out.find("VBLK dev=0 serial=rootfs"), std::string::npos) << describe(r);
+}
+
+}  // namespace
+}  // namespace kiln::e2e

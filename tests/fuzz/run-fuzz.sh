@@ -1,0 +1,49 @@
+#!/bin/sh
+# Builds and runs a libFuzzer target: tests/fuzz/run-fuzz.sh TARGET SECONDS [libFuzzer flags...]
+#   TARGET   http (tests/fuzz/http_parser_fuzz.cc)
+#   SECONDS  -max_total_time
+# Needs Debian's clang and libclang-rt-14-dev. Builds into $KILN_FUZZ_OUT (default build/fuzz);
+# new corpus entries go to $KILN_FUZZ_OUT/corpus-TARGET (the seed corpus in
+# tests/fuzz/corpus/TARGET is only read), crashes to $KILN_FUZZ_OUT/TARGET-crash-*.
+# Reproduce a crash: $KILN_FUZZ_OUT/TARGET-fuzz $KILN_FUZZ_OUT/TARGET-crash-...
+set -eu
+
+if [ $# -lt 2 ]; then
+  echo "usage: $0 TARGET SECONDS [libFuzzer flags...]" >&2
+  exit 2
+fi
+target=$1
+seconds=$2
+shift 2
+
+repo=$(cd "$(dirname "$0")/../.." && pwd)
+out=${KILN_FUZZ_OUT:-$repo/build/fuzz}
+cxx=${CXX_FUZZ:-clang++}
+
+case $target in
+  http)
+    sources="tests/fuzz/http_parser_fuzz.cc api/http/http_parser.cc api/http/http.cc"
+    extra_flags="-dict=$repo/tests/fuzz/http.dict -max_len=8192"
+    ;;
+  *)
+    echo "$0: unknown fuzz target '$target' (known: http)" >&2
+    exit 2
+    ;;
+esac
+
+if ! command -v "$cxx" >/dev/null 2>&1; then
+  echo "$0: $cxx not found: apt-get install clang libclang-rt-14-dev" >&2
+  exit 1
+fi
+
+mkdir -p "$out/corpus-$target"
+bin=$out/$target-fuzz
+# shellcheck disable=SC2086  # $sources is a word list
+(cd "$repo" && "$cxx" -std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined \
+  -fno-sanitize-recover=undefined -Wall -Wextra -Werror -I"$repo" $sources -o "$bin")
+
+echo "fuzzing $target for ${seconds}s"
+# shellcheck disable=SC2086
+exec "$bin" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+  -artifact_prefix="$out/$target-" $extra_flags "$@" \
+  "$out/corpus-$target" "$repo/tests/fuzz/corpus/$target"
