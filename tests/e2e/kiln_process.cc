@@ -50,25 +50,6 @@ bool kvm_usable(std::string* why) {
   return true;
 }
 
-TempFile::TempFile(const std::string& contents) {
-  const char* dir = std::getenv("TMPDIR");
-  std::string templ = std::string(dir && *dir ? dir : "/tmp") + "/kiln-e2e-XXXXXX";
-  const int fd = ::mkstemp(templ.data());
-  if (fd < 0) throw std::runtime_error("mkstemp failed");
-  size_t done = 0;
-  while (done < contents.size()) {
-    const ssize_t n = ::write(fd, contents.data() + done, contents.size() - done);
-    if (n <= 0) break;
-    done += static_cast<size_t>(n);
-  }
-  ::close(fd);
-  path_ = templ;
-}
-
-TempFile::~TempFile() {
-  ::unlink(path_.c_str());
-}
-
 KilnRun run_kiln(const std::vector<std::string>& args, const KilnInput& input,
                  int timeout_seconds) {
   int in_pipe[2], out_pipe[2], err_pipe[2];

@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include "tests/support/test_files.h"
+
 namespace kiln::e2e {
 
 struct KilnRun {
@@ -31,18 +33,7 @@ KilnRun run_kiln(const std::vector<std::string>& args, const KilnInput& input = 
 // True when /dev/kvm opens for read/write here; otherwise `why` says what failed.
 bool kvm_usable(std::string* why);
 
-// A temporary file removed when the object goes away.
-class TempFile {
- public:
-  explicit TempFile(const std::string& contents);
-  ~TempFile();
-  TempFile(const TempFile&) = delete;
-  TempFile& operator=(const TempFile&) = delete;
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using test::TempFile;
 
 }  // namespace kiln::e2e
 

@@ -1,7 +1,9 @@
 // In-process: building, running and destroying a Vmm joins every thread and closes every fd.
 #include <dirent.h>
 #include <gtest/gtest.h>
+
 #include <unistd.h>
+#include "tests/support/test_files.h"
 
 #include <fstream>
 
@@ -10,14 +12,6 @@
 
 namespace kiln::e2e {
 namespace {
-
-int count_fds() {
-  int n = 0;
-  DIR* dir = ::opendir("/proc/self/fd");
-  while (dirent* e = ::readdir(dir)) n += e->d_name[0] != '.';
-  ::closedir(dir);
-  return n - 1;
-}
 
 int count_threads() {
   int n = 0;
@@ -32,7 +26,7 @@ TEST(VmmLifecycle, NoThreadOrFdOutlivesTheVm) {
   TempFile disk(std::string(1 << 20, '\0'));
   int out[2];
   ASSERT_EQ(::pipe(out), 0);
-  const int fds_before = count_fds();
+  const int fds_before = test::count_open_fds();
   const int threads_before = count_threads();
   {
     VmConfig config;
@@ -44,7 +38,7 @@ TEST(VmmLifecycle, NoThreadOrFdOutlivesTheVm) {
     EXPECT_EQ(reason.exit_code, kExitGuestStopped) << reason.message;
   }
   EXPECT_EQ(count_threads(), threads_before);
-  EXPECT_EQ(count_fds(), fds_before);
+  EXPECT_EQ(test::count_open_fds(), fds_before);
   ::close(out[0]);
   ::close(out[1]);
 }

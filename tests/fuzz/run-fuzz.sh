@@ -1,6 +1,6 @@
 #!/bin/sh
 # Builds and runs a libFuzzer target: tests/fuzz/run-fuzz.sh TARGET SECONDS [libFuzzer flags...]
-#   TARGET   http (tests/fuzz/http_parser_fuzz.cc)
+#   TARGET   http (tests/fuzz/http_parser_fuzz.cc), api (tests/fuzz/api_json_fuzz.cc)
 #   SECONDS  -max_total_time
 # Needs Debian's clang and libclang-rt-14-dev. Builds into $KILN_FUZZ_OUT (default build/fuzz);
 # new corpus entries go to $KILN_FUZZ_OUT/corpus-TARGET (the seed corpus in
@@ -25,8 +25,12 @@ case $target in
     sources="tests/fuzz/http_parser_fuzz.cc api/http/http_parser.cc api/http/http.cc"
     extra_flags="-dict=$repo/tests/fuzz/http.dict -max_len=8192"
     ;;
+  api)
+    sources="tests/fuzz/api_json_fuzz.cc api/routes.cc api/json_fields.cc api/vm_json.cc api/http/http.cc"
+    extra_flags="-max_len=4096"
+    ;;
   *)
-    echo "$0: unknown fuzz target '$target' (known: http)" >&2
+    echo "$0: unknown fuzz target '$target' (known: http, api)" >&2
     exit 2
     ;;
 esac

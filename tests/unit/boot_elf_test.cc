@@ -13,6 +13,7 @@
 #include "arch/x86_64/layout.h"
 #include "boot/boot_params.h"
 #include "boot/linux_loader.h"
+#include "tests/support/test_files.h"
 #include "vmm/error.h"
 #include "vmm/guest_memory.h"
 
@@ -21,32 +22,7 @@ namespace {
 
 constexpr uint64_t kMiB = 1 << 20;
 
-// A file in $TMPDIR holding `bytes`, removed on destruction.
-class TempFile {
- public:
-  explicit TempFile(const std::vector<uint8_t>& bytes) {
-    const char* dir = std::getenv("TMPDIR");
-    std::string name = std::string(dir && *dir ? dir : "/tmp") + "/kiln_boot_elf_XXXXXX";
-    const int fd = ::mkstemp(name.data());
-    if (fd < 0) throw std::runtime_error("mkstemp failed");
-    size_t done = 0;
-    while (done < bytes.size()) {
-      const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
-      if (n <= 0) break;
-      done += static_cast<size_t>(n);
-    }
-    ::close(fd);
-    if (done != bytes.size()) throw std::runtime_error("short write to " + name);
-    path_ = name;
-  }
-  ~TempFile() { ::unlink(path_.c_str()); }
-  TempFile(const TempFile&) = delete;
-  TempFile& operator=(const TempFile&) = delete;
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using test::TempFile;
 
 struct Segment {
   uint64_t vaddr;

@@ -15,6 +15,7 @@
 #include "boot/boot_params.h"
 #include "boot/image_file.h"
 #include "boot/linux_loader.h"
+#include "tests/support/test_files.h"
 #include "vmm/error.h"
 #include "vmm/guest_memory.h"
 
@@ -24,32 +25,7 @@ namespace {
 constexpr uint64_t kMiB = 1 << 20;
 constexpr uint64_t kGiB = 1 << 30;
 
-// A file in $TMPDIR holding `bytes`, removed on destruction.
-class TempFile {
- public:
-  explicit TempFile(const std::vector<uint8_t>& bytes) {
-    const char* dir = std::getenv("TMPDIR");
-    std::string name = std::string(dir && *dir ? dir : "/tmp") + "/kiln_boot_params_XXXXXX";
-    const int fd = ::mkstemp(name.data());
-    if (fd < 0) throw std::runtime_error("mkstemp failed");
-    size_t done = 0;
-    while (done < bytes.size()) {
-      const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
-      if (n <= 0) break;
-      done += static_cast<size_t>(n);
-    }
-    ::close(fd);
-    if (done != bytes.size()) throw std::runtime_error("short write to " + name);
-    path_ = name;
-  }
-  ~TempFile() { ::unlink(path_.c_str()); }
-  TempFile(const TempFile&) = delete;
-  TempFile& operator=(const TempFile&) = delete;
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using test::TempFile;
 
 std::vector<uint8_t> pattern(size_t n, uint8_t seed) {
   std::vector<uint8_t> v(n);
@@ -245,7 +221,7 @@ TEST_F(BootParams, MissingInitrd) {
 }
 
 TEST_F(BootParams, EmptyInitrd) {
-  TempFile initrd({});
+  TempFile initrd(std::string_view{});
   const std::string msg =
       load_error(mem_, {.kernel_path = kernel_.path(), .initrd_path = initrd.path()});
   EXPECT_NE(msg.find(initrd.path()), std::string::npos) << msg;

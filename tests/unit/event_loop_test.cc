@@ -2,23 +2,17 @@
 
 #include <dirent.h>
 #include <gtest/gtest.h>
+
 #include <sys/epoll.h>
+#include "tests/support/test_files.h"
 
 #include <thread>
 
 namespace kiln {
 namespace {
 
-int count_open_fds() {
-  int n = 0;
-  DIR* dir = ::opendir("/proc/self/fd");
-  while (dirent* e = ::readdir(dir)) n += e->d_name[0] != '.';
-  ::closedir(dir);
-  return n - 1;  // the DIR's own fd
-}
-
 TEST(EventLoop, RunsHandlersOnItsThreadAndStops) {
-  const int fds_before = count_open_fds();
+  const int fds_before = test::count_open_fds();
   {
     EventLoop loop;
     EventFd ev;
@@ -39,7 +33,7 @@ TEST(EventLoop, RunsHandlersOnItsThreadAndStops) {
     EXPECT_EQ(calls, 3);
     EXPECT_EQ(handler_thread, loop_thread);
   }
-  EXPECT_EQ(count_open_fds(), fds_before);  // epoll and eventfds closed
+  EXPECT_EQ(test::count_open_fds(), fds_before);  // epoll and eventfds closed
 }
 
 TEST(EventLoop, HandlerMayRemoveItselfAndThrowingHandlerIsDropped) {

@@ -1,8 +1,10 @@
 #include <dirent.h>
 #include <gtest/gtest.h>
+
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include "tests/support/test_files.h"
 
 #include <atomic>
 #include <chrono>
@@ -23,14 +25,6 @@ namespace kiln::api {
 namespace {
 
 using namespace std::chrono_literals;
-
-int count_open_fds() {
-  int n = 0;
-  DIR* dir = ::opendir("/proc/self/fd");
-  while (dirent* e = ::readdir(dir)) n += e->d_name[0] != '.';
-  ::closedir(dir);
-  return n - 1;  // the DIR's own fd
-}
 
 class TempDir {
  public:
@@ -485,7 +479,7 @@ TEST_F(HttpServerTest, StaleSocketIsReplaced) {
 }
 
 TEST_F(HttpServerTest, SocketRemovedAfterDestructionAndNoFdLeak) {
-  const int fds_before = count_open_fds();
+  const int fds_before = test::count_open_fds();
   {
     auto server = make_server();
     UniqueFd idle = connect_to(sock);
@@ -508,7 +502,7 @@ TEST_F(HttpServerTest, SocketRemovedAfterDestructionAndNoFdLeak) {
     held = nullptr;
   }
   responders.join();
-  EXPECT_EQ(count_open_fds(), fds_before);
+  EXPECT_EQ(test::count_open_fds(), fds_before);
 }
 
 TEST_F(HttpServerTest, StopFromAnotherThreadWithoutStart) {

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "devices/virtio/mmio_transport.h"
+#include "tests/support/test_files.h"
 #include "tests/support/virtqueue_driver.h"
 #include "vmm/error.h"
 
@@ -426,31 +427,23 @@ TEST(BlockDeviceOpen, LongIdIsTruncated) {
   EXPECT_EQ(dev.capacity_sectors(), kMiB / 512);
 }
 
-size_t count_fds() {
-  size_t n = 0;
-  DIR* d = ::opendir("/proc/self/fd");
-  while (::readdir(d)) ++n;
-  ::closedir(d);
-  return n;
-}
-
 TEST(BlockDeviceOpen, NoFdLeak) {
   TempFile f(kMiB);
   GuestMemory mem({{0, kMiB}});
-  const size_t before = count_fds();
+  const int before = test::count_open_fds();
   {
     auto dev = std::make_shared<BlockDevice>(BlockOptions{f.path(), false, ""});
     MmioTransport transport(dev, mem, [] {});
     VirtqueueDriver q(mem, 0x1000, 16, 0x8000, 0x8000);
     MmioDriver drv(transport);
     drv.init(~uint64_t{0}, q);
-    EXPECT_GT(count_fds(), before);
+    EXPECT_GT(test::count_open_fds(), before);
   }
-  EXPECT_EQ(count_fds(), before);
+  EXPECT_EQ(test::count_open_fds(), before);
   // Failed constructions leak nothing either.
   TempFile odd(1000);
   for (int i = 0; i < 3; ++i) EXPECT_THROW(BlockDevice({odd.path(), false, ""}), UsageError);
-  EXPECT_EQ(count_fds(), before);
+  EXPECT_EQ(test::count_open_fds(), before);
 }
 
 }  // namespace

@@ -1,0 +1,57 @@
+// Small helpers shared by unit and end-to-end tests: temporary files and fd counting.
+#pragma once
+
+#include <dirent.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <cstdint>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace kiln::test {
+
+// A file in $TMPDIR (or /tmp) holding `contents`, removed on destruction.
+class TempFile {
+ public:
+  explicit TempFile(std::string_view contents) { create(contents); }
+  explicit TempFile(const std::vector<uint8_t>& bytes)
+      : TempFile(std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size())) {}
+  ~TempFile() { ::unlink(path_.c_str()); }
+  TempFile(const TempFile&) = delete;
+  TempFile& operator=(const TempFile&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  void create(std::string_view contents) {
+    const char* dir = std::getenv("TMPDIR");
+    std::string name = std::string(dir && *dir ? dir : "/tmp") + "/kiln-test-XXXXXX";
+    const int fd = ::mkstemp(name.data());
+    if (fd < 0) throw std::runtime_error("mkstemp failed in " + name);
+    size_t done = 0;
+    while (done < contents.size()) {
+      const ssize_t n = ::write(fd, contents.data() + done, contents.size() - done);
+      if (n <= 0) break;
+      done += static_cast<size_t>(n);
+    }
+    ::close(fd);
+    path_ = name;
+    if (done != contents.size()) throw std::runtime_error("short write to " + name);
+  }
+  std::string path_;
+};
+
+// Open file descriptors of this process.
+inline int count_open_fds() {
+  int n = 0;
+  DIR* dir = ::opendir("/proc/self/fd");
+  if (!dir) return -1;
+  while (dirent* e = ::readdir(dir)) n += e->d_name[0] != '.';
+  ::closedir(dir);
+  return n - 1;  // the DIR's own fd
+}
+
+}  // namespace kiln::test
