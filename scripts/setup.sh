@@ -13,13 +13,14 @@ packages=(
   clang-format                                                        # style check
   clang libclang-rt-14-dev                                            # libFuzzer targets
   curl                                                                # API tests (curl sequence)
+  e2fsprogs busybox-static                                            # rootfs images (mkfs.ext4 -d, debugfs)
   qemu-system-x86                                                     # guest self-check, benchmarks
 )
 # Without a usable /dev/kvm (CI's machine), the guest-running tests run in a QEMU VM with
 # nested KVM (scripts/nested-kvm/), which needs a Debian kernel and a static busybox. A host
 # with KVM never gets a kernel package from this script.
 if ! { [ -c /dev/kvm ] && python3 -c 'import os; os.close(os.open("/dev/kvm", os.O_RDWR))' 2>/dev/null; }; then
-  packages+=(busybox-static linux-image-amd64 cpio file)
+  packages+=(linux-image-amd64 cpio file)
 fi
 
 missing=()
@@ -36,4 +37,9 @@ fi
 
 [ -f build/build.ninja ] || meson setup build
 meson compile -C build
+
+# The Linux guest kit: kernel (built once from linux-source-6.1, then cached outside the build
+# tree: ~/.cache/kiln/guest-kernel/) and a busybox ext4 root file system.
+scripts/build-guest-kernel.sh
+scripts/build-rootfs.sh
 echo "setup: done; the VMM is build/kiln. Run the tests with: scripts/test.sh"

@@ -4,7 +4,8 @@
 #  2. the unit and end-to-end suites on an ASan+UBSan build (build-asan/);
 #  3. where /dev/kvm cannot be opened (guest-running tests skip in 1 and 2): both end-to-end
 #     suites again inside a QEMU TCG VM with nested KVM (scripts/nested-kvm/), so they run.
-# KILN_SKIP_ASAN=1 skips the ASan build; KILN_SKIP_NESTED=1 skips 3.
+#  4. the Linux end-to-end test (tests/linux/linux-e2e.sh): the kit's kernel and rootfs.
+# KILN_SKIP_ASAN=1 skips the ASan build; KILN_SKIP_NESTED=1 skips 3; KILN_SKIP_LINUX=1 skips 4.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 repo="$PWD"
@@ -61,6 +62,12 @@ if ! kvm_usable && [ "${KILN_SKIP_NESTED:-0}" != 1 ]; then
   for b in "${suites[@]}"; do
     if [ -f "$out/e2e-nested-$b.xml" ]; then logs+=("$out/e2e-nested-$b.xml"); else status=1; fi
   done
+fi
+
+# The Linux end-to-end test: the kit's kernel and rootfs through build/kiln (one boot).
+if [ "${KILN_SKIP_LINUX:-0}" != 1 ]; then
+  tests/linux/linux-e2e.sh || status=1
+  logs+=(build/linux-test/junit.xml)
 fi
 
 python3 scripts/count_tests.py "${logs[@]}" || status=1
