@@ -23,28 +23,10 @@ extern char** environ;
 namespace kiln::e2e {
 
 KilnProcess::KilnProcess(const std::vector<std::string>& args) {
-  int in[2], out[2], err[2];
-  if (::pipe2(in, O_CLOEXEC) || ::pipe2(out, O_CLOEXEC) || ::pipe2(err, O_CLOEXEC))
-    throw std::runtime_error("pipe2");
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_adddup2(&actions, in[0], 0);
-  posix_spawn_file_actions_adddup2(&actions, out[1], 1);
-  posix_spawn_file_actions_adddup2(&actions, err[1], 2);
-  std::vector<std::string> store{kiln_binary()};
-  store.insert(store.end(), args.begin(), args.end());
-  std::vector<char*> argv;
-  for (auto& a : store) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  const int rc = ::posix_spawn(&pid_, argv[0], &actions, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  ::close(in[0]);
-  ::close(out[1]);
-  ::close(err[1]);
-  if (rc != 0) throw std::runtime_error(std::string("posix_spawn: ") + std::strerror(rc));
-  stdin_fd_ = in[1];
-  ::signal(SIGPIPE, SIG_IGN);
-  reader_ = std::thread([this, o = out[0], e = err[0]] {
+  const SpawnedKiln child = spawn_kiln(args);
+  pid_ = child.pid;
+  stdin_fd_ = child.stdin_fd;
+  reader_ = std::thread([this, o = child.stdout_fd, e = child.stderr_fd] {
     pollfd fds[2] = {{o, POLLIN, 0}, {e, POLLIN, 0}};
     int open = 2;
     while (open > 0) {

@@ -50,8 +50,7 @@ bool kvm_usable(std::string* why) {
   return true;
 }
 
-KilnRun run_kiln(const std::vector<std::string>& args, const KilnInput& input,
-                 int timeout_seconds) {
+SpawnedKiln spawn_kiln(const std::vector<std::string>& args) {
   int in_pipe[2], out_pipe[2], err_pipe[2];
   if (::pipe2(in_pipe, O_CLOEXEC) || ::pipe2(out_pipe, O_CLOEXEC) || ::pipe2(err_pipe, O_CLOEXEC))
     throw std::runtime_error("pipe2 failed");
@@ -66,16 +65,31 @@ KilnRun run_kiln(const std::vector<std::string>& args, const KilnInput& input,
   std::vector<char*> argv;
   for (auto& a : argv_store) argv.push_back(a.data());
   argv.push_back(nullptr);
-  pid_t pid = -1;
-  const int rc = ::posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ);
+  SpawnedKiln child;
+  const int rc = ::posix_spawn(&child.pid, argv[0], &actions, nullptr, argv.data(), environ);
   posix_spawn_file_actions_destroy(&actions);
   ::close(in_pipe[0]);
   ::close(out_pipe[1]);
   ::close(err_pipe[1]);
-  if (rc != 0) throw std::runtime_error(std::string("posix_spawn kiln: ") + std::strerror(rc));
+  if (rc != 0) {
+    ::close(in_pipe[1]);
+    ::close(out_pipe[0]);
+    ::close(err_pipe[0]);
+    throw std::runtime_error(std::string("posix_spawn kiln: ") + std::strerror(rc));
+  }
+  ::signal(SIGPIPE, SIG_IGN);  // writes to a kiln that exited must not kill the test
+  child.stdin_fd = in_pipe[1];
+  child.stdout_fd = out_pipe[0];
+  child.stderr_fd = err_pipe[0];
+  return child;
+}
 
+KilnRun run_kiln(const std::vector<std::string>& args, const KilnInput& input,
+                 int timeout_seconds) {
+  const SpawnedKiln child = spawn_kiln(args);
+  const pid_t pid = child.pid;
   KilnRun result;
-  int stdin_fd = in_pipe[1];
+  int stdin_fd = child.stdin_fd;
   bool input_sent = false;
   auto send_input = [&] {
     if (input_sent || stdin_fd < 0) return;
@@ -87,11 +101,10 @@ KilnRun run_kiln(const std::vector<std::string>& args, const KilnInput& input,
       stdin_fd = -1;
     }
   };
-  ::signal(SIGPIPE, SIG_IGN);
   send_input();
 
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_seconds);
-  pollfd fds[2] = {{out_pipe[0], POLLIN, 0}, {err_pipe[0], POLLIN, 0}};
+  pollfd fds[2] = {{child.stdout_fd, POLLIN, 0}, {child.stderr_fd, POLLIN, 0}};
   int open_streams = 2;
   while (open_streams > 0) {
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(

@@ -2,6 +2,8 @@
 // only after the guest printed a prompt), collects stdout/stderr, enforces a time limit.
 #pragma once
 
+#include <sys/types.h>
+
 #include <string>
 #include <vector>
 
@@ -26,6 +28,15 @@ struct KilnInput {
 // environment meson sets (KILN_BIN, KILN_GUEST_DIR).
 std::string kiln_binary();
 std::string guest_path(const std::string& name, const std::string& kind = ".elf");
+
+// `kiln` with `args`, its stdin/stdout/stderr on pipes (the caller owns the three fds).
+struct SpawnedKiln {
+  pid_t pid = -1;
+  int stdin_fd = -1;
+  int stdout_fd = -1;
+  int stderr_fd = -1;
+};
+SpawnedKiln spawn_kiln(const std::vector<std::string>& args);
 
 KilnRun run_kiln(const std::vector<std::string>& args, const KilnInput& input = {},
                  int timeout_seconds = 120);
