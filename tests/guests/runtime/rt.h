@@ -2,9 +2,9 @@
 #ifndef KILN_GUEST_RT_H
 #define KILN_GUEST_RT_H
 
-#include <stdint.h>
-#include <stddef.h>
 #include <asm/bootparam.h>
+#include <stddef.h>
+#include <stdint.h>
 
 typedef uint8_t u8;
 typedef uint16_t u16;
@@ -23,47 +23,53 @@ typedef uint64_t u64;
 #define COM1 0x3f8
 
 /* Implemented by every guest; runs in ring 3 with IOPL=3. */
-void guest_main(const struct boot_params *bp);
+void guest_main(const struct boot_params* bp);
 
 /* Optional (weak) hooks a guest may define. */
-void guest_ring0_hook(const struct boot_params *bp); /* runs in ring 0 right before the drop to ring 3 */
-extern const int guest_enable_interrupts; /* optional; define as nonzero to enter ring 3 with RFLAGS.IF=1 */
+void guest_ring0_hook(
+    const struct boot_params* bp); /* runs in ring 0 right before the drop to ring 3 */
+extern const int
+    guest_enable_interrupts; /* optional; define as nonzero to enter ring 3 with RFLAGS.IF=1 */
 
 /* Counters/buffers maintained by the (ring 0) interrupt handlers; readable from ring 3. */
-extern volatile u64 rt_ticks;            /* IRQ0 count */
-extern volatile u64 rt_irq_count[16];    /* per-IRQ count (IRQ0 counts here too) */
-extern volatile u8 rt_rx_buf[256];       /* serial RX ring (filled by the IRQ4 handler) */
-extern volatile u32 rt_rx_head;          /* written by the IRQ handler, index mod 256 */
-extern const struct boot_params *rt_boot_params;
+extern volatile u64 rt_ticks;         /* IRQ0 count */
+extern volatile u64 rt_irq_count[16]; /* per-IRQ count (IRQ0 counts here too) */
+extern volatile u8 rt_rx_buf[256];    /* serial RX ring (filled by the IRQ4 handler) */
+extern volatile u32 rt_rx_head;       /* written by the IRQ handler, index mod 256 */
+extern const struct boot_params* rt_boot_params;
 
-static inline void outb(u16 port, u8 v) { __asm__ volatile("outb %0, %1" : : "a"(v), "Nd"(port) : "memory"); }
+static inline void outb(u16 port, u8 v) {
+  __asm__ volatile("outb %0, %1" : : "a"(v), "Nd"(port) : "memory");
+}
 static inline u8 inb(u16 port) {
-    u8 v;
-    __asm__ volatile("inb %1, %0" : "=a"(v) : "Nd"(port) : "memory");
-    return v;
+  u8 v;
+  __asm__ volatile("inb %1, %0" : "=a"(v) : "Nd"(port) : "memory");
+  return v;
 }
 static inline u16 read_cs(void) {
-    u16 cs;
-    __asm__ volatile("mov %%cs, %0" : "=r"(cs));
-    return cs;
+  u16 cs;
+  __asm__ volatile("mov %%cs, %0" : "=r"(cs));
+  return cs;
 }
-static inline void cpu_relax(void) { __asm__ volatile("pause" ::: "memory"); }
+static inline void cpu_relax(void) {
+  __asm__ volatile("pause" ::: "memory");
+}
 
 void serial_putc(char c);
-void serial_puts(const char *s);
-void serial_write(const void *buf, size_t n);
+void serial_puts(const char* s);
+void serial_write(const void* buf, size_t n);
 void serial_put_hex(u64 v, int digits); /* lowercase, exactly `digits` digits (1..16), no prefix */
-void serial_put_hex_min(u64 v); /* lowercase, no leading zeros ("0" for 0), no prefix */
+void serial_put_hex_min(u64 v);         /* lowercase, no leading zeros ("0" for 0), no prefix */
 void serial_put_dec(u64 v);
-void serial_put_hexbytes(const void *buf, size_t n); /* two lowercase hex digits per byte */
-void reset(void) __attribute__((noreturn));           /* out 0x64,0xFE then spin */
+void serial_put_hexbytes(const void* buf, size_t n); /* two lowercase hex digits per byte */
+void reset(void) __attribute__((noreturn));          /* out 0x64,0xFE then spin */
 
 /* PIC mask helpers (ports 0x21 / 0xa1); all IRQs are masked at entry. */
 void pic_unmask(int irq);
 void pic_mask(int irq);
 
-void *memset(void *d, int c, size_t n);
-void *memcpy(void *d, const void *s, size_t n);
-size_t strlen(const char *s);
+void* memset(void* d, int c, size_t n);
+void* memcpy(void* d, const void* s, size_t n);
+size_t strlen(const char* s);
 
 #endif
