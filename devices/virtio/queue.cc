@@ -45,19 +45,29 @@ std::optional<uint16_t> Queue::avail_idx(const GuestMemory& mem) const {
 
 Queue::Pop Queue::pop(const GuestMemory& mem) {
   Pop result;
+  pop(mem, result);
+  return result;
+}
+
+void Queue::pop(const GuestMemory& mem, Pop& result) {
+  result.kind = Pop::Kind::kEmpty;
+  result.error.clear();
+  result.chain.head = 0;
+  result.chain.buffers.clear();  // keeps its capacity
+  result.chain.readable_bytes = result.chain.writable_bytes = 0;
   const auto idx = avail_idx(mem);
   if (!idx) {
     result.kind = Pop::Kind::kBrokenRing;
     result.error = "available ring is outside guest memory";
-    return result;
+    return;
   }
   const uint16_t pending = static_cast<uint16_t>(*idx - next_avail_);
-  if (pending == 0) return result;
+  if (pending == 0) return;
   if (pending > size) {
     result.kind = Pop::Kind::kBrokenRing;
     result.error =
         fmt::format("available index moved by {}, more than the queue size {}", pending, size);
-    return result;
+    return;
   }
   std::atomic_thread_fence(std::memory_order_acquire);  // ring entry after index
   const auto head = mem.read_obj<uint16_t>(avail_entry(avail_ring, next_avail_ % size));
@@ -65,19 +75,19 @@ Queue::Pop Queue::pop(const GuestMemory& mem) {
     result.kind = Pop::Kind::kBrokenRing;
     result.error = fmt::format("available ring entry names descriptor {}, queue size is {}",
                                head.value_or(0xffff), size);
-    return result;
+    return;
   }
   ++next_avail_;
   result.chain.head = *head;
   std::string error = walk_chain(mem, *head, result.chain);
   if (error.empty()) {
     result.kind = Pop::Kind::kChain;
-    return result;
+    return;
   }
   result.kind = add_used(mem, *head, 0) ? Pop::Kind::kBadChain : Pop::Kind::kBrokenRing;
   result.error = fmt::format("descriptor chain at head {}: {}", *head, error);
-  result.chain = {};
-  return result;
+  result.chain.buffers.clear();
+  result.chain.readable_bytes = result.chain.writable_bytes = 0;
 }
 
 std::string Queue::walk_chain(const GuestMemory& mem, uint16_t head, DescriptorChain& chain) const {

@@ -60,6 +60,8 @@ class Queue {
   }
 
   Pop pop(const GuestMemory& mem);
+  // The same, reusing `result` (and its chain's buffer capacity): no allocation per request.
+  void pop(const GuestMemory& mem, Pop& result);
   // Returns chain `head` with `written` bytes to the used ring. False if the used ring is not
   // in guest memory (the device must then be reset).
   bool add_used(const GuestMemory& mem, uint16_t head, uint32_t written);

@@ -164,7 +164,8 @@ void BlockDevice::read_config(uint64_t offset, std::span<uint8_t> data) const {
 std::string BlockDevice::process_queue(size_t /*index*/, Queue& queue, const GuestMemory& mem) {
   do {
     for (;;) {
-      Queue::Pop pop = queue.pop(mem);
+      Queue::Pop& pop = pop_;
+      queue.pop(mem, pop);
       if (pop.kind == Queue::Pop::Kind::kEmpty) break;
       if (pop.kind == Queue::Pop::Kind::kBrokenRing) return pop.error;
       if (pop.kind == Queue::Pop::Kind::kBadChain) {

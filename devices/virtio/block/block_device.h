@@ -69,6 +69,7 @@ class BlockDevice : public VirtioDevice {
     if (metrics_) Metrics::add(metrics_->*counter, n);
   }
   std::vector<iovec> iov_;
+  Queue::Pop pop_;  // reused for every request
 };
 
 }  // namespace kiln::virtio
