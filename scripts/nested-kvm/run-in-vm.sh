@@ -31,7 +31,7 @@ die() { echo "run-in-vm: $*" >&2; exit 125; }
 
 command -v qemu-system-x86_64 >/dev/null || die "qemu-system-x86_64 missing (apt-get install qemu-system-x86)"
 busybox=/bin/busybox
-[ -x "$busybox" ] && "$busybox" --list 2>/dev/null | grep -qx insmod \
+[ -x "$busybox" ] && "$busybox" --list 2>/dev/null | grep -x insmod >/dev/null \
   || die "static busybox missing (apt-get install busybox-static)"
 file -L "$busybox" 2>/dev/null | grep -q 'dynamically linked' \
   && die "$busybox is dynamically linked (apt-get install busybox-static)"
