@@ -50,7 +50,7 @@ if ! kvm_usable && [ "${KILN_SKIP_NESTED:-0}" != 1 ]; then
   for attempt in 1 2; do
     rm -rf "$out" && mkdir -p "$out"
     NESTED_KVM_TIMEOUT=${NESTED_KVM_TIMEOUT:-600} \
-      scripts/nested-kvm/run-in-vm.sh --rw "$out" sh -c "$script"
+      scripts/nested-kvm/run-in-vm.sh --rw "$repo" sh -c "$script"
     rc=$?
     if [ $rc -eq 125 ] && [ $attempt -eq 1 ]; then
       echo "test: the nested VM failed; trying once more"

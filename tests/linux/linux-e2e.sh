@@ -48,7 +48,7 @@ if kvm_usable; then
   rc=$?
 else
   NESTED_KVM_SMP=${NESTED_KVM_SMP:-1} NESTED_KVM_TIMEOUT=${NESTED_KVM_TIMEOUT:-600} \
-    scripts/nested-kvm/run-in-vm.sh --rw "$out" "$repo/${run[0]}" "${run[@]:1}" \
+    scripts/nested-kvm/run-in-vm.sh --rw "$repo" "$repo/${run[0]}" "${run[@]:1}" \
     > "$out/console.log" 2>&1
   rc=$?
 fi
