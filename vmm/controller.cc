@@ -138,9 +138,7 @@ VmmReply VmmController::handle(const VmmCommand& c) {
       return patch_drive(c);
     case K::kSendCtrlAltDel:
       if (!booted) return VmmReply::fault(400, kNotBeforeBoot);
-      return VmmReply::fault(400,
-                             "SendCtrlAltDel is not supported by Kiln yet: the guest has "
-                             "no emulated keyboard; use the guest's own reboot");
+      return send_ctrl_alt_del();
     case K::kFlushMetrics:
       if (config_.metrics_path.empty())
         return VmmReply::fault(400, "metrics are not configured (PUT /metrics first)");
@@ -235,6 +233,24 @@ VmmReply VmmController::set_paused(bool paused) {
     state_ = State::kRunning;
   }
   return VmmReply::no_content();
+}
+
+VmmReply VmmController::send_ctrl_alt_del() {
+  // Keys reach a paused guest when it resumes; they wait in the keyboard's buffer.
+  switch (vmm_->send_ctrl_alt_del()) {
+    case I8042::KeyResult::kSent:
+      return VmmReply::no_content();
+    case I8042::KeyResult::kKeyboardDisabled:
+      return VmmReply::fault(
+          400,
+          "SendCtrlAltDel: the guest has disabled its i8042 keyboard (a kernel "
+          "without an i8042/atkbd driver cannot receive it; use its own reboot)");
+    case I8042::KeyResult::kQueueFull:
+      break;
+  }
+  return VmmReply::fault(400,
+                         "SendCtrlAltDel: the guest is not reading its keyboard (earlier key "
+                         "presses are still queued); try again later");
 }
 
 VmmReply VmmController::patch_drive(const VmmCommand& c) {

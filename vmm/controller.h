@@ -42,6 +42,7 @@ class VmmController {
   VmmReply start_instance();
   VmmReply set_paused(bool paused);
   VmmReply patch_drive(const VmmCommand& command);
+  VmmReply send_ctrl_alt_del();
   void flush_metrics();
   void stop(StopReason reason);
   void apply_logger();

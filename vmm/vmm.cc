@@ -12,7 +12,6 @@
 #include "arch/x86_64/boot_cpu.h"
 #include "arch/x86_64/layout.h"
 #include "boot/linux_loader.h"
-#include "devices/legacy/i8042.h"
 #include "vmm/console_escape.h"
 #include "vmm/error.h"
 
@@ -89,10 +88,14 @@ void Vmm::setup_devices() {
       },
       [serial_irq] { serial_irq->signal(); }, [this] { rx_space_.signal(); });
   pio_bus_.insert(Serial::kCom1Port, 8, serial_);
-  pio_bus_.insert(I8042::kDataPort, I8042::kCommandPort - I8042::kDataPort + 1,
-                  std::make_shared<I8042>([this] {
-                    stop_.request({kExitGuestStopped, "guest reset (i8042)"});
-                  }));
+  auto keyboard_irq = std::make_shared<EventFd>();
+  vm_.register_irqfd(keyboard_irq->fd(), I8042::kIrq);
+  i8042_ = std::make_shared<I8042>(
+      [this] {
+        stop_.request({kExitGuestStopped, "guest reset (i8042)"});
+      },
+      [keyboard_irq] { keyboard_irq->signal(); });
+  pio_bus_.insert(I8042::kDataPort, I8042::kCommandPort - I8042::kDataPort + 1, i8042_);
   virtio_.attach(vm_, mmio_bus_, loop_);
 }
 

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "boot/linux_loader.h"
+#include "devices/legacy/i8042.h"
 #include "devices/legacy/serial.h"
 #include "vmm/bus.h"
 #include "vmm/console_escape.h"
@@ -49,6 +50,8 @@ class Vmm {
   // Points drive `id` at a new image and tells the guest its capacity may have changed.
   // Throws UsageError (bad image, unknown drive).
   void replace_drive(const std::string& id, const std::string& path);
+  // Presses and releases Ctrl-Alt-Del on the guest's i8042 keyboard.
+  I8042::KeyResult send_ctrl_alt_del() { return i8042_->send_ctrl_alt_del(); }
 
  private:
   void setup_memory();
@@ -74,6 +77,7 @@ class Vmm {
   Bus mmio_bus_{"MMIO"};
   EventLoop loop_;
   std::shared_ptr<Serial> serial_;
+  std::shared_ptr<I8042> i8042_;
   EventFd rx_space_;             // the UART has receive room again
   bool console_paused_ = false;  // event-loop thread only
   ConsoleEscape console_escape_;

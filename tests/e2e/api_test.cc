@@ -265,5 +265,49 @@ TEST_F(ApiTest, RuntimeEndpoints) {
   kiln_.reset();
 }
 
+// Waits until the guest's output contains `text`; returns false after `seconds`.
+bool wait_for_output(KilnProcess& kiln, const std::string& text, int seconds) {
+  for (int i = 0; i < seconds * 10; ++i) {
+    if (kiln.out().find(text) != std::string::npos) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return false;
+}
+
+// The line of the guest's output that starts with `prefix`, without the prefix.
+std::string output_line(const std::string& out, const std::string& prefix) {
+  const size_t at = out.find(prefix);
+  if (at == std::string::npos) return "";
+  const size_t begin = at + prefix.size();
+  return out.substr(begin, out.find('\n', begin) - begin);
+}
+
+TEST_F(ApiTest, SendCtrlAltDelReachesTheGuestKeyboard) {
+  KILN_REQUIRE_KVM();
+  start();
+  call("put", "/boot-source", "/boot-source", {{"kernel_image_path", guest_path("keyboard")}});
+  ASSERT_EQ(call("put", "/actions", "/actions", {{"action_type", "InstanceStart"}}).status, 204);
+  ASSERT_TRUE(wait_for_output(*kiln_, "KBD READY set2", 60)) << kiln_->out() << kiln_->err();
+  const std::string probe = kiln_->out();
+  EXPECT_EQ(output_line(probe, "selftest:"), " 55");
+  EXPECT_EQ(output_line(probe, "reset:"), " fa aa");
+  EXPECT_EQ(output_line(probe, "identify:"), " fa ab 83");
+  EXPECT_EQ(output_line(probe, "enable:"), " fa");
+
+  EXPECT_EQ(call("put", "/actions", "/actions", {{"action_type", "SendCtrlAltDel"}}).status, 204);
+  ASSERT_TRUE(wait_for_output(*kiln_, "KBD READY set1", 60)) << kiln_->out();
+  // Left Ctrl, left Alt, Delete pressed, then released, in scan code set 2; IRQ 1 arrived.
+  EXPECT_EQ(output_line(kiln_->out(), "keys set2:"), " 14 11 e0 71 e0 f0 71 f0 11 f0 14");
+  EXPECT_NE(output_line(kiln_->out(), "irqs: "), "0");
+
+  // The guest turned on translation: the same keys arrive in set 1.
+  EXPECT_EQ(call("put", "/actions", "/actions", {{"action_type", "SendCtrlAltDel"}}).status, 204);
+  EXPECT_EQ(kiln_->wait(60), 0) << kiln_->out() << kiln_->err();
+  EXPECT_EQ(output_line(kiln_->out(), "keys set1:"), " 1d 38 e0 53 e0 d3 b8 9d");
+  const std::string out = kiln_->out();
+  EXPECT_NE(output_line(out.substr(out.find("keys set1:")), "irqs: "), "0");
+  kiln_.reset();
+}
+
 }  // namespace
 }  // namespace kiln::e2e
