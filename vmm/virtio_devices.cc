@@ -51,6 +51,10 @@ void VirtioDevices::attach(VmFd& vm, Bus& mmio_bus, EventLoop& loop) {
         transport->process_queue(q);
       });
     }
+    if (const int fd = s.transport->device().host_event_fd(); fd >= 0) {
+      loop.add(fd, EPOLLIN,
+               [transport = s.transport](uint32_t) { transport->process_host_events(); });
+    }
   }
 }
 

@@ -34,6 +34,20 @@ class VirtioDevice {
   // queue.add_used(). Returns "" or, when the device can no longer trust the queue, the reason
   // (the transport then sets DEVICE_NEEDS_RESET).
   virtual std::string process_queue(size_t index, Queue& queue, const GuestMemory& mem) = 0;
+
+  // Host-side work (a TAP, sockets, a rate-limit timer). A device with host fds returns one
+  // pollable fd - typically its own epoll instance over all of them, so it can add and drop
+  // sources and interest (e.g. stop reading a TAP while the guest has no RX buffers) without
+  // the VMM knowing. -1: none. The fd must live as long as the device. It is watched
+  // level-triggered, so it must not stay ready while the device cannot act: arm sources in
+  // activate() and drop them in reset().
+  virtual int host_event_fd() const { return -1; }
+  // Event-loop thread, only while the device is active, with queue processing excluded: the
+  // host fd is ready. Same contract as process_queue; the transport then interrupts the guest
+  // for every queue whose used ring moved.
+  virtual std::string process_host_events(std::span<Queue> /*queues*/, const GuestMemory& /*mem*/) {
+    return "";
+  }
 };
 
 }  // namespace kiln::virtio

@@ -274,6 +274,17 @@ void MmioTransport::process_queue(size_t index) {
   if (q.needs_interrupt(mem_)) raise(kInterruptUsedRing);
 }
 
+void MmioTransport::process_host_events() {
+  std::lock_guard lock(mutex_);
+  if (!activated_) return;
+  const std::string error = device_->process_host_events(queues_, mem_);
+  if (!error.empty()) return fail_locked(error);
+  bool interrupt = false;
+  for (Queue& q : queues_)
+    if (q.ready && q.needs_interrupt(mem_)) interrupt = true;
+  if (interrupt) raise(kInterruptUsedRing);
+}
+
 void MmioTransport::config_changed() {
   std::lock_guard lock(mutex_);
   ++config_generation_;

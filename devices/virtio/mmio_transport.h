@@ -37,6 +37,8 @@ class MmioTransport : public BusDevice {
   const std::vector<EventFd>& queue_events() const { return queue_events_; }
   // Event-loop thread: the driver kicked queue `index`.
   void process_queue(size_t index);
+  // Event-loop thread: the device's host_event_fd() is ready.
+  void process_host_events();
   // The device's configuration changed (e.g. disk resized): bump the generation, interrupt.
   void config_changed();
   // Runs `fn` on the device with queue processing excluded (e.g. to swap a disk's backing file).

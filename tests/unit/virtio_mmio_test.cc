@@ -60,11 +60,21 @@ class FakeDevice : public VirtioDevice {
     return "";
   }
 
+  // Host-driven work (as a TAP or a socket would): fills one buffer of queue 1.
+  std::string process_host_events(std::span<Queue> queues, const GuestMemory& mem) override {
+    ++host_events;
+    Queue::Pop pop = queues[1].pop(mem);
+    if (pop.kind == Queue::Pop::Kind::kBrokenRing) return pop.error;
+    if (pop.kind == Queue::Pop::Kind::kChain) queues[1].add_used(mem, pop.chain.head, 7);
+    return "";
+  }
+
   std::vector<uint8_t> config = {0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88};
   int activations = 0;
   uint64_t activated_features = 0;
   int resets = 0;
   int processed = 0;
+  int host_events = 0;
   size_t last_index = 99;
 };
 
@@ -231,6 +241,23 @@ TEST_F(MmioTest, FullInitAndOneRequestRaisesUsedInterrupt) {
   EXPECT_EQ(rd(reg::kInterruptStatus), kInterruptUsedRing);
   wr(reg::kInterruptAck, kInterruptUsedRing);
   EXPECT_EQ(rd(reg::kInterruptStatus), 0u);
+}
+
+TEST_F(MmioTest, HostEventsRunOnlyWhenLiveAndInterruptWhenAQueueMoved) {
+  transport.process_host_events();
+  EXPECT_EQ(dev->host_events, 0);  // not activated yet
+  const VirtqueueDriver* queues[] = {&q0, &q1};
+  drv.init(~uint64_t{0}, queues);
+  q1.set_used_event(0);
+  q1.submit({{q1.alloc(16), 16, true}});  // a buffer for the device, not kicked
+  transport.process_host_events();
+  EXPECT_EQ(dev->host_events, 1);
+  auto e = q1.pop_used();
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->len, 7u);
+  EXPECT_EQ(irqs, 1);
+  transport.process_host_events();  // nothing moved: no interrupt
+  EXPECT_EQ(irqs, 1);
 }
 
 TEST_F(MmioTest, InterruptAckClearsOnlyAckedBits) {
