@@ -9,6 +9,7 @@
  * signalled by it. Output format: see README.md.
  */
 #include "runtime/rt.h"
+#include "runtime/virtio.h"
 
 const int guest_enable_interrupts = 1; /* ring 3 runs with IF=1; all PIC lines start masked */
 
@@ -140,91 +141,6 @@ static void put_dev(const struct vblk_dev *d) {
 }
 
 /* ------------------------------------------------------------------ command line */
-
-static int is_digit_in_base(char c, unsigned b, unsigned *val) {
-    unsigned v;
-    if (c >= '0' && c <= '9')
-        v = (unsigned)(c - '0');
-    else if (c >= 'a' && c <= 'f')
-        v = (unsigned)(c - 'a' + 10);
-    else if (c >= 'A' && c <= 'F')
-        v = (unsigned)(c - 'A' + 10);
-    else
-        return 0;
-    if (v >= b) return 0;
-    *val = v;
-    return 1;
-}
-
-/* strtoull(base 0) over s[*pos..end): 0x.. hex, 0.. octal, else decimal. 0 on failure/overflow. */
-static int parse_u64(const char *s, u32 *pos, u32 end, u64 *out) {
-    u32 i = *pos;
-    unsigned b = 10, v;
-    if (i < end && s[i] == '0') {
-        if (i + 2 < end && (s[i + 1] == 'x' || s[i + 1] == 'X') && is_digit_in_base(s[i + 2], 16, &v)) {
-            b = 16;
-            i += 2;
-        } else {
-            b = 8;
-        }
-    }
-    u64 x = 0;
-    u32 start = i;
-    while (i < end && is_digit_in_base(s[i], b, &v)) {
-        if (x > (~0ull - v) / b) return 0;
-        x = x * b + v;
-        i++;
-    }
-    if (i == start) return 0;
-    *out = x;
-    *pos = i;
-    return 1;
-}
-
-/* Parse "<size>@<base>:<irq>[:<id>]" (the value of one virtio_mmio.device= parameter). */
-static int parse_device(const char *s, u32 end, u64 *size, u64 *base, u32 *irq) {
-    u32 i = 0;
-    u64 v;
-    if (!parse_u64(s, &i, end, &v)) return 0;
-    if (i < end) { /* memparse suffixes */
-        unsigned shift = 0;
-        switch (s[i]) {
-        case 'E': case 'e': shift += 10; /* fall through */
-        case 'P': case 'p': shift += 10; /* fall through */
-        case 'T': case 't': shift += 10; /* fall through */
-        case 'G': case 'g': shift += 10; /* fall through */
-        case 'M': case 'm': shift += 10; /* fall through */
-        case 'K': case 'k': shift += 10; i++; break;
-        default: break;
-        }
-        if (shift && (v << shift) >> shift != v) return 0;
-        v <<= shift;
-    }
-    *size = v;
-    if (i >= end || s[i] != '@') return 0;
-    i++;
-    if (!parse_u64(s, &i, end, base)) return 0;
-    if (i >= end || s[i] != ':') return 0;
-    i++;
-    u64 n = 0;
-    u32 start = i;
-    unsigned dv;
-    while (i < end && is_digit_in_base(s[i], 10, &dv)) {
-        n = n * 10 + dv;
-        if (n > 0xffffffffull) return 0;
-        i++;
-    }
-    if (i == start || n == 0) return 0;
-    *irq = (u32)n;
-    if (i < end && s[i] == ':') { /* optional platform device id, ignored */
-        i++;
-        if (i < end && s[i] == '-') i++;
-        start = i;
-        while (i < end && is_digit_in_base(s[i], 10, &dv)) i++;
-        if (i == start) return 0;
-    }
-    return i == end;
-}
 
 /* ------------------------------------------------------------------ requests */
 
@@ -518,34 +434,16 @@ static void run_device(struct vblk_dev *d) {
 
 void guest_main(const struct boot_params *bp) {
     static struct vblk_dev devs[VBLK_MAX_DEVS];
-    static const char key[] = "virtio_mmio.device=";
-    const u32 keylen = sizeof(key) - 1;
-    int ndev = 0;
-
-    u64 addr = bp->hdr.cmd_line_ptr | ((u64)bp->ext_cmd_line_ptr << 32);
-    if (addr != 0 && addr < (1ull << 30)) {
-        const char *p = (const char *)addr;
-        u32 max = bp->hdr.cmdline_size ? bp->hdr.cmdline_size : 2047;
-        if (max > 65536) max = 65536;
-        u32 len = 0;
-        while (len < max && p[len]) len++;
-        u32 i = 0;
-        while (i < len && ndev < VBLK_MAX_DEVS) {
-            while (i < len && p[i] == ' ') i++;
-            u32 start = i;
-            while (i < len && p[i] != ' ') i++;
-            u32 end = i;
-            if (end - start <= keylen) continue;
-            u32 k = 0;
-            while (k < keylen && p[start + k] == key[k]) k++;
-            if (k != keylen) continue;
-            struct vblk_dev *d = &devs[ndev];
-            d->index = ndev;
-            d->m = &vblk_mem[ndev];
-            d->bad_param = !parse_device(p + start + keylen, end - start - keylen, &d->size, &d->base,
-                                         &d->irq);
-            ndev++;
-        }
+    struct vio_cmdline_entry entries[VBLK_MAX_DEVS];
+    const int ndev = vio_cmdline_entries(bp, entries, VBLK_MAX_DEVS);
+    for (int n = 0; n < ndev; n++) {
+        struct vblk_dev *d = &devs[n];
+        d->index = n;
+        d->m = &vblk_mem[n];
+        d->bad_param = !entries[n].ok;
+        d->size = entries[n].size;
+        d->base = entries[n].base;
+        d->irq = entries[n].irq;
     }
     for (int n = 0; n < ndev; n++) {
         if (devs[n].bad_param) {
