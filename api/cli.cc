@@ -1,6 +1,7 @@
 #include "api/cli.h"
 
 #include <CLI/CLI.hpp>
+#include <charconv>
 #include <filesystem>
 
 #include "api/config_files.h"
@@ -10,6 +11,18 @@
 namespace kiln {
 
 namespace {
+
+// --rng or --rng=BYTES_PER_SEC.
+EntropyConfig parse_rng_spec(const std::string& spec) {
+  EntropyConfig entropy;
+  if (spec.empty()) return entropy;
+  uint64_t rate = 0;
+  const auto [end, ec] = std::from_chars(spec.data(), spec.data() + spec.size(), rate);
+  if (ec != std::errc() || end != spec.data() + spec.size() || rate == 0)
+    throw UsageError("--rng=" + spec + ": must be a number of bytes per second (at least 1)");
+  entropy.bandwidth = TokenBucketConfig{rate, 0, 1000};
+  return entropy;
+}
 
 constexpr const char* kRunFooter = R"(Console:
   The guest's serial console (COM1, ttyS0) is this terminal. When stdin is a terminal it is put
@@ -94,6 +107,11 @@ CliCommand parse_cli(int argc, const char* const* argv) {
   run->add_option("--rootfs", rootfs,
                   "Root file system image: becomes the first drive (/dev/vda) and adds "
                   "'root=/dev/vda rw' to the command line");
+  std::string rng;
+  auto* rng_opt = run->add_option("--rng", rng,
+                                  "Add a virtio-rng entropy device; --rng=BYTES_PER_SEC caps "
+                                  "the bytes it hands out per second")
+                      ->expected(0, 1);
   run->add_option("--api-sock", cmd.api_socket, "Also serve the management API on this socket");
 
   try {
@@ -111,6 +129,7 @@ CliCommand parse_cli(int argc, const char* const* argv) {
         c.drives.insert(c.drives.begin(), DriveConfig{rootfs, false, "rootfs", true});
       }
       for (const std::string& d : disks) c.drives.push_back(parse_drive_spec(d));
+      if (rng_opt->count()) c.entropy = parse_rng_spec(rng);
       if (c.kernel_path.empty())
         throw UsageError("kiln run: --kernel is required (or kernel_image_path in --config)");
       if (!std::filesystem::exists(c.kernel_path))

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -15,6 +16,19 @@ struct DriveConfig {
   bool read_only = false;
   std::string id;        // serial the guest reads with GET_ID; default: the file name
   bool is_root = false;  // add root=/dev/vda to the command line (must be the first drive)
+};
+
+// Firecracker's TokenBucket: `size` tokens (bytes or operations) refill every `refill_time_ms`;
+// `one_time_burst` extra tokens are spent first.
+struct TokenBucketConfig {
+  uint64_t size = 0;
+  uint64_t one_time_burst = 0;
+  uint64_t refill_time_ms = 0;
+};
+
+// virtio-rng (PUT /entropy, --rng[=BYTES_PER_SEC], [entropy] in TOML).
+struct EntropyConfig {
+  std::optional<TokenBucketConfig> bandwidth;  // bytes; none: unlimited
 };
 
 struct LoggerConfig {
@@ -32,10 +46,10 @@ struct VmConfig {
   std::string kernel_path;
   std::string initrd_path;  // empty: none
   std::string cmdline = kDefaultCmdline;
-  std::vector<DriveConfig> drives;  // virtio-blk, in guest order (vda, vdb, ...)
-  std::string metrics_path;         // empty: no metrics
-  std::string serial_out_path;      // empty: the console's output fd
-  bool entropy_device = false;      // PUT /entropy (virtio-rng comes with the device set)
+  std::vector<DriveConfig> drives;       // virtio-blk, in guest order (vda, vdb, ...)
+  std::string metrics_path;              // empty: no metrics
+  std::string serial_out_path;           // empty: the console's output fd
+  std::optional<EntropyConfig> entropy;  // a virtio-rng device when set
   LoggerConfig logger;
 };
 
