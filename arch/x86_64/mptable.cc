@@ -134,10 +134,8 @@ std::vector<uint8_t> config_table(uint32_t cpus) {
   // all 24 pins, the in-kernel PIT included (GSI 0 -> pin 0). So ISA IRQ n -> pin n, with no
   // IRQ0 -> pin 2 override: that would describe QEMU's routing, not KVM's default.
   for (uint8_t irq = 0; irq < kMpIoInterruptEntries; ++irq) {
-    entries.add(MpInterrupt{.source_bus = kIsaBusId,
-                            .source_irq = irq,
-                            .dest_apic_id = ioapic_id,
-                            .dest_pin = irq});
+    entries.add(MpInterrupt{
+        .source_bus = kIsaBusId, .source_irq = irq, .dest_apic_id = ioapic_id, .dest_pin = irq});
   }
   // The 8259's output reaches the BSP's LINT0 (virtual wire mode); NMI goes to every LINT1.
   entries.add(MpInterrupt{.type = kLocalInterrupt,
@@ -179,8 +177,8 @@ void write_mptable(const GuestMemory& mem, uint32_t cpus) {
 
   // Clear the whole window first: no stale "_MP_" from an earlier layout can survive.
   if (!mem.fill(kMpTableAddr, 0, kMpTableMaxSize))
-    throw Error(fmt::format("MP table: {:#x}+{:#x} is not guest memory", kMpTableAddr,
-                            kMpTableMaxSize));
+    throw Error(
+        fmt::format("MP table: {:#x}+{:#x} is not guest memory", kMpTableAddr, kMpTableMaxSize));
   mem.checked_write(kMpTableAddr, mpf_bytes, "MP floating pointer");
   mem.checked_write(table_addr, table, "MP configuration table");
 }

@@ -18,7 +18,7 @@ namespace kiln::x86 {
 inline constexpr uint64_t kMpFloatingPointerSize = 16;
 inline constexpr uint64_t kMpConfigHeaderSize = 44;
 inline constexpr uint64_t kMpProcessorEntrySize = 20;
-inline constexpr uint64_t kMpShortEntrySize = 8;  // bus, IOAPIC, I/O and local interrupt
+inline constexpr uint64_t kMpShortEntrySize = 8;       // bus, IOAPIC, I/O and local interrupt
 inline constexpr uint32_t kMpIoInterruptEntries = 24;  // ISA IRQ n -> IOAPIC pin n, n = 0..23
 inline constexpr uint32_t kMpLocalInterruptEntries = 2;
 

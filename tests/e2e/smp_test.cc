@@ -66,9 +66,9 @@ INSTANTIATE_TEST_SUITE_P(Cpus, SmpBoot, ::testing::Values(1, 2, 4));
 TEST(Smp, ResetFromAnApStopsEveryVcpu) {
   KILN_REQUIRE_KVM();
   // The last AP to start resets through the i8042 while the BSP spins and two APs are halted.
-  KilnRun r = run_kiln({"run", "--kernel", guest_path("smp"), "--cpus", "4", "--cmdline",
-                        "smp.ap_action=reset"},
-                       {}, 180);
+  KilnRun r = run_kiln(
+      {"run", "--kernel", guest_path("smp"), "--cpus", "4", "--cmdline", "smp.ap_action=reset"}, {},
+      180);
   EXPECT_FALSE(r.timed_out) << describe(r);
   EXPECT_EQ(r.exit_code, 0) << describe(r);
   EXPECT_NE(r.out.find("smp ap_action=reset\n"), std::string::npos) << describe(r);
@@ -82,8 +82,7 @@ TEST(Smp, TripleFaultOnAnApStopsEveryVcpu) {
                        {}, 180);
   EXPECT_FALSE(r.timed_out) << describe(r);
   EXPECT_EQ(r.exit_code, 1) << describe(r);
-  EXPECT_TRUE(std::regex_search(r.err, std::regex("vCPU [12]: guest triple fault")))
-      << describe(r);
+  EXPECT_TRUE(std::regex_search(r.err, std::regex("vCPU [12]: guest triple fault"))) << describe(r);
 }
 
 TEST(Smp, MoreVcpusThanTheMpTableDescribesIsRefusedBeforeBoot) {
@@ -91,8 +90,7 @@ TEST(Smp, MoreVcpusThanTheMpTableDescribesIsRefusedBeforeBoot) {
   const std::string too_many = std::to_string(x86::kMpTableMaxCpus + 1);
   KilnRun r = run_kiln({"run", "--kernel", guest_path("smp"), "--cpus", too_many});
   EXPECT_EQ(r.exit_code, 2) << describe(r);
-  EXPECT_NE(r.err.find("--cpus " + too_many + ": the MP table"), std::string::npos)
-      << describe(r);
+  EXPECT_NE(r.err.find("--cpus " + too_many + ": the MP table"), std::string::npos) << describe(r);
 }
 
 }  // namespace
