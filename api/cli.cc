@@ -93,7 +93,9 @@ CliCommand parse_cli(int argc, const char* const* argv) {
       run->add_option("--initrd", flags.initrd_path, "Initial ramdisk loaded next to the kernel");
   auto* cmdline =
       run->add_option("--cmdline", flags.cmdline, "Kernel command line")->capture_default_str();
-  auto* cpus = run->add_option("--cpus", flags.vcpus, "Number of vCPUs (1 to the host's KVM limit)")
+  auto* cpus = run->add_option("--cpus", flags.vcpus,
+                               "Number of vCPUs (1 to 254, what the MP table describes, and at "
+                               "most the host's KVM limit)")
                    ->check(CLI::Range(1u, 1024u))
                    ->capture_default_str();
   auto* memory = run->add_option("--memory", flags.memory_mib, "Guest RAM in MiB (16 to 1048576)")
