@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include "api/config_files.h"
+#include "api/vm_json.h"
 #include "vmm/error.h"
 #include "vmm/stop.h"
 
@@ -114,6 +115,12 @@ CliCommand parse_cli(int argc, const char* const* argv) {
                                   "Add a virtio-rng entropy device; --rng=BYTES_PER_SEC caps "
                                   "the bytes it hands out per second")
                       ->expected(0, 1);
+  std::string console_mode;
+  run->add_option("--console", console_mode,
+                  "Which device carries the console: serial (ttyS0, default), virtio "
+                  "(virtio-console, hvc0; the default command line then says console=hvc0) or "
+                  "none")
+      ->check(CLI::IsMember({"serial", "virtio", "none"}));
   run->add_option("--api-sock", cmd.api_socket, "Also serve the management API on this socket");
 
   try {
@@ -132,6 +139,7 @@ CliCommand parse_cli(int argc, const char* const* argv) {
       }
       for (const std::string& d : disks) c.drives.push_back(parse_drive_spec(d));
       if (rng_opt->count()) c.entropy = parse_rng_spec(rng);
+      if (!console_mode.empty()) api::apply_console(c, {{"mode", console_mode}});
       if (c.kernel_path.empty())
         throw UsageError("kiln run: --kernel is required (or kernel_image_path in --config)");
       if (!std::filesystem::exists(c.kernel_path))

@@ -124,6 +124,22 @@ void apply_metrics(VmConfig& config, const json& body) {
   config.metrics_path = path;
 }
 
+void apply_console(VmConfig& config, const json& body) {
+  JsonFields f(body, "console");
+  auto mode = f.required<std::string>("mode");
+  f.reject_unknown();
+  if (mode == "serial") {
+    config.console = ConsoleMode::kSerial;
+  } else if (mode == "virtio") {
+    config.console = ConsoleMode::kVirtio;
+    if (config.cmdline == kDefaultCmdline) config.cmdline = kDefaultVirtioConsoleCmdline;
+  } else if (mode == "none") {
+    config.console = ConsoleMode::kNone;
+  } else {
+    throw FieldError("console", "mode", "must be \"serial\", \"virtio\" or \"none\"");
+  }
+}
+
 TokenBucketConfig parse_token_bucket(const json& body, const std::string& what) {
   JsonFields f(body, what);
   TokenBucketConfig b;
@@ -227,6 +243,7 @@ void apply_full_config(VmConfig& config, const json& document) {
   auto metrics = f.optional<json>("metrics");
   auto entropy = f.optional<json>("entropy");
   auto network = f.optional<json>("network-interfaces");
+  auto console = f.optional<json>("console");
   for (const char* unsupported_now : {"balloon", "vsock", "mmds-config", "cpu-config"}) {
     if (f.optional<json>(unsupported_now))
       throw FieldError("configuration", unsupported_now, "is not supported by Kiln yet");
@@ -251,6 +268,7 @@ void apply_full_config(VmConfig& config, const json& document) {
   if (logger) apply_logger(config, *logger);
   if (metrics) apply_metrics(config, *metrics);
   if (entropy) apply_entropy(config, *entropy);
+  if (console) apply_console(config, *console);
 }
 
 }  // namespace kiln::api

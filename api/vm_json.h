@@ -22,6 +22,9 @@ void apply_logger(VmConfig& config, const nlohmann::json& body);
 void apply_metrics(VmConfig& config, const nlohmann::json& body);
 void apply_entropy(VmConfig& config, const nlohmann::json& body);
 void apply_serial(VmConfig& config, const nlohmann::json& body);
+// Kiln's own "console" object: {"mode": "serial" | "virtio" | "none"}. With virtio, a command
+// line still at Kiln's default gets console=hvc0 instead of console=ttyS0.
+void apply_console(VmConfig& config, const nlohmann::json& body);
 
 // Firecracker's TokenBucket object ({size, one_time_burst, refill_time}) <-> TokenBucketConfig.
 TokenBucketConfig parse_token_bucket(const nlohmann::json& body, const std::string& what);

@@ -23,10 +23,12 @@ constexpr const char* kNotAfterBoot =
 constexpr const char* kNotBeforeBoot =
     "The requested operation is not supported before starting the microVM.";
 
-sigset_t stop_signals() {
+// Signals taken through the controller's signalfd: the stop signals, and SIGWINCH (the
+// terminal was resized: a virtio-console passes the size on).
+sigset_t handled_signals() {
   sigset_t set;
   sigemptyset(&set);
-  for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT}) sigaddset(&set, sig);
+  for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGWINCH}) sigaddset(&set, sig);
   return set;
 }
 
@@ -45,13 +47,17 @@ VmmController::VmmController(VmConfig config, ConsoleFds console)
     : config_(std::move(config)), console_(console) {
   // Stop signals arrive through a signalfd on this loop; every thread started from here on
   // inherits the blocked mask.
-  const sigset_t set = stop_signals();
+  const sigset_t set = handled_signals();
   ::pthread_sigmask(SIG_BLOCK, &set, nullptr);
   signal_fd_.reset(::signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK));
   if (!signal_fd_) throw_errno("signalfd");
   loop_.add(signal_fd_.get(), EPOLLIN, [this](uint32_t) {
     signalfd_siginfo info{};
     if (::read(signal_fd_.get(), &info, sizeof(info)) != sizeof(info)) return;
+    if (info.ssi_signo == SIGWINCH) {
+      if (vmm_) vmm_->console_resized();
+      return;
+    }
     stop({kExitUserStop, fmt::format("stopped by signal {}", strsignal(info.ssi_signo))});
   });
   loop_.add(commands_ready_.fd(), EPOLLIN, [this](uint32_t) {

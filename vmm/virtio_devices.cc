@@ -8,7 +8,8 @@
 
 namespace kiln {
 
-VirtioDevices::VirtioDevices(const VmConfig& config, const GuestMemory& mem, Metrics& metrics) {
+VirtioDevices::VirtioDevices(const VmConfig& config, const GuestMemory& mem, Metrics& metrics,
+                             ConsoleHooks console) {
   for (size_t i = 0; i < config.drives.size(); ++i) {
     const DriveConfig& d = config.drives[i];
     if (d.is_root && i != 0) throw UsageError("the root drive must be the first drive");
@@ -23,6 +24,12 @@ VirtioDevices::VirtioDevices(const VmConfig& config, const GuestMemory& mem, Met
     if (const auto& b = config.entropy->bandwidth)
       limit.emplace(b->size, std::chrono::milliseconds(b->refill_time_ms), b->one_time_burst);
     add(std::make_shared<virtio::RngDevice>(std::move(limit), &metrics), mem);
+  }
+  if (config.console == ConsoleMode::kVirtio) {
+    console_ = std::make_shared<virtio::ConsoleDevice>(
+        std::move(console.write), std::move(console.rx_space), console.cols, console.rows);
+    add(console_, mem);
+    console_transport_ = slots_.back().transport;
   }
 }
 
@@ -68,6 +75,12 @@ void VirtioDevices::attach(VmFd& vm, Bus& mmio_bus, EventLoop& loop) {
 }  // namespace kiln
 
 namespace kiln {
+
+void VirtioDevices::console_resized(uint16_t cols, uint16_t rows) {
+  if (!console_) return;
+  console_->set_size(cols, rows);
+  console_transport_->config_changed();
+}
 
 void VirtioDevices::replace_drive(const std::string& id, const std::string& path) {
   for (const Slot& s : slots_) {

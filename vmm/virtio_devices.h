@@ -3,11 +3,14 @@
 // attached to KVM (irqfd + ioeventfd), the MMIO bus and the event loop.
 #pragma once
 
+#include <functional>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
 #include "arch/x86_64/layout.h"
+#include "devices/virtio/console/console_device.h"
 #include "devices/virtio/mmio_transport.h"
 #include "vmm/bus.h"
 #include "vmm/event_fd.h"
@@ -19,16 +22,28 @@
 
 namespace kiln {
 
+// How a virtio-console reaches the host console (used when the config asks for one).
+struct ConsoleHooks {
+  std::function<void(std::span<const uint8_t>)> write;
+  std::function<void()> rx_space;  // the device has input room again
+  uint16_t cols = 0, rows = 0;     // the terminal's size, 0 when unknown
+};
+
 class VirtioDevices {
  public:
   // Throws kiln::UsageError for a bad drive (missing, unreadable, size, locked).
-  VirtioDevices(const VmConfig& config, const GuestMemory& mem, Metrics& metrics);
+  VirtioDevices(const VmConfig& config, const GuestMemory& mem, Metrics& metrics,
+                ConsoleHooks console = {});
 
   // Kernel parameters for every device, and root=/dev/vda rw for a root drive.
   std::string kernel_parameters() const;
   void attach(VmFd& vm, Bus& mmio_bus, EventLoop& loop);
   // Swaps the image behind drive `id` and raises a config change. Throws UsageError.
   void replace_drive(const std::string& id, const std::string& path);
+  // The virtio-console, or null.
+  std::shared_ptr<virtio::ConsoleDevice> console() const { return console_; }
+  // The host terminal changed size: tell the guest's hvc0 (config-change interrupt).
+  void console_resized(uint16_t cols, uint16_t rows);
 
   struct Slot {
     MmioSlot resources;
@@ -46,6 +61,8 @@ class VirtioDevices {
                                x86::kLastDeviceIrq};
   std::vector<Slot> slots_;
   bool root_drive_ = false;
+  std::shared_ptr<virtio::ConsoleDevice> console_;
+  std::shared_ptr<virtio::MmioTransport> console_transport_;
 };
 
 }  // namespace kiln

@@ -10,6 +10,7 @@
 namespace kiln {
 
 inline constexpr const char* kDefaultCmdline = "console=ttyS0 reboot=k panic=1";
+inline constexpr const char* kDefaultVirtioConsoleCmdline = "console=hvc0 reboot=k panic=1";
 
 struct DriveConfig {
   std::string path;
@@ -31,6 +32,10 @@ struct EntropyConfig {
   std::optional<TokenBucketConfig> bandwidth;  // bytes; none: unlimited
 };
 
+// Which device carries the console (stdin/stdout, or the serial_out_path file): the UART
+// (ttyS0, the default), virtio-console (hvc0), or neither.
+enum class ConsoleMode { kSerial, kVirtio, kNone };
+
 struct LoggerConfig {
   std::string path;               // empty: stderr
   std::string level = "Warning";  // Error, Warning, Info, Debug, Trace, Off
@@ -50,6 +55,7 @@ struct VmConfig {
   std::string metrics_path;              // empty: no metrics
   std::string serial_out_path;           // empty: the console's output fd
   std::optional<EntropyConfig> entropy;  // a virtio-rng device when set
+  ConsoleMode console = ConsoleMode::kSerial;
   LoggerConfig logger;
 };
 

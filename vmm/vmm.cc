@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <spdlog/spdlog.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <sys/random.h>
 #include <sys/signalfd.h>
 
@@ -46,7 +47,7 @@ Vmm::Vmm(const VmConfig& config, ConsoleFds console, Metrics* metrics)
       console_(console),
       metrics_(metrics ? *metrics : own_metrics_),
       memory_(x86::ram_ranges(config.memory_mib << 20)),
-      virtio_(config_, memory_, metrics_),
+      virtio_(config_, memory_, metrics_, console_hooks()),
       boot_info_(load_kernel()),
       kvm_(),
       vm_(kvm_) {
@@ -78,19 +79,14 @@ void Vmm::setup_memory() {
 void Vmm::setup_devices() {
   auto serial_irq = std::make_shared<EventFd>();
   vm_.register_irqfd(serial_irq->fd(), Serial::kCom1Irq);
-  const int out_fd = console_.out;
+  const bool serial_console = config_.console == ConsoleMode::kSerial;
   serial_ = std::make_shared<Serial>(
-      [out_fd](std::span<const uint8_t> bytes) {
-        if (out_fd < 0) return;
-        size_t done = 0;
-        while (done < bytes.size()) {
-          const ssize_t n = ::write(out_fd, bytes.data() + done, bytes.size() - done);
-          if (n < 0 && errno == EINTR) continue;
-          if (n <= 0) return;  // console gone: the guest keeps running, output is dropped
-          done += static_cast<size_t>(n);
-        }
+      [this, serial_console](std::span<const uint8_t> bytes) {
+        if (serial_console) write_console(bytes);  // otherwise ttyS0 output goes nowhere
       },
       [serial_irq] { serial_irq->signal(); }, [this] { rx_space_.signal(); });
+  if (serial_console) console_input_ = serial_;
+  if (config_.console == ConsoleMode::kVirtio) console_input_ = virtio_.console();
   pio_bus_.insert(Serial::kCom1Port, 8, serial_);
   auto keyboard_irq = std::make_shared<EventFd>();
   vm_.register_irqfd(keyboard_irq->fd(), I8042::kIrq);
@@ -109,6 +105,36 @@ void Vmm::setup_devices() {
                         stop_.request({kExitGuestStopped, "guest reset (ACPI)"});
                       }));
   virtio_.attach(vm_, mmio_bus_, loop_);
+}
+
+void Vmm::write_console(std::span<const uint8_t> bytes) const {
+  const int out_fd = console_.out;
+  if (out_fd < 0) return;
+  size_t done = 0;
+  while (done < bytes.size()) {
+    const ssize_t n = ::write(out_fd, bytes.data() + done, bytes.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return;  // console gone: the guest keeps running, output is dropped
+    done += static_cast<size_t>(n);
+  }
+}
+
+ConsoleHooks Vmm::console_hooks() {
+  ConsoleHooks hooks;
+  hooks.write = [this](std::span<const uint8_t> bytes) { write_console(bytes); };
+  hooks.rx_space = [this] { rx_space_.signal(); };
+  winsize ws{};
+  if (console_.out >= 0 && ::ioctl(console_.out, TIOCGWINSZ, &ws) == 0) {
+    hooks.cols = ws.ws_col;
+    hooks.rows = ws.ws_row;
+  }
+  return hooks;
+}
+
+void Vmm::console_resized() {
+  winsize ws{};
+  if (console_.out < 0 || ::ioctl(console_.out, TIOCGWINSZ, &ws) != 0) return;
+  virtio_.console_resized(ws.ws_col, ws.ws_row);
 }
 
 boot::LinuxBootInfo Vmm::load_kernel() {
@@ -155,7 +181,7 @@ void Vmm::setup_vcpus() {
 }
 
 void Vmm::watch_console_input() {
-  if (console_.in < 0) return;
+  if (console_.in < 0 || !console_input_) return;
   // Input is read only while the UART has room; when it is full, stdin is left unread (the tty
   // or pipe holds it) until the guest drains the UART and rx_space_ fires.
   loop_.add(rx_space_.fd(), EPOLLIN, [this](uint32_t) {
@@ -176,7 +202,7 @@ void Vmm::add_console_input() {
   const int in_fd = console_.in;
   loop_.add(in_fd, EPOLLIN, [this, in_fd](uint32_t) {
     std::array<uint8_t, 256> buf;
-    const size_t room = std::min(buf.size(), serial_->rx_room());
+    const size_t room = std::min(buf.size(), console_input_->rx_room());
     if (room == 0) {
       loop_.remove(in_fd);
       console_paused_ = true;
@@ -190,7 +216,7 @@ void Vmm::add_console_input() {
     }
     const ConsoleEscape::Result r =
         console_escape_.feed(std::span(buf.data(), static_cast<size_t>(n)));
-    serial_->enqueue_input(r.forward);
+    console_input_->enqueue_input(r.forward);
     if (r.quit) stop_.request({kExitUserStop, "stopped from the console (Ctrl-A x)"});
   });
 }

@@ -52,6 +52,8 @@ class Vmm {
   void replace_drive(const std::string& id, const std::string& path);
   // Presses and releases Ctrl-Alt-Del on the guest's i8042 keyboard.
   I8042::KeyResult send_ctrl_alt_del() { return i8042_->send_ctrl_alt_del(); }
+  // The host terminal was resized (SIGWINCH): a virtio-console passes the new size on.
+  void console_resized();
 
  private:
   void setup_memory();
@@ -62,6 +64,9 @@ class Vmm {
   void setup_vcpus();
   void watch_console_input();
   void add_console_input();
+  // Writes guest console output to the console's output fd (dropped when it is gone).
+  void write_console(std::span<const uint8_t> bytes) const;
+  ConsoleHooks console_hooks();
 
   VmConfig config_;
   ConsoleFds console_;
@@ -80,8 +85,9 @@ class Vmm {
   EventLoop loop_;
   std::shared_ptr<Serial> serial_;
   std::shared_ptr<I8042> i8042_;
-  EventFd rx_space_;             // the UART has receive room again
-  bool console_paused_ = false;  // event-loop thread only
+  std::shared_ptr<ConsoleInput> console_input_;  // UART or virtio-console; null: no input
+  EventFd rx_space_;                             // the console input device has room again
+  bool console_paused_ = false;                  // event-loop thread only
   ConsoleEscape console_escape_;
   std::vector<std::unique_ptr<Vcpu>> vcpus_;
   std::vector<UniqueFd> adopted_fds_;

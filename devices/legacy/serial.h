@@ -8,11 +8,12 @@
 #include <mutex>
 #include <span>
 
+#include "devices/console_input.h"
 #include "vmm/bus.h"
 
 namespace kiln {
 
-class Serial : public BusDevice {
+class Serial : public BusDevice, public ConsoleInput {
  public:
   using Output = std::function<void(std::span<const uint8_t>)>;
   using RaiseIrq = std::function<void()>;
@@ -30,8 +31,8 @@ class Serial : public BusDevice {
 
   // Queues host input for the guest. Returns how many bytes were accepted (the rest does not
   // fit in the receive buffer; the caller keeps it).
-  size_t enqueue_input(std::span<const uint8_t> bytes);
-  size_t rx_room() const;
+  size_t enqueue_input(std::span<const uint8_t> bytes) override;
+  size_t rx_room() const override;
 
  private:
   uint8_t read_register(uint64_t offset);

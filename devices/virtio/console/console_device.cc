@@ -1,0 +1,141 @@
+#include "devices/virtio/console/console_device.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "devices/virtio/chain_io.h"
+
+namespace kiln::virtio {
+
+namespace {
+
+constexpr uint32_t kFSize = 0;  // VIRTIO_CONSOLE_F_SIZE: cols and rows in config space
+constexpr size_t kChunk = 4096;
+
+// struct virtio_console_config: cols, rows, max_nr_ports, emerg_wr.
+constexpr size_t kConfigSize = 12;
+
+}  // namespace
+
+ConsoleDevice::ConsoleDevice(Output output, Notify rx_space, uint16_t cols, uint16_t rows)
+    : output_(std::move(output)), rx_space_(std::move(rx_space)), cols_(cols), rows_(rows) {}
+
+uint64_t ConsoleDevice::device_features() const {
+  return feature(kFVersion1) | feature(kFRingEventIdx) | feature(kFRingIndirectDesc) |
+         feature(kFSize);
+}
+
+void ConsoleDevice::read_config(uint64_t offset, std::span<uint8_t> data) const {
+  uint8_t config[kConfigSize] = {};
+  {
+    std::lock_guard lock(mutex_);
+    std::memcpy(config, &cols_, 2);
+    std::memcpy(config + 2, &rows_, 2);
+  }
+  const uint32_t max_ports = 1;
+  std::memcpy(config + 4, &max_ports, 4);
+  for (size_t i = 0; i < data.size(); ++i)
+    data[i] = offset + i < kConfigSize ? config[offset + i] : 0;
+}
+
+void ConsoleDevice::activate(uint64_t /*features*/) {
+  std::lock_guard lock(mutex_);
+  active_ = true;
+  if (!rx_.empty()) input_ready_.signal();  // input typed before the driver came up
+}
+
+void ConsoleDevice::reset() {
+  std::lock_guard lock(mutex_);
+  active_ = false;
+  input_ready_.consume();  // nothing may stay ready while the device is inactive
+}
+
+size_t ConsoleDevice::enqueue_input(std::span<const uint8_t> bytes) {
+  std::lock_guard lock(mutex_);
+  const size_t n = std::min(bytes.size(), kRxCapacity - rx_.size());
+  rx_.insert(rx_.end(), bytes.begin(), bytes.begin() + static_cast<std::ptrdiff_t>(n));
+  if (n < bytes.size()) rx_was_full_ = true;
+  if (n > 0 && active_) input_ready_.signal();
+  return n;
+}
+
+size_t ConsoleDevice::rx_room() const {
+  std::lock_guard lock(mutex_);
+  return kRxCapacity - rx_.size();
+}
+
+void ConsoleDevice::set_size(uint16_t cols, uint16_t rows) {
+  std::lock_guard lock(mutex_);
+  cols_ = cols;
+  rows_ = rows;
+}
+
+std::string ConsoleDevice::process_queue(size_t index, Queue& queue, const GuestMemory& mem) {
+  return index == kTransmitQueue ? transmit(queue, mem) : receive(queue, mem);
+}
+
+std::string ConsoleDevice::process_host_events(std::span<Queue> queues, const GuestMemory& mem) {
+  input_ready_.consume();
+  return receive(queues[kReceiveQueue], mem);
+}
+
+std::string ConsoleDevice::receive(Queue& queue, const GuestMemory& mem) {
+  bool room_freed = false;
+  for (;;) {
+    {
+      std::lock_guard lock(mutex_);
+      if (rx_.empty()) break;
+    }
+    queue.pop(mem, pop_);
+    if (pop_.kind == Queue::Pop::Kind::kBrokenRing) return pop_.error;
+    if (pop_.kind == Queue::Pop::Kind::kEmpty) {
+      if (queue.enable_notification(mem)) continue;  // buffers arrived meanwhile
+      break;  // input stays buffered until the driver adds receive buffers and kicks
+    }
+    if (pop_.kind == Queue::Pop::Kind::kBadChain) continue;
+    uint32_t written = 0;
+    {
+      std::lock_guard lock(mutex_);
+      const size_t n = std::min<uint64_t>(pop_.chain.writable_bytes, rx_.size());
+      bytes_.assign(rx_.begin(), rx_.begin() + static_cast<std::ptrdiff_t>(n));
+      if (n > 0 && chain_write(mem, pop_.chain, 0, bytes_)) {
+        rx_.erase(rx_.begin(), rx_.begin() + static_cast<std::ptrdiff_t>(n));
+        written = static_cast<uint32_t>(n);
+        if (rx_was_full_) {
+          rx_was_full_ = false;
+          room_freed = true;
+        }
+      } else if (log_limit_.allow()) {
+        spdlog::warn("virtio-console: receive buffer not writable or outside guest memory");
+      }
+    }
+    if (!queue.add_used(mem, pop_.chain.head, written)) return "used ring is outside guest memory";
+  }
+  if (room_freed && rx_space_) rx_space_();
+  return "";
+}
+
+std::string ConsoleDevice::transmit(Queue& queue, const GuestMemory& mem) {
+  do {
+    for (;;) {
+      queue.pop(mem, pop_);
+      if (pop_.kind == Queue::Pop::Kind::kEmpty) break;
+      if (pop_.kind == Queue::Pop::Kind::kBrokenRing) return pop_.error;
+      if (pop_.kind == Queue::Pop::Kind::kBadChain) continue;
+      for (uint64_t off = 0; off < pop_.chain.readable_bytes; off += kChunk) {
+        bytes_.resize(std::min<uint64_t>(kChunk, pop_.chain.readable_bytes - off));
+        if (!chain_read(mem, pop_.chain, off, bytes_)) {
+          if (log_limit_.allow()) spdlog::warn("virtio-console: transmit buffer outside memory");
+          break;
+        }
+        if (output_) output_(bytes_);
+      }
+      if (!queue.add_used(mem, pop_.chain.head, 0)) return "used ring is outside guest memory";
+    }
+  } while (queue.enable_notification(mem));
+  return "";
+}
+
+}  // namespace kiln::virtio
