@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <optional>
 #include <string>
 
 #include "vmm/vm_config.h"
@@ -22,6 +23,15 @@ void apply_logger(VmConfig& config, const nlohmann::json& body);
 void apply_metrics(VmConfig& config, const nlohmann::json& body);
 void apply_entropy(VmConfig& config, const nlohmann::json& body);
 void apply_serial(VmConfig& config, const nlohmann::json& body);
+// PUT /vsock (Firecracker's Vsock object: guest_cid, uds_path, deprecated vsock_id).
+void apply_vsock(VmConfig& config, const nlohmann::json& body);
+// What is wrong with a vsock configuration: the field ("guest_cid", "uds_path") and the
+// problem, or nullopt. Shared by the API, the config files and --vsock.
+struct VsockProblem {
+  std::string field;
+  std::string problem;
+};
+std::optional<VsockProblem> vsock_problem(const VsockConfig& vsock);
 
 nlohmann::json machine_config_json(const VmConfig& config);
 // GET /vm/config: Firecracker's full-configuration shape.

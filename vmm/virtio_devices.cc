@@ -3,6 +3,7 @@
 #include <sys/epoll.h>
 
 #include "devices/virtio/block/block_device.h"
+#include "devices/virtio/vsock/vsock_device.h"
 #include "vmm/error.h"
 
 namespace kiln {
@@ -16,6 +17,11 @@ VirtioDevices::VirtioDevices(const VmConfig& config, const GuestMemory& mem, Met
         std::make_shared<virtio::BlockDevice>(virtio::BlockOptions{d.path, d.read_only, d.id});
     block->set_metrics(&metrics);
     add(std::move(block), mem, d.id);
+  }
+  if (config.vsock) {
+    add(std::make_shared<virtio::VsockDevice>(
+            virtio::VsockOptions{config.vsock->guest_cid, config.vsock->uds_path}),
+        mem);
   }
 }
 

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -15,6 +16,14 @@ struct DriveConfig {
   bool read_only = false;
   std::string id;        // serial the guest reads with GET_ID; default: the file name
   bool is_root = false;  // add root=/dev/vda to the command line (must be the first drive)
+};
+
+// virtio-vsock with Firecracker's host side: the guest's connections to port P reach the Unix
+// socket `<uds_path>_P`; host clients connect to `uds_path` and write `CONNECT <port>\n`.
+struct VsockConfig {
+  uint64_t guest_cid = 3;  // >= 3 (0-2 are reserved)
+  std::string uds_path;
+  std::string vsock_id;  // Firecracker's deprecated id; kept and shown, unused
 };
 
 struct LoggerConfig {
@@ -32,10 +41,11 @@ struct VmConfig {
   std::string kernel_path;
   std::string initrd_path;  // empty: none
   std::string cmdline = kDefaultCmdline;
-  std::vector<DriveConfig> drives;  // virtio-blk, in guest order (vda, vdb, ...)
-  std::string metrics_path;         // empty: no metrics
-  std::string serial_out_path;      // empty: the console's output fd
-  bool entropy_device = false;      // PUT /entropy (virtio-rng comes with the device set)
+  std::vector<DriveConfig> drives;   // virtio-blk, in guest order (vda, vdb, ...)
+  std::string metrics_path;          // empty: no metrics
+  std::string serial_out_path;       // empty: the console's output fd
+  bool entropy_device = false;       // PUT /entropy (virtio-rng comes with the device set)
+  std::optional<VsockConfig> vsock;  // PUT /vsock, --vsock
   LoggerConfig logger;
 };
 
