@@ -25,6 +25,10 @@ std::string Metrics::to_json_line() const {
         {"write_bytes", v(block_write_bytes)},
         {"flush_ops", v(block_flush_ops)},
         {"errors", v(block_errors)}}},
+      {"entropy",
+       {{"bytes", v(entropy_bytes)},
+        {"throttled", v(entropy_throttled)},
+        {"errors", v(entropy_errors)}}},
   };
   return j.dump() + "\n";
 }

@@ -22,9 +22,13 @@ struct Metrics {
   Counter block_write_bytes{0};
   Counter block_flush_ops{0};
   Counter block_errors{0};
+  Counter entropy_bytes{0};
+  Counter entropy_throttled{0};  // requests that waited for the rate limiter
+  Counter entropy_errors{0};
 
   static void add(Counter& c, uint64_t n = 1) { c.fetch_add(n, std::memory_order_relaxed); }
-  // {"utc_timestamp_ms": ..., "api": {...}, "vcpu": {...}, "block": {...}}
+  // {"utc_timestamp_ms": ..., "api": {...}, "vcpu": {...}, "block": {...},
+  //  "entropy": {...}}
   std::string to_json_line() const;
 };
 

@@ -3,6 +3,7 @@
 #include <sys/epoll.h>
 
 #include "devices/virtio/block/block_device.h"
+#include "devices/virtio/rng/rng_device.h"
 #include "devices/virtio/vsock/vsock_device.h"
 #include "vmm/error.h"
 
@@ -17,6 +18,12 @@ VirtioDevices::VirtioDevices(const VmConfig& config, const GuestMemory& mem, Met
         std::make_shared<virtio::BlockDevice>(virtio::BlockOptions{d.path, d.read_only, d.id});
     block->set_metrics(&metrics);
     add(std::move(block), mem, d.id);
+  }
+  if (config.entropy) {
+    std::optional<TokenBucket> limit;
+    if (const auto& b = config.entropy->bandwidth)
+      limit.emplace(b->size, std::chrono::milliseconds(b->refill_time_ms), b->one_time_burst);
+    add(std::make_shared<virtio::RngDevice>(std::move(limit), &metrics), mem);
   }
   if (config.vsock) {
     add(std::make_shared<virtio::VsockDevice>(

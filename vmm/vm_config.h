@@ -18,6 +18,19 @@ struct DriveConfig {
   bool is_root = false;  // add root=/dev/vda to the command line (must be the first drive)
 };
 
+// Firecracker's TokenBucket: `size` tokens (bytes or operations) refill every `refill_time_ms`;
+// `one_time_burst` extra tokens are spent first.
+struct TokenBucketConfig {
+  uint64_t size = 0;
+  uint64_t one_time_burst = 0;
+  uint64_t refill_time_ms = 0;
+};
+
+// virtio-rng (PUT /entropy, --rng[=BYTES_PER_SEC], [entropy] in TOML).
+struct EntropyConfig {
+  std::optional<TokenBucketConfig> bandwidth;  // bytes; none: unlimited
+};
+
 // virtio-vsock with Firecracker's host side: the guest's connections to port P reach the Unix
 // socket `<uds_path>_P`; host clients connect to `uds_path` and write `CONNECT <port>\n`.
 struct VsockConfig {
@@ -41,11 +54,11 @@ struct VmConfig {
   std::string kernel_path;
   std::string initrd_path;  // empty: none
   std::string cmdline = kDefaultCmdline;
-  std::vector<DriveConfig> drives;   // virtio-blk, in guest order (vda, vdb, ...)
-  std::string metrics_path;          // empty: no metrics
-  std::string serial_out_path;       // empty: the console's output fd
-  bool entropy_device = false;       // PUT /entropy (virtio-rng comes with the device set)
-  std::optional<VsockConfig> vsock;  // PUT /vsock, --vsock
+  std::vector<DriveConfig> drives;       // virtio-blk, in guest order (vda, vdb, ...)
+  std::string metrics_path;              // empty: no metrics
+  std::string serial_out_path;           // empty: the console's output fd
+  std::optional<EntropyConfig> entropy;  // a virtio-rng device when set
+  std::optional<VsockConfig> vsock;      // PUT /vsock, --vsock
   LoggerConfig logger;
 };
 

@@ -127,6 +127,20 @@ TEST_F(ApiTest, EveryPreBootEndpointSucceedsAndFailsAsDescribed) {
   EXPECT_EQ(call("put", "/metrics", "/metrics", {{"metrics_path", "/nonexistent/dir/m"}}).status,
             400);
   EXPECT_EQ(call("put", "/entropy", "/entropy", json::object()).status, 204);
+  const json limited = {{"rate_limiter", {{"bandwidth", {{"size", 4096}, {"refill_time", 1000}}}}}};
+  EXPECT_EQ(call("put", "/entropy", "/entropy", limited).status, 204);
+  auto ops = call("put", "/entropy", "/entropy",
+                  {{"rate_limiter", {{"ops", {{"size", 10}, {"refill_time", 1000}}}}}});
+  EXPECT_EQ(ops.status, 400);
+  EXPECT_NE(fault(ops).find("ops"), std::string::npos) << fault(ops);
+  auto zero =
+      call("put", "/entropy", "/entropy",
+           {{"rate_limiter", {{"bandwidth", {{"size", 0}, {"refill_time", 1000}}}}}}, false);
+  EXPECT_EQ(zero.status, 400);
+  EXPECT_NE(fault(zero).find("size"), std::string::npos) << fault(zero);
+  EXPECT_EQ(
+      call("put", "/entropy", "/entropy", {{"rate_limiter", {{"bandwidth", 5}}}}, false).status,
+      400);
   EXPECT_EQ(call("put", "/serial", "/serial", {{"serial_out_path", serial.path()}}).status, 204);
   EXPECT_EQ(call("put", "/actions", "/actions", {{"action_type", "FlushMetrics"}}).status, 204);
   std::ifstream m(metrics.path());
@@ -138,6 +152,8 @@ TEST_F(ApiTest, EveryPreBootEndpointSucceedsAndFailsAsDescribed) {
   EXPECT_EQ(config["machine-config"]["mem_size_mib"], 512);
   EXPECT_EQ(config["drives"][0]["drive_id"], "rootfs");
   EXPECT_EQ(config["boot-source"]["boot_args"], "console=ttyS0");
+  // The last accepted entropy request; the refused ones changed nothing.
+  EXPECT_EQ(config["entropy"]["rate_limiter"]["bandwidth"]["size"], 4096) << config.dump();
 
   // Wrong paths, methods and bodies.
   EXPECT_EQ(api_request(socket_, "GET", "/nope").status, 404);
