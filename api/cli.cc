@@ -61,6 +61,41 @@ DriveConfig parse_drive_spec(const std::string& spec) {
   return drive;
 }
 
+VsockConfig parse_vsock_spec(const std::string& spec) {
+  const std::string flag = "--vsock " + spec + ": ";
+  VsockConfig vsock;
+  bool have_cid = false, have_uds = false;
+  size_t start = 0;
+  for (;;) {
+    const size_t comma = spec.find(',', start);
+    const std::string part = spec.substr(start, comma == std::string::npos ? comma : comma - start);
+    if (part.rfind("cid=", 0) == 0) {
+      const std::string value = part.substr(4);
+      size_t used = 0;
+      try {
+        vsock.guest_cid = std::stoull(value, &used, 10);
+      } catch (const std::exception&) {
+        used = 0;
+      }
+      if (value.empty() || used != value.size() || value[0] == '-')
+        throw UsageError(flag + "cid '" + value + "' is not a number");
+      have_cid = true;
+    } else if (part.rfind("uds=", 0) == 0) {
+      vsock.uds_path = part.substr(4);
+      have_uds = true;
+    } else {
+      throw UsageError(flag + "unknown option '" + part + "' (expected cid=N,uds=PATH)");
+    }
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  if (!have_cid) throw UsageError(flag + "cid=N is required");
+  if (!have_uds) throw UsageError(flag + "uds=PATH is required");
+  if (auto p = api::vsock_problem(vsock))
+    throw UsageError(flag + (p->field == "guest_cid" ? "cid " : "uds ") + p->problem);
+  return vsock;
+}
+
 CliCommand parse_cli(int argc, const char* const* argv) {
   CliCommand cmd;
   CLI::App app{"Kiln: a KVM virtual machine monitor for microVMs", "kiln"};
@@ -110,6 +145,11 @@ CliCommand parse_cli(int argc, const char* const* argv) {
   run->add_option("--rootfs", rootfs,
                   "Root file system image: becomes the first drive (/dev/vda) and adds "
                   "'root=/dev/vda rw' to the command line");
+  std::string vsock;
+  run->add_option("--vsock", vsock,
+                  "virtio-vsock device: cid=N,uds=PATH (guest CID >= 3; host clients connect to "
+                  "PATH and write 'CONNECT <port>\\n'; guest connections to port P reach "
+                  "PATH_P)");
   std::string rng;
   auto* rng_opt = run->add_option("--rng", rng,
                                   "Add a virtio-rng entropy device; --rng=BYTES_PER_SEC caps "
@@ -138,6 +178,7 @@ CliCommand parse_cli(int argc, const char* const* argv) {
         c.drives.insert(c.drives.begin(), DriveConfig{rootfs, false, "rootfs", true});
       }
       for (const std::string& d : disks) c.drives.push_back(parse_drive_spec(d));
+      if (!vsock.empty()) c.vsock = parse_vsock_spec(vsock);
       if (rng_opt->count()) c.entropy = parse_rng_spec(rng);
       if (!console_mode.empty()) api::apply_console(c, {{"mode", console_mode}});
       if (c.kernel_path.empty())

@@ -22,6 +22,9 @@ struct CliCommand {
 // Parses a --disk value "PATH[,ro][,id=NAME]". Throws kiln::UsageError naming the bad part.
 DriveConfig parse_drive_spec(const std::string& spec);
 
+// Parses a --vsock value "cid=N,uds=PATH". Throws kiln::UsageError naming the flag and field.
+VsockConfig parse_vsock_spec(const std::string& spec);
+
 // Parses argv. Help, version and errors are printed here (to stdout / stderr).
 CliCommand parse_cli(int argc, const char* const* argv);
 

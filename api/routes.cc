@@ -28,6 +28,7 @@ const std::map<std::string, std::map<std::string, K>>& fixed_routes() {
       {"/metrics", {{"PUT", K::kPutMetrics}}},
       {"/entropy", {{"PUT", K::kPutEntropy}}},
       {"/serial", {{"PUT", K::kPutSerial}}},
+      {"/vsock", {{"PUT", K::kPutVsock}}},
   };
   return routes;
 }

@@ -1,6 +1,10 @@
 #include "api/vm_json.h"
 
+#include <sys/stat.h>
+#include <sys/un.h>
+
 #include <algorithm>
+#include <filesystem>
 
 #include "api/json_fields.h"
 
@@ -191,6 +195,34 @@ void apply_serial(VmConfig& config, const json& body) {
   config.serial_out_path = path;
 }
 
+std::optional<VsockProblem> vsock_problem(const VsockConfig& vsock) {
+  if (vsock.guest_cid < 3 || vsock.guest_cid > 0xfffffffeu)
+    return VsockProblem{"guest_cid", "must be between 3 and 4294967294 (0-2 are reserved)"};
+  if (vsock.uds_path.empty()) return VsockProblem{"uds_path", "is empty"};
+  // The longest per-port path, <uds_path>_4294967295, must fit in sockaddr_un.
+  if (vsock.uds_path.size() + 11 >= sizeof(sockaddr_un::sun_path))
+    return VsockProblem{"uds_path", "is too long (at most " +
+                                        std::to_string(sizeof(sockaddr_un::sun_path) - 12) +
+                                        " bytes, so that <uds_path>_<port> fits a Unix socket)"};
+  std::string dir = std::filesystem::path(vsock.uds_path).parent_path().string();
+  if (dir.empty()) dir = ".";
+  struct stat st {};
+  if (::stat(dir.c_str(), &st) < 0 || !S_ISDIR(st.st_mode))
+    return VsockProblem{"uds_path", "directory " + dir + " does not exist"};
+  return std::nullopt;
+}
+
+void apply_vsock(VmConfig& config, const json& body) {
+  JsonFields f(body, "vsock");
+  VsockConfig vsock;
+  vsock.guest_cid = f.required<uint64_t>("guest_cid");
+  vsock.uds_path = f.required<std::string>("uds_path");
+  vsock.vsock_id = f.optional<std::string>("vsock_id").value_or("");
+  f.reject_unknown();
+  if (auto p = vsock_problem(vsock)) throw FieldError("vsock", p->field, p->problem);
+  config.vsock = vsock;
+}
+
 json machine_config_json(const VmConfig& config) {
   return json{{"vcpu_count", config.vcpus},
               {"mem_size_mib", config.memory_mib},
@@ -221,6 +253,11 @@ json vm_config_json(const VmConfig& config) {
               {"show_log_origin", config.logger.show_log_origin}};
   json metrics = nullptr;
   if (!config.metrics_path.empty()) metrics = {{"metrics_path", config.metrics_path}};
+  json vsock = nullptr;
+  if (config.vsock) {
+    vsock = {{"guest_cid", config.vsock->guest_cid}, {"uds_path", config.vsock->uds_path}};
+    if (!config.vsock->vsock_id.empty()) vsock["vsock_id"] = config.vsock->vsock_id;
+  }
   return json{{"balloon", nullptr},
               {"drives", drives},
               {"boot-source", boot},
@@ -230,7 +267,7 @@ json vm_config_json(const VmConfig& config) {
               {"metrics", metrics},
               {"mmds-config", nullptr},
               {"network-interfaces", json::array()},
-              {"vsock", nullptr},
+              {"vsock", vsock},
               {"entropy", entropy_json(config)}};
 }
 
@@ -244,7 +281,8 @@ void apply_full_config(VmConfig& config, const json& document) {
   auto entropy = f.optional<json>("entropy");
   auto network = f.optional<json>("network-interfaces");
   auto console = f.optional<json>("console");
-  for (const char* unsupported_now : {"balloon", "vsock", "mmds-config", "cpu-config"}) {
+  auto vsock = f.optional<json>("vsock");
+  for (const char* unsupported_now : {"balloon", "mmds-config", "cpu-config"}) {
     if (f.optional<json>(unsupported_now))
       throw FieldError("configuration", unsupported_now, "is not supported by Kiln yet");
   }
@@ -269,6 +307,7 @@ void apply_full_config(VmConfig& config, const json& document) {
   if (metrics) apply_metrics(config, *metrics);
   if (entropy) apply_entropy(config, *entropy);
   if (console) apply_console(config, *console);
+  if (vsock) apply_vsock(config, *vsock);
 }
 
 }  // namespace kiln::api

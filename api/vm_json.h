@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <optional>
 #include <string>
 
 #include "vmm/vm_config.h"
@@ -25,6 +26,15 @@ void apply_serial(VmConfig& config, const nlohmann::json& body);
 // Kiln's own "console" object: {"mode": "serial" | "virtio" | "none"}. With virtio, a command
 // line still at Kiln's default gets console=hvc0 instead of console=ttyS0.
 void apply_console(VmConfig& config, const nlohmann::json& body);
+// PUT /vsock (Firecracker's Vsock object: guest_cid, uds_path, deprecated vsock_id).
+void apply_vsock(VmConfig& config, const nlohmann::json& body);
+// What is wrong with a vsock configuration: the field ("guest_cid", "uds_path") and the
+// problem, or nullopt. Shared by the API, the config files and --vsock.
+struct VsockProblem {
+  std::string field;
+  std::string problem;
+};
+std::optional<VsockProblem> vsock_problem(const VsockConfig& vsock);
 
 // Firecracker's TokenBucket object ({size, one_time_burst, refill_time}) <-> TokenBucketConfig.
 TokenBucketConfig parse_token_bucket(const nlohmann::json& body, const std::string& what);

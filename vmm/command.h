@@ -28,6 +28,7 @@ struct VmmCommand {
     kPutMetrics,
     kPutEntropy,
     kPutSerial,
+    kPutVsock,
   };
   Kind kind;
   std::string id;  // {drive_id} from the path

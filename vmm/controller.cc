@@ -185,6 +185,9 @@ VmmReply VmmController::handle(const VmmCommand& c) {
     case K::kPutSerial:
       api::apply_serial(next, c.body);
       break;
+    case K::kPutVsock:
+      api::apply_vsock(next, c.body);
+      break;
     case K::kInstanceStart:
       return start_instance();
     default:

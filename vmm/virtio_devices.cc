@@ -4,6 +4,7 @@
 
 #include "devices/virtio/block/block_device.h"
 #include "devices/virtio/rng/rng_device.h"
+#include "devices/virtio/vsock/vsock_device.h"
 #include "vmm/error.h"
 
 namespace kiln {
@@ -24,6 +25,11 @@ VirtioDevices::VirtioDevices(const VmConfig& config, const GuestMemory& mem, Met
     if (const auto& b = config.entropy->bandwidth)
       limit.emplace(b->size, std::chrono::milliseconds(b->refill_time_ms), b->one_time_burst);
     add(std::make_shared<virtio::RngDevice>(std::move(limit), &metrics), mem);
+  }
+  if (config.vsock) {
+    add(std::make_shared<virtio::VsockDevice>(
+            virtio::VsockOptions{config.vsock->guest_cid, config.vsock->uds_path}),
+        mem);
   }
   if (config.console == ConsoleMode::kVirtio) {
     console_ = std::make_shared<virtio::ConsoleDevice>(

@@ -35,6 +35,13 @@ struct EntropyConfig {
 // Which device carries the console (stdin/stdout, or the serial_out_path file): the UART
 // (ttyS0, the default), virtio-console (hvc0), or neither.
 enum class ConsoleMode { kSerial, kVirtio, kNone };
+// virtio-vsock with Firecracker's host side: the guest's connections to port P reach the Unix
+// socket `<uds_path>_P`; host clients connect to `uds_path` and write `CONNECT <port>\n`.
+struct VsockConfig {
+  uint64_t guest_cid = 3;  // >= 3 (0-2 are reserved)
+  std::string uds_path;
+  std::string vsock_id;  // Firecracker's deprecated id; kept and shown, unused
+};
 
 struct LoggerConfig {
   std::string path;               // empty: stderr
@@ -56,6 +63,7 @@ struct VmConfig {
   std::string serial_out_path;           // empty: the console's output fd
   std::optional<EntropyConfig> entropy;  // a virtio-rng device when set
   ConsoleMode console = ConsoleMode::kSerial;
+  std::optional<VsockConfig> vsock;      // PUT /vsock, --vsock
   LoggerConfig logger;
 };
 

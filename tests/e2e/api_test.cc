@@ -165,6 +165,44 @@ TEST_F(ApiTest, EveryPreBootEndpointSucceedsAndFailsAsDescribed) {
   EXPECT_EQ(call("get", "/", "/").status, 200);  // still serving
 }
 
+TEST_F(ApiTest, VsockIsConfiguredBeforeBootAndValidated) {
+  start();
+  json none = call("get", "/vm/config", "/vm/config").body;
+  EXPECT_TRUE(none["vsock"].is_null()) << none.dump();
+  const char* dir = std::getenv("TMPDIR");
+  const std::string uds = std::string(dir && *dir ? dir : "/tmp") + "/kiln-api-vsock.sock";
+  EXPECT_EQ(call("put", "/vsock", "/vsock", {{"guest_cid", 3}, {"uds_path", uds}}).status, 204);
+  EXPECT_EQ(call("put", "/vsock", "/vsock",
+                 {{"guest_cid", 52}, {"uds_path", uds}, {"vsock_id", "vsock0"}})
+                .status,
+            204);  // a second PUT replaces the device
+  json config = call("get", "/vm/config", "/vm/config").body;
+  EXPECT_EQ(config["vsock"], json({{"guest_cid", 52}, {"uds_path", uds}, {"vsock_id", "vsock0"}}))
+      << config.dump();
+
+  struct Bad {
+    json body;
+    std::string word;
+  } bad[] = {
+      {{{"guest_cid", 2}, {"uds_path", uds}}, "guest_cid"},
+      {{{"guest_cid", -5}, {"uds_path", uds}}, "guest_cid"},
+      {{{"guest_cid", "three"}, {"uds_path", uds}}, "guest_cid"},
+      {{{"uds_path", uds}}, "guest_cid"},
+      {{{"guest_cid", 3}}, "uds_path"},
+      {{{"guest_cid", 3}, {"uds_path", ""}}, "uds_path"},
+      {{{"guest_cid", 3}, {"uds_path", "/nonexistent/dir/v.sock"}}, "/nonexistent/dir"},
+      {{{"guest_cid", 3}, {"uds_path", uds}, {"cid", 3}}, "cid"},
+  };
+  for (const Bad& b : bad) {
+    auto r = call("put", "/vsock", "/vsock", b.body, false);
+    EXPECT_EQ(r.status, 400) << b.body.dump();
+    EXPECT_NE(fault(r).find(b.word), std::string::npos) << b.body.dump() << ": " << fault(r);
+  }
+  // Rejected requests changed nothing.
+  EXPECT_EQ(call("get", "/vm/config", "/vm/config").body["vsock"]["guest_cid"], 52);
+  EXPECT_EQ(api_request(socket_, "GET", "/vsock").status, 405);
+}
+
 TEST_F(ApiTest, InstanceStartWithBadImageFailsAndStaysConfigurable) {
   start();
   call("put", "/boot-source", "/boot-source", {{"kernel_image_path", "/nonexistent/vmlinux"}});
@@ -243,6 +281,9 @@ TEST_F(ApiTest, RuntimeEndpoints) {
   EXPECT_EQ(late.status, 400);
   EXPECT_NE(fault(late).find("after starting"), std::string::npos) << fault(late);
   EXPECT_EQ(call("put", "/actions", "/actions", {{"action_type", "InstanceStart"}}).status, 400);
+  EXPECT_EQ(
+      call("put", "/vsock", "/vsock", {{"guest_cid", 3}, {"uds_path", "/tmp/late.sock"}}).status,
+      400);
 
   EXPECT_EQ(call("patch", "/vm", "/vm", {{"state", "Paused"}}).status, 204);
   EXPECT_EQ(call("get", "/", "/").body["state"], "Paused");

@@ -1,0 +1,143 @@
+#include "devices/virtio/vsock/vsock_device.h"
+
+#include <spdlog/spdlog.h>
+
+#include <cstring>
+
+#include "devices/virtio/chain_io.h"
+#include "devices/virtio/vsock/packet.h"
+
+namespace kiln::virtio {
+
+using vsock::PacketHeader;
+
+VsockDevice::VsockDevice(const VsockOptions& options)
+    : options_(options), muxer_(options.guest_cid, options.uds_path) {}
+
+uint32_t VsockDevice::device_id() const {
+  return kDeviceIdVsock;
+}
+
+uint64_t VsockDevice::device_features() const {
+  return feature(kFVersion1) | feature(kFRingEventIdx) | feature(kFRingIndirectDesc);
+}
+
+void VsockDevice::read_config(uint64_t offset, std::span<uint8_t> data) const {
+  const uint64_t cid = options_.guest_cid;  // struct virtio_vsock_config { le64 guest_cid; }
+  if (offset >= sizeof(cid)) return;
+  const size_t n = std::min<size_t>(data.size(), sizeof(cid) - offset);
+  std::memcpy(data.data(), reinterpret_cast<const uint8_t*>(&cid) + offset, n);
+}
+
+void VsockDevice::activate(uint64_t /*features*/) {
+  muxer_.activate();
+}
+
+void VsockDevice::reset() {
+  muxer_.reset();
+  rx_held_ = false;
+}
+
+std::string VsockDevice::process_queue(size_t index, Queue& queue, const GuestMemory& mem) {
+  switch (index) {
+    case vsock::kRxQueue:
+      muxer_.set_rx_buffers(true);
+      return fill_rx(queue, mem);
+    case vsock::kTxQueue:
+      return process_tx(queue, mem);
+    default:
+      return "";  // event queue: buffers wait for a TRANSPORT_RESET (none without snapshots)
+  }
+}
+
+std::string VsockDevice::process_host_events(std::span<Queue> queues, const GuestMemory& mem) {
+  muxer_.on_host_events();
+  if (queues.size() <= vsock::kRxQueue || !queues[vsock::kRxQueue].ready) return "";
+  return fill_rx(queues[vsock::kRxQueue], mem);
+}
+
+std::string VsockDevice::process_tx(Queue& queue, const GuestMemory& mem) {
+  do {
+    for (;;) {
+      queue.pop(mem, tx_pop_);
+      if (tx_pop_.kind == Queue::Pop::Kind::kEmpty) break;
+      if (tx_pop_.kind == Queue::Pop::Kind::kBrokenRing) return tx_pop_.error;
+      if (tx_pop_.kind == Queue::Pop::Kind::kBadChain) {
+        if (log_limit_.allow())
+          spdlog::warn("virtio-vsock: bad tx chain dropped ({} so far): {}", log_limit_.events(),
+                       tx_pop_.error);
+        continue;
+      }
+      handle_tx(tx_pop_.chain, mem);
+      if (!queue.add_used(mem, tx_pop_.chain.head, 0)) return "used ring is outside guest memory";
+    }
+  } while (queue.enable_notification(mem));
+  // Answers (RESPONSE, RST, credit) go out from process_host_events, which has the rx queue.
+  if (muxer_.has_rx()) muxer_.wake();
+  return "";
+}
+
+void VsockDevice::handle_tx(const DescriptorChain& chain, const GuestMemory& mem) {
+  PacketHeader hdr{};
+  if (chain.readable_bytes < sizeof(hdr) ||
+      !chain_read(mem, chain, 0, std::span(reinterpret_cast<uint8_t*>(&hdr), sizeof(hdr)))) {
+    if (log_limit_.allow())
+      spdlog::warn("virtio-vsock: tx packet of {} bytes is shorter than its 44-byte header",
+                   chain.readable_bytes);
+    return;
+  }
+  if (hdr.src_cid != options_.guest_cid || hdr.dst_cid != vsock::kHostCid) {
+    if (log_limit_.allow())
+      spdlog::warn("virtio-vsock: packet from cid {} to cid {} dropped (guest is {}, host 2)",
+                   uint64_t{hdr.src_cid}, uint64_t{hdr.dst_cid}, options_.guest_cid);
+    return;
+  }
+  const bool bad_len =
+      hdr.len > chain.readable_bytes - sizeof(hdr) || (hdr.op != vsock::kOpRw && hdr.len != 0);
+  if (hdr.type != vsock::kTypeStream || bad_len) {
+    if (log_limit_.allow())
+      spdlog::warn("virtio-vsock: bad packet (type {}, op {}, len {} in {} bytes), sending RST",
+                   uint16_t{hdr.type}, uint16_t{hdr.op}, uint32_t{hdr.len}, chain.readable_bytes);
+    muxer_.reject(hdr);
+    return;
+  }
+  muxer_.on_guest_packet(hdr, mem, chain);
+}
+
+std::string VsockDevice::fill_rx(Queue& queue, const GuestMemory& mem) {
+  do {
+    while (muxer_.has_rx()) {
+      if (!rx_held_) {
+        queue.pop(mem, rx_pop_);
+        if (rx_pop_.kind == Queue::Pop::Kind::kEmpty) {
+          muxer_.set_rx_buffers(false);  // until the guest kicks rx
+          break;
+        }
+        if (rx_pop_.kind == Queue::Pop::Kind::kBrokenRing) return rx_pop_.error;
+        if (rx_pop_.kind == Queue::Pop::Kind::kBadChain) {
+          if (log_limit_.allow())
+            spdlog::warn("virtio-vsock: bad rx chain dropped: {}", rx_pop_.error);
+          continue;
+        }
+        if (rx_pop_.chain.writable_bytes <= sizeof(PacketHeader)) {
+          if (log_limit_.allow())
+            spdlog::warn("virtio-vsock: rx buffer of {} bytes cannot hold a packet, dropped",
+                         rx_pop_.chain.writable_bytes);
+          if (!queue.add_used(mem, rx_pop_.chain.head, 0))
+            return "used ring is outside guest memory";
+          continue;
+        }
+        rx_held_ = true;
+        muxer_.set_rx_buffers(true);
+      }
+      const uint32_t written = muxer_.produce_rx(mem, rx_pop_.chain);
+      if (written == 0) break;  // keep the chain for the next packet
+      rx_held_ = false;
+      if (!queue.add_used(mem, rx_pop_.chain.head, written))
+        return "used ring is outside guest memory";
+    }
+  } while (!rx_held_ && muxer_.has_rx() && queue.enable_notification(mem));
+  return "";
+}
+
+}  // namespace kiln::virtio

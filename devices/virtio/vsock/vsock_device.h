@@ -1,0 +1,51 @@
+// virtio-vsock (device id 19): rx, tx and event queues, guest_cid in config space, and the
+// Firecracker-style Unix-socket host side (muxer.h). Packets from the guest are handled when it
+// kicks tx; packets for the guest go out when it kicks rx (new buffers) or when the muxer's
+// epoll fd (host_event_fd) is ready.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "devices/virtio/device.h"
+#include "devices/virtio/vsock/muxer.h"
+#include "vmm/log_limiter.h"
+
+namespace kiln::virtio {
+
+struct VsockOptions {
+  uint64_t guest_cid = 3;
+  std::string uds_path;
+};
+
+class VsockDevice : public VirtioDevice {
+ public:
+  // Creates the listening socket at uds_path (throws kiln::UsageError naming it).
+  explicit VsockDevice(const VsockOptions& options);
+
+  uint32_t device_id() const override;
+  uint64_t device_features() const override;
+  size_t num_queues() const override { return 3; }
+  void read_config(uint64_t offset, std::span<uint8_t> data) const override;
+  void activate(uint64_t features) override;
+  void reset() override;
+  std::string process_queue(size_t index, Queue& queue, const GuestMemory& mem) override;
+  int host_event_fd() const override { return muxer_.epoll_fd(); }
+  std::string process_host_events(std::span<Queue> queues, const GuestMemory& mem) override;
+
+  const vsock::Muxer& muxer() const { return muxer_; }
+
+ private:
+  std::string process_tx(Queue& queue, const GuestMemory& mem);
+  std::string fill_rx(Queue& queue, const GuestMemory& mem);
+  void handle_tx(const DescriptorChain& chain, const GuestMemory& mem);
+
+  VsockOptions options_;
+  vsock::Muxer muxer_;
+  LogLimiter log_limit_;
+  Queue::Pop tx_pop_;
+  Queue::Pop rx_pop_;
+  bool rx_held_ = false;  // rx_pop_ holds a popped chain nothing was written to yet
+};
+
+}  // namespace kiln::virtio
