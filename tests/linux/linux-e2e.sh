@@ -3,8 +3,10 @@
 # build/kiln with the kit's ext4 image (scripts/build-rootfs.sh) as root on virtio-blk. It checks,
 # from the console and from the image afterwards: the kernel found the disk and mounted ext4
 # read-write; /init ran from it and printed a file the host put on the image; a file the guest
-# wrote is on the image after kiln exits (debugfs); the guest rebooted and kiln exited 0; with 2
-# vCPUs, Linux found the MP table in the EBDA and brought both CPUs up.
+# wrote is on the image after kiln exits (debugfs); Linux read Kiln's ACPI tables, took the
+# UART's and the i8042's interrupts from the DSDT and brought both vCPUs up; `poweroff -f` in the
+# guest powered off through ACPI (S5) and kiln exited 0. A second, short boot
+# (ctrl-alt-del.sh) sends SendCtrlAltDel through the API: the guest reboots and kiln exits 0.
 # Where /dev/kvm cannot be opened, kiln runs inside the nested-KVM VM (scripts/nested-kvm/).
 # On a PVM host (see kvm-here.md) the kernel gets the PVM test fixtures and command line.
 # The console log stays in build/linux-test/console.log. Writes build/linux-test/junit.xml.
@@ -38,11 +40,22 @@ echo "LINUX-E2E: root $(awk '$2 == "/" {print $1, $3, $4}' /proc/mounts)"
 echo "guest-wrote $(cat /etc/kiln-host-file.txt)" > /guest-wrote.txt
 sync
 echo "LINUX-E2E: wrote /guest-wrote.txt"
+poweroff -f
 PAYLOAD
 chmod +x "$out/payload.sh"
 rootfs="$out/rootfs.ext4"
 scripts/build-rootfs.sh --out "$rootfs" --size 32 --add "$out/payload.sh:/etc/kiln-test.sh" \
   --add "$out/host-file.txt:/etc/kiln-host-file.txt" >/dev/null || exit 1
+
+cat > "$out/cad-payload.sh" <<'PAYLOAD'
+#!/bin/sh
+echo "LINUX-E2E: waiting for Ctrl-Alt-Del"
+sleep 600
+PAYLOAD
+chmod +x "$out/cad-payload.sh"
+cad_rootfs="$out/cad-rootfs.ext4"
+scripts/build-rootfs.sh --out "$cad_rootfs" --size 16 \
+  --add "$out/cad-payload.sh:/etc/kiln-test.sh" >/dev/null || exit 1
 
 run=(build/kiln run --kernel "$kernel" --rootfs "$rootfs" --cmdline "$cmdline" --memory 256
      --cpus "$cpus")
@@ -58,6 +71,19 @@ else
 fi
 echo "linux-e2e: kiln exited $rc after $(( $(date +%s) - start )) s; console log: $out/console.log"
 
+cad=("$repo/tests/linux/ctrl-alt-del.sh" "$repo/build/kiln" "$kernel" "$cad_rootfs" "$cmdline"
+     "$out/cad-console.log")
+start=$(date +%s)
+if kvm_usable; then
+  "${cad[@]}" > "$out/cad.log" 2>&1
+  cad_rc=$?
+else
+  NESTED_KVM_SMP=${NESTED_KVM_SMP:-1} NESTED_KVM_TIMEOUT=${NESTED_KVM_TIMEOUT:-600} \
+    scripts/nested-kvm/run-in-vm.sh --rw "$repo" "${cad[@]}" > "$out/cad.log" 2>&1
+  cad_rc=$?
+fi
+echo "linux-e2e: Ctrl-Alt-Del boot: kiln exited $cad_rc after $(( $(date +%s) - start )) s"
+
 passed=0 failed=0 cases=""
 check() {  # NAME CONDITION...
   local name=$1; shift
@@ -72,10 +98,16 @@ check ext4_mounted log "EXT4-fs (vda): mounted"
 check root_read_write log "LINUX-E2E: root /dev/root ext4 rw"
 check init_ran_from_disk log "kiln-init: running /etc/kiln-test.sh"
 check host_file_read log "LINUX-E2E: host file says $token"
-check guest_rebooted log "reboot: Restarting system"
+check acpi_tables_read log "ACPI: RSDP 0x00000000000E0000"
+check uart_irq_from_dsdt grep -a -q -E "[0-9a-f]{2}:[0-9a-f]{2}: ttyS0 at I/O 0x3f8" "$out/console.log"
+check i8042_from_dsdt log "serio: i8042 KBD port at 0x60,0x64 irq"
+check acpi_poweroff log "reboot: Power down"
 check mp_table_found log "found SMP MP-table at \[mem 0x0009fc00-0x0009fc0f\]"
 check all_cpus_up log "smp: Brought up 1 node, $cpus CPU"
 check guest_file_on_image test "$(debugfs -R 'cat /guest-wrote.txt' "$rootfs" 2>/dev/null)" = "guest-wrote $token"
+check ctrl_alt_del_accepted grep -a -q "ctrl-alt-del: api status 204" "$out/cad.log"
+check ctrl_alt_del_rebooted grep -a -q "reboot: Restarting system" "$out/cad-console.log"
+check ctrl_alt_del_kiln_exit_0 test "$cad_rc" -eq 0
 echo "<testsuites><testsuite name=\"linux\">$cases</testsuite></testsuites>" > "$out/junit.xml"
 echo "linux-e2e: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
