@@ -22,6 +22,10 @@ struct CliCommand {
 // Parses a --disk value "PATH[,ro][,id=NAME]". Throws kiln::UsageError naming the bad part.
 DriveConfig parse_drive_spec(const std::string& spec);
 
+// Adds the interface of a --net value "tap=NAME[,mac=MAC][,id=ID]" (default id: net<N>).
+// Throws kiln::UsageError naming the flag and the bad part.
+void add_net_spec(VmConfig& config, const std::string& spec);
+
 // Parses argv. Help, version and errors are printed here (to stdout / stderr).
 CliCommand parse_cli(int argc, const char* const* argv);
 

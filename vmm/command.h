@@ -19,6 +19,8 @@ struct VmmCommand {
     kPutBootSource,
     kPutDrive,
     kPatchDrive,
+    kPutNetworkInterface,
+    kPatchNetworkInterface,
     kInstanceStart,
     kSendCtrlAltDel,
     kFlushMetrics,
@@ -30,7 +32,7 @@ struct VmmCommand {
     kPutSerial,
   };
   Kind kind;
-  std::string id;  // {drive_id} from the path
+  std::string id;  // {drive_id} / {iface_id} from the path
   nlohmann::json body;
 };
 

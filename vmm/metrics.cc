@@ -25,6 +25,15 @@ std::string Metrics::to_json_line() const {
         {"write_bytes", v(block_write_bytes)},
         {"flush_ops", v(block_flush_ops)},
         {"errors", v(block_errors)}}},
+      {"net",
+       {{"rx_frames", v(net_rx_frames)},
+        {"rx_bytes", v(net_rx_bytes)},
+        {"rx_dropped", v(net_rx_dropped)},
+        {"rx_errors", v(net_rx_errors)},
+        {"rx_no_buffers", v(net_rx_no_buffers)},
+        {"tx_frames", v(net_tx_frames)},
+        {"tx_bytes", v(net_tx_bytes)},
+        {"tx_errors", v(net_tx_errors)}}},
   };
   return j.dump() + "\n";
 }

@@ -21,7 +21,8 @@ namespace kiln {
 
 class VirtioDevices {
  public:
-  // Throws kiln::UsageError for a bad drive (missing, unreadable, size, locked).
+  // Throws kiln::UsageError for a bad drive (missing, unreadable, size, locked) or a TAP that
+  // cannot be opened (no CAP_NET_ADMIN, busy, not a TAP).
   VirtioDevices(const VmConfig& config, const GuestMemory& mem, Metrics& metrics);
 
   // Kernel parameters for every device, and root=/dev/vda rw for a root drive.

@@ -3,8 +3,11 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
+
+#include "vmm/mac_address.h"
 
 namespace kiln {
 
@@ -15,6 +18,14 @@ struct DriveConfig {
   bool read_only = false;
   std::string id;        // serial the guest reads with GET_ID; default: the file name
   bool is_root = false;  // add root=/dev/vda to the command line (must be the first drive)
+};
+
+// A virtio-net device on a host TAP (Firecracker's NetworkInterface).
+struct NetConfig {
+  std::string iface_id;
+  std::string host_dev_name;            // the TAP's name (opened, or created, at boot)
+  std::optional<MacAddress> guest_mac;  // none: VIRTIO_NET_F_MAC not offered
+  std::optional<uint16_t> mtu;          // VIRTIO_NET_F_MTU when set (68 to 65535)
 };
 
 struct LoggerConfig {
@@ -33,6 +44,7 @@ struct VmConfig {
   std::string initrd_path;  // empty: none
   std::string cmdline = kDefaultCmdline;
   std::vector<DriveConfig> drives;  // virtio-blk, in guest order (vda, vdb, ...)
+  std::vector<NetConfig> nets;      // virtio-net, after the drives on the virtio-mmio bus
   std::string metrics_path;         // empty: no metrics
   std::string serial_out_path;      // empty: the console's output fd
   bool entropy_device = false;      // PUT /entropy (virtio-rng comes with the device set)
