@@ -2,6 +2,7 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <charconv>
 #include <filesystem>
 
 #include "api/config_files.h"
@@ -13,6 +14,18 @@
 namespace kiln {
 
 namespace {
+
+// --rng or --rng=BYTES_PER_SEC.
+EntropyConfig parse_rng_spec(const std::string& spec) {
+  EntropyConfig entropy;
+  if (spec.empty()) return entropy;
+  uint64_t rate = 0;
+  const auto [end, ec] = std::from_chars(spec.data(), spec.data() + spec.size(), rate);
+  if (ec != std::errc() || end != spec.data() + spec.size() || rate == 0)
+    throw UsageError("--rng=" + spec + ": must be a number of bytes per second (at least 1)");
+  entropy.bandwidth = TokenBucketConfig{rate, 0, 1000};
+  return entropy;
+}
 
 constexpr const char* kRunFooter = R"(Console:
   The guest's serial console (COM1, ttyS0) is this terminal. When stdin is a terminal it is put
@@ -125,7 +138,9 @@ CliCommand parse_cli(int argc, const char* const* argv) {
       run->add_option("--initrd", flags.initrd_path, "Initial ramdisk loaded next to the kernel");
   auto* cmdline =
       run->add_option("--cmdline", flags.cmdline, "Kernel command line")->capture_default_str();
-  auto* cpus = run->add_option("--cpus", flags.vcpus, "Number of vCPUs (1 to the host's KVM limit)")
+  auto* cpus = run->add_option("--cpus", flags.vcpus,
+                               "Number of vCPUs (1 to 254, what the MP table describes, and at "
+                               "most the host's KVM limit)")
                    ->check(CLI::Range(1u, 1024u))
                    ->capture_default_str();
   auto* memory = run->add_option("--memory", flags.memory_mib, "Guest RAM in MiB (16 to 1048576)")
@@ -139,6 +154,11 @@ CliCommand parse_cli(int argc, const char* const* argv) {
   run->add_option("--rootfs", rootfs,
                   "Root file system image: becomes the first drive (/dev/vda) and adds "
                   "'root=/dev/vda rw' to the command line");
+  std::string rng;
+  auto* rng_opt = run->add_option("--rng", rng,
+                                  "Add a virtio-rng entropy device; --rng=BYTES_PER_SEC caps "
+                                  "the bytes it hands out per second")
+                      ->expected(0, 1);
   std::vector<std::string> nets;
   run->add_option("--net", nets,
                   "virtio-net device on a host TAP: tap=NAME[,mac=xx:xx:xx:xx:xx:xx][,id=ID] "
@@ -160,6 +180,7 @@ CliCommand parse_cli(int argc, const char* const* argv) {
         c.drives.insert(c.drives.begin(), DriveConfig{rootfs, false, "rootfs", true});
       }
       for (const std::string& d : disks) c.drives.push_back(parse_drive_spec(d));
+      if (rng_opt->count()) c.entropy = parse_rng_spec(rng);
       for (const std::string& n : nets) add_net_spec(c, n);
       if (c.kernel_path.empty())
         throw UsageError("kiln run: --kernel is required (or kernel_image_path in --config)");

@@ -1,6 +1,7 @@
 #include "api/config_files.h"
 
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <toml.hpp>
 
@@ -48,23 +49,23 @@ json to_json(const toml::value& v) {
   }
 }
 
-// The TOML value a FieldError points at: "drives[1]" + "is_read_only", "machine-config" + "".
+// The TOML value a FieldError points at. The object is a dotted path whose parts may carry an
+// index: "machine-config", "drives[1]", "entropy.rate_limiter.bandwidth"; then the field.
 const toml::value* locate(const toml::value& root, const FieldError& e) {
-  std::string object = e.object();
-  size_t index = 0;
-  bool indexed = false;
-  if (auto bracket = object.find('['); bracket != std::string::npos) {
-    index = std::stoul(object.substr(bracket + 1));
-    object = object.substr(0, bracket);
-    indexed = true;
-  }
   const toml::value* v = &root;
-  if (object != "configuration") {
-    if (!root.is_table() || !root.as_table().count(object)) return nullptr;
-    v = &root.as_table().at(object);
-    if (indexed) {
-      if (!v->is_array() || index >= v->as_array().size()) return nullptr;
-      v = &v->as_array()[index];
+  std::istringstream parts(e.object() == "configuration" ? "" : e.object());
+  std::string part;
+  while (std::getline(parts, part, '.')) {
+    std::optional<size_t> index;
+    if (auto bracket = part.find('['); bracket != std::string::npos) {
+      index = std::stoul(part.substr(bracket + 1));
+      part = part.substr(0, bracket);
+    }
+    if (!v->is_table() || !v->as_table().count(part)) return nullptr;
+    v = &v->as_table().at(part);
+    if (index) {
+      if (!v->is_array() || *index >= v->as_array().size()) return nullptr;
+      v = &v->as_array()[*index];
     }
   }
   if (!e.field().empty() && v->is_table() && v->as_table().count(e.field()))

@@ -124,11 +124,48 @@ void apply_metrics(VmConfig& config, const json& body) {
   config.metrics_path = path;
 }
 
+TokenBucketConfig parse_token_bucket(const json& body, const std::string& what) {
+  JsonFields f(body, what);
+  TokenBucketConfig b;
+  b.size = f.required<uint64_t>("size");
+  b.one_time_burst = f.optional<uint64_t>("one_time_burst").value_or(0);
+  b.refill_time_ms = f.required<uint64_t>("refill_time");
+  f.reject_unknown();
+  if (b.size == 0) throw FieldError(what, "size", "must be at least 1");
+  if (b.refill_time_ms == 0) throw FieldError(what, "refill_time", "must be at least 1 (ms)");
+  return b;
+}
+
+json token_bucket_json(const TokenBucketConfig& b) {
+  return {
+      {"size", b.size}, {"one_time_burst", b.one_time_burst}, {"refill_time", b.refill_time_ms}};
+}
+
 void apply_entropy(VmConfig& config, const json& body) {
   JsonFields f(body, "entropy");
-  f.ignore("rate_limiter");
+  auto limiter = f.optional<json>("rate_limiter");
   f.reject_unknown();
-  config.entropy_device = true;
+  EntropyConfig entropy;
+  if (limiter) {
+    JsonFields l(*limiter, "entropy.rate_limiter");
+    auto bandwidth = l.optional<json>("bandwidth");
+    auto ops = l.optional<json>("ops");
+    l.reject_unknown();
+    if (ops)
+      throw FieldError("entropy.rate_limiter", "ops",
+                       "is not supported for entropy; limit bytes with \"bandwidth\"");
+    if (bandwidth)
+      entropy.bandwidth = parse_token_bucket(*bandwidth, "entropy.rate_limiter.bandwidth");
+  }
+  config.entropy = entropy;
+}
+
+json entropy_json(const VmConfig& config) {
+  if (!config.entropy) return nullptr;
+  json e = json::object();
+  if (config.entropy->bandwidth)
+    e["rate_limiter"] = {{"bandwidth", token_bucket_json(*config.entropy->bandwidth)}};
+  return e;
 }
 
 void apply_serial(VmConfig& config, const json& body) {
@@ -178,7 +215,7 @@ json vm_config_json(const VmConfig& config) {
               {"mmds-config", nullptr},
               {"network-interfaces", network_interfaces_json(config)},
               {"vsock", nullptr},
-              {"entropy", config.entropy_device ? json::object() : json(nullptr)}};
+              {"entropy", entropy_json(config)}};
 }
 
 void apply_full_config(VmConfig& config, const json& document) {

@@ -34,6 +34,10 @@ void apply_metrics(VmConfig& config, const nlohmann::json& body);
 void apply_entropy(VmConfig& config, const nlohmann::json& body);
 void apply_serial(VmConfig& config, const nlohmann::json& body);
 
+// Firecracker's TokenBucket object ({size, one_time_burst, refill_time}) <-> TokenBucketConfig.
+TokenBucketConfig parse_token_bucket(const nlohmann::json& body, const std::string& what);
+nlohmann::json token_bucket_json(const TokenBucketConfig& bucket);
+
 nlohmann::json machine_config_json(const VmConfig& config);
 // GET /vm/config: Firecracker's full-configuration shape.
 nlohmann::json vm_config_json(const VmConfig& config);

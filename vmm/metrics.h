@@ -22,6 +22,9 @@ struct Metrics {
   Counter block_write_bytes{0};
   Counter block_flush_ops{0};
   Counter block_errors{0};
+  Counter entropy_bytes{0};
+  Counter entropy_throttled{0};  // requests that waited for the rate limiter
+  Counter entropy_errors{0};
   Counter net_rx_frames{0};
   Counter net_rx_bytes{0};
   Counter net_rx_dropped{0};  // frames longer than the guest's buffer (dropped, not delivered)
@@ -32,7 +35,8 @@ struct Metrics {
   Counter net_rx_no_buffers{0};  // times the TAP was dropped from polling: the guest had no buffers
 
   static void add(Counter& c, uint64_t n = 1) { c.fetch_add(n, std::memory_order_relaxed); }
-  // {"utc_timestamp_ms": ..., "api": {...}, "vcpu": {...}, "block": {...}, "net": {...}}
+  // {"utc_timestamp_ms": ..., "api": {...}, "vcpu": {...}, "block": {...},
+  //  "entropy": {...}, "net": {...}}
   std::string to_json_line() const;
 };
 

@@ -4,6 +4,7 @@
 
 #include "devices/virtio/block/block_device.h"
 #include "devices/virtio/net/net_device.h"
+#include "devices/virtio/rng/rng_device.h"
 #include "vmm/error.h"
 
 namespace kiln {
@@ -23,6 +24,12 @@ VirtioDevices::VirtioDevices(const VmConfig& config, const GuestMemory& mem, Met
         virtio::NetOptions{n.host_dev_name, n.guest_mac, n.mtu});
     net->set_metrics(&metrics);
     add(std::move(net), mem);
+  }
+  if (config.entropy) {
+    std::optional<TokenBucket> limit;
+    if (const auto& b = config.entropy->bandwidth)
+      limit.emplace(b->size, std::chrono::milliseconds(b->refill_time_ms), b->one_time_burst);
+    add(std::make_shared<virtio::RngDevice>(std::move(limit), &metrics), mem);
   }
 }
 

@@ -20,6 +20,19 @@ struct DriveConfig {
   bool is_root = false;  // add root=/dev/vda to the command line (must be the first drive)
 };
 
+// Firecracker's TokenBucket: `size` tokens (bytes or operations) refill every `refill_time_ms`;
+// `one_time_burst` extra tokens are spent first.
+struct TokenBucketConfig {
+  uint64_t size = 0;
+  uint64_t one_time_burst = 0;
+  uint64_t refill_time_ms = 0;
+};
+
+// virtio-rng (PUT /entropy, --rng[=BYTES_PER_SEC], [entropy] in TOML).
+struct EntropyConfig {
+  std::optional<TokenBucketConfig> bandwidth;  // bytes; none: unlimited
+};
+
 // A virtio-net device on a host TAP (Firecracker's NetworkInterface).
 struct NetConfig {
   std::string iface_id;
@@ -43,11 +56,11 @@ struct VmConfig {
   std::string kernel_path;
   std::string initrd_path;  // empty: none
   std::string cmdline = kDefaultCmdline;
-  std::vector<DriveConfig> drives;  // virtio-blk, in guest order (vda, vdb, ...)
-  std::vector<NetConfig> nets;      // virtio-net, after the drives on the virtio-mmio bus
-  std::string metrics_path;         // empty: no metrics
-  std::string serial_out_path;      // empty: the console's output fd
-  bool entropy_device = false;      // PUT /entropy (virtio-rng comes with the device set)
+  std::vector<DriveConfig> drives;       // virtio-blk, in guest order (vda, vdb, ...)
+  std::vector<NetConfig> nets;           // virtio-net, after the drives on the virtio-mmio bus
+  std::string metrics_path;              // empty: no metrics
+  std::string serial_out_path;           // empty: the console's output fd
+  std::optional<EntropyConfig> entropy;  // a virtio-rng device when set
   LoggerConfig logger;
 };
 

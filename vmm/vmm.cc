@@ -11,6 +11,7 @@
 
 #include "arch/x86_64/boot_cpu.h"
 #include "arch/x86_64/layout.h"
+#include "arch/x86_64/mptable.h"
 #include "boot/linux_loader.h"
 #include "vmm/console_escape.h"
 #include "vmm/error.h"
@@ -101,6 +102,7 @@ void Vmm::setup_devices() {
 
 boot::LinuxBootInfo Vmm::load_kernel() {
   x86::write_boot_tables(memory_);
+  x86::write_mptable(memory_, config_.vcpus);  // refuses too many vCPUs before KVM is opened
   boot::LinuxBootConfig boot_config;
   boot_config.kernel_path = config_.kernel_path;
   boot_config.initrd_path = config_.initrd_path;

@@ -8,7 +8,8 @@
 //                identity map of the first 4 GiB
 //   0x0002_0000  kernel command line (up to 64 KiB)
 //   0x0003_0000  setup_data chain (RNG seed)
-//   0x0009_fc00  EBDA .. 0x10_0000: legacy area, not RAM in e820
+//   0x0009_fc00  EBDA .. 0x10_0000: legacy area, not RAM in e820. The EBDA's first KiB holds the
+//                MP floating pointer and configuration table (mptable.h)
 //   0x0010_0000  (1 MiB) kernel and initrd; RAM up to min(memory, 3 GiB)
 //   0xc000_0000  (3 GiB) 32-bit MMIO hole up to 4 GiB: virtio-mmio windows from 0xd000_0000,
 //                IOAPIC at 0xfec0_0000, LAPIC at 0xfee0_0000
@@ -34,6 +35,11 @@ inline constexpr Gpa kCmdlineAddr = 0x20000;
 inline constexpr uint64_t kCmdlineMaxSize = 0x10000;
 inline constexpr Gpa kSetupDataAddr = 0x30000;
 inline constexpr Gpa kEbdaStart = 0x9fc00;
+// MP floating pointer in the EBDA's first KiB (where the MP spec says to look), the configuration
+// table right after it, running past the EBDA into the legacy hole below 0xe0000 when there are
+// many vCPUs (254 need 5.4 KiB). None of it is RAM in the e820 map.
+inline constexpr Gpa kMpTableAddr = kEbdaStart;
+inline constexpr uint64_t kMpTableMaxSize = 0x2000;
 inline constexpr Gpa kHighMemStart = 0x100000;
 inline constexpr Gpa kMmioHoleStart = 0xc0000000;
 inline constexpr Gpa kMmioHoleEnd = 0x100000000;

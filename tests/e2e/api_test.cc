@@ -162,6 +162,20 @@ TEST_F(ApiTest, EveryPreBootEndpointSucceedsAndFailsAsDescribed) {
   EXPECT_EQ(call("put", "/metrics", "/metrics", {{"metrics_path", "/nonexistent/dir/m"}}).status,
             400);
   EXPECT_EQ(call("put", "/entropy", "/entropy", json::object()).status, 204);
+  const json limited = {{"rate_limiter", {{"bandwidth", {{"size", 4096}, {"refill_time", 1000}}}}}};
+  EXPECT_EQ(call("put", "/entropy", "/entropy", limited).status, 204);
+  auto ops = call("put", "/entropy", "/entropy",
+                  {{"rate_limiter", {{"ops", {{"size", 10}, {"refill_time", 1000}}}}}});
+  EXPECT_EQ(ops.status, 400);
+  EXPECT_NE(fault(ops).find("ops"), std::string::npos) << fault(ops);
+  auto zero =
+      call("put", "/entropy", "/entropy",
+           {{"rate_limiter", {{"bandwidth", {{"size", 0}, {"refill_time", 1000}}}}}}, false);
+  EXPECT_EQ(zero.status, 400);
+  EXPECT_NE(fault(zero).find("size"), std::string::npos) << fault(zero);
+  EXPECT_EQ(
+      call("put", "/entropy", "/entropy", {{"rate_limiter", {{"bandwidth", 5}}}}, false).status,
+      400);
   EXPECT_EQ(call("put", "/serial", "/serial", {{"serial_out_path", serial.path()}}).status, 204);
   EXPECT_EQ(call("put", "/actions", "/actions", {{"action_type", "FlushMetrics"}}).status, 204);
   std::ifstream m(metrics.path());
@@ -178,6 +192,8 @@ TEST_F(ApiTest, EveryPreBootEndpointSucceedsAndFailsAsDescribed) {
   EXPECT_EQ(config["network-interfaces"][0]["host_dev_name"], "kilntap0");
   EXPECT_EQ(config["network-interfaces"][0]["guest_mac"], "52:54:00:12:34:56");
   EXPECT_EQ(config["network-interfaces"][1]["mtu"], 9000);
+  // The last accepted entropy request; the refused ones changed nothing.
+  EXPECT_EQ(config["entropy"]["rate_limiter"]["bandwidth"]["size"], 4096) << config.dump();
 
   // Wrong paths, methods and bodies.
   EXPECT_EQ(api_request(socket_, "GET", "/nope").status, 404);

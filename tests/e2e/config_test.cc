@@ -33,6 +33,13 @@ TEST(ConfigFiles, TomlErrorsNameFileLineAndKey) {
   EXPECT_NE(r.err.find(syntax.path()), std::string::npos) << describe(r);
   EXPECT_NE(r.err.find(" 1 | [boot-source"), std::string::npos) << describe(r);  // the line
 
+  TempFile entropy("[boot-source]\nkernel_image_path = \"" + guest_path("hello") +
+                   "\"\n[entropy.rate_limiter.bandwidth]\nsize = 0\nrefill_time = 1000\n");
+  r = run_kiln({"run", "--config", entropy.path()});
+  EXPECT_EQ(r.exit_code, 2) << describe(r);
+  EXPECT_NE(r.err.find(entropy.path() + ":4"), std::string::npos) << describe(r);
+  EXPECT_NE(r.err.find("entropy.rate_limiter.bandwidth: size"), std::string::npos) << describe(r);
+
   r = run_kiln({"run", "--config", "/nonexistent/vm.toml"});
   EXPECT_EQ(r.exit_code, 2) << describe(r);
   EXPECT_NE(r.err.find("/nonexistent/vm.toml"), std::string::npos) << describe(r);

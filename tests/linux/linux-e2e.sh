@@ -3,7 +3,8 @@
 # build/kiln with the kit's ext4 image (scripts/build-rootfs.sh) as root on virtio-blk. It checks,
 # from the console and from the image afterwards: the kernel found the disk and mounted ext4
 # read-write; /init ran from it and printed a file the host put on the image; a file the guest
-# wrote is on the image after kiln exits (debugfs); the guest rebooted and kiln exited 0.
+# wrote is on the image after kiln exits (debugfs); the guest rebooted and kiln exited 0; with 2
+# vCPUs, Linux found the MP table in the EBDA and brought both CPUs up.
 # Where /dev/kvm cannot be opened, kiln runs inside the nested-KVM VM (scripts/nested-kvm/).
 # On a PVM host (see kvm-here.md) the kernel gets the PVM test fixtures and command line.
 # The console log stays in build/linux-test/console.log. Writes build/linux-test/junit.xml.
@@ -18,7 +19,9 @@ kvm_usable() {
 }
 kernel_args=()
 cmdline="console=ttyS0 reboot=k panic=1"
+cpus=2  # the APs start from Kiln's MP table (INIT/SIPI); not tried on PVM, which keeps one
 if kvm_usable && [ -d /sys/module/kvm_pvm ]; then
+  cpus=1
   kernel_args=(--fixtures)
   cmdline+=" nopv noxsave nopcid noinvpcid nofsgsbase nopku mitigations=off random.trust_cpu=on"
   cmdline+=" clearcpuid=smap,smep,umip,popcnt,rdpid,bmi1,bmi2,avx,avx2,avx512f,erms,fsrm,movbe,rdrand,rdseed,aes,pclmulqdq,sha_ni,adx,clflushopt,clwb"
@@ -41,7 +44,8 @@ rootfs="$out/rootfs.ext4"
 scripts/build-rootfs.sh --out "$rootfs" --size 32 --add "$out/payload.sh:/etc/kiln-test.sh" \
   --add "$out/host-file.txt:/etc/kiln-host-file.txt" >/dev/null || exit 1
 
-run=(build/kiln run --kernel "$kernel" --rootfs "$rootfs" --cmdline "$cmdline" --memory 256)
+run=(build/kiln run --kernel "$kernel" --rootfs "$rootfs" --cmdline "$cmdline" --memory 256
+     --cpus "$cpus")
 start=$(date +%s)
 if kvm_usable; then
   "${run[@]}" < /dev/null > "$out/console.log" 2>&1
@@ -69,6 +73,8 @@ check root_read_write log "LINUX-E2E: root /dev/root ext4 rw"
 check init_ran_from_disk log "kiln-init: running /etc/kiln-test.sh"
 check host_file_read log "LINUX-E2E: host file says $token"
 check guest_rebooted log "reboot: Restarting system"
+check mp_table_found log "found SMP MP-table at \[mem 0x0009fc00-0x0009fc0f\]"
+check all_cpus_up log "smp: Brought up 1 node, $cpus CPU"
 check guest_file_on_image test "$(debugfs -R 'cat /guest-wrote.txt' "$rootfs" 2>/dev/null)" = "guest-wrote $token"
 echo "<testsuites><testsuite name=\"linux\">$cases</testsuite></testsuites>" > "$out/junit.xml"
 echo "linux-e2e: $passed passed, $failed failed"

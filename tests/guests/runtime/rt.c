@@ -203,6 +203,14 @@ void *memcpy(void *d, const void *s, size_t n) {
     return d;
 }
 
+int memcmp(const void* a, const void* b, size_t n) {
+    const u8* x = a;
+    const u8* y = b;
+    for (size_t i = 0; i < n; i++)
+        if (x[i] != y[i]) return x[i] < y[i] ? -1 : 1;
+    return 0;
+}
+
 size_t strlen(const char *s) {
     size_t n = 0;
     while (s[n]) n++;

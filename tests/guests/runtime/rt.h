@@ -71,5 +71,6 @@ void pic_mask(int irq);
 void* memset(void* d, int c, size_t n);
 void* memcpy(void* d, const void* s, size_t n);
 size_t strlen(const char* s);
+int memcmp(const void* a, const void* b, size_t n);
 
 #endif

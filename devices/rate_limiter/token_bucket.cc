@@ -1,0 +1,62 @@
+#include "devices/rate_limiter/token_bucket.h"
+
+#include <algorithm>
+
+namespace kiln {
+
+TokenBucket::TokenBucket(uint64_t size, std::chrono::milliseconds refill_time,
+                         uint64_t one_time_burst, Clock::time_point now)
+    : size_(std::max<uint64_t>(size, 1)),
+      refill_time_(std::max(std::chrono::nanoseconds(refill_time), std::chrono::nanoseconds(1))),
+      burst_(one_time_burst),
+      tokens_(size_),
+      last_(now) {}
+
+void TokenBucket::refill(Clock::time_point now) {
+  if (now <= last_) return;
+  const auto elapsed = std::chrono::duration_cast<std::chrono::nanoseconds>(now - last_);
+  // tokens = elapsed * size / refill_time, in 128-bit so long idle periods cannot overflow.
+  const unsigned __int128 add = static_cast<unsigned __int128>(elapsed.count()) * size_ /
+                                static_cast<uint64_t>(refill_time_.count());
+  if (add == 0) return;  // keep `last_` so fractions of a token accumulate
+  tokens_ = static_cast<uint64_t>(std::min<unsigned __int128>(tokens_ + add, size_));
+  // Advance by the time those whole tokens represent (the full span once the bucket is full).
+  if (tokens_ == size_) {
+    last_ = now;
+  } else {
+    last_ += std::chrono::nanoseconds(
+        static_cast<int64_t>(add * static_cast<uint64_t>(refill_time_.count()) / size_));
+  }
+}
+
+uint64_t TokenBucket::available(Clock::time_point now) {
+  refill(now);
+  return tokens_ + burst_;
+}
+
+uint64_t TokenBucket::take(uint64_t wanted, Clock::time_point now) {
+  refill(now);
+  const uint64_t from_burst = std::min(wanted, burst_);
+  burst_ -= from_burst;
+  const uint64_t from_tokens = std::min(wanted - from_burst, tokens_);
+  tokens_ -= from_tokens;
+  return from_burst + from_tokens;
+}
+
+std::chrono::nanoseconds TokenBucket::time_until(uint64_t wanted, Clock::time_point now) {
+  refill(now);
+  wanted = std::min(wanted, size_);
+  const uint64_t have = tokens_ + burst_;
+  if (have >= wanted) return std::chrono::nanoseconds(0);
+  const uint64_t missing = wanted - have;
+  const unsigned __int128 ns =
+      (static_cast<unsigned __int128>(missing) * static_cast<uint64_t>(refill_time_.count()) +
+       size_ - 1) /
+      size_;
+  // Minus what has already accrued towards the next token since `last_`.
+  const auto accrued = std::chrono::duration_cast<std::chrono::nanoseconds>(now - last_);
+  const auto wait = std::chrono::nanoseconds(static_cast<int64_t>(ns)) - accrued;
+  return std::max(wait, std::chrono::nanoseconds(1));
+}
+
+}  // namespace kiln

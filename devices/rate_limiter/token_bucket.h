@@ -1,0 +1,40 @@
+// A token bucket, Firecracker's rate-limiter model: `size` tokens (bytes or operations) refill
+// completely every `refill_time`; an optional one-time burst is spent first. Used by devices to
+// cap guest-driven work (virtio-rng bytes/s; drive and net limits use the same type).
+//
+// Not thread-safe: each device uses its bucket on the event-loop thread.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+
+namespace kiln {
+
+class TokenBucket {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  // `size` > 0 and `refill_time` > 0; the bucket starts full.
+  TokenBucket(uint64_t size, std::chrono::milliseconds refill_time, uint64_t one_time_burst = 0,
+              Clock::time_point now = Clock::now());
+
+  // Tokens that could be taken now (burst included).
+  uint64_t available(Clock::time_point now = Clock::now());
+  // Takes up to `wanted` tokens; returns how many were taken (0 when empty).
+  uint64_t take(uint64_t wanted, Clock::time_point now = Clock::now());
+  // How long until at least `wanted` tokens (at most `size`) are available.
+  std::chrono::nanoseconds time_until(uint64_t wanted, Clock::time_point now = Clock::now());
+
+  uint64_t size() const { return size_; }
+
+ private:
+  void refill(Clock::time_point now);
+
+  uint64_t size_;
+  std::chrono::nanoseconds refill_time_;
+  uint64_t burst_;
+  uint64_t tokens_;
+  Clock::time_point last_;
+};
+
+}  // namespace kiln
