@@ -101,6 +101,7 @@ boot_params make_boot_params(const GuestMemory& mem, const KernelImage& image,
   }
 
   bp.hdr.setup_data = in.setup_data;
+  bp.acpi_rsdp_addr = in.acpi_rsdp;
 
   const auto e820 = build_e820(mem);
   std::copy(e820.begin(), e820.end(), bp.e820_table);

@@ -39,10 +39,11 @@ struct BootParamsInputs {
   Gpa initrd_addr = 0;  // ignored when initrd_size == 0
   uint64_t initrd_size = 0;
   Gpa setup_data = 0;  // head of the setup_data chain; 0 = none
+  Gpa acpi_rsdp = 0;   // boot_params.acpi_rsdp_addr (protocol 2.14+); 0 = none
 };
 
 // The zero page: zeroed, the image's setup header, then the loader's fields (type_of_loader,
-// loadflags, command line, initrd, setup_data) and the e820 map. Pure: writes nothing.
+// loadflags, command line, initrd, setup_data, ACPI RSDP) and the e820 map. Pure: writes nothing.
 boot_params make_boot_params(const GuestMemory& mem, const KernelImage& image,
                              const BootParamsInputs& in);
 

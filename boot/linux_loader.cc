@@ -49,6 +49,7 @@ LinuxBootInfo load_linux(const GuestMemory& mem, const LinuxBootConfig& cfg) {
 
   std::vector<uint8_t> initrd;
   BootParamsInputs in;
+  in.acpi_rsdp = cfg.acpi_rsdp;
   if (!cfg.initrd_path.empty()) {
     initrd = read_image_file("initrd", cfg.initrd_path);
     if (initrd.empty()) throw UsageError(fmt::format("initrd {}: file is empty", cfg.initrd_path));

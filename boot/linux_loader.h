@@ -17,6 +17,7 @@ struct LinuxBootConfig {
   std::string initrd_path{};  // empty = none
   std::string cmdline{};
   std::vector<uint8_t> rng_seed{};  // bytes for SETUP_RNG_SEED; empty = none
+  Gpa acpi_rsdp = 0;                // passed in boot_params.acpi_rsdp_addr; 0 = none
 };
 
 struct LinuxBootInfo {

@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 
 packages=(
   build-essential g++ binutils meson ninja-build pkg-config python3   # toolchain
+  acpica-tools                                                        # iasl: ACPI table test
   linux-libc-dev                                                      # KVM and boot headers
   libspdlog-dev libfmt-dev libcli11-dev libtoml11-dev nlohmann-json3-dev libfdt-dev
   libgtest-dev                                                        # tests

@@ -9,10 +9,12 @@
 #include <array>
 #include <thread>
 
+#include "arch/x86_64/acpi/tables.h"
 #include "arch/x86_64/boot_cpu.h"
 #include "arch/x86_64/layout.h"
 #include "arch/x86_64/mptable.h"
 #include "boot/linux_loader.h"
+#include "devices/legacy/acpi_pm.h"
 #include "vmm/console_escape.h"
 #include "vmm/error.h"
 
@@ -52,6 +54,7 @@ Vmm::Vmm(const VmConfig& config, ConsoleFds console, Metrics* metrics)
   if (config_.vcpus == 0 || config_.vcpus > static_cast<uint32_t>(max_vcpus))
     throw UsageError(
         fmt::format("--cpus {}: this host's KVM allows 1 to {} vCPUs", config_.vcpus, max_vcpus));
+  write_acpi_tables();
   setup_memory();
   vm_.set_tss_addr(kTssAddr);
   vm_.set_identity_map_addr(kIdentityMapAddr);
@@ -97,6 +100,14 @@ void Vmm::setup_devices() {
       },
       [keyboard_irq] { keyboard_irq->signal(); });
   pio_bus_.insert(I8042::kDataPort, I8042::kCommandPort - I8042::kDataPort + 1, i8042_);
+  pio_bus_.insert(AcpiPm::kBasePort, AcpiPm::kPortCount,
+                  std::make_shared<AcpiPm>(
+                      [this] {
+                        stop_.request({kExitGuestStopped, "guest powered off (ACPI S5)"});
+                      },
+                      [this] {
+                        stop_.request({kExitGuestStopped, "guest reset (ACPI)"});
+                      }));
   virtio_.attach(vm_, mmio_bus_, loop_);
 }
 
@@ -108,9 +119,26 @@ boot::LinuxBootInfo Vmm::load_kernel() {
   boot_config.initrd_path = config_.initrd_path;
   boot_config.cmdline = append_kernel_parameters(config_.cmdline, virtio_.kernel_parameters());
   boot_config.rng_seed = random_seed(32);
+  boot_config.acpi_rsdp = x86::kAcpiRsdpAddr;  // the tables follow in write_acpi_tables()
   const boot::LinuxBootInfo info = boot::load_linux(memory_, boot_config);
   spdlog::debug("kernel entry {:#x}, boot_params {:#x}", info.entry, info.boot_params);
   return info;
+}
+
+void Vmm::write_acpi_tables() {
+  acpi::MachineDescription machine;
+  machine.vcpus = config_.vcpus;
+  for (const VirtioDevices::Slot& s : virtio_.slots())
+    machine.virtio.push_back({s.resources.base, s.resources.size, s.resources.irq});
+  machine.com1_port = Serial::kCom1Port;
+  machine.com1_irq = static_cast<uint8_t>(Serial::kCom1Irq);
+  machine.pm = {AcpiPm::kSleepControlPort, AcpiPm::kSleepStatusPort, AcpiPm::kResetPort,
+                AcpiPm::kResetValue, AcpiPm::kS5SleepType};
+  const acpi::Tables tables = acpi::build_tables(machine);
+  acpi::write_tables(memory_, tables);
+  spdlog::debug("ACPI: RSDP at {:#x}, DSDT at {:#x} ({} bytes), {} vCPUs, {} virtio devices",
+                tables.rsdp.addr, tables.dsdt.addr, tables.dsdt.bytes.size(), machine.vcpus,
+                machine.virtio.size());
 }
 
 void Vmm::setup_vcpus() {

@@ -57,6 +57,8 @@ class Vmm {
   void setup_memory();
   void setup_devices();
   boot::LinuxBootInfo load_kernel();
+  // ACPI tables for the configured vCPUs and virtio devices (RSDP at x86::kAcpiRsdpAddr).
+  void write_acpi_tables();
   void setup_vcpus();
   void watch_console_input();
   void add_console_input();

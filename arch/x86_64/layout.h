@@ -9,7 +9,9 @@
 //   0x0002_0000  kernel command line (up to 64 KiB)
 //   0x0003_0000  setup_data chain (RNG seed)
 //   0x0009_fc00  EBDA .. 0x10_0000: legacy area, not RAM in e820. The EBDA's first KiB holds the
-//                MP floating pointer and configuration table (mptable.h)
+//                MP floating pointer, the MP configuration table follows (mptable.h)
+//   0x000e_0000  ACPI: RSDP (where legacy scanners of 0xe0000-0xfffff find it), then XSDT,
+//                FADT, MADT, DSDT, all below 1 MiB
 //   0x0010_0000  (1 MiB) kernel and initrd; RAM up to min(memory, 3 GiB)
 //   0xc000_0000  (3 GiB) 32-bit MMIO hole up to 4 GiB: virtio-mmio windows from 0xd000_0000,
 //                IOAPIC at 0xfec0_0000, LAPIC at 0xfee0_0000
@@ -40,6 +42,8 @@ inline constexpr Gpa kEbdaStart = 0x9fc00;
 // many vCPUs (254 need 5.4 KiB). None of it is RAM in the e820 map.
 inline constexpr Gpa kMpTableAddr = kEbdaStart;
 inline constexpr uint64_t kMpTableMaxSize = 0x2000;
+inline constexpr Gpa kAcpiRsdpAddr = 0xe0000;    // 16-byte aligned, inside the BIOS area
+inline constexpr Gpa kAcpiTablesEnd = 0x100000;  // exclusive
 inline constexpr Gpa kHighMemStart = 0x100000;
 inline constexpr Gpa kMmioHoleStart = 0xc0000000;
 inline constexpr Gpa kMmioHoleEnd = 0x100000000;

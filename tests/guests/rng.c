@@ -39,14 +39,15 @@ void guest_main(const struct boot_params *bp) {
     static u8 seen[256];
     u64 got = 0, short_reads = 0, requests = 0;
     while (got < total) {
-        struct vio_buf b = {buf, 1024, 1};
+        const u32 want = total - got < 1024 ? (u32)(total - got) : 1024;
+        struct vio_buf b = {buf, want, 1};
         vio_add(&q, &b, 1);
         vio_kick(&q);
         u32 len = 0;
         if (vio_wait_used(&q, &len, VIO_SPIN_FOREVER) < 0) break;
         requests++;
-        if (len < 1024) short_reads++;
-        for (u32 i = 0; i < len && got + i < total; i++) {
+        if (len < want) short_reads++;
+        for (u32 i = 0; i < len; i++) {
             if (got + i < sizeof(first)) first[got + i] = buf[i];
             seen[buf[i]] = 1;
         }

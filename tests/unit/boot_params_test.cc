@@ -239,6 +239,12 @@ TEST_F(BootParams, NoInitrdNoSetupData) {
   EXPECT_EQ(bp.hdr.ramdisk_image, 0u);
   EXPECT_EQ(bp.hdr.ramdisk_size, 0u);
   EXPECT_EQ(bp.hdr.setup_data, 0u);
+  EXPECT_EQ(bp.acpi_rsdp_addr, 0u);
+}
+
+TEST_F(BootParams, AcpiRsdpAddress) {
+  load_linux(mem_, {.kernel_path = kernel_.path(), .acpi_rsdp = x86::kAcpiRsdpAddr});
+  EXPECT_EQ(read_zero_page(mem_).acpi_rsdp_addr, x86::kAcpiRsdpAddr);
 }
 
 TEST_F(BootParams, RngSeedSetupData) {
