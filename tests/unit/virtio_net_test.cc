@@ -323,6 +323,24 @@ TEST_F(NetTest, TooLongFrameIsDroppedAndCountedAndTheBufferReused) {
   EXPECT_EQ(metrics_.net_rx_frames.load(), 1u);
 }
 
+TEST_F(NetTest, AFloodOfTooLongFramesDoesNotHoldTheEventLoop) {
+  init();
+  const Gpa small = offer_rx(12 + 100);
+  for (int i = 0; i < 300; ++i) host_->send(frame(500, static_cast<uint8_t>(i)));
+  const auto fits = frame(80, 3);
+  host_->send(fits);
+  ASSERT_TRUE(host_event());
+  EXPECT_EQ(metrics_.net_rx_dropped.load(), 256u);  // one wake-up's budget
+  EXPECT_TRUE(net_->rx_polling());
+  EXPECT_TRUE(readable(net_->host_event_fd()));  // the rest waits for the next wake-up
+  EXPECT_FALSE(rx_->pop_used());
+  ASSERT_TRUE(host_event());
+  EXPECT_EQ(metrics_.net_rx_dropped.load(), 300u);
+  auto used = rx_->pop_used();
+  ASSERT_TRUE(used);
+  EXPECT_EQ(guest_bytes(small + 12, fits.size()), fits);
+}
+
 TEST_F(NetTest, BrokenRxRingNeedsResetAndStopsPolling) {
   init();
   // An available index far ahead of the ring: the queue cannot be trusted.

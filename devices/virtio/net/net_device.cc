@@ -21,6 +21,9 @@ constexpr uint64_t kHdr = Tap::kVnetHdrSize;
 // Room for the rest of a frame that does not fit the guest's buffer (so it is detected, never
 // silently cut short by the TAP).
 constexpr size_t kOverflowBytes = kMaxFrame + kHdr;
+// Frames dropped as too long per wake-up at most: a guest posting tiny buffers while the host
+// floods the TAP must not keep the event loop here. The TAP stays polled, so the rest follows.
+constexpr int kMaxDropsPerWakeup = 256;
 
 template <typename T>
 void put(std::vector<uint8_t>& bytes, size_t offset, T value) {
@@ -103,6 +106,7 @@ std::string NetDevice::process_rx(Queue& queue, const GuestMemory& mem) {
     set_rx_polling(false);
     return "";
   }
+  int drops = 0;
   for (;;) {
     queue.pop(mem, pop_);
     switch (pop_.kind) {
@@ -153,6 +157,10 @@ std::string NetDevice::process_rx(Queue& queue, const GuestMemory& mem) {
       count(&Metrics::net_rx_dropped);
       warn(fmt::format("{}-byte frame dropped: the guest's RX buffer holds {}", len - kHdr,
                        chain.writable_bytes - kHdr));
+      if (++drops == kMaxDropsPerWakeup) {
+        set_rx_polling(true);
+        return "";
+      }
       continue;
     }
     // One buffer per frame (no VIRTIO_NET_F_MRG_RXBUF): num_buffers is 1. The TAP skips it.
