@@ -1,10 +1,12 @@
 #include "api/cli.h"
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <charconv>
 #include <filesystem>
 
 #include "api/config_files.h"
+#include "api/json_fields.h"
 #include "api/vm_json.h"
 #include "vmm/error.h"
 #include "vmm/stop.h"
@@ -96,6 +98,48 @@ VsockConfig parse_vsock_spec(const std::string& spec) {
   return vsock;
 }
 
+void add_net_spec(VmConfig& config, const std::string& spec) {
+  const std::string flag = "--net " + spec;
+  nlohmann::json iface = nlohmann::json::object();
+  std::string id = "net" + std::to_string(config.nets.size());
+  size_t start = 0;
+  for (;;) {
+    const size_t comma = spec.find(',', start);
+    const std::string part = spec.substr(start, comma == std::string::npos ? comma : comma - start);
+    const size_t eq = part.find('=');
+    const std::string key = part.substr(0, eq),
+                      value = eq == std::string::npos ? "" : part.substr(eq + 1);
+    if (eq == std::string::npos || value.empty())
+      throw UsageError(flag + ": '" + part + "' is not KEY=VALUE (tap=NAME, mac=MAC or id=ID)");
+    const char* field = key == "tap"   ? "host_dev_name"
+                        : key == "mac" ? "guest_mac"
+                        : key == "id"  ? "iface_id"
+                                       : nullptr;
+    if (!field)
+      throw UsageError(flag + ": unknown option '" + key + "' (expected tap=, mac= or id=)");
+    if (iface.contains(field)) throw UsageError(flag + ": " + key + "= given twice");
+    iface[field] = value;
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  if (!iface.contains("host_dev_name")) throw UsageError(flag + ": tap=NAME is required");
+  if (iface.contains("iface_id")) id = iface["iface_id"];
+  iface["iface_id"] = id;
+  if (std::any_of(config.nets.begin(), config.nets.end(),
+                  [&](const NetConfig& n) { return n.iface_id == id; }))
+    throw UsageError(flag + ": id=" + id + " is already used by another interface");
+  try {
+    api::apply_network_interface(config, id, iface, "--net");
+  } catch (const api::FieldError& e) {
+    // Name the flag's keys, not the JSON fields.
+    const std::string& f = e.field();
+    const std::string key = f == "host_dev_name" ? "tap" : f == "guest_mac" ? "mac" : "id";
+    const std::string prefix = "--net: " + f + ": ";
+    const std::string what = e.what();
+    throw UsageError(flag + ": " + key + ": " + what.substr(std::min(prefix.size(), what.size())));
+  }
+}
+
 CliCommand parse_cli(int argc, const char* const* argv) {
   CliCommand cmd;
   CLI::App app{"Kiln: a KVM virtual machine monitor for microVMs", "kiln"};
@@ -161,6 +205,10 @@ CliCommand parse_cli(int argc, const char* const* argv) {
                   "(virtio-console, hvc0; the default command line then says console=hvc0) or "
                   "none")
       ->check(CLI::IsMember({"serial", "virtio", "none"}));
+  std::vector<std::string> nets;
+  run->add_option("--net", nets,
+                  "virtio-net device on a host TAP: tap=NAME[,mac=xx:xx:xx:xx:xx:xx][,id=ID] "
+                  "(repeatable; the TAP is created if missing; without mac= the guest picks one)");
   run->add_option("--api-sock", cmd.api_socket, "Also serve the management API on this socket");
 
   try {
@@ -181,6 +229,7 @@ CliCommand parse_cli(int argc, const char* const* argv) {
       if (!vsock.empty()) c.vsock = parse_vsock_spec(vsock);
       if (rng_opt->count()) c.entropy = parse_rng_spec(rng);
       if (!console_mode.empty()) api::apply_console(c, {{"mode", console_mode}});
+      for (const std::string& n : nets) add_net_spec(c, n);
       if (c.kernel_path.empty())
         throw UsageError("kiln run: --kernel is required (or kernel_image_path in --config)");
       if (!std::filesystem::exists(c.kernel_path))

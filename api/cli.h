@@ -24,6 +24,9 @@ DriveConfig parse_drive_spec(const std::string& spec);
 
 // Parses a --vsock value "cid=N,uds=PATH". Throws kiln::UsageError naming the flag and field.
 VsockConfig parse_vsock_spec(const std::string& spec);
+// Adds the interface of a --net value "tap=NAME[,mac=MAC][,id=ID]" (default id: net<N>).
+// Throws kiln::UsageError naming the flag and the bad part.
+void add_net_spec(VmConfig& config, const std::string& spec);
 
 // Parses argv. Help, version and errors are printed here (to stdout / stderr).
 CliCommand parse_cli(int argc, const char* const* argv);

@@ -45,14 +45,29 @@ VmmReply method_not_allowed(const HttpRequest& r) {
 
 std::variant<VmmCommand, VmmReply> route(const HttpRequest& r) {
   VmmCommand command{K::kGetInstanceInfo, "", nullptr};
-  static const std::string kDrives = "/drives/";
-  if (r.path.rfind(kDrives, 0) == 0 && r.path.size() > kDrives.size() &&
-      r.path.find('/', kDrives.size()) == std::string::npos) {
-    command.id = r.path.substr(kDrives.size());
+  // Paths with an id: prefix -> {PUT, PATCH} kinds.
+  struct IdRoute {
+    const char* prefix;
+    K put, patch;
+  };
+  static const IdRoute kIdRoutes[] = {
+      {"/drives/", K::kPutDrive, K::kPatchDrive},
+      {"/network-interfaces/", K::kPutNetworkInterface, K::kPatchNetworkInterface},
+  };
+  const IdRoute* id_route = nullptr;
+  for (const IdRoute& candidate : kIdRoutes) {
+    const std::string prefix = candidate.prefix;
+    if (r.path.rfind(prefix, 0) == 0 && r.path.size() > prefix.size() &&
+        r.path.find('/', prefix.size()) == std::string::npos) {
+      id_route = &candidate;
+      command.id = r.path.substr(prefix.size());
+    }
+  }
+  if (id_route) {
     if (r.method == "PUT")
-      command.kind = K::kPutDrive;
+      command.kind = id_route->put;
     else if (r.method == "PATCH")
-      command.kind = K::kPatchDrive;
+      command.kind = id_route->patch;
     else
       return method_not_allowed(r);
   } else {

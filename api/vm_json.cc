@@ -266,7 +266,7 @@ json vm_config_json(const VmConfig& config) {
               {"machine-config", machine_config_json(config)},
               {"metrics", metrics},
               {"mmds-config", nullptr},
-              {"network-interfaces", json::array()},
+              {"network-interfaces", network_interfaces_json(config)},
               {"vsock", vsock},
               {"entropy", entropy_json(config)}};
 }
@@ -287,8 +287,6 @@ void apply_full_config(VmConfig& config, const json& document) {
       throw FieldError("configuration", unsupported_now, "is not supported by Kiln yet");
   }
   f.reject_unknown();
-  if (network && !network->empty())
-    throw FieldError("configuration", "network-interfaces", "are not supported by Kiln yet");
   if (!boot) throw FieldError("configuration", "boot-source", "missing (required)");
   apply_boot_source(config, *boot);
   if (machine) apply_machine_config(config, *machine, false);
@@ -303,6 +301,7 @@ void apply_full_config(VmConfig& config, const json& document) {
       apply_drive(config, id, d, what);
     }
   }
+  if (network) apply_network_interfaces(config, *network);
   if (logger) apply_logger(config, *logger);
   if (metrics) apply_metrics(config, *metrics);
   if (entropy) apply_entropy(config, *entropy);

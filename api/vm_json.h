@@ -19,6 +19,17 @@ void apply_boot_source(VmConfig& config, const nlohmann::json& body);
 // device is kept first.
 void apply_drive(VmConfig& config, const std::string& id, const nlohmann::json& body,
                  const std::string& what = "drive");
+// PUT /network-interfaces/{id}: adds or replaces interface `id` (the body's iface_id must match);
+// a TAP name or MAC used by another interface is refused.
+void apply_network_interface(VmConfig& config, const std::string& id, const nlohmann::json& body,
+                             const std::string& what = "network-interface");
+// PATCH /network-interfaces/{id}: checks the body (iface_id, rate limiters, which Kiln accepts and
+// ignores) and that the interface exists.
+void check_network_interface_patch(const VmConfig& config, const std::string& id,
+                                   const nlohmann::json& body);
+// The config file's "network-interfaces" array (ids must be unique).
+void apply_network_interfaces(VmConfig& config, const nlohmann::json& list);
+nlohmann::json network_interfaces_json(const VmConfig& config);
 void apply_logger(VmConfig& config, const nlohmann::json& body);
 void apply_metrics(VmConfig& config, const nlohmann::json& body);
 void apply_entropy(VmConfig& config, const nlohmann::json& body);

@@ -19,6 +19,8 @@ struct VmmCommand {
     kPutBootSource,
     kPutDrive,
     kPatchDrive,
+    kPutNetworkInterface,
+    kPatchNetworkInterface,
     kInstanceStart,
     kSendCtrlAltDel,
     kFlushMetrics,
@@ -31,7 +33,7 @@ struct VmmCommand {
     kPutVsock,
   };
   Kind kind;
-  std::string id;  // {drive_id} from the path
+  std::string id;  // {drive_id} / {iface_id} from the path
   nlohmann::json body;
 };
 

@@ -142,6 +142,11 @@ VmmReply VmmController::handle(const VmmCommand& c) {
     case K::kPatchDrive:
       if (!booted) return VmmReply::fault(400, kNotBeforeBoot);
       return patch_drive(c);
+    case K::kPatchNetworkInterface:
+      if (!booted) return VmmReply::fault(400, kNotBeforeBoot);
+      // Firecracker only updates rate limiters here; Kiln accepts and ignores them.
+      api::check_network_interface_patch(config_, c.id, c.body);
+      return VmmReply::no_content();
     case K::kSendCtrlAltDel:
       if (!booted) return VmmReply::fault(400, kNotBeforeBoot);
       return send_ctrl_alt_del();
@@ -172,6 +177,9 @@ VmmReply VmmController::handle(const VmmCommand& c) {
       break;
     case K::kPutDrive:
       api::apply_drive(next, c.id, c.body);
+      break;
+    case K::kPutNetworkInterface:
+      api::apply_network_interface(next, c.id, c.body);
       break;
     case K::kPutLogger:
       api::apply_logger(next, c.body);

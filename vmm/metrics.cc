@@ -29,6 +29,15 @@ std::string Metrics::to_json_line() const {
        {{"bytes", v(entropy_bytes)},
         {"throttled", v(entropy_throttled)},
         {"errors", v(entropy_errors)}}},
+      {"net",
+       {{"rx_frames", v(net_rx_frames)},
+        {"rx_bytes", v(net_rx_bytes)},
+        {"rx_dropped", v(net_rx_dropped)},
+        {"rx_errors", v(net_rx_errors)},
+        {"rx_no_buffers", v(net_rx_no_buffers)},
+        {"tx_frames", v(net_tx_frames)},
+        {"tx_bytes", v(net_tx_bytes)},
+        {"tx_errors", v(net_tx_errors)}}},
   };
   return j.dump() + "\n";
 }

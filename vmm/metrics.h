@@ -25,10 +25,18 @@ struct Metrics {
   Counter entropy_bytes{0};
   Counter entropy_throttled{0};  // requests that waited for the rate limiter
   Counter entropy_errors{0};
+  Counter net_rx_frames{0};
+  Counter net_rx_bytes{0};
+  Counter net_rx_dropped{0};  // frames longer than the guest's buffer (dropped, not delivered)
+  Counter net_rx_errors{0};   // malformed RX chains (returned with length 0) and TAP read errors
+  Counter net_tx_frames{0};
+  Counter net_tx_bytes{0};
+  Counter net_tx_errors{0};      // malformed TX chains and frames the TAP refused
+  Counter net_rx_no_buffers{0};  // times the TAP was dropped from polling: the guest had no buffers
 
   static void add(Counter& c, uint64_t n = 1) { c.fetch_add(n, std::memory_order_relaxed); }
   // {"utc_timestamp_ms": ..., "api": {...}, "vcpu": {...}, "block": {...},
-  //  "entropy": {...}}
+  //  "entropy": {...}, "net": {...}}
   std::string to_json_line() const;
 };
 

@@ -3,6 +3,7 @@
 #include <sys/epoll.h>
 
 #include "devices/virtio/block/block_device.h"
+#include "devices/virtio/net/net_device.h"
 #include "devices/virtio/rng/rng_device.h"
 #include "devices/virtio/vsock/vsock_device.h"
 #include "vmm/error.h"
@@ -19,6 +20,12 @@ VirtioDevices::VirtioDevices(const VmConfig& config, const GuestMemory& mem, Met
         std::make_shared<virtio::BlockDevice>(virtio::BlockOptions{d.path, d.read_only, d.id});
     block->set_metrics(&metrics);
     add(std::move(block), mem, d.id);
+  }
+  for (const NetConfig& n : config.nets) {
+    auto net = std::make_shared<virtio::NetDevice>(
+        virtio::NetOptions{n.host_dev_name, n.guest_mac, n.mtu});
+    net->set_metrics(&metrics);
+    add(std::move(net), mem);
   }
   if (config.entropy) {
     std::optional<TokenBucket> limit;

@@ -31,7 +31,8 @@ struct ConsoleHooks {
 
 class VirtioDevices {
  public:
-  // Throws kiln::UsageError for a bad drive (missing, unreadable, size, locked).
+  // Throws kiln::UsageError for a bad drive (missing, unreadable, size, locked) or a TAP that
+  // cannot be opened (no CAP_NET_ADMIN, busy, not a TAP).
   VirtioDevices(const VmConfig& config, const GuestMemory& mem, Metrics& metrics,
                 ConsoleHooks console = {});
 

@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "vmm/mac_address.h"
+
 namespace kiln {
 
 inline constexpr const char* kDefaultCmdline = "console=ttyS0 reboot=k panic=1";
@@ -35,12 +37,21 @@ struct EntropyConfig {
 // Which device carries the console (stdin/stdout, or the serial_out_path file): the UART
 // (ttyS0, the default), virtio-console (hvc0), or neither.
 enum class ConsoleMode { kSerial, kVirtio, kNone };
+
 // virtio-vsock with Firecracker's host side: the guest's connections to port P reach the Unix
 // socket `<uds_path>_P`; host clients connect to `uds_path` and write `CONNECT <port>\n`.
 struct VsockConfig {
   uint64_t guest_cid = 3;  // >= 3 (0-2 are reserved)
   std::string uds_path;
   std::string vsock_id;  // Firecracker's deprecated id; kept and shown, unused
+};
+
+// A virtio-net device on a host TAP (Firecracker's NetworkInterface).
+struct NetConfig {
+  std::string iface_id;
+  std::string host_dev_name;            // the TAP's name (opened, or created, at boot)
+  std::optional<MacAddress> guest_mac;  // none: VIRTIO_NET_F_MAC not offered
+  std::optional<uint16_t> mtu;          // VIRTIO_NET_F_MTU when set (68 to 65535)
 };
 
 struct LoggerConfig {
@@ -59,6 +70,7 @@ struct VmConfig {
   std::string initrd_path;  // empty: none
   std::string cmdline = kDefaultCmdline;
   std::vector<DriveConfig> drives;       // virtio-blk, in guest order (vda, vdb, ...)
+  std::vector<NetConfig> nets;           // virtio-net, after the drives on the virtio-mmio bus
   std::string metrics_path;              // empty: no metrics
   std::string serial_out_path;           // empty: the console's output fd
   std::optional<EntropyConfig> entropy;  // a virtio-rng device when set

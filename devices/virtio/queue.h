@@ -63,7 +63,7 @@ class Queue {
   // The same, reusing `result` (and its chain's buffer capacity): no allocation per request.
   void pop(const GuestMemory& mem, Pop& result);
   // Puts the last chain pop() returned back: the next pop() returns it again (a device that
-  // cannot serve it yet, e.g. rate-limited, leaves it with the driver).
+  // cannot serve it yet leaves it with the driver: rate-limited, or an RX buffer with no frame).
   void undo_pop() { --next_avail_; }
   // Returns chain `head` with `written` bytes to the used ring. False if the used ring is not
   // in guest memory (the device must then be reset).

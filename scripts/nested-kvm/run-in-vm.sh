@@ -77,7 +77,7 @@ if [ ! -f "$initrd" ]; then
   cp "$here/init.sh" "$stage/init"
   chmod 755 "$stage/init"
   : > "$stage/modules.order"
-  for m in virtio_pci 9pnet_virtio 9p kvm-amd; do
+  for m in virtio_pci 9pnet_virtio 9p kvm-amd tun; do  # tun: virtio-net tests make TAPs
     for p in $(mod_with_deps "$m"); do
       n="$(basename "$p")"; n="${n%%.ko*}"
       grep -qx "$n" "$stage/modules.order" && continue

@@ -11,6 +11,7 @@
 
 #include "tests/e2e/api_client.h"
 #include "tests/e2e/kiln_process.h"
+#include "tests/support/net_namespace.h"
 
 namespace kiln::e2e {
 namespace {
@@ -113,6 +114,40 @@ TEST_F(ApiTest, EveryPreBootEndpointSucceedsAndFailsAsDescribed) {
                 .status,
             400);  // not booted
 
+  const std::string net = "/network-interfaces/{iface_id}";
+  json eth0 = {{"iface_id", "eth0"},
+               {"host_dev_name", "kilntap0"},
+               {"guest_mac", "52:54:00:12:34:56"},
+               {"rx_rate_limiter", json::object()}};
+  EXPECT_EQ(call("put", "/network-interfaces/eth0", net, eth0).status, 204);
+  EXPECT_EQ(call("put", "/network-interfaces/eth0", net, eth0).status, 204);  // replaces itself
+  auto mismatch = call("put", "/network-interfaces/eth1", net, eth0);
+  EXPECT_EQ(mismatch.status, 400);
+  EXPECT_NE(fault(mismatch).find("iface_id"), std::string::npos) << fault(mismatch);
+  auto same_tap = call("put", "/network-interfaces/eth1", net,
+                       {{"iface_id", "eth1"}, {"host_dev_name", "kilntap0"}});
+  EXPECT_EQ(same_tap.status, 400);
+  EXPECT_NE(fault(same_tap).find("already used"), std::string::npos) << fault(same_tap);
+  auto same_mac = call(
+      "put", "/network-interfaces/eth1", net,
+      {{"iface_id", "eth1"}, {"host_dev_name", "kilntap1"}, {"guest_mac", "52:54:00:12:34:56"}});
+  EXPECT_EQ(same_mac.status, 400);
+  auto bad_mac = call("put", "/network-interfaces/eth1", net,
+                      {{"iface_id", "eth1"}, {"host_dev_name", "kilntap1"}, {"guest_mac", "nope"}});
+  EXPECT_EQ(bad_mac.status, 400);
+  EXPECT_NE(fault(bad_mac).find("guest_mac"), std::string::npos) << fault(bad_mac);
+  EXPECT_EQ(call("put", "/network-interfaces/eth1", net,
+                 {{"iface_id", "eth1"}, {"host_dev_name", "kilntap1"}, {"speed", 10}}, false)
+                .status,
+            400);
+  EXPECT_EQ(call("put", "/network-interfaces/eth1", net,
+                 {{"iface_id", "eth1"}, {"host_dev_name", "kilntap1"}, {"mtu", 9000}})
+                .status,
+            204);
+  EXPECT_EQ(call("patch", "/network-interfaces/eth0", net, {{"iface_id", "eth0"}}).status,
+            400);  // not booted
+  EXPECT_EQ(api_request(socket_, "GET", "/network-interfaces/eth0").status, 405);
+
   EXPECT_EQ(call("put", "/actions", "/actions", {{"action_type", "Reboot"}}, false).status, 400);
   EXPECT_EQ(call("put", "/actions", "/actions", {{"action_type", "SendCtrlAltDel"}}).status, 400);
   EXPECT_EQ(call("put", "/actions", "/actions", {{"action_type", "FlushMetrics"}}).status, 400);
@@ -152,6 +187,11 @@ TEST_F(ApiTest, EveryPreBootEndpointSucceedsAndFailsAsDescribed) {
   EXPECT_EQ(config["machine-config"]["mem_size_mib"], 512);
   EXPECT_EQ(config["drives"][0]["drive_id"], "rootfs");
   EXPECT_EQ(config["boot-source"]["boot_args"], "console=ttyS0");
+  ASSERT_EQ(config["network-interfaces"].size(), 2u) << config.dump();
+  EXPECT_EQ(config["network-interfaces"][0]["iface_id"], "eth0");
+  EXPECT_EQ(config["network-interfaces"][0]["host_dev_name"], "kilntap0");
+  EXPECT_EQ(config["network-interfaces"][0]["guest_mac"], "52:54:00:12:34:56");
+  EXPECT_EQ(config["network-interfaces"][1]["mtu"], 9000);
   // The last accepted entropy request; the refused ones changed nothing.
   EXPECT_EQ(config["entropy"]["rate_limiter"]["bandwidth"]["size"], 4096) << config.dump();
 
@@ -320,6 +360,55 @@ TEST_F(ApiTest, RuntimeEndpoints) {
   EXPECT_EQ(kiln_->wait(60), 0) << kiln_->out() << kiln_->err();
   EXPECT_NE(kiln_->out().find("GOT:after api"), std::string::npos) << kiln_->out();
   kiln_.reset();
+}
+
+TEST_F(ApiTest, NetworkInterfaceWithABadTapFailsInstanceStart) {
+  const std::string why = testsupport::in_new_netns([&] {
+    start();
+    call("put", "/boot-source", "/boot-source", {{"kernel_image_path", guest_path("hello")}});
+    call("put", "/network-interfaces/eth0", "/network-interfaces/{iface_id}",
+         {{"iface_id", "eth0"}, {"host_dev_name", "lo"}});
+    auto r = call("put", "/actions", "/actions", {{"action_type", "InstanceStart"}});
+    EXPECT_EQ(r.status, 400);
+    EXPECT_NE(fault(r).find("TAP lo: exists but is not a TAP"), std::string::npos) << fault(r);
+    EXPECT_EQ(call("get", "/", "/").body["state"], "Not started");
+  });
+  if (!why.empty()) GTEST_SKIP() << "needs CAP_NET_ADMIN for a network namespace: " << why;
+}
+
+TEST_F(ApiTest, NetworkInterfaceEndpointsAfterBoot) {
+  KILN_REQUIRE_KVM();
+  const std::string why = testsupport::in_new_netns([&] {
+    start();
+    const std::string net = "/network-interfaces/{iface_id}";
+    call("put", "/boot-source", "/boot-source", {{"kernel_image_path", guest_path("serial_in")}});
+    call("put", "/network-interfaces/eth0", net,
+         {{"iface_id", "eth0"}, {"host_dev_name", "kilntap0"}});
+    ASSERT_EQ(call("put", "/actions", "/actions", {{"action_type", "InstanceStart"}}).status, 204)
+        << kiln_->err();
+    EXPECT_EQ(call("patch", "/network-interfaces/eth0", net,
+                   {{"iface_id", "eth0"},
+                    {"rx_rate_limiter", {{"bandwidth", {{"size", 1000}, {"refill_time", 100}}}}}})
+                  .status,
+              204);
+    EXPECT_EQ(call("patch", "/network-interfaces/eth9", net, {{"iface_id", "eth9"}}).status, 400);
+    EXPECT_EQ(call("patch", "/network-interfaces/eth0", net,
+                   {{"iface_id", "eth0"}, {"host_dev_name", "x"}}, false)
+                  .status,
+              400);
+    EXPECT_EQ(call("patch", "/network-interfaces/eth0", net,
+                   {{"iface_id", "eth0"}, {"tx_rate_limiter", 5}}, false)
+                  .status,
+              400);
+    auto late = call("put", "/network-interfaces/eth1", net,
+                     {{"iface_id", "eth1"}, {"host_dev_name", "kilntap1"}});
+    EXPECT_EQ(late.status, 400);
+    EXPECT_NE(fault(late).find("after starting"), std::string::npos) << fault(late);
+    kiln_->signal(SIGTERM);
+    kiln_->wait(20);
+    kiln_.reset();
+  });
+  if (!why.empty()) GTEST_SKIP() << "needs CAP_NET_ADMIN for a network namespace: " << why;
 }
 
 // Waits until the guest's output contains `text`; returns false after `seconds`.

@@ -149,6 +149,7 @@ def main():
         ("ring3loop", [], None, lambda o: o == ["RING3 cpl=3 iterations=100000000 done"]),
         ("triplefault", [], None, lambda o: o == ["TRIPLEFAULT now"]),
         ("virtio_blk", [], None, lambda o: o == ["VBLK done devices=0"]),
+        ("virtio_net", [], None, lambda o: o == ["VNET none"]),
         ("virtio_blk", ["-append", "virtio_mmio.device=4K@0xd0000000:5 virtio_mmio.device=junk"],
          None, lambda o: len(o) == 3 and re.fullmatch(r"VBLK dev=0 bad-magic=0x[0-9a-f]{8}", o[0]) and
          o[1:] == ["VBLK dev=1 bad-param", "VBLK done devices=2"]),

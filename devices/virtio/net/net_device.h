@@ -1,0 +1,85 @@
+// virtio-net over a host TAP (devices/virtio/net/tap.h): one RX and one TX queue, MAC and link
+// status in config space, checksum/TSO offloads as far as the TAP takes them.
+//
+// TX (guest kick, event-loop thread): each chain's readable part - virtio_net_hdr_v1, then the
+// frame - goes to the TAP with one writev straight from guest memory.
+// RX (the TAP is readable: host_event_fd() is an epoll set over it): each frame is read with one
+// readv straight into the next RX chain. While the guest has no RX buffers the TAP is removed
+// from that epoll set (no busy loop) and frames wait in the TAP's own queue (the kernel drops
+// beyond its txqueuelen, counted as the TAP's TX drops); the RX kick that brings buffers puts it
+// back. A frame longer than the guest's buffer is dropped and counted (net rx_dropped); the
+// buffer is reused for the next frame.
+#pragma once
+
+#include <sys/uio.h>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "devices/virtio/device.h"
+#include "devices/virtio/net/tap.h"
+#include "vmm/log_limiter.h"
+#include "vmm/mac_address.h"
+#include "vmm/metrics.h"
+#include "vmm/unique_fd.h"
+
+namespace kiln::virtio {
+
+struct NetOptions {
+  std::string tap_name;
+  std::optional<MacAddress> mac;  // none: VIRTIO_NET_F_MAC not offered (the guest picks one)
+  std::optional<uint16_t> mtu;    // VIRTIO_NET_F_MTU when set
+};
+
+class NetDevice : public VirtioDevice {
+ public:
+  static constexpr size_t kRxQueue = 0;
+  static constexpr size_t kTxQueue = 1;
+
+  // Opens the TAP. Throws kiln::UsageError naming it (see Tap).
+  explicit NetDevice(const NetOptions& options);
+
+  uint32_t device_id() const override;
+  uint64_t device_features() const override;
+  size_t num_queues() const override { return 2; }
+  void read_config(uint64_t offset, std::span<uint8_t> data) const override;
+  void activate(uint64_t features) override;
+  void reset() override;
+  std::string process_queue(size_t index, Queue& queue, const GuestMemory& mem) override;
+  int host_event_fd() const override { return epoll_.get(); }
+  std::string process_host_events(std::span<Queue> queues, const GuestMemory& mem) override;
+
+  void set_metrics(Metrics* metrics) { metrics_ = metrics; }
+
+  // For tests: whether the TAP is being polled for RX, and the TUN_F_* offloads it was given.
+  bool rx_polling() const { return rx_polling_; }
+  unsigned tap_offloads() const { return tap_offloads_; }
+  const Tap& tap() const { return tap_; }
+
+ private:
+  std::string process_rx(Queue& queue, const GuestMemory& mem);
+  std::string process_tx(Queue& queue, const GuestMemory& mem);
+  void set_rx_polling(bool on);
+  // The queue cannot be trusted any more: stop polling (the transport stops calling us).
+  std::string fail(std::string why);
+  void count(Metrics::Counter Metrics::*counter, uint64_t n = 1) {
+    if (metrics_) Metrics::add(metrics_->*counter, n);
+  }
+  // One rate-limited warning line for something the guest (or the TAP) did wrong.
+  void warn(const std::string& what);
+
+  NetOptions options_;
+  Tap tap_;
+  UniqueFd epoll_;
+  bool rx_polling_ = false;
+  unsigned tap_offloads_ = 0;
+  std::vector<uint8_t> config_;
+  std::vector<uint8_t> overflow_;  // catches the part of a frame beyond the guest's buffer
+  std::vector<iovec> iov_;
+  Queue::Pop pop_;  // reused for every chain
+  LogLimiter log_limit_;
+  Metrics* metrics_ = nullptr;
+};
+
+}  // namespace kiln::virtio
