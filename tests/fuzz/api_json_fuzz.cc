@@ -24,6 +24,7 @@ constexpr Endpoint kEndpoints[] = {
     {"PUT", "/actions"},        {"PATCH", "/vm"},
     {"PUT", "/logger"},         {"PUT", "/metrics"},
     {"PUT", "/entropy"},        {"PUT", "/serial"},
+    {"PUT", "/vsock"},          {"PUT", "/network-interfaces/eth0"},
     {"PUT", "/config-file"},  // not a route: exercises the whole-configuration parser
 };
 
@@ -64,6 +65,12 @@ void apply(kiln::VmConfig& config, const kiln::VmmCommand& c) {
       break;
     case K::kPutSerial:
       kiln::api::apply_serial(config, c.body);
+      break;
+    case K::kPutVsock:
+      kiln::api::apply_vsock(config, c.body);
+      break;
+    case K::kPutNetworkInterface:
+      kiln::api::apply_network_interface(config, c.id, c.body);
       break;
     default:
       break;

@@ -26,7 +26,8 @@ case $target in
     extra_flags="-dict=$repo/tests/fuzz/http.dict -max_len=8192"
     ;;
   api)
-    sources="tests/fuzz/api_json_fuzz.cc api/routes.cc api/json_fields.cc api/vm_json.cc api/http/http.cc"
+    sources="tests/fuzz/api_json_fuzz.cc api/routes.cc api/json_fields.cc api/vm_json.cc api/net_json.cc
+             vmm/mac_address.cc api/http/http.cc"
     extra_flags="-max_len=4096"
     ;;
   *)
@@ -44,7 +45,7 @@ mkdir -p "$out/corpus-$target"
 bin=$out/$target-fuzz
 # shellcheck disable=SC2086  # $sources is a word list
 (cd "$repo" && "$cxx" -std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined \
-  -fno-sanitize-recover=undefined -Wall -Wextra -Werror -I"$repo" $sources -o "$bin")
+  -fno-sanitize-recover=undefined -Wall -Wextra -Werror -I"$repo" $sources -lfmt -o "$bin")
 
 echo "fuzzing $target for ${seconds}s"
 # shellcheck disable=SC2086
