@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Kiln's performance baseline, beside QEMU (-M microvm -accel kvm) in the same run. Builds what
+# it needs, runs every figure, prints one table and writes build/bench/results.json. Benchmarks
+# print figures; none of this is a test.
+#
+#   scripts/bench.sh [--runs N] [--density-seconds S] [--boot] [--boot-runs N]
+#                    [--blk-runs N] [--vsock-runs N] [--vsock-mib N] [--no-build]
+#
+#   --runs N             runs per start-up / footprint / first-instruction figure (default 10)
+#   --density-seconds S  how long to keep starting idle VMs (default 10)
+#   --boot               also boot the kit's kernel to "Run /init" in both VMMs (minutes here)
+#   --boot-runs N        boots per VMM with --boot (default 1)
+#   --blk-runs N, --vsock-runs N   runs of bench/blk_bench and bench/vsock_bench (default 3)
+#   --vsock-mib N        MiB per direction for vsock_bench (default 256)
+#
+# Where /dev/kvm works everything runs here. Where it does not, the Kiln-and-QEMU figures run
+# inside the nested-KVM VM (scripts/nested-kvm/run-in-vm.sh, everything emulated: absolute times
+# are large, the ratios are the result), and Kiln's start-up and footprint, which need no KVM,
+# are also measured on the host. blk_bench and vsock_bench need no KVM and run here.
+set -euo pipefail
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$repo"
+
+runs=10 density_s=10 boot=0 boot_runs=1 blk_runs=3 vsock_runs=3 vsock_mib=256 build=1
+while (($#)); do
+  case "$1" in
+    --runs) runs=$2; shift ;;
+    --density-seconds) density_s=$2; shift ;;
+    --boot) boot=1 ;;
+    --boot-runs) boot_runs=$2; shift ;;
+    --blk-runs) blk_runs=$2; shift ;;
+    --vsock-runs) vsock_runs=$2; shift ;;
+    --vsock-mib) vsock_mib=$2; shift ;;
+    --no-build) build=0 ;;
+    -h|--help) sed -n '2,20s/^# \{0,1\}//p' "$0"; exit 0 ;;
+    *) echo "bench: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+if ((build)); then
+  [ -d build ] || meson setup build >/dev/null
+  ninja -C build kiln bench/blk_bench bench/vsock_bench tests/guests/guest-hello.elf \
+    tests/guests/guest-hello.bzimage tests/guests/guest-idle.elf tests/guests/guest-idle.bzimage
+fi
+out="$repo/build/bench"
+mkdir -p "$out"
+rm -f "$out"/raw-*.json "$out"/blk-*.txt "$out"/vsock-*.txt "$out"/other-*.txt
+
+boot_args=()
+if ((boot)); then
+  kernel_out="$(scripts/build-guest-kernel.sh)"
+  vmlinux="$(sed -n 's/^vmlinux: //p' <<<"$kernel_out")"
+  bzimage="$(sed -n 's/^bzImage: //p' <<<"$kernel_out")"
+  rootfs="$out/rootfs.ext4"
+  scripts/build-rootfs.sh --out "$rootfs" --size 32 >/dev/null
+  boot_args=(--boot --boot-runs "$boot_runs" --kernel "$vmlinux" --bzimage "$bzimage"
+             --rootfs "$rootfs")
+fi
+
+kvm_usable() {
+  [ -c /dev/kvm ] && python3 -c 'import os; os.close(os.open("/dev/kvm", os.O_RDWR))' 2>/dev/null
+}
+measure=(python3 "$repo/bench/vmm_bench.py" measure --runs "$runs" --density-seconds "$density_s"
+         "${boot_args[@]}")
+raw=()
+if kvm_usable; then
+  "${measure[@]}" --where host --out "$out/raw-host.json"
+  raw+=("$out/raw-host.json")
+else
+  echo "bench: no usable /dev/kvm: Kiln-only start-up/footprint here, the rest in the nested-KVM VM" >&2
+  "${measure[@]}" --kiln-only --where "host (Kiln only)" --out "$out/raw-host.json"
+  NESTED_KVM_SMP=${NESTED_KVM_SMP:-1} NESTED_KVM_MEM=${NESTED_KVM_MEM:-4096} \
+    scripts/nested-kvm/run-in-vm.sh --rw "$repo" "${measure[@]}" --where "nested KVM (TCG)" \
+    --out "$out/raw-nested.json"
+  raw+=("$out/raw-nested.json" "$out/raw-host.json")
+fi
+
+report=(python3 "$repo/bench/vmm_bench.py" report "${raw[@]}" --out "$out/results.json")
+for ((i = 1; i <= blk_runs; i++)); do
+  echo "bench: blk_bench $i/$blk_runs" >&2
+  build/bench/blk_bench > "$out/blk-$i.txt"
+  report+=(--blk "$out/blk-$i.txt")
+done
+for ((i = 1; i <= vsock_runs; i++)); do
+  echo "bench: vsock_bench $i/$vsock_runs" >&2
+  build/bench/vsock_bench "$vsock_mib" > "$out/vsock-$i.txt"
+  report+=(--vsock "$out/vsock-$i.txt")
+done
+# Benches from other branches (net_bench, ...) have no parser here yet: their output is kept
+# verbatim in results.json under "other".
+for b in build/bench/*; do
+  name=$(basename "$b")
+  [ -x "$b" ] && [ -f "$b" ] || continue
+  case "$name" in blk_bench|vsock_bench|*.json|*.txt|*.ext4) continue ;; esac
+  echo "bench: $name" >&2
+  "$b" > "$out/other-$name.txt" 2>&1 || true
+  report+=(--other "$out/other-$name.txt")
+done
+"${report[@]}"
