@@ -11,11 +11,6 @@
 namespace kiln::e2e {
 namespace {
 
-std::string describe(const KilnRun& r) {
-  return "exit " + std::to_string(r.exit_code) + "\n--- stdout ---\n" + r.out +
-         "\n--- stderr ---\n" + r.err;
-}
-
 std::vector<std::string> lines(const std::string& out) {
   std::vector<std::string> v;
   std::istringstream in(out);

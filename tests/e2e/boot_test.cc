@@ -23,11 +23,6 @@ std::string line_after(const std::string& text, const std::string& prefix) {
   return "";
 }
 
-std::string describe(const KilnRun& r) {
-  return "exit " + std::to_string(r.exit_code) + (r.timed_out ? " (timed out)" : "") +
-         "\n--- stdout ---\n" + r.out + "\n--- stderr ---\n" + r.err;
-}
-
 uint64_t fnv1a64(const std::string& data) {
   uint64_t h = 0xcbf29ce484222325ull;
   for (unsigned char c : data) {

@@ -7,10 +7,6 @@
 namespace kiln::e2e {
 namespace {
 
-std::string describe(const KilnRun& r) {
-  return "exit " + std::to_string(r.exit_code) + "\n" + r.out + "\n" + r.err;
-}
-
 TEST(ConfigFiles, TomlErrorsNameFileLineAndKey) {
   TempFile toml("[boot-source]\nkernel_image_path = \"" + guest_path("hello") +
                 "\"\n\n[machine-config]\nvcpu_count = 1\nmem_size_mib = 128\nturbo = true\n");

@@ -138,4 +138,9 @@ KilnRun run_kiln(const std::vector<std::string>& args, const KilnInput& input,
   return result;
 }
 
+std::string describe(const KilnRun& r) {
+  return "exit " + std::to_string(r.exit_code) + (r.timed_out ? " (timed out)" : "") +
+         "\n--- stdout ---\n" + r.out + "\n--- stderr ---\n" + r.err;
+}
+
 }  // namespace kiln::e2e

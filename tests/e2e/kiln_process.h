@@ -38,6 +38,9 @@ struct SpawnedKiln {
 };
 SpawnedKiln spawn_kiln(const std::vector<std::string>& args);
 
+// "exit N", then stdout and stderr: for assertion messages.
+std::string describe(const KilnRun& r);
+
 KilnRun run_kiln(const std::vector<std::string>& args, const KilnInput& input = {},
                  int timeout_seconds = 120);
 

@@ -12,11 +12,6 @@
 namespace kiln::e2e {
 namespace {
 
-std::string describe(const KilnRun& r) {
-  return "exit " + std::to_string(r.exit_code) + "\n--- stdout ---\n" + r.out +
-         "\n--- stderr ---\n" + r.err;
-}
-
 bool has_line(const std::string& out, const std::string& line) {
   std::istringstream in(out);
   std::string l;

@@ -19,11 +19,6 @@ namespace {
 
 constexpr const char* kTap = "kilnnet0";
 
-std::string describe(const KilnRun& r) {
-  return "exit " + std::to_string(r.exit_code) + "\n--- stdout ---\n" + r.out +
-         "\n--- stderr ---\n" + r.err;
-}
-
 bool has_line(const std::string& out, const std::string& line) {
   std::istringstream in(out);
   std::string l;

@@ -66,11 +66,6 @@ bool wait_for_output(KilnProcess& kiln, const std::string& text, int seconds) {
   return false;
 }
 
-std::string describe(const KilnRun& r) {
-  return "exit " + std::to_string(r.exit_code) + "\n--- stdout ---\n" + r.out +
-         "\n--- stderr ---\n" + r.err;
-}
-
 TEST(VsockGuest, ConnectsBothWaysAndMoves64MiBEachWay) {
   KILN_REQUIRE_KVM();
   constexpr uint64_t kBytes = 64ull << 20;

@@ -84,16 +84,7 @@ class VsockTest : public ::testing::Test {
   }
   static PacketHeader header(uint16_t op, uint32_t src_port, uint32_t dst_port,
                              uint32_t buf_alloc = 1 << 20, uint32_t fwd_cnt = 0) {
-    PacketHeader h{};
-    h.src_cid = kCid;
-    h.dst_cid = kHostCid;
-    h.src_port = src_port;
-    h.dst_port = dst_port;
-    h.type = kTypeStream;
-    h.op = op;
-    h.buf_alloc = buf_alloc;
-    h.fwd_cnt = fwd_cnt;
-    return h;
+    return stream_header(op, kCid, src_port, kHostCid, dst_port, buf_alloc, fwd_cnt);
   }
   // Puts one packet (header + payload in one readable buffer) on the tx queue and kicks it.
   void send(PacketHeader h, const std::string& payload = "") {

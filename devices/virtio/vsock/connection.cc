@@ -152,16 +152,7 @@ bool Connection::has_rx() const {
 }
 
 PacketHeader Connection::header(uint16_t op) const {
-  PacketHeader h{};
-  h.src_cid = kHostCid;
-  h.dst_cid = guest_cid_;
-  h.src_port = local_port_;
-  h.dst_port = peer_port_;
-  h.type = kTypeStream;
-  h.op = op;
-  h.buf_alloc = kBufAlloc;
-  h.fwd_cnt = fwd_cnt_;
-  return h;
+  return stream_header(op, kHostCid, local_port_, guest_cid_, peer_port_, kBufAlloc, fwd_cnt_);
 }
 
 void Connection::write_header(const GuestMemory& mem, const DescriptorChain& chain,

@@ -331,15 +331,8 @@ void Muxer::push_rst(uint32_t local_port, uint32_t peer_port) {
     if (log_limit_.allow()) spdlog::warn("vsock: guest is not taking packets, RST dropped");
     return;
   }
-  PacketHeader h{};
-  h.src_cid = kHostCid;
-  h.dst_cid = guest_cid_;
-  h.src_port = local_port;
-  h.dst_port = peer_port;
-  h.type = kTypeStream;
-  h.op = kOpRst;
-  h.buf_alloc = kBufAlloc;
-  control_.push_back(h);
+  control_.push_back(
+      stream_header(kOpRst, kHostCid, local_port, guest_cid_, peer_port, kBufAlloc, 0));
 }
 
 void Muxer::schedule_rx(Connection& c) {

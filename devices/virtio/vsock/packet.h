@@ -57,4 +57,20 @@ inline constexpr uint32_t kMaxRxPayload = 64 * 1024;
 inline constexpr uint32_t kFirstEphemeralPort = 1u << 30;
 inline constexpr size_t kMaxConnections = 1024;
 
+// A stream packet header from (src_cid, src_port) to (dst_cid, dst_port); len 0, no flags.
+inline PacketHeader stream_header(uint16_t op, uint64_t src_cid, uint32_t src_port,
+                                  uint64_t dst_cid, uint32_t dst_port, uint32_t buf_alloc,
+                                  uint32_t fwd_cnt) {
+  PacketHeader h{};
+  h.src_cid = src_cid;
+  h.dst_cid = dst_cid;
+  h.src_port = src_port;
+  h.dst_port = dst_port;
+  h.type = kTypeStream;
+  h.op = op;
+  h.buf_alloc = buf_alloc;
+  h.fwd_cnt = fwd_cnt;
+  return h;
+}
+
 }  // namespace kiln::virtio::vsock
