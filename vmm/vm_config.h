@@ -75,7 +75,7 @@ struct VmConfig {
   std::string serial_out_path;           // empty: the console's output fd
   std::optional<EntropyConfig> entropy;  // a virtio-rng device when set
   ConsoleMode console = ConsoleMode::kSerial;
-  std::optional<VsockConfig> vsock;      // PUT /vsock, --vsock
+  std::optional<VsockConfig> vsock;  // PUT /vsock, --vsock
   LoggerConfig logger;
 };
 

@@ -164,9 +164,8 @@ std::vector<uint8_t> config_table(uint32_t cpus) {
 
 void write_mptable(const GuestMemory& mem, uint32_t cpus) {
   if (cpus == 0 || cpus > kMpTableMaxCpus)
-    throw UsageError(fmt::format(
-        "--cpus {}: the MP table (8-bit APIC ids) describes 1 to {} vCPUs",
-        cpus, kMpTableMaxCpus));
+    throw UsageError(fmt::format("--cpus {}: the MP table (8-bit APIC ids) describes 1 to {} vCPUs",
+                                 cpus, kMpTableMaxCpus));
   const Gpa table_addr = kMpTableAddr + sizeof(MpFloatingPointer);
   const std::vector<uint8_t> table = config_table(cpus);
 

@@ -66,81 +66,81 @@
 #define VIO_DESC_F_WRITE 2
 
 struct vio_desc {
-    u64 addr;
-    u32 len;
-    u16 flags;
-    u16 next;
+  u64 addr;
+  u32 len;
+  u16 flags;
+  u16 next;
 };
 
 struct vio_dev {
-    int index; /* position among the command line's virtio_mmio.device= entries */
-    u64 base, size;
-    u32 irq;
-    u32 device_id;
+  int index; /* position among the command line's virtio_mmio.device= entries */
+  u64 base, size;
+  u32 irq;
+  u32 device_id;
 };
 
 struct vio_queue {
-    struct vio_dev *dev;
-    u32 index;
-    u16 size;
-    volatile struct vio_desc *desc;
-    volatile u16 *avail; /* flags, idx, ring[size], used_event */
-    volatile u32 *used;  /* flags|idx as one word, then {id, len} pairs, then avail_event */
-    u16 avail_idx;       /* free-running */
-    u16 used_seen;       /* free-running */
-    u16 free_head;
-    u16 num_free;
-    u16 chain_len[VIO_MAX_QUEUE]; /* descriptors in the chain headed here */
+  struct vio_dev* dev;
+  u32 index;
+  u16 size;
+  volatile struct vio_desc* desc;
+  volatile u16* avail; /* flags, idx, ring[size], used_event */
+  volatile u32* used;  /* flags|idx as one word, then {id, len} pairs, then avail_event */
+  u16 avail_idx;       /* free-running */
+  u16 used_seen;       /* free-running */
+  u16 free_head;
+  u16 num_free;
+  u16 chain_len[VIO_MAX_QUEUE]; /* descriptors in the chain headed here */
 };
 
 struct vio_buf {
-    void *addr;
-    u32 len;
-    int device_writes; /* 1: the device writes this buffer (VIRTQ_DESC_F_WRITE) */
+  void* addr;
+  u32 len;
+  int device_writes; /* 1: the device writes this buffer (VIRTQ_DESC_F_WRITE) */
 };
 
 /* Bump allocator over a static, identity-mapped pool (never freed). Zeroed memory. */
-void *vio_alloc(size_t bytes, size_t align);
+void* vio_alloc(size_t bytes, size_t align);
 
 /* One `virtio_mmio.device=` value from the command line. */
 struct vio_cmdline_entry {
-    int ok; /* 0: the value did not parse (size@base:irq[:id], as Linux reads it) */
-    u64 size, base;
-    u32 irq;
+  int ok; /* 0: the value did not parse (size@base:irq[:id], as Linux reads it) */
+  u64 size, base;
+  u32 irq;
 };
 /* The command line's virtio_mmio.device= entries in order; returns how many (<= max). */
-int vio_cmdline_entries(const struct boot_params *bp, struct vio_cmdline_entry *out, int max);
+int vio_cmdline_entries(const struct boot_params* bp, struct vio_cmdline_entry* out, int max);
 /* Parses one value "<size>@<base>:<irq>[:<id>]" of length `len`. 1 on success. */
-int vio_parse_mmio_param(const char *s, u32 len, u64 *size, u64 *base, u32 *irq);
+int vio_parse_mmio_param(const char* s, u32 len, u64* size, u64* base, u32* irq);
 
 /* The n-th (0-based) device with `device_id` among the command line's devices. 1 if found. */
-int vio_find(const struct boot_params *bp, u32 device_id, int nth, struct vio_dev *out);
+int vio_find(const struct boot_params* bp, u32 device_id, int nth, struct vio_dev* out);
 /* Every command-line device (DeviceID read from its window); returns how many (<= max). */
-int vio_scan(const struct boot_params *bp, struct vio_dev *devs, int max);
+int vio_scan(const struct boot_params* bp, struct vio_dev* devs, int max);
 
-u32 vio_read32(const struct vio_dev *d, u32 off);
-void vio_write32(const struct vio_dev *d, u32 off, u32 v);
-u8 vio_config8(const struct vio_dev *d, u32 off);
-u16 vio_config16(const struct vio_dev *d, u32 off);
-u32 vio_config32(const struct vio_dev *d, u32 off);
-u64 vio_config64(const struct vio_dev *d, u32 off);
+u32 vio_read32(const struct vio_dev* d, u32 off);
+void vio_write32(const struct vio_dev* d, u32 off, u32 v);
+u8 vio_config8(const struct vio_dev* d, u32 off);
+u16 vio_config16(const struct vio_dev* d, u32 off);
+u32 vio_config32(const struct vio_dev* d, u32 off);
+u64 vio_config64(const struct vio_dev* d, u32 off);
 
 /* Reset, ACKNOWLEDGE, DRIVER, accept device_features & wanted, FEATURES_OK. Returns the accepted
  * features, or 0 when the device offers no VERSION_1 or refused FEATURES_OK. */
-u64 vio_negotiate(struct vio_dev *d, u64 wanted);
+u64 vio_negotiate(struct vio_dev* d, u64 wanted);
 /* Sets up queue `index` with `size` entries (power of two, <= QueueNumMax and VIO_MAX_QUEUE).
  * Returns 1 on success. */
-int vio_queue_setup(struct vio_queue *q, struct vio_dev *d, u32 index, u16 size);
-void vio_driver_ok(struct vio_dev *d);
+int vio_queue_setup(struct vio_queue* q, struct vio_dev* d, u32 index, u16 size);
+void vio_driver_ok(struct vio_dev* d);
 
 /* Makes one chain of `n` buffers available (not kicked). Returns its head, -1 if no room. */
-int vio_add(struct vio_queue *q, const struct vio_buf *bufs, int n);
-void vio_kick(struct vio_queue *q);
+int vio_add(struct vio_queue* q, const struct vio_buf* bufs, int n);
+void vio_kick(struct vio_queue* q);
 /* Takes one used element: returns its head and sets *len, or -1 if there is none yet. */
-int vio_get_used(struct vio_queue *q, u32 *len);
+int vio_get_used(struct vio_queue* q, u32* len);
 /* vio_get_used, polling up to `spins` times. */
-int vio_wait_used(struct vio_queue *q, u32 *len, u64 spins);
+int vio_wait_used(struct vio_queue* q, u32* len, u64 spins);
 /* Reads and acknowledges InterruptStatus; returns what was set. */
-u32 vio_ack_interrupt(struct vio_dev *d);
+u32 vio_ack_interrupt(struct vio_dev* d);
 
 #endif
