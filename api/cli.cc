@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <charconv>
 #include <filesystem>
+#include <utility>
+#include <vector>
 
 #include "api/config_files.h"
 #include "api/json_fields.h"
@@ -27,6 +29,18 @@ EntropyConfig parse_rng_spec(const std::string& spec) {
   return entropy;
 }
 
+// "a,b,c" -> {"a", "b", "c"}; empty parts are kept (the callers name them in their errors).
+std::vector<std::string> split_commas(const std::string& spec) {
+  std::vector<std::string> parts;
+  size_t start = 0;
+  for (;;) {
+    const size_t comma = spec.find(',', start);
+    parts.push_back(spec.substr(start, comma == std::string::npos ? comma : comma - start));
+    if (comma == std::string::npos) return parts;
+    start = comma + 1;
+  }
+}
+
 constexpr const char* kRunFooter = R"(Console:
   The guest's serial console (COM1, ttyS0) is this terminal. When stdin is a terminal it is put
   in raw mode, so Ctrl-C goes to the guest. Press Ctrl-A then x to stop Kiln; Ctrl-A Ctrl-A
@@ -42,11 +56,9 @@ Exit status:
 
 DriveConfig parse_drive_spec(const std::string& spec) {
   DriveConfig drive;
-  size_t start = 0;
-  for (bool first = true;; first = false) {
-    const size_t comma = spec.find(',', start);
-    const std::string part = spec.substr(start, comma == std::string::npos ? comma : comma - start);
-    if (first) {
+  bool first = true;
+  for (const std::string& part : split_commas(spec)) {
+    if (std::exchange(first, false)) {
       if (part.empty()) throw UsageError("--disk " + spec + ": the path is empty");
       drive.path = part;
     } else if (part == "ro") {
@@ -57,8 +69,6 @@ DriveConfig parse_drive_spec(const std::string& spec) {
       throw UsageError("--disk " + spec + ": unknown option '" + part +
                        "' (expected ro or id=NAME, NAME up to 20 characters)");
     }
-    if (comma == std::string::npos) break;
-    start = comma + 1;
   }
   return drive;
 }
@@ -67,10 +77,7 @@ VsockConfig parse_vsock_spec(const std::string& spec) {
   const std::string flag = "--vsock " + spec + ": ";
   VsockConfig vsock;
   bool have_cid = false, have_uds = false;
-  size_t start = 0;
-  for (;;) {
-    const size_t comma = spec.find(',', start);
-    const std::string part = spec.substr(start, comma == std::string::npos ? comma : comma - start);
+  for (const std::string& part : split_commas(spec)) {
     if (part.rfind("cid=", 0) == 0) {
       const std::string value = part.substr(4);
       size_t used = 0;
@@ -88,8 +95,6 @@ VsockConfig parse_vsock_spec(const std::string& spec) {
     } else {
       throw UsageError(flag + "unknown option '" + part + "' (expected cid=N,uds=PATH)");
     }
-    if (comma == std::string::npos) break;
-    start = comma + 1;
   }
   if (!have_cid) throw UsageError(flag + "cid=N is required");
   if (!have_uds) throw UsageError(flag + "uds=PATH is required");
@@ -102,10 +107,7 @@ void add_net_spec(VmConfig& config, const std::string& spec) {
   const std::string flag = "--net " + spec;
   nlohmann::json iface = nlohmann::json::object();
   std::string id = "net" + std::to_string(config.nets.size());
-  size_t start = 0;
-  for (;;) {
-    const size_t comma = spec.find(',', start);
-    const std::string part = spec.substr(start, comma == std::string::npos ? comma : comma - start);
+  for (const std::string& part : split_commas(spec)) {
     const size_t eq = part.find('=');
     const std::string key = part.substr(0, eq),
                       value = eq == std::string::npos ? "" : part.substr(eq + 1);
@@ -119,8 +121,6 @@ void add_net_spec(VmConfig& config, const std::string& spec) {
       throw UsageError(flag + ": unknown option '" + key + "' (expected tap=, mac= or id=)");
     if (iface.contains(field)) throw UsageError(flag + ": " + key + "= given twice");
     iface[field] = value;
-    if (comma == std::string::npos) break;
-    start = comma + 1;
   }
   if (!iface.contains("host_dev_name")) throw UsageError(flag + ": tap=NAME is required");
   if (iface.contains("iface_id")) id = iface["iface_id"];

@@ -38,11 +38,17 @@ while (($#)); do
   shift
 done
 
+# The kiln measured is the release build a user deploys (README "Production build"): -O3, LTO,
+# static-pie. The benches, spawn_probe and the test guests come from the usual build/.
 if ((build)); then
   [ -d build ] || meson setup build >/dev/null
-  ninja -C build kiln bench/blk_bench bench/vsock_bench tests/guests/guest-hello.elf \
-    tests/guests/guest-hello.bzimage tests/guests/guest-idle.elf tests/guests/guest-idle.bzimage
+  [ -d build-release ] || meson setup build-release --buildtype=release -Db_lto=true >/dev/null
+  ninja -C build-release kiln
+  ninja -C build bench/blk_bench bench/vsock_bench bench/spawn_probe \
+    tests/guests/guest-hello.elf tests/guests/guest-hello.bzimage tests/guests/guest-idle.elf \
+    tests/guests/guest-idle.bzimage
 fi
+export KILN_BENCH_KILN="$repo/build-release/kiln"
 out="$repo/build/bench"
 mkdir -p "$out"
 rm -f "$out"/raw-*.json "$out"/blk-*.txt "$out"/vsock-*.txt "$out"/other-*.txt
@@ -71,7 +77,8 @@ else
   echo "bench: no usable /dev/kvm: Kiln-only start-up/footprint here, the rest in the nested-KVM VM" >&2
   "${measure[@]}" --kiln-only --where "host (Kiln only)" --out "$out/raw-host.json"
   NESTED_KVM_SMP=${NESTED_KVM_SMP:-1} NESTED_KVM_MEM=${NESTED_KVM_MEM:-4096} \
-    scripts/nested-kvm/run-in-vm.sh --rw "$repo" "${measure[@]}" --where "nested KVM (TCG)" \
+    scripts/nested-kvm/run-in-vm.sh --rw "$repo" env KILN_BENCH_KILN="$KILN_BENCH_KILN" \
+    "${measure[@]}" --where "nested KVM (TCG)" \
     --out "$out/raw-nested.json"
   raw+=("$out/raw-nested.json" "$out/raw-host.json")
 fi
@@ -92,7 +99,7 @@ done
 for b in build/bench/*; do
   name=$(basename "$b")
   [ -x "$b" ] && [ -f "$b" ] || continue
-  case "$name" in blk_bench|vsock_bench|*.json|*.txt|*.ext4) continue ;; esac
+  case "$name" in blk_bench|vsock_bench|spawn_probe|*.json|*.txt|*.ext4) continue ;; esac
   echo "bench: $name" >&2
   "$b" > "$out/other-$name.txt" 2>&1 || true
   report+=(--other "$out/other-$name.txt")
