@@ -158,6 +158,14 @@ def guest_ram_rss_kib(pid, size_mib=MEM_MIB):
     return rss if best else 0
 
 
+def vmm_pss_kib(pid):
+    """Pss of the process (shared pages divided among the processes that map them: with many
+    VMs the executable's text costs each one a share) minus the guest RAM, which is private."""
+    with open("/proc/%d/smaps_rollup" % pid) as f:
+        pss = int(re.search(r"^Pss:\s+(\d+)", f.read(), re.M).group(1))
+    return pss - guest_ram_rss_kib(pid)
+
+
 def vmm_rss_kib(pid):
     st = status_kib(pid)
     guest = guest_ram_rss_kib(pid)
@@ -316,8 +324,10 @@ def density(vmm, seconds):
                 break
         n = len(procs)
         rss = [vmm_rss_kib(p.pid) for p in procs]
+        pss = [vmm_pss_kib(p.pid) for p in procs]
         return {"vms": n, "rss_kib_each": statistics.median([r[0] for r in rss]) if rss else 0,
-                "rss_total_kib_each": statistics.median([r[1] for r in rss]) if rss else 0}
+                "rss_total_kib_each": statistics.median([r[1] for r in rss]) if rss else 0,
+                "pss_kib_each": statistics.median(pss) if pss else 0}
     finally:
         for p in procs:
             stop(p)
@@ -326,7 +336,9 @@ def density(vmm, seconds):
 def boot(vmm, args):
     img = os.path.join(tempfile.mkdtemp(prefix="kiln-bench-"), "rootfs.ext4")
     shutil.copyfile(args.rootfs, img)
-    cmdline = "console=ttyS0 reboot=k panic=1 root=/dev/vda rw"
+    # init=/init: the kernel then prints "Run /init as init process" (the rootfs also links
+    # /sbin/init to it, which the kernel would otherwise run and name)
+    cmdline = "console=ttyS0 reboot=k panic=1 root=/dev/vda rw init=/init"
     if vmm == "kiln":
         cmd = KILN_RUN + ["--kernel", args.kernel, "--disk", img, "--cmdline", cmdline]
     else:
@@ -493,6 +505,9 @@ def report(args):
                 v("density", "qemu", "vms"), "VMs", digits=0, lower_better=False)
             row("density: RSS per idle VM, minus guest RAM", w,
                 v("density", "kiln", "rss_kib_each"), v("density", "qemu", "rss_kib_each"),
+                "MiB", 1 / 1024, 2)
+            row("density: PSS per idle VM, minus guest RAM", w,
+                v("density", "kiln", "pss_kib_each"), v("density", "qemu", "pss_kib_each"),
                 "MiB", 1 / 1024, 2)
         if "boot" in fig:
             row("boot to 'Run /init'", w, v("boot", "kiln", "s"), v("boot", "qemu", "s"), "s",
