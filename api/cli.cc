@@ -29,6 +29,16 @@ EntropyConfig parse_rng_spec(const std::string& spec) {
   return entropy;
 }
 
+// --log-level's names -> the logger level names of Firecracker's API (LoggerConfig::level).
+std::string logger_level_name(const std::string& cli_level) {
+  if (cli_level == "error") return "Error";
+  if (cli_level == "warn") return "Warning";
+  if (cli_level == "info") return "Info";
+  if (cli_level == "debug") return "Debug";
+  if (cli_level == "trace") return "Trace";
+  return "Off";
+}
+
 // "a,b,c" -> {"a", "b", "c"}; empty parts are kept (the callers name them in their errors).
 std::vector<std::string> split_commas(const std::string& spec) {
   std::vector<std::string> parts;
@@ -148,9 +158,10 @@ CliCommand parse_cli(int argc, const char* const* argv) {
   app.footer(
       "Without a subcommand: --api-sock PATH serves the Firecracker-compatible API and boots on\n"
       "PUT /actions InstanceStart; --config-file vm.json boots that configuration at once.");
-  app.add_option("--log-level", cmd.log_level, "Log level: error, warn, info, debug, trace")
-      ->check(CLI::IsMember({"off", "error", "warn", "info", "debug", "trace"}))
-      ->capture_default_str();
+  CLI::Option* log_level_opt =
+      app.add_option("--log-level", cmd.log_level, "Log level: error, warn, info, debug, trace")
+          ->check(CLI::IsMember({"off", "error", "warn", "info", "debug", "trace"}))
+          ->capture_default_str();
   std::string config_file;
   app.add_option("--api-sock", cmd.api_socket,
                  "Serve the management API on this Unix socket (created with mode 0600)");
@@ -241,6 +252,9 @@ CliCommand parse_cli(int argc, const char* const* argv) {
     } else {
       throw CLI::CallForHelp();
     }
+    // Given on the command line, --log-level is the VM's logger level too (over a config
+    // file's), so the level the user asked for still holds once the VM starts.
+    if (log_level_opt->count()) c.logger.level = logger_level_name(cmd.log_level);
   } catch (const CLI::ParseError& e) {
     const int rc = app.exit(e);  // prints help, version or the error
     cmd.action = CliCommand::Action::kExit;

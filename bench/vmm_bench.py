@@ -407,7 +407,7 @@ def measure(args):
         fig["idle_footprint"] = alternate("idle_footprint", lambda _: idle_footprint("kiln"),
                                           lambda _: idle_footprint("qemu"), args.runs, log=log)
         fig["density"] = alternate("density", lambda s: density("kiln", s),
-                                   lambda s: density("qemu", s), args.density_runs,
+                                   lambda s: density("qemu", s), args.density_runs or args.runs,
                                    args.density_seconds, log=log)
         fig["density"]["seconds"] = args.density_seconds
         if args.boot:
@@ -565,7 +565,7 @@ def main():
     m.add_argument("--runs", type=int, default=10)
     m.add_argument("--kiln-only", action="store_true")
     m.add_argument("--density-seconds", type=float, default=10)
-    m.add_argument("--density-runs", type=int, default=1)
+    m.add_argument("--density-runs", type=int, default=None, help="default: --runs")
     m.add_argument("--boot", action="store_true")
     m.add_argument("--boot-runs", type=int, default=1)
     m.add_argument("--boot-timeout", type=float, default=1800)

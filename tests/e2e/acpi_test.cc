@@ -57,8 +57,7 @@ std::vector<std::string> printed_virtio_lines(const std::string& out) {
   return v;
 }
 
-// Logs at info level, so stderr names why the VM stopped. (A config file rather than
-// --log-level: the logger configuration's level replaces --log-level when the VM starts.)
+// Logs at info level through the config file's [logger], so stderr names why the VM stopped.
 std::string info_log_toml(const std::string& kernel) {
   return "[boot-source]\nkernel_image_path = \"" + kernel + "\"\n[logger]\nlevel = \"Info\"\n";
 }

@@ -50,6 +50,18 @@ TEST_P(GuestBoot, HelloPrintsAndResetExitsZero) {
   EXPECT_NE(r.out.find("Hello from a Kiln test guest"), std::string::npos) << describe(r);
 }
 
+// --log-level holds after the VM starts: the guest's reset is logged at info level only.
+TEST_P(GuestBoot, LogLevelFlagStillAppliesOnceTheVmRuns) {
+  KILN_REQUIRE_KVM();
+  KilnRun info =
+      run_kiln({"--log-level", "info", "run", "--kernel", guest_path("hello", GetParam())});
+  ASSERT_EQ(info.exit_code, 0) << describe(info);
+  EXPECT_NE(info.err.find("kiln: info: "), std::string::npos) << describe(info);
+  KilnRun quiet = run_kiln({"run", "--kernel", guest_path("hello", GetParam())});
+  ASSERT_EQ(quiet.exit_code, 0) << describe(quiet);
+  EXPECT_EQ(quiet.err.find("kiln: info: "), std::string::npos) << describe(quiet);
+}
+
 TEST_P(GuestBoot, CommandLineArrivesIntact) {
   KILN_REQUIRE_KVM();
   const std::string cmdline = "console=ttyS0 kiln.test=\"two words\" x=1,2,3 end=%$&";
