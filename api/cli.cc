@@ -192,6 +192,11 @@ CliCommand parse_cli(int argc, const char* const* argv) {
   auto* memory = run->add_option("--memory", flags.memory_mib, "Guest RAM in MiB (16 to 1048576)")
                      ->check(CLI::Range(uint64_t{16}, uint64_t{1} << 20))
                      ->capture_default_str();
+  std::string huge_pages;
+  auto* huge = run->add_option("--huge-pages", huge_pages,
+                               "Back guest RAM with None (4 KiB pages, the default), Transparent "
+                               "(transparent huge pages) or 2M (hugetlbfs pages reserved on the "
+                               "host beforehand; --memory a multiple of 2)");
   std::vector<std::string> disks;
   std::string rootfs;
   run->add_option("--disk", disks,
@@ -231,7 +236,17 @@ CliCommand parse_cli(int argc, const char* const* argv) {
       if (initrd->count()) c.initrd_path = flags.initrd_path;
       if (cmdline->count()) c.cmdline = flags.cmdline;
       if (cpus->count()) c.vcpus = flags.vcpus;
-      if (memory->count()) c.memory_mib = flags.memory_mib;
+      if (memory->count() || huge->count()) {
+        // Through the API's machine-config rules, which check the two together.
+        nlohmann::json patch = nlohmann::json::object();
+        if (memory->count()) patch["mem_size_mib"] = flags.memory_mib;
+        if (huge->count()) patch["huge_pages"] = huge_pages;
+        try {
+          api::apply_machine_config(c, patch, true);
+        } catch (const api::FieldError& e) {
+          throw UsageError(std::string(huge->count() ? "--huge-pages: " : "--memory: ") + e.what());
+        }
+      }
       if (!rootfs.empty()) {
         std::erase_if(c.drives, [](const DriveConfig& d) { return d.is_root; });
         c.drives.insert(c.drives.begin(), DriveConfig{rootfs, false, "rootfs", true});

@@ -38,10 +38,17 @@ void apply_machine_config(VmConfig& config, const json& body, bool patch) {
   if (smt && *smt) throw FieldError("machine-config", "smt", "true is not supported by Kiln");
   if (cpu_template && *cpu_template != "None")
     throw FieldError("machine-config", "cpu_template", "only \"None\" is supported");
-  if (huge_pages && *huge_pages != "None")
-    throw FieldError("machine-config", "huge_pages", "only \"None\" is supported");
+  std::optional<HugePages> backing = patch ? config.huge_pages : HugePages::kNone;
+  if (huge_pages && !(backing = huge_pages_from_name(*huge_pages)))
+    throw FieldError("machine-config", "huge_pages", "must be one of None, Transparent, 2M");
+  // 2 MiB pages back whole 2 MiB: the size must be a multiple (checked on the values that
+  // would result, so a refused request changes nothing).
+  if (*backing == HugePages::k2M && mem.value_or(config.memory_mib) % 2 != 0)
+    throw FieldError("machine-config", huge_pages ? "huge_pages" : "mem_size_mib",
+                     "huge_pages 2M needs mem_size_mib to be a multiple of 2");
   if (vcpus) config.vcpus = *vcpus;
   if (mem) config.memory_mib = *mem;
+  config.huge_pages = *backing;
   if (smt) config.smt = *smt;
   if (dirty) config.track_dirty_pages = *dirty;
 }
@@ -228,7 +235,7 @@ json machine_config_json(const VmConfig& config) {
               {"mem_size_mib", config.memory_mib},
               {"smt", config.smt},
               {"track_dirty_pages", config.track_dirty_pages},
-              {"huge_pages", "None"}};
+              {"huge_pages", std::string(huge_pages_name(config.huge_pages))}};
 }
 
 json vm_config_json(const VmConfig& config) {

@@ -568,7 +568,7 @@ def main():
     m.add_argument("--density-runs", type=int, default=None, help="default: --runs")
     m.add_argument("--boot", action="store_true")
     m.add_argument("--boot-runs", type=int, default=1)
-    m.add_argument("--boot-timeout", type=float, default=1800)
+    m.add_argument("--boot-timeout", type=float, default=300)
     m.add_argument("--kernel")
     m.add_argument("--bzimage")
     m.add_argument("--rootfs")

@@ -16,17 +16,41 @@ std::string hex(uint64_t v) {
 }
 }  // namespace
 
-GuestMemory::GuestMemory(const std::vector<Range>& ranges) {
-  const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+namespace {
+constexpr uint64_t k2MiB = 2ull << 20;
+
+Mapping map_ram(uint64_t size, HugePages huge_pages) {
+  switch (huge_pages) {
+    case HugePages::k2M:
+      return Mapping::anonymous_huge_2m(size);
+    case HugePages::kTransparent: {
+      // 2 MiB-aligned, so that every aligned 2 MiB of guest RAM can be one huge page.
+      Mapping m = Mapping::anonymous(size, k2MiB);
+      if (::madvise(m.data(), m.size(), MADV_HUGEPAGE) != 0)
+        throw_errno(
+            "huge_pages Transparent: madvise(MADV_HUGEPAGE) on guest RAM (this host kernel has "
+            "no transparent huge pages; use huge_pages None)");
+      return m;
+    }
+    case HugePages::kNone:
+      break;
+  }
+  return Mapping::anonymous(size);
+}
+}  // namespace
+
+GuestMemory::GuestMemory(const std::vector<Range>& ranges, HugePages huge_pages) {
+  const uint64_t page =
+      huge_pages == HugePages::k2M ? k2MiB : static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
   Gpa prev_end = 0;
   for (const Range& r : ranges) {
     if (r.size == 0 || r.base % page != 0 || r.size % page != 0)
       throw Error("guest memory range at " + hex(r.base) + " size " + hex(r.size) +
-                  " is empty or not page-aligned");
+                  " is empty or not aligned to " + hex(page));
     if (r.base + r.size < r.base) throw Error("guest memory range at " + hex(r.base) + " wraps");
     if (!regions_.empty() && r.base < prev_end)
       throw Error("guest memory ranges overlap or are unsorted at " + hex(r.base));
-    regions_.push_back(GuestRegion{r.base, Mapping::anonymous(r.size)});
+    regions_.push_back(GuestRegion{r.base, map_ram(r.size, huge_pages)});
     prev_end = r.base + r.size;
   }
 }

@@ -17,6 +17,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "vmm/huge_pages.h"
 #include "vmm/mapping.h"
 
 namespace kiln {
@@ -36,9 +37,10 @@ class GuestMemory {
     Gpa base;
     uint64_t size;
   };
-  // Maps anonymous RAM for each range. Ranges must be page-aligned, non-empty, sorted and
-  // non-overlapping; throws kiln::Error otherwise or when mmap fails.
-  explicit GuestMemory(const std::vector<Range>& ranges);
+  // Maps anonymous RAM for each range, backed as `huge_pages` says. Ranges must be
+  // page-aligned (2 MiB-aligned with 2M huge pages), non-empty, sorted and non-overlapping; throws
+  // kiln::Error otherwise or when the memory cannot be mapped.
+  explicit GuestMemory(const std::vector<Range>& ranges, HugePages huge_pages = HugePages::kNone);
 
   GuestMemory(GuestMemory&&) = default;
   GuestMemory& operator=(GuestMemory&&) = default;

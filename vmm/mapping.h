@@ -12,8 +12,12 @@ namespace kiln {
 class Mapping {
  public:
   Mapping() = default;
-  // Anonymous private mapping of `size` bytes (guest RAM). Throws kiln::Error on failure.
-  static Mapping anonymous(size_t size);
+  // Anonymous private mapping of `size` bytes (guest RAM), its address a multiple of `align`
+  // (a power of two; 0: any page). Throws kiln::Error on failure.
+  static Mapping anonymous(size_t size, size_t align = 0);
+  // `size` bytes of hugetlbfs 2 MiB pages, reserved now (so a guest's first touch cannot fail
+  // with SIGBUS later). Throws kiln::Error saying how to reserve pages when there are too few.
+  static Mapping anonymous_huge_2m(size_t size);
   // Maps `size` bytes of `fd` at `offset` with `prot`/`flags` (e.g. a vCPU's kvm_run page).
   static Mapping of_fd(int fd, size_t size, int prot, int flags, off_t offset = 0);
 

@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "vmm/huge_pages.h"
+
 #include "vmm/mac_address.h"
 
 namespace kiln {
@@ -65,7 +67,8 @@ struct VmConfig {
   uint32_t vcpus = 1;
   uint64_t memory_mib = 128;
   bool smt = false;  // accepted for API compatibility; vCPUs are single-threaded cores
-  bool track_dirty_pages = false;  // accepted; used by snapshots later
+  bool track_dirty_pages = false;           // accepted; used by snapshots later
+  HugePages huge_pages = HugePages::kNone;  // how guest RAM is backed
   std::string kernel_path;
   std::string initrd_path;  // empty: none
   std::string cmdline = kDefaultCmdline;

@@ -46,7 +46,7 @@ Vmm::Vmm(const VmConfig& config, ConsoleFds console, Metrics* metrics)
     : config_(config),
       console_(console),
       metrics_(metrics ? *metrics : own_metrics_),
-      memory_(x86::ram_ranges(config.memory_mib << 20)),
+      memory_(x86::ram_ranges(config.memory_mib << 20), config.huge_pages),
       virtio_(config_, memory_, metrics_, console_hooks()),
       boot_info_(load_kernel()),
       kvm_(),

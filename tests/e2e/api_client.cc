@@ -92,6 +92,14 @@ std::string KilnProcess::err() {
   return err_;
 }
 
+bool KilnProcess::wait_for_output(const std::string& text, int seconds) {
+  for (int i = 0; i < seconds * 10; ++i) {
+    if (out().find(text) != std::string::npos) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return false;
+}
+
 namespace {
 
 int connect_unix(const std::string& path) {

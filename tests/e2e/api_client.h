@@ -22,6 +22,9 @@ class KilnProcess {
   void signal(int sig);
   std::string out();
   std::string err();
+  // Waits until stdout contains `text`; false after `seconds`.
+  bool wait_for_output(const std::string& text, int seconds);
+  int pid() const { return pid_; }
 
  private:
   int pid_ = -1;

@@ -243,6 +243,32 @@ TEST_F(ApiTest, VsockIsConfiguredBeforeBootAndValidated) {
   EXPECT_EQ(api_request(socket_, "GET", "/vsock").status, 405);
 }
 
+TEST_F(ApiTest, HugePagesAreValidatedAndReported) {
+  start();
+  EXPECT_EQ(call("get", "/machine-config", "/machine-config").body["huge_pages"], "None");
+  EXPECT_EQ(call("put", "/machine-config", "/machine-config",
+                 {{"vcpu_count", 1}, {"mem_size_mib", 256}, {"huge_pages", "2M"}})
+                .status,
+            204);
+  EXPECT_EQ(call("get", "/machine-config", "/machine-config").body["huge_pages"], "2M");
+  // 2 MiB pages need an even size; the refused PATCH changes nothing.
+  auto odd = call("patch", "/machine-config", "/machine-config", {{"mem_size_mib", 257}});
+  EXPECT_EQ(odd.status, 400);
+  EXPECT_NE(fault(odd).find("mem_size_mib"), std::string::npos) << fault(odd);
+  EXPECT_EQ(call("get", "/machine-config", "/machine-config").body["mem_size_mib"], 256);
+  auto bad = call("patch", "/machine-config", "/machine-config", {{"huge_pages", "1G"}}, false);
+  EXPECT_EQ(bad.status, 400);
+  EXPECT_NE(fault(bad).find("huge_pages"), std::string::npos) << fault(bad);
+  EXPECT_EQ(
+      call("patch", "/machine-config", "/machine-config", {{"huge_pages", "Transparent"}}).status,
+      204);
+  EXPECT_EQ(call("get", "/vm/config", "/vm/config").body["machine-config"]["huge_pages"],
+            "Transparent");
+  // A PUT without the field goes back to the default.
+  call("put", "/machine-config", "/machine-config", {{"vcpu_count", 1}, {"mem_size_mib", 256}});
+  EXPECT_EQ(call("get", "/machine-config", "/machine-config").body["huge_pages"], "None");
+}
+
 TEST_F(ApiTest, InstanceStartWithBadImageFailsAndStaysConfigurable) {
   start();
   call("put", "/boot-source", "/boot-source", {{"kernel_image_path", "/nonexistent/vmlinux"}});
@@ -411,15 +437,6 @@ TEST_F(ApiTest, NetworkInterfaceEndpointsAfterBoot) {
   if (!why.empty()) GTEST_SKIP() << "needs CAP_NET_ADMIN for a network namespace: " << why;
 }
 
-// Waits until the guest's output contains `text`; returns false after `seconds`.
-bool wait_for_output(KilnProcess& kiln, const std::string& text, int seconds) {
-  for (int i = 0; i < seconds * 10; ++i) {
-    if (kiln.out().find(text) != std::string::npos) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  return false;
-}
-
 // The line of the guest's output that starts with `prefix`, without the prefix.
 std::string output_line(const std::string& out, const std::string& prefix) {
   const size_t at = out.find(prefix);
@@ -433,7 +450,7 @@ TEST_F(ApiTest, SendCtrlAltDelReachesTheGuestKeyboard) {
   start();
   call("put", "/boot-source", "/boot-source", {{"kernel_image_path", guest_path("keyboard")}});
   ASSERT_EQ(call("put", "/actions", "/actions", {{"action_type", "InstanceStart"}}).status, 204);
-  ASSERT_TRUE(wait_for_output(*kiln_, "KBD READY set2", 60)) << kiln_->out() << kiln_->err();
+  ASSERT_TRUE(kiln_->wait_for_output("KBD READY set2", 60)) << kiln_->out() << kiln_->err();
   const std::string probe = kiln_->out();
   EXPECT_EQ(output_line(probe, "selftest:"), " 55");
   EXPECT_EQ(output_line(probe, "reset:"), " fa aa");
@@ -441,7 +458,7 @@ TEST_F(ApiTest, SendCtrlAltDelReachesTheGuestKeyboard) {
   EXPECT_EQ(output_line(probe, "enable:"), " fa");
 
   EXPECT_EQ(call("put", "/actions", "/actions", {{"action_type", "SendCtrlAltDel"}}).status, 204);
-  ASSERT_TRUE(wait_for_output(*kiln_, "KBD READY set1", 60)) << kiln_->out();
+  ASSERT_TRUE(kiln_->wait_for_output("KBD READY set1", 60)) << kiln_->out();
   // Left Ctrl, left Alt, Delete pressed, then released, in scan code set 2; IRQ 1 arrived.
   EXPECT_EQ(output_line(kiln_->out(), "keys set2:"), " 14 11 e0 71 e0 f0 71 f0 11 f0 14");
   EXPECT_NE(output_line(kiln_->out(), "irqs: "), "0");

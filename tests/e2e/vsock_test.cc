@@ -58,14 +58,6 @@ class Stream {
   uint64_t bytes_ = 0;
 };
 
-bool wait_for_output(KilnProcess& kiln, const std::string& text, int seconds) {
-  for (int i = 0; i < seconds * 10; ++i) {
-    if (kiln.out().find(text) != std::string::npos) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  return false;
-}
-
 TEST(VsockGuest, ConnectsBothWaysAndMoves64MiBEachWay) {
   KILN_REQUIRE_KVM();
   constexpr uint64_t kBytes = 64ull << 20;
@@ -85,7 +77,7 @@ TEST(VsockGuest, ConnectsBothWaysAndMoves64MiBEachWay) {
   });
 
   KilnProcess kiln({"run", "--kernel", guest_path("vsock"), "--vsock", "cid=7,uds=" + uds});
-  const bool listening = wait_for_output(kiln, "VSOCK listening port=6000", 120);
+  const bool listening = kiln.wait_for_output("VSOCK listening port=6000", 120);
   server.join();
   ASSERT_TRUE(listening) << kiln.out() << kiln.err();
   EXPECT_EQ(hello, "hello from guest\n");

@@ -2,6 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <array>
+#include <cstdio>
+#include <fstream>
+
 #include "arch/x86_64/layout.h"
 #include "vmm/error.h"
 
@@ -53,6 +57,37 @@ TEST(GuestMemory, RejectsBadRanges) {
   EXPECT_THROW(GuestMemory({{0, 100}}), Error);                     // not page-aligned
   EXPECT_THROW(GuestMemory({{0, 0}}), Error);                       // empty
   EXPECT_THROW(GuestMemory({{0, 2 * kMiB}, {kMiB, kMiB}}), Error);  // overlap
+}
+
+TEST(GuestMemory, TransparentHugePagesAreAlignedAndAdvised) {
+  if (!std::ifstream("/sys/kernel/mm/transparent_hugepage/enabled"))
+    GTEST_SKIP() << "this host kernel has no transparent huge pages";
+  const uint64_t size = 6 * kMiB + 4096;  // any page multiple: THP needs no 2 MiB size
+  GuestMemory mem({{0, size}}, HugePages::kTransparent);
+  auto s = mem.slice(0, size);
+  ASSERT_TRUE(s);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(s->data()) % (2 * kMiB), 0u);
+  EXPECT_TRUE(mem.write(size - 1, std::array<uint8_t, 1>{7}));
+  // The advice is on the mapping: /proc/self/smaps flags it "hg".
+  std::ifstream smaps("/proc/self/smaps");
+  std::string line, header;
+  bool in_ram = false, advised = false;
+  char start[32];
+  std::snprintf(start, sizeof(start), "%lx-", reinterpret_cast<unsigned long>(s->data()));
+  while (std::getline(smaps, line)) {
+    if (line.rfind(start, 0) == 0)
+      in_ram = true;
+    else if (in_ram && line.rfind("VmFlags:", 0) == 0) {
+      advised = line.find(" hg") != std::string::npos;
+      break;
+    }
+  }
+  EXPECT_TRUE(in_ram && advised) << "guest RAM at " << start << " not advised MADV_HUGEPAGE";
+}
+
+TEST(GuestMemory, TwoMiBPagesNeedTwoMiBRanges) {
+  EXPECT_THROW(GuestMemory({{0, 3 * kMiB}}, HugePages::k2M), Error);
+  EXPECT_THROW(GuestMemory({{kMiB, 2 * kMiB}}, HugePages::k2M), Error);
 }
 
 TEST(X86Layout, RamSplitsAroundTheMmioHole) {
