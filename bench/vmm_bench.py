@@ -4,7 +4,7 @@ instruction, density and (opt-in) boot to /init. Prints figures; never a test.
 
   vmm_bench.py measure --out FILE [--runs N] [--density-seconds S] [--boot] [--boot-runs N]
                        [--kiln-only] [--kernel VMLINUX --bzimage BZIMAGE --rootfs IMG]
-  vmm_bench.py report FILE... [--blk TXT]... [--vsock TXT]... --out results.json
+  vmm_bench.py report FILE... [--blk TXT]... [--vsock TXT]... [--net TXT]... --out results.json
 
 `measure` runs where /dev/kvm works (here: inside scripts/nested-kvm/run-in-vm.sh) and writes
 raw samples as JSON; `--kiln-only` measures only what Kiln can do without /dev/kvm (start-up
@@ -460,6 +460,15 @@ def parse_vsock(text):
     return out
 
 
+def parse_net(text):
+    """bench/net_bench rows: "TX 60 B  <Kiln fr/s> <Gbit/s> <raw fr/s> <Gbit/s> <ratio>"."""
+    out = {}
+    for m in re.finditer(r"^(TX|RX) (\d+) B\s+(\d+)\s+[\d.]+\s+(\d+)\s", text, re.M):
+        out["net_%s_%s" % (m.group(1).lower(), m.group(2))] = (float(m.group(3)),
+                                                               float(m.group(4)))
+    return out
+
+
 def fmt(st, unit, scale=1.0, digits=1):
     if not st:
         return "-"
@@ -533,12 +542,15 @@ def report(args):
             ("blk", args.blk, parse_blk, (("blk_4k_rand_qd32", "virtio-blk 4 KiB rand read QD32", "kIOPS", 1e-3),
                                           ("blk_1m_seq_qd8", "virtio-blk 1 MiB seq read QD8", "GB/s", 1e-3))),
             ("vsock", args.vsock, parse_vsock, (("vsock_g2h", "virtio-vsock guest -> host", "GB/s", 1e-3),
-                                                ("vsock_h2g", "virtio-vsock host -> guest", "GB/s", 1e-3)))):
+                                                ("vsock_h2g", "virtio-vsock host -> guest", "GB/s", 1e-3))),
+            ("net", args.net, parse_net, tuple(
+                ("net_%s_%d" % (d.lower(), size), "virtio-net %s %d B frames" % (d, size),
+                 "Mframes/s", 1e-6) for d in ("TX", "RX") for size in (60, 1514)))):
         parsed = []
         for path in files:
             with open(path) as f:
                 parsed.append(parse(f.read()))
-        base = "pread" if label == "blk" else "unix socket"
+        base = {"blk": "pread", "vsock": "unix socket", "net": "raw TAP"}[label]
         for key, name, unit, scale in figs:
             ks = [p[key][0] for p in parsed if key in p]
             bs = [p[key][1] for p in parsed if key in p]
@@ -559,8 +571,7 @@ def report(args):
         print(" ".join("%s=%s" % kv for kv in m.items()))
     print("\n".join(lines))
     with open(args.out, "w") as f:
-        other = {os.path.basename(p): open(p).read() for p in args.other}
-        json.dump({"meta": meta, "other": other, "rows": [{k: v for k, v in r.items() if k != "text"}
+        json.dump({"meta": meta, "rows": [{k: v for k, v in r.items() if k != "text"}
                                           for r in rows]}, f, indent=1)
     print("wrote " + args.out)
 
@@ -585,7 +596,7 @@ def main():
     r.add_argument("files", nargs="*")
     r.add_argument("--blk", action="append", default=[])
     r.add_argument("--vsock", action="append", default=[])
-    r.add_argument("--other", action="append", default=[])
+    r.add_argument("--net", action="append", default=[])
     r.add_argument("--out", required=True)
     args = ap.parse_args()
     if args.cmd == "measure":

@@ -10,7 +10,8 @@
 #   --density-seconds S  how long to keep starting idle VMs (default 10)
 #   --boot               also boot the kit's kernel to "Run /init" in both VMMs (minutes here)
 #   --boot-runs N        boots per VMM with --boot (default 1)
-#   --blk-runs N, --vsock-runs N   runs of bench/blk_bench and bench/vsock_bench (default 3)
+#   --blk-runs N, --vsock-runs N   runs of bench/blk_bench (also bench/net_bench, as root) and
+#                        bench/vsock_bench (default 3)
 #   --vsock-mib N        MiB per direction for vsock_bench (default 256)
 #
 # Where /dev/kvm works everything runs here. Where it does not, the Kiln-and-QEMU figures run
@@ -44,14 +45,14 @@ if ((build)); then
   [ -d build ] || meson setup build >/dev/null
   [ -d build-release ] || meson setup build-release --buildtype=release -Db_lto=true >/dev/null
   ninja -C build-release kiln
-  ninja -C build bench/blk_bench bench/vsock_bench bench/spawn_probe \
+  ninja -C build bench/blk_bench bench/vsock_bench bench/net_bench bench/spawn_probe \
     tests/guests/guest-hello.elf tests/guests/guest-hello.bzimage tests/guests/guest-idle.elf \
     tests/guests/guest-idle.bzimage
 fi
 export KILN_BENCH_KILN="$repo/build-release/kiln"
 out="$repo/build/bench"
 mkdir -p "$out"
-rm -f "$out"/raw-*.json "$out"/blk-*.txt "$out"/vsock-*.txt "$out"/other-*.txt
+rm -f "$out"/raw-*.json "$out"/blk-*.txt "$out"/vsock-*.txt "$out"/net-*.txt "$out"/other-*.txt
 
 boot_args=()
 if ((boot)); then
@@ -98,14 +99,14 @@ for ((i = 1; i <= vsock_runs; i++)); do
   build/bench/vsock_bench "$vsock_mib" > "$out/vsock-$i.txt"
   report+=(--vsock "$out/vsock-$i.txt")
 done
-# Benches from other branches (net_bench, ...) have no parser here yet: their output is kept
-# verbatim in results.json under "other".
-for b in build/bench/*; do
-  name=$(basename "$b")
-  [ -x "$b" ] && [ -f "$b" ] || continue
-  case "$name" in blk_bench|vsock_bench|spawn_probe|*.json|*.txt|*.ext4) continue ;; esac
-  echo "bench: $name" >&2
-  "$b" > "$out/other-$name.txt" 2>&1 || true
-  report+=(--other "$out/other-$name.txt")
+# net_bench makes a private network namespace with a TAP: it needs root (CAP_NET_ADMIN).
+for ((i = 1; i <= blk_runs; i++)); do
+  echo "bench: net_bench $i/$blk_runs" >&2
+  if build/bench/net_bench > "$out/net-$i.txt" 2>&1; then
+    report+=(--net "$out/net-$i.txt")
+  else
+    echo "bench: net_bench failed (not root?): $(tail -1 "$out/net-$i.txt")" >&2
+    break
+  fi
 done
 "${report[@]}"
