@@ -59,7 +59,20 @@ def stop(p):
             os.killpg(p.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-    p.wait()
+    try:
+        p.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        # Seen twice in the nested VM during --boot (the run then hung with the machine idle):
+        # say where the process is stuck instead of waiting for ever.
+        def proc(name):
+            try:
+                with open("/proc/%d/%s" % (p.pid, name)) as f:
+                    return f.read().strip()
+            except OSError as e:
+                return str(e)
+        raise RuntimeError("%s (pid %d) still there 60 s after SIGKILL: state %s, wchan %s" %
+                           (os.path.basename(p.args[0]), p.pid, proc("stat").split(") ")[-1][:1],
+                            proc("wchan")))
 
 
 def wait_connect(path, proc, deadline):
