@@ -27,6 +27,13 @@ void check_rate_limiter(JsonFields& f, const std::string& what, const char* key)
   if (limiter && !limiter->is_object()) throw FieldError(what, key, "must be an object");
 }
 
+// The body's iface_id must be the one in the request path.
+void check_path_id(const std::string& what, const std::string& iface_id, const std::string& id) {
+  if (iface_id != id)
+    throw FieldError(what, "iface_id",
+                     "\"" + iface_id + "\" does not match the path's \"" + id + "\"");
+}
+
 }  // namespace
 
 void apply_network_interface(VmConfig& config, const std::string& id, const json& body,
@@ -39,9 +46,7 @@ void apply_network_interface(VmConfig& config, const std::string& id, const json
   check_rate_limiter(f, what, "rx_rate_limiter");
   check_rate_limiter(f, what, "tx_rate_limiter");
   f.reject_unknown();
-  if (iface_id != id)
-    throw FieldError(what, "iface_id",
-                     "\"" + iface_id + "\" does not match the path's \"" + id + "\"");
+  check_path_id(what, iface_id, id);
   if (!valid_id(iface_id))
     throw FieldError(what, "iface_id", "must be 1 to 64 letters, digits or underscores");
   if (host_dev_name.empty() || host_dev_name.size() >= IFNAMSIZ ||
@@ -90,9 +95,7 @@ void check_network_interface_patch(const VmConfig& config, const std::string& id
   check_rate_limiter(f, what, "rx_rate_limiter");
   check_rate_limiter(f, what, "tx_rate_limiter");
   f.reject_unknown();
-  if (iface_id != id)
-    throw FieldError(what, "iface_id",
-                     "\"" + iface_id + "\" does not match the path's \"" + id + "\"");
+  check_path_id(what, iface_id, id);
   if (std::none_of(config.nets.begin(), config.nets.end(),
                    [&](const NetConfig& n) { return n.iface_id == id; }))
     throw FieldError(what, "iface_id", "no network interface with id \"" + id + "\"");
