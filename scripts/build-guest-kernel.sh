@@ -2,17 +2,15 @@
 # Builds Kiln's x86-64 guest kernel (an uncompressed vmlinux and a bzImage) from Debian's
 # linux-source-6.1 package with the config fragment scripts/guest-kernel/microvm.config.
 #
-#   scripts/build-guest-kernel.sh [--fixtures] [--out DIR]
+#   scripts/build-guest-kernel.sh [--out DIR]
 #
-#   --fixtures  also apply the test-fixture patches tests/linux/pvm-fixtures/*.patch (for hosts
-#               whose /dev/kvm is PVM, see ../shared/docs/kvm-here.md). Never part of the normal
-#               kit: it is a different kernel with its own cache entry.
 #   --out DIR   also copy vmlinux, bzImage and config into DIR.
 #
 # The result is cached outside the build tree in
 #   ${KILN_CACHE:-$HOME/.cache/kiln}/guest-kernel/<key>/{vmlinux,bzImage,config,build.log}
-# where <key> is a sha256 of this script, the config fragment, the patches applied, the source
-# package version and the compiler version. A second run with the same inputs takes seconds.
+# where <key> is a sha256 of the recipe version below, the config fragment, the source package
+# version and the compiler version (not of this whole script: editing a comment here must not
+# cost CI a 20-minute kernel build). A second run with the same inputs takes seconds.
 # The last two lines printed are the paths: "vmlinux: PATH" and "bzImage: PATH".
 #
 # The configuration is `make allnoconfig` with the fragment forced in (KCONFIG_ALLCONFIG), then
@@ -24,17 +22,16 @@ set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 script="$repo/scripts/build-guest-kernel.sh"
 fragment="$repo/scripts/guest-kernel/microvm.config"
-fixture_dir="$repo/tests/linux/pvm-fixtures"
 source_pkg=linux-source-6.1
 tarball=/usr/src/linux-source-6.1.tar.xz
 cache_root="${KILN_CACHE:-$HOME/.cache/kiln}/guest-kernel"
+# Bump when a change below alters what is built (configuration steps, make targets, outputs).
+recipe=2
 
-fixtures=0
 out=""
 usage() { sed -n '2,22s/^# \{0,1\}//p' "$script"; }
 while (($#)); do
   case "$1" in
-    --fixtures) fixtures=1 ;;
     --out) [ $# -ge 2 ] || { echo "build-guest-kernel: --out needs a directory" >&2; exit 2; }
            out=$2; shift ;;
     --out=*) out=${1#--out=} ;;
@@ -67,23 +64,14 @@ fi
 [ -f "$tarball" ] || die "$tarball is missing although $source_pkg is installed"
 
 # --- Cache key --------------------------------------------------------------------------------
-patches=()
-if ((fixtures)); then
-  shopt -s nullglob
-  patches=("$fixture_dir"/*.patch)
-  shopt -u nullglob
-  ((${#patches[@]})) || die "--fixtures: no patches in $fixture_dir"
-fi
 src_version=$(dpkg-query -W -f='${Version}' "$source_pkg")
 cc_version=$(gcc --version | head -n1)
 key=$(
   {
     echo "source $source_pkg $src_version"
     echo "cc $cc_version"
-    echo "fixtures $fixtures"
-    for f in "$script" "$fragment" "${patches[@]}"; do
-      echo "file ${f#"$repo"/} $(sha256sum <"$f" | cut -d' ' -f1)"
-    done
+    echo "recipe $recipe"
+    echo "fragment $(sha256sum <"$fragment" | cut -d' ' -f1)"
   } | sha256sum | cut -c1-16
 )
 dest="$cache_root/$key"
@@ -104,23 +92,19 @@ mkdir -p "$cache_root"
 exec 9>"$cache_root/.$key.lock"
 flock 9
 if [ -f "$dest/vmlinux" ] && [ -f "$dest/bzImage" ]; then
-  log "cached ($src_version, fixtures=$fixtures): $dest"
+  log "cached ($src_version): $dest"
   publish
   exit 0
 fi
 
-# --- Unpack, patch, configure ------------------------------------------------------------------
+# --- Unpack and configure ---------------------------------------------------------------------------
 work="$cache_root/.$key.build"
 rm -rf "$work"
 mkdir -p "$work/src"
 buildlog="$work/build.log"
 start=$(date +%s)
-log "building ($source_pkg $src_version, fixtures=$fixtures) in $work; log: $buildlog"
+log "building ($source_pkg $src_version) in $work; log: $buildlog"
 tar -xJf "$tarball" -C "$work/src" --strip-components=1
-for p in "${patches[@]}"; do
-  log "applying ${p#"$repo"/}"
-  patch -p1 -N --quiet -d "$work/src" <"$p" || die "patch ${p#"$repo"/} does not apply"
-done
 
 mk=(make -C "$work/src" ARCH=x86_64 KBUILD_BUILD_USER=kiln KBUILD_BUILD_HOST=kiln)
 KCONFIG_ALLCONFIG="$fragment" "${mk[@]}" -s allnoconfig >>"$buildlog" 2>&1 ||
@@ -165,7 +149,6 @@ cp "$buildlog" "$staging/build.log"
   echo "source: $source_pkg $src_version"
   echo "compiler: $cc_version"
   echo "fragment: ${fragment#"$repo"/}"
-  for p in "${patches[@]}"; do echo "patch: ${p#"$repo"/}"; done
 } >"$staging/INFO"
 rm -rf "$dest"
 mv "$staging" "$dest"
