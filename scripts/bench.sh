@@ -65,17 +65,15 @@ if ((boot)); then
              --rootfs "$rootfs")
 fi
 
-kvm_usable() {
-  [ -c /dev/kvm ] && python3 -c 'import os; os.close(os.open("/dev/kvm", os.O_RDWR))' 2>/dev/null
-}
+. "$repo/scripts/lib/kvm-host.sh"
 measure=(python3 "$repo/bench/vmm_bench.py" measure --runs "$runs" --density-seconds "$density_s"
          "${boot_args[@]}")
 raw=()
-if kvm_usable; then
+if kvm_runs_guests; then
   "${measure[@]}" --where host --out "$out/raw-host.json"
   raw+=("$out/raw-host.json")
 else
-  echo "bench: no usable /dev/kvm: Kiln-only start-up/footprint here, the rest in the nested-KVM VM" >&2
+  echo "bench: guests cannot run here ($(kvm_host_kind) /dev/kvm): Kiln-only start-up/footprint here, the rest in the nested-KVM VM" >&2
   "${measure[@]}" --kiln-only --where "host (Kiln only)" --out "$out/raw-host.json"
   # The repository is shared into the VM uncached (9p cache=none: every page fault of a binary
   # there is a 9p read), while QEMU comes from the VM's cached root: kiln is copied to the VM's

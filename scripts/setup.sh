@@ -17,10 +17,12 @@ packages=(
   e2fsprogs busybox-static                                            # rootfs images (mkfs.ext4 -d, debugfs)
   qemu-system-x86                                                     # guest self-check, benchmarks
 )
-# Without a usable /dev/kvm (CI's machine), the guest-running tests run in a QEMU VM with
-# nested KVM (scripts/nested-kvm/), which needs a Debian kernel and a static busybox. A host
-# with KVM never gets a kernel package from this script.
-if ! { [ -c /dev/kvm ] && python3 -c 'import os; os.close(os.open("/dev/kvm", os.O_RDWR))' 2>/dev/null; }; then
+# Where guests cannot run directly (no /dev/kvm, or a PVM /dev/kvm: scripts/lib/kvm-host.sh),
+# the guest-running tests run in a QEMU VM with nested KVM (scripts/nested-kvm/), which needs a
+# Debian kernel (also the Linux test's distribution kernel) and a static busybox. A host with
+# VMX/SVM KVM never gets a kernel package from this script.
+. scripts/lib/kvm-host.sh
+if ! kvm_runs_guests; then
   packages+=(linux-image-amd64 cpio file)
 fi
 

@@ -67,6 +67,9 @@ mod_with_deps() {
   echo "$path"
 }
 
+# Several VMs may start at once (scripts/test.sh runs two): one builds, the others wait.
+exec 8>"$cache/.initramfs.lock"
+flock 8
 if [ ! -f "$initrd" ]; then
   echo "run-in-vm: building $initrd" >&2
   rm -f "$cache"/initramfs-*.cpio.gz  # older kernels or init scripts
@@ -95,6 +98,8 @@ if [ ! -f "$initrd" ]; then
   rm -rf "$stage"
   trap - EXIT
 fi
+flock -u 8
+exec 8>&-
 
 # ---- per-run exchange directory: the command in, the exit status out ------------------
 io="$(mktemp -d "${TMPDIR:-/tmp}/nested-kvm-io.XXXXXX")"
