@@ -92,25 +92,27 @@ PAYLOAD
 boots() {
   local kernel token v start
   kernel=$(cat "$out/kernel") token=$(cat "$out/token")
-  run() {  # NAME COMMAND...: exit status to rc-NAME, seconds to time-NAME
-    local name=$1
-    shift
+  # Each boot is bounded (status 124 when cut off): a guest that waits for lost input, or
+  # hangs, must not hold the run until the nested VM's own limit.
+  run() {  # NAME SECONDS COMMAND...: exit status to rc-NAME, seconds to time-NAME
+    local name=$1 limit=$2
+    shift 2
     start=$(date +%s)
-    "$@"
+    timeout -k 5 "$limit" "$@"
     echo $? > "$out/rc-$name"
     echo $(($(date +%s) - start)) > "$out/time-$name"
     echo "linux-e2e: $name boot: kiln exited $(cat "$out/rc-$name") after $(cat "$out/time-$name") s"
   }
-  run kit build/kiln run --kernel "$kernel" --rootfs "$out/rootfs.ext4" --cmdline "$cmdline" \
+  run kit 600 build/kiln run --kernel "$kernel" --rootfs "$out/rootfs.ext4" --cmdline "$cmdline" \
     --memory 256 --cpus "$cpus" < /dev/null > "$out/console-kit.log" 2>&1
-  run cad tests/linux/ctrl-alt-del.sh "$repo/build/kiln" "$kernel" "$out/cad-rootfs.ext4" \
+  run cad 600 tests/linux/ctrl-alt-del.sh "$repo/build/kiln" "$kernel" "$out/cad-rootfs.ext4" \
     "$cmdline" "$out/console-cad.log" > "$out/cad.log" 2>&1
-  run stdin sh -c "printf 'echo LINUX-E2E-STDIN:%s; poweroff -f\n' '$token' |
+  run stdin 300 sh -c "printf 'echo LINUX-E2E-STDIN:%s; poweroff -f\n' '$token' |
     build/kiln run --kernel '$kernel' --rootfs '$out/stdin-rootfs.ext4' --memory 128" \
     > "$out/console-stdin.log" 2>&1
   v=$(cat "$out/debian-version")
   if [ -n "$v" ]; then
-    run debian build/kiln run --kernel "/boot/vmlinuz-$v" --initrd "/boot/initrd.img-$v" \
+    run debian 900 build/kiln run --kernel "/boot/vmlinuz-$v" --initrd "/boot/initrd.img-$v" \
       --rootfs "$out/debian-rootfs.ext4" --cmdline "$cmdline" --memory 512 --cpus "$cpus" \
       < /dev/null > "$out/console-debian.log" 2>&1
   fi
