@@ -41,6 +41,9 @@ class VirtioDevices {
   void attach(VmFd& vm, Bus& mmio_bus, EventLoop& loop);
   // Swaps the image behind drive `id` and raises a config change. Throws UsageError.
   void replace_drive(const std::string& id, const std::string& path);
+  // Stops / restarts every device's queue and host work (see MmioTransport::pause).
+  void pause();
+  void resume();
   // The virtio-console, or null.
   std::shared_ptr<virtio::ConsoleDevice> console() const { return console_; }
   // The host terminal changed size: tell the guest's hvc0 (config-change interrupt).
