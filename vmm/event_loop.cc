@@ -35,25 +35,28 @@ void EventLoop::run() {
   stop_requested_ = false;
 }
 
-void EventLoop::run_once() {
+int EventLoop::run_once(int timeout_ms) {
   std::array<epoll_event, 32> events;
-  const int n = ::epoll_wait(epoll_.get(), events.data(), static_cast<int>(events.size()), -1);
+  const int n =
+      ::epoll_wait(epoll_.get(), events.data(), static_cast<int>(events.size()), timeout_ms);
   if (n < 0) {
-    if (errno == EINTR) return;
+    if (errno == EINTR) return 0;
     spdlog::error("event loop: {}", errno_message("epoll_wait"));
     stop_requested_ = true;
-    return;
+    return 0;
   }
+  int ran = 0;
   for (int i = 0; i < n; ++i) {
     const int fd = events[i].data.fd;
     if (fd == stop_.fd()) {
       stop_.consume();
       stop_requested_ = true;
-      return;
+      return ran;
     }
     auto it = handlers_.find(fd);
     if (it == handlers_.end()) continue;            // removed by an earlier handler in this batch
     std::shared_ptr<Handler> handler = it->second;  // survives its own remove()
+    ++ran;
     try {
       (*handler)(events[i].events);
     } catch (const std::exception& e) {
@@ -61,6 +64,7 @@ void EventLoop::run_once() {
       remove(fd);
     }
   }
+  return ran;
 }
 
 }  // namespace kiln

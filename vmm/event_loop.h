@@ -26,8 +26,9 @@ class EventLoop {
   // Runs handlers until stop() is called. Handler exceptions are logged and the handler's fd
   // removed; the loop goes on.
   void run();
-  // Waits for events once and runs their handlers (for a loop driven by its owner).
-  void run_once();
+  // Waits for events once (at most `timeout_ms`, -1: no limit) and runs their handlers (for a
+  // loop driven by its owner). Returns how many handlers ran.
+  int run_once(int timeout_ms = -1);
   // Thread-safe: makes run() return after the current handler.
   void stop() { stop_.signal(); }
 

@@ -16,7 +16,6 @@
 #include "arch/x86_64/mptable.h"
 #include "boot/linux_loader.h"
 #include "devices/legacy/acpi_pm.h"
-#include "vmm/console_escape.h"
 #include "vmm/error.h"
 
 namespace kiln {
@@ -84,7 +83,7 @@ void Vmm::setup_devices() {
       [this, serial_console](std::span<const uint8_t> bytes) {
         if (serial_console) write_console(bytes);  // otherwise ttyS0 output goes nowhere
       },
-      [serial_irq] { serial_irq->signal(); }, [this] { rx_space_.signal(); });
+      [serial_irq] { serial_irq->signal(); }, [this] { console_space(); });
   if (serial_console) console_input_ = serial_;
   if (config_.console == ConsoleMode::kVirtio) console_input_ = virtio_.console();
   pio_bus_.insert(Serial::kCom1Port, 8, serial_);
@@ -122,7 +121,7 @@ void Vmm::write_console(std::span<const uint8_t> bytes) const {
 ConsoleHooks Vmm::console_hooks() {
   ConsoleHooks hooks;
   hooks.write = [this](std::span<const uint8_t> bytes) { write_console(bytes); };
-  hooks.rx_space = [this] { rx_space_.signal(); };
+  hooks.rx_space = [this] { console_space(); };
   winsize ws{};
   if (console_.out >= 0 && ::ioctl(console_.out, TIOCGWINSZ, &ws) == 0) {
     hooks.cols = ws.ws_col;
@@ -182,43 +181,19 @@ void Vmm::setup_vcpus() {
 
 void Vmm::watch_console_input() {
   if (console_.in < 0 || !console_input_) return;
-  // Input is read only while the UART has room; when it is full, stdin is left unread (the tty
-  // or pipe holds it) until the guest drains the UART and rx_space_ fires.
-  loop_.add(rx_space_.fd(), EPOLLIN, [this](uint32_t) {
-    rx_space_.consume();
-    if (!console_paused_) return;
-    console_paused_ = false;
-    add_console_input();
+  console_reader_ = std::make_unique<ConsoleReader>(loop_, console_.in, *console_input_, [this] {
+    stop_.request({kExitUserStop, "stopped from the console (Ctrl-A x)"});
   });
   try {
-    add_console_input();
+    console_reader_->start();
   } catch (const Error& e) {
     // /dev/null, a regular file or a closed fd cannot be polled: run without console input.
     spdlog::info("console input disabled: {}", e.what());
   }
 }
 
-void Vmm::add_console_input() {
-  const int in_fd = console_.in;
-  loop_.add(in_fd, EPOLLIN, [this, in_fd](uint32_t) {
-    std::array<uint8_t, 256> buf;
-    const size_t room = std::min(buf.size(), console_input_->rx_room());
-    if (room == 0) {
-      loop_.remove(in_fd);
-      console_paused_ = true;
-      return;
-    }
-    const ssize_t n = ::read(in_fd, buf.data(), room);
-    if (n <= 0) {
-      if (n < 0 && (errno == EINTR || errno == EAGAIN)) return;
-      loop_.remove(in_fd);  // end of input: the guest keeps running without a keyboard
-      return;
-    }
-    const ConsoleEscape::Result r =
-        console_escape_.feed(std::span(buf.data(), static_cast<size_t>(n)));
-    console_input_->enqueue_input(r.forward);
-    if (r.quit) stop_.request({kExitUserStop, "stopped from the console (Ctrl-A x)"});
-  });
+void Vmm::console_space() {
+  if (console_reader_) console_reader_->space_available();
 }
 
 void Vmm::start() {
@@ -255,11 +230,21 @@ StopReason Vmm::run() {
 }
 
 void Vmm::pause() {
+  if (paused_) return;
+  // vCPUs first (no new guest requests), then the devices (waits for work in progress).
   for (auto& vcpu : vcpus_) vcpu->pause();
+  virtio_.pause();
+  if (console_reader_) console_reader_->pause();
+  paused_ = true;
 }
 
 void Vmm::resume() {
+  if (!paused_) return;
+  // Devices first: kicks and host input that waited are handled before the guest runs on.
+  if (console_reader_) console_reader_->resume();
+  virtio_.resume();
   for (auto& vcpu : vcpus_) vcpu->resume();
+  paused_ = false;
 }
 
 void Vmm::replace_drive(const std::string& id, const std::string& path) {

@@ -104,6 +104,33 @@ TEST_F(ConsoleTest, FullBufferRefusesInputThenSignalsRoom) {
   EXPECT_EQ(rx_space, 1);  // the console reader may resume
 }
 
+TEST_F(ConsoleTest, ExactFillStillSignalsRoom) {
+  // The console reader offers at most rx_room(): filling the buffer exactly must arm rx_space.
+  std::string fill(console->rx_room(), 'y');
+  EXPECT_EQ(console->enqueue_input(bytes_of(fill)), fill.size());
+  EXPECT_EQ(console->rx_room(), 0u);
+  offer_rx(16);
+  drv->kick(0);
+  EXPECT_EQ(rx_space, 1);
+}
+
+TEST_F(ConsoleTest, PausedDeviceDeliversNothingUntilResume) {
+  transport->pause();
+  console->enqueue_input(bytes_of("typed while paused"));
+  const Gpa buf = offer_rx(64);
+  drv->kick(0);  // a receive-queue kick while paused
+  host_event();  // and a host wake-up that raced with pause()
+  EXPECT_FALSE(rxq.pop_used());
+  EXPECT_EQ(read_guest(buf, 5), std::string(5, '\0'));  // guest memory untouched
+  EXPECT_EQ(irqs, 0);
+  transport->resume();
+  ASSERT_EQ(transport->queue_events()[0].consume(), 1u);  // the kick comes back
+  drv->kick(0);
+  auto e = rxq.pop_used();
+  ASSERT_TRUE(e);
+  EXPECT_EQ(read_guest(buf, e->len), "typed while paused");
+}
+
 TEST_F(ConsoleTest, BadChainsBreakOnlyThemselves) {
   rxq.submit({{rxq.alloc(16), 16, false}});  // receive buffer the device may not write
   console->enqueue_input(bytes_of("ok"));

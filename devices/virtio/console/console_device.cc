@@ -56,7 +56,8 @@ size_t ConsoleDevice::enqueue_input(std::span<const uint8_t> bytes) {
   std::lock_guard lock(mutex_);
   const size_t n = std::min(bytes.size(), kRxCapacity - rx_.size());
   rx_.insert(rx_.end(), bytes.begin(), bytes.begin() + static_cast<std::ptrdiff_t>(n));
-  if (n < bytes.size()) rx_was_full_ = true;
+  // Full now or refusing bytes: the caller waits for rx_space, which comes with the next room.
+  if (n < bytes.size() || rx_.size() == kRxCapacity) rx_was_full_ = true;
   if (n > 0 && active_) input_ready_.signal();
   return n;
 }
