@@ -25,6 +25,13 @@ void EventLoop::add(int fd, uint32_t events, Handler handler) {
   handlers_[fd] = std::make_shared<Handler>(std::move(handler));
 }
 
+void EventLoop::modify(int fd, uint32_t events) {
+  epoll_event ev{};
+  ev.events = events;
+  ev.data.fd = fd;
+  ::epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, fd, &ev);
+}
+
 void EventLoop::remove(int fd) {
   ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr);
   handlers_.erase(fd);

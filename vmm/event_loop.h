@@ -21,6 +21,9 @@ class EventLoop {
   // Watches `fd` for `events` (EPOLLIN, ...); `handler` runs on the loop thread. Call before
   // run() or from a handler. Throws kiln::Error if epoll refuses the fd.
   void add(int fd, uint32_t events, Handler handler);
+  // Changes the events watched for `fd` (added before). Thread-safe: one epoll_ctl, the handler
+  // stays. Errors are ignored (the fd was removed meanwhile).
+  void modify(int fd, uint32_t events);
   // Stops watching `fd`; safe from inside any handler, including the fd's own.
   void remove(int fd);
   // Runs handlers until stop() is called. Handler exceptions are logged and the handler's fd

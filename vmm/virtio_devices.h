@@ -24,9 +24,9 @@ namespace kiln {
 
 // How a virtio-console reaches the host console (used when the config asks for one).
 struct ConsoleHooks {
-  std::function<void(std::span<const uint8_t>)> write;
-  std::function<void()> rx_space;  // the device has input room again
-  uint16_t cols = 0, rows = 0;     // the terminal's size, 0 when unknown
+  std::function<size_t(std::span<const uint8_t>)> write;  // returns what it took
+  std::function<void()> rx_space;                         // the device has input room again
+  uint16_t cols = 0, rows = 0;                            // the terminal's size, 0 when unknown
 };
 
 class VirtioDevices {

@@ -44,6 +44,7 @@ std::vector<uint8_t> random_seed(size_t n) {
 Vmm::Vmm(const VmConfig& config, ConsoleFds console, Metrics* metrics)
     : config_(config),
       console_(console),
+      console_output_(console.out),
       metrics_(metrics ? *metrics : own_metrics_),
       memory_(x86::ram_ranges(config.memory_mib << 20), config.huge_pages),
       virtio_(config_, memory_, metrics_, console_hooks()),
@@ -81,11 +82,19 @@ void Vmm::setup_devices() {
   const bool serial_console = config_.console == ConsoleMode::kSerial;
   serial_ = std::make_shared<Serial>(
       [this, serial_console](std::span<const uint8_t> bytes) {
-        if (serial_console) write_console(bytes);  // otherwise ttyS0 output goes nowhere
+        // Without the serial console, ttyS0 output goes nowhere.
+        return serial_console ? console_output_.write(bytes) : bytes.size();
       },
       [serial_irq] { serial_irq->signal(); }, [this] { console_space(); });
   if (serial_console) console_input_ = serial_;
   if (config_.console == ConsoleMode::kVirtio) console_input_ = virtio_.console();
+  // A stalled console reader pushes back on the device that carries the console.
+  console_output_.set_space_callback(
+      [serial = serial_, console = virtio_.console(), serial_console] {
+        if (serial_console) serial->tx_space();
+        if (console) console->output_space();
+      });
+  console_output_.attach(loop_);
   pio_bus_.insert(Serial::kCom1Port, 8, serial_);
   auto keyboard_irq = std::make_shared<EventFd>();
   vm_.register_irqfd(keyboard_irq->fd(), I8042::kIrq);
@@ -106,21 +115,9 @@ void Vmm::setup_devices() {
   virtio_.attach(vm_, mmio_bus_, loop_);
 }
 
-void Vmm::write_console(std::span<const uint8_t> bytes) const {
-  const int out_fd = console_.out;
-  if (out_fd < 0) return;
-  size_t done = 0;
-  while (done < bytes.size()) {
-    const ssize_t n = ::write(out_fd, bytes.data() + done, bytes.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return;  // console gone: the guest keeps running, output is dropped
-    done += static_cast<size_t>(n);
-  }
-}
-
 ConsoleHooks Vmm::console_hooks() {
   ConsoleHooks hooks;
-  hooks.write = [this](std::span<const uint8_t> bytes) { write_console(bytes); };
+  hooks.write = [this](std::span<const uint8_t> bytes) { return console_output_.write(bytes); };
   hooks.rx_space = [this] { console_space(); };
   winsize ws{};
   if (console_.out >= 0 && ::ioctl(console_.out, TIOCGWINSZ, &ws) == 0) {

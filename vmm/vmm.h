@@ -12,6 +12,7 @@
 #include "devices/legacy/i8042.h"
 #include "devices/legacy/serial.h"
 #include "vmm/bus.h"
+#include "vmm/console_output.h"
 #include "vmm/console_reader.h"
 #include "vmm/event_fd.h"
 #include "vmm/event_loop.h"
@@ -66,14 +67,13 @@ class Vmm {
   void write_acpi_tables();
   void setup_vcpus();
   void watch_console_input();
-  // Writes guest console output to the console's output fd (dropped when it is gone).
-  void write_console(std::span<const uint8_t> bytes) const;
   ConsoleHooks console_hooks();
   // The console input device has room again (its rx_space callback, any thread).
   void console_space();
 
   VmConfig config_;
   ConsoleFds console_;
+  ConsoleOutput console_output_;  // guest console output, never blocking (flushed by loop_)
   Metrics own_metrics_;
   Metrics& metrics_;
   StopSignal stop_;

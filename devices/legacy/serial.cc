@@ -103,7 +103,7 @@ uint8_t Serial::read_register(uint64_t offset) {
       return mcr_;
     case kLsr:
       pull_input();
-      return kLsrThrEmpty | kLsrIdle | (fifo_.empty() ? 0 : kLsrDataReady);
+      return (tx_fifo_.empty() ? kLsrThrEmpty | kLsrIdle : 0) | (fifo_.empty() ? 0 : kLsrDataReady);
     case kMsr:
       if (loopback()) {
         // DTR->DSR, RTS->CTS, OUT1->RI, OUT2->DCD.
@@ -127,12 +127,16 @@ void Serial::write_register(uint64_t offset, uint8_t value) {
       }
       if (loopback()) {
         if (fifo_.size() < kFifoSize) fifo_.push_back(value);
-      } else {
-        output_(std::span(&value, 1));
+      } else if (tx_fifo_.empty()) {
+        if (output_ && output_(std::span(&value, 1)) == 0) tx_fifo_.push_back(value);
+      } else if (tx_fifo_.size() < kFifoSize) {
+        tx_fifo_.push_back(value);  // the sink is full: wait for tx_space()
       }
-      // Transmission is instant: the holding register is empty again.
-      thre_pending_ = true;
-      update_interrupt(true);
+      // Transmission is instant unless the sink pushes back: the holding register is empty.
+      if (tx_fifo_.empty()) {
+        thre_pending_ = true;
+        update_interrupt(true);
+      }
       return;
     case kIer:
       if (lcr_ & kLcrDlab) {
@@ -142,7 +146,7 @@ void Serial::write_register(uint64_t offset, uint8_t value) {
       {
         const bool thre_enabled_now = (value & kIerThrEmpty) && !(ier_ & kIerThrEmpty);
         ier_ = value & 0x0f;
-        if (thre_enabled_now) thre_pending_ = true;  // THR is always empty here
+        if (thre_enabled_now && tx_fifo_.empty()) thre_pending_ = true;
         update_interrupt(true);
       }
       return;
@@ -179,6 +183,18 @@ size_t Serial::enqueue_input(std::span<const uint8_t> bytes) {
   input_.insert(input_.end(), bytes.begin(), bytes.begin() + static_cast<std::ptrdiff_t>(n));
   update_interrupt(!was_available);
   return n;
+}
+
+void Serial::tx_space() {
+  std::lock_guard lock(mutex_);
+  if (tx_fifo_.empty()) return;
+  while (!tx_fifo_.empty()) {
+    const uint8_t byte = tx_fifo_.front();
+    if (output_(std::span(&byte, 1)) == 0) return;  // still full: the sink calls again
+    tx_fifo_.pop_front();
+  }
+  thre_pending_ = true;
+  update_interrupt(true);
 }
 
 size_t Serial::rx_room() const {

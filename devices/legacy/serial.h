@@ -6,6 +6,11 @@
 // and only when the guest looks (reads RBR, LSR or IIR). Linux clears the FIFO and reads RBR
 // to discard garbage before it enables that interrupt, so input typed (or piped) before the
 // driver opened the port is not lost: it is handed over once the port is open.
+//
+// Transmit path: bytes go to the output sink at once; when it is full (a stalled stdout) they
+// wait in a 16-byte transmit FIFO and LSR reports the transmitter busy until tx_space(), so a
+// driver that honours THRE waits instead of Kiln blocking a vCPU. Bytes written into a full
+// FIFO are lost (an overrun, as on hardware).
 #pragma once
 
 #include <cstdint>
@@ -21,7 +26,8 @@ namespace kiln {
 
 class Serial : public BusDevice, public ConsoleInput {
  public:
-  using Output = std::function<void(std::span<const uint8_t>)>;
+  // Takes what the host console can take now (0: full; it calls tx_space() once it has room).
+  using Output = std::function<size_t(std::span<const uint8_t>)>;
   using RaiseIrq = std::function<void()>;
   using Notify = std::function<void()>;
   static constexpr uint16_t kCom1Port = 0x3f8;
@@ -40,6 +46,8 @@ class Serial : public BusDevice, public ConsoleInput {
   // fit in the input buffer; the caller keeps it and waits for rx_space).
   size_t enqueue_input(std::span<const uint8_t> bytes) override;
   size_t rx_room() const override;
+  // The output sink has room again: transmit what waits in the transmit FIFO.
+  void tx_space();
 
  private:
   uint8_t read_register(uint64_t offset);
@@ -65,7 +73,8 @@ class Serial : public BusDevice, public ConsoleInput {
   uint8_t dll_ = 0x0c;  // 9600 baud
   uint8_t dlm_ = 0;
   uint8_t fcr_ = 0;
-  bool thre_pending_ = false;  // THR-empty interrupt not yet acknowledged by an IIR read
+  std::deque<uint8_t> tx_fifo_;  // bytes the sink could not take yet (THR not empty)
+  bool thre_pending_ = false;    // THR-empty interrupt not yet acknowledged by an IIR read
 };
 
 }  // namespace kiln

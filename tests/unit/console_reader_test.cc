@@ -52,7 +52,8 @@ class ConsoleReaderTest : public ::testing::Test {
   UniqueFd read_end, write_end;
   std::unique_ptr<ConsoleReader> reader;
   int quits = 0;
-  Serial serial{[](std::span<const uint8_t>) {}, [] {}, [this] { reader->space_available(); }};
+  Serial serial{[](std::span<const uint8_t> b) { return b.size(); }, [] {},
+                [this] { reader->space_available(); }};
   testsupport::UartGuest guest{serial};
 };
 

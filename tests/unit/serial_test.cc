@@ -20,8 +20,15 @@ class SerialTest : public ::testing::Test {
 
   std::string output;
   int irqs = 0;
-  Serial serial{[this](std::span<const uint8_t> b) { output.append(b.begin(), b.end()); },
-                [this] { ++irqs; }};
+  // The output sink takes up to `sink_room` bytes (a stalled console when 0).
+  size_t sink(std::span<const uint8_t> b) {
+    const size_t n = std::min(b.size(), sink_room);
+    output.append(b.begin(), b.begin() + static_cast<std::ptrdiff_t>(n));
+    sink_room -= n;
+    return n;
+  }
+  size_t sink_room = SIZE_MAX;
+  Serial serial{[this](std::span<const uint8_t> b) { return sink(b); }, [this] { ++irqs; }};
 };
 
 TEST_F(SerialTest, TransmitsToOutput) {
@@ -107,6 +114,25 @@ TEST_F(SerialTest, FifoHoldsSixteenBytesAndAClearDropsOnlyThose) {
   EXPECT_EQ(rest, data.substr(17));
 }
 
+TEST_F(SerialTest, StalledOutputMakesTheTransmitterBusyInsteadOfBlocking) {
+  out(1, 0x02);  // THRE interrupts
+  ASSERT_EQ(in(2) & 0x0f, 0x02);
+  const int irqs_before = irqs;
+  sink_room = 0;  // stdout's reader stalled
+  out(0, 'a');
+  EXPECT_EQ(in(5) & 0x60, 0x00);  // THR not empty: a driver honouring LSR waits
+  EXPECT_EQ(in(2) & 0x0f, 0x01);  // and gets no THRE interrupt
+  EXPECT_EQ(irqs, irqs_before);
+  for (char c : std::string("bcdefghijklmnopqrstu")) out(0, static_cast<uint8_t>(c));
+  EXPECT_TRUE(output.empty());
+  sink_room = SIZE_MAX;  // the reader came back
+  serial.tx_space();
+  EXPECT_EQ(output, "abcdefghijklmnop");  // the 16-byte FIFO; the rest was an overrun
+  EXPECT_EQ(in(5) & 0x60, 0x60);
+  EXPECT_EQ(irqs, irqs_before + 1);
+  EXPECT_EQ(in(2) & 0x0f, 0x02);
+}
+
 TEST_F(SerialTest, ScratchRegisterHoldsValue) {
   out(7, 0x5a);
   EXPECT_EQ(in(7), 0x5a);
@@ -120,7 +146,7 @@ namespace {
 
 TEST(SerialRxSpace, NotifiesWhenGuestDrainsAFullBuffer) {
   int notified = 0;
-  Serial serial([](std::span<const uint8_t>) {}, [] {}, [&] { ++notified; });
+  Serial serial([](std::span<const uint8_t> b) { return b.size(); }, [] {}, [&] { ++notified; });
   std::vector<uint8_t> fill(Serial::kInputCapacity, 'a');
   const uint8_t extra = 'b';
   EXPECT_EQ(serial.enqueue_input(fill), Serial::kInputCapacity);
@@ -140,7 +166,7 @@ TEST(SerialRxSpace, NotifiesAfterAnExactFill) {
   // A reader that never offers more than rx_room() fills the buffer exactly; it must still be
   // told when room comes back (else console input stops for good).
   int notified = 0;
-  Serial serial([](std::span<const uint8_t>) {}, [] {}, [&] { ++notified; });
+  Serial serial([](std::span<const uint8_t> b) { return b.size(); }, [] {}, [&] { ++notified; });
   std::vector<uint8_t> fill(serial.rx_room(), 'a');
   EXPECT_EQ(serial.enqueue_input(fill), fill.size());
   EXPECT_EQ(serial.rx_room(), 0u);
