@@ -1,12 +1,14 @@
 #include "vmm/console_output.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <spdlog/spdlog.h>
 #include <sys/epoll.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <array>
+#include <chrono>
 #include <string>
 
 namespace kiln {
@@ -72,6 +74,24 @@ size_t ConsoleOutput::write(std::span<const uint8_t> bytes) {
   if (done < bytes.size()) want_space_ = true;
   if (!buffer_.empty()) set_watch_locked(true);
   return done;
+}
+
+void ConsoleOutput::drain(int timeout_ms) {
+  std::lock_guard lock(mutex_);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (!buffer_.empty() && !gone_) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) break;
+    pollfd p{nonblocking_.get(), POLLOUT, 0};
+    const int r = ::poll(&p, 1, static_cast<int>(left.count()));
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0 || (p.revents & (POLLERR | POLLHUP))) break;
+    flush_locked();
+  }
+  if (!buffer_.empty())
+    spdlog::warn("console output: {} bytes the reader did not take were dropped", buffer_.size());
+  buffer_.clear();
 }
 
 bool ConsoleOutput::ready() const {

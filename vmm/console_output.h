@@ -34,6 +34,9 @@ class ConsoleOutput {
 
   // Any thread, never blocks. Returns how many bytes were taken (all when output is dropped).
   size_t write(std::span<const uint8_t> bytes);
+  // After the VM stopped (no writer, the loop no longer runs): writes what is still buffered,
+  // waiting at most `timeout` for a slow reader, so the guest's last words are not lost.
+  void drain(int timeout_ms);
   // Whether write() would take at least one byte now.
   bool ready() const;
   size_t buffered() const;

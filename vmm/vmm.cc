@@ -214,6 +214,7 @@ StopReason Vmm::shutdown() {
     for (auto& vcpu : vcpus_) vcpu->join();
     loop_.stop();
     loop_thread_.join();
+    console_output_.drain(1000);  // what a slow console reader has not taken yet
     ::pthread_sigmask(SIG_SETMASK, &saved_mask_, nullptr);
     started_ = false;
   }

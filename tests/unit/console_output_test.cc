@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "vmm/unique_fd.h"
@@ -70,6 +71,27 @@ TEST_F(ConsoleOutputTest, StalledReaderBoundsTheBufferAndNeverBlocks) {
   EXPECT_GE(spaces, 1);
   EXPECT_EQ(output->buffered(), 0u);
   EXPECT_EQ(loop.run_once(20), 0);  // nothing waits: EPOLLOUT disarmed, no spin
+}
+
+TEST_F(ConsoleOutputTest, DrainAtShutdownWritesWhatWasBuffered) {
+  const std::string s(200 * 1024, 'z');
+  const size_t taken =
+      output->write(std::span(reinterpret_cast<const uint8_t*>(s.data()), s.size()));
+  ASSERT_GT(output->buffered(), 0u);
+  std::string got;
+  std::thread slow_reader([&] {
+    char buf[4096];
+    while (got.size() < taken) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      const ssize_t n = ::read(read_end.get(), buf, sizeof(buf));
+      if (n <= 0) break;
+      got.append(buf, static_cast<size_t>(n));
+    }
+  });
+  output->drain(5000);  // the loop no longer runs
+  slow_reader.join();
+  EXPECT_EQ(got.size(), taken);
+  EXPECT_EQ(output->buffered(), 0u);
 }
 
 TEST_F(ConsoleOutputTest, ReaderGoneDropsOutputWithoutSpinning) {
