@@ -137,6 +137,7 @@ TEST(VmmLifecycle, ConsoleInputTypedWhilePausedArrivesAfterResume) {
     EXPECT_FALSE(read_until(out[0], console, "GOT:", 1)) << console;
     vmm.resume();
     ASSERT_TRUE(read_until(out[0], console, "GOT:typed while paused\n", 120)) << console;
+    vmm.stop_signal().wait();  // the guest resets after its answer
     const StopReason reason = vmm.shutdown();
     EXPECT_EQ(reason.exit_code, kExitGuestStopped) << reason.message;
   }
