@@ -25,6 +25,13 @@ void EventLoop::add(int fd, uint32_t events, Handler handler) {
   handlers_[fd] = std::make_shared<Handler>(std::move(handler));
 }
 
+void EventLoop::modify(int fd, uint32_t events) {
+  epoll_event ev{};
+  ev.events = events;
+  ev.data.fd = fd;
+  ::epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, fd, &ev);
+}
+
 void EventLoop::remove(int fd) {
   ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr);
   handlers_.erase(fd);
@@ -35,25 +42,28 @@ void EventLoop::run() {
   stop_requested_ = false;
 }
 
-void EventLoop::run_once() {
+int EventLoop::run_once(int timeout_ms) {
   std::array<epoll_event, 32> events;
-  const int n = ::epoll_wait(epoll_.get(), events.data(), static_cast<int>(events.size()), -1);
+  const int n =
+      ::epoll_wait(epoll_.get(), events.data(), static_cast<int>(events.size()), timeout_ms);
   if (n < 0) {
-    if (errno == EINTR) return;
+    if (errno == EINTR) return 0;
     spdlog::error("event loop: {}", errno_message("epoll_wait"));
     stop_requested_ = true;
-    return;
+    return 0;
   }
+  int ran = 0;
   for (int i = 0; i < n; ++i) {
     const int fd = events[i].data.fd;
     if (fd == stop_.fd()) {
       stop_.consume();
       stop_requested_ = true;
-      return;
+      return ran;
     }
     auto it = handlers_.find(fd);
     if (it == handlers_.end()) continue;            // removed by an earlier handler in this batch
     std::shared_ptr<Handler> handler = it->second;  // survives its own remove()
+    ++ran;
     try {
       (*handler)(events[i].events);
     } catch (const std::exception& e) {
@@ -61,6 +71,7 @@ void EventLoop::run_once() {
       remove(fd);
     }
   }
+  return ran;
 }
 
 }  // namespace kiln

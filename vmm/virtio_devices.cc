@@ -78,7 +78,8 @@ void VirtioDevices::attach(VmFd& vm, Bus& mmio_bus, EventLoop& loop) {
         transport->process_queue(q);
       });
     }
-    if (const int fd = s.transport->device().host_event_fd(); fd >= 0) {
+    // The transport's gate over the device's host fd: readable only while the device is live.
+    if (const int fd = s.transport->host_event_fd(); fd >= 0) {
       loop.add(fd, EPOLLIN,
                [transport = s.transport](uint32_t) { transport->process_host_events(); });
     }
@@ -88,6 +89,14 @@ void VirtioDevices::attach(VmFd& vm, Bus& mmio_bus, EventLoop& loop) {
 }  // namespace kiln
 
 namespace kiln {
+
+void VirtioDevices::pause() {
+  for (const Slot& s : slots_) s.transport->pause();
+}
+
+void VirtioDevices::resume() {
+  for (const Slot& s : slots_) s.transport->resume();
+}
 
 void VirtioDevices::console_resized(uint16_t cols, uint16_t rows) {
   if (!console_) return;

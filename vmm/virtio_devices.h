@@ -24,9 +24,9 @@ namespace kiln {
 
 // How a virtio-console reaches the host console (used when the config asks for one).
 struct ConsoleHooks {
-  std::function<void(std::span<const uint8_t>)> write;
-  std::function<void()> rx_space;  // the device has input room again
-  uint16_t cols = 0, rows = 0;     // the terminal's size, 0 when unknown
+  std::function<size_t(std::span<const uint8_t>)> write;  // returns what it took
+  std::function<void()> rx_space;                         // the device has input room again
+  uint16_t cols = 0, rows = 0;                            // the terminal's size, 0 when unknown
 };
 
 class VirtioDevices {
@@ -41,6 +41,9 @@ class VirtioDevices {
   void attach(VmFd& vm, Bus& mmio_bus, EventLoop& loop);
   // Swaps the image behind drive `id` and raises a config change. Throws UsageError.
   void replace_drive(const std::string& id, const std::string& path);
+  // Stops / restarts every device's queue and host work (see MmioTransport::pause).
+  void pause();
+  void resume();
   // The virtio-console, or null.
   std::shared_ptr<virtio::ConsoleDevice> console() const { return console_; }
   // The host terminal changed size: tell the guest's hvc0 (config-change interrupt).

@@ -16,7 +16,6 @@
 #include "arch/x86_64/mptable.h"
 #include "boot/linux_loader.h"
 #include "devices/legacy/acpi_pm.h"
-#include "vmm/console_escape.h"
 #include "vmm/error.h"
 
 namespace kiln {
@@ -45,6 +44,7 @@ std::vector<uint8_t> random_seed(size_t n) {
 Vmm::Vmm(const VmConfig& config, ConsoleFds console, Metrics* metrics)
     : config_(config),
       console_(console),
+      console_output_(console.out),
       metrics_(metrics ? *metrics : own_metrics_),
       memory_(x86::ram_ranges(config.memory_mib << 20), config.huge_pages),
       virtio_(config_, memory_, metrics_, console_hooks()),
@@ -82,11 +82,19 @@ void Vmm::setup_devices() {
   const bool serial_console = config_.console == ConsoleMode::kSerial;
   serial_ = std::make_shared<Serial>(
       [this, serial_console](std::span<const uint8_t> bytes) {
-        if (serial_console) write_console(bytes);  // otherwise ttyS0 output goes nowhere
+        // Without the serial console, ttyS0 output goes nowhere.
+        return serial_console ? console_output_.write(bytes) : bytes.size();
       },
-      [serial_irq] { serial_irq->signal(); }, [this] { rx_space_.signal(); });
+      [serial_irq] { serial_irq->signal(); }, [this] { console_space(); });
   if (serial_console) console_input_ = serial_;
   if (config_.console == ConsoleMode::kVirtio) console_input_ = virtio_.console();
+  // A stalled console reader pushes back on the device that carries the console.
+  console_output_.set_space_callback(
+      [serial = serial_, console = virtio_.console(), serial_console] {
+        if (serial_console) serial->tx_space();
+        if (console) console->output_space();
+      });
+  console_output_.attach(loop_);
   pio_bus_.insert(Serial::kCom1Port, 8, serial_);
   auto keyboard_irq = std::make_shared<EventFd>();
   vm_.register_irqfd(keyboard_irq->fd(), I8042::kIrq);
@@ -107,22 +115,10 @@ void Vmm::setup_devices() {
   virtio_.attach(vm_, mmio_bus_, loop_);
 }
 
-void Vmm::write_console(std::span<const uint8_t> bytes) const {
-  const int out_fd = console_.out;
-  if (out_fd < 0) return;
-  size_t done = 0;
-  while (done < bytes.size()) {
-    const ssize_t n = ::write(out_fd, bytes.data() + done, bytes.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return;  // console gone: the guest keeps running, output is dropped
-    done += static_cast<size_t>(n);
-  }
-}
-
 ConsoleHooks Vmm::console_hooks() {
   ConsoleHooks hooks;
-  hooks.write = [this](std::span<const uint8_t> bytes) { write_console(bytes); };
-  hooks.rx_space = [this] { rx_space_.signal(); };
+  hooks.write = [this](std::span<const uint8_t> bytes) { return console_output_.write(bytes); };
+  hooks.rx_space = [this] { console_space(); };
   winsize ws{};
   if (console_.out >= 0 && ::ioctl(console_.out, TIOCGWINSZ, &ws) == 0) {
     hooks.cols = ws.ws_col;
@@ -182,43 +178,19 @@ void Vmm::setup_vcpus() {
 
 void Vmm::watch_console_input() {
   if (console_.in < 0 || !console_input_) return;
-  // Input is read only while the UART has room; when it is full, stdin is left unread (the tty
-  // or pipe holds it) until the guest drains the UART and rx_space_ fires.
-  loop_.add(rx_space_.fd(), EPOLLIN, [this](uint32_t) {
-    rx_space_.consume();
-    if (!console_paused_) return;
-    console_paused_ = false;
-    add_console_input();
+  console_reader_ = std::make_unique<ConsoleReader>(loop_, console_.in, *console_input_, [this] {
+    stop_.request({kExitUserStop, "stopped from the console (Ctrl-A x)"});
   });
   try {
-    add_console_input();
+    console_reader_->start();
   } catch (const Error& e) {
     // /dev/null, a regular file or a closed fd cannot be polled: run without console input.
     spdlog::info("console input disabled: {}", e.what());
   }
 }
 
-void Vmm::add_console_input() {
-  const int in_fd = console_.in;
-  loop_.add(in_fd, EPOLLIN, [this, in_fd](uint32_t) {
-    std::array<uint8_t, 256> buf;
-    const size_t room = std::min(buf.size(), console_input_->rx_room());
-    if (room == 0) {
-      loop_.remove(in_fd);
-      console_paused_ = true;
-      return;
-    }
-    const ssize_t n = ::read(in_fd, buf.data(), room);
-    if (n <= 0) {
-      if (n < 0 && (errno == EINTR || errno == EAGAIN)) return;
-      loop_.remove(in_fd);  // end of input: the guest keeps running without a keyboard
-      return;
-    }
-    const ConsoleEscape::Result r =
-        console_escape_.feed(std::span(buf.data(), static_cast<size_t>(n)));
-    console_input_->enqueue_input(r.forward);
-    if (r.quit) stop_.request({kExitUserStop, "stopped from the console (Ctrl-A x)"});
-  });
+void Vmm::console_space() {
+  if (console_reader_) console_reader_->space_available();
 }
 
 void Vmm::start() {
@@ -242,6 +214,7 @@ StopReason Vmm::shutdown() {
     for (auto& vcpu : vcpus_) vcpu->join();
     loop_.stop();
     loop_thread_.join();
+    console_output_.drain(1000);  // what a slow console reader has not taken yet
     ::pthread_sigmask(SIG_SETMASK, &saved_mask_, nullptr);
     started_ = false;
   }
@@ -255,11 +228,21 @@ StopReason Vmm::run() {
 }
 
 void Vmm::pause() {
+  if (paused_) return;
+  // vCPUs first (no new guest requests), then the devices (waits for work in progress).
   for (auto& vcpu : vcpus_) vcpu->pause();
+  virtio_.pause();
+  if (console_reader_) console_reader_->pause();
+  paused_ = true;
 }
 
 void Vmm::resume() {
+  if (!paused_) return;
+  // Devices first: kicks and host input that waited are handled before the guest runs on.
+  if (console_reader_) console_reader_->resume();
+  virtio_.resume();
   for (auto& vcpu : vcpus_) vcpu->resume();
+  paused_ = false;
 }
 
 void Vmm::replace_drive(const std::string& id, const std::string& path) {

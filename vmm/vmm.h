@@ -12,7 +12,8 @@
 #include "devices/legacy/i8042.h"
 #include "devices/legacy/serial.h"
 #include "vmm/bus.h"
-#include "vmm/console_escape.h"
+#include "vmm/console_output.h"
+#include "vmm/console_reader.h"
 #include "vmm/event_fd.h"
 #include "vmm/event_loop.h"
 #include "vmm/guest_memory.h"
@@ -43,6 +44,9 @@ class Vmm {
   // start(), wait for a stop request, shutdown().
   StopReason run();
 
+  // Stops the vCPUs, then every device's work (virtio queues and host fds, console input):
+  // while paused nothing writes guest memory or touches host I/O on the VM's behalf; what
+  // arrives meanwhile is handled after resume().
   void pause();
   void resume();
   // Keeps `fd` open for the VM's life (e.g. the serial output file).
@@ -63,13 +67,13 @@ class Vmm {
   void write_acpi_tables();
   void setup_vcpus();
   void watch_console_input();
-  void add_console_input();
-  // Writes guest console output to the console's output fd (dropped when it is gone).
-  void write_console(std::span<const uint8_t> bytes) const;
   ConsoleHooks console_hooks();
+  // The console input device has room again (its rx_space callback, any thread).
+  void console_space();
 
   VmConfig config_;
   ConsoleFds console_;
+  ConsoleOutput console_output_;  // guest console output, never blocking (flushed by loop_)
   Metrics own_metrics_;
   Metrics& metrics_;
   StopSignal stop_;
@@ -85,14 +89,13 @@ class Vmm {
   EventLoop loop_;
   std::shared_ptr<Serial> serial_;
   std::shared_ptr<I8042> i8042_;
-  std::shared_ptr<ConsoleInput> console_input_;  // UART or virtio-console; null: no input
-  EventFd rx_space_;                             // the console input device has room again
-  bool console_paused_ = false;                  // event-loop thread only
-  ConsoleEscape console_escape_;
+  std::shared_ptr<ConsoleInput> console_input_;    // UART or virtio-console; null: no input
+  std::unique_ptr<ConsoleReader> console_reader_;  // set before any thread starts
   std::vector<std::unique_ptr<Vcpu>> vcpus_;
   std::vector<UniqueFd> adopted_fds_;
   std::thread loop_thread_;
   bool started_ = false;
+  bool paused_ = false;  // controller thread only
   sigset_t saved_mask_{};
 };
 

@@ -49,8 +49,25 @@ bool Serial::loopback() const {
   return mcr_ & kMcrLoop;
 }
 
+void Serial::pull_input() {
+  if (!(ier_ & kIerRxData) || loopback() || input_.empty()) return;
+  const size_t n = std::min(kFifoSize - std::min(kFifoSize, fifo_.size()), input_.size());
+  if (n == 0) return;
+  fifo_.insert(fifo_.end(), input_.begin(), input_.begin() + static_cast<std::ptrdiff_t>(n));
+  input_.erase(input_.begin(), input_.begin() + static_cast<std::ptrdiff_t>(n));
+  if (rx_was_full_) {
+    rx_was_full_ = false;
+    if (rx_space_) rx_space_();
+  }
+}
+
+// Data the guest can get now: the FIFO, or host input the next look will pull in.
+bool Serial::rx_available() const {
+  return !fifo_.empty() || ((ier_ & kIerRxData) && !loopback() && !input_.empty());
+}
+
 uint8_t Serial::interrupt_identification() const {
-  if ((ier_ & kIerRxData) && !rx_.empty()) return kIirRxData;
+  if ((ier_ & kIerRxData) && rx_available()) return kIirRxData;
   if ((ier_ & kIerThrEmpty) && thre_pending_) return kIirThrEmpty;
   return kIirNone;
 }
@@ -64,20 +81,18 @@ uint8_t Serial::read_register(uint64_t offset) {
   switch (offset) {
     case kData: {
       if (lcr_ & kLcrDlab) return dll_;
-      if (rx_.empty()) return 0;
-      const uint8_t byte = rx_.front();
-      rx_.pop_front();
-      if (rx_was_full_) {
-        rx_was_full_ = false;
-        if (rx_space_) rx_space_();
-      }
+      pull_input();
+      if (fifo_.empty()) return 0;
+      const uint8_t byte = fifo_.front();
+      fifo_.pop_front();
       // More data still waiting: tell the guest again.
-      update_interrupt(!rx_.empty());
+      update_interrupt(rx_available());
       return byte;
     }
     case kIer:
       return (lcr_ & kLcrDlab) ? dlm_ : ier_;
     case kIir: {
+      pull_input();
       const uint8_t iir = interrupt_identification();
       if (iir == kIirThrEmpty) thre_pending_ = false;  // reading IIR acknowledges THRE
       return iir | ((fcr_ & 0x01) ? kIirFifoEnabled : 0);
@@ -87,7 +102,8 @@ uint8_t Serial::read_register(uint64_t offset) {
     case kMcr:
       return mcr_;
     case kLsr:
-      return kLsrThrEmpty | kLsrIdle | (rx_.empty() ? 0 : kLsrDataReady);
+      pull_input();
+      return (tx_fifo_.empty() ? kLsrThrEmpty | kLsrIdle : 0) | (fifo_.empty() ? 0 : kLsrDataReady);
     case kMsr:
       if (loopback()) {
         // DTR->DSR, RTS->CTS, OUT1->RI, OUT2->DCD.
@@ -110,13 +126,17 @@ void Serial::write_register(uint64_t offset, uint8_t value) {
         return;
       }
       if (loopback()) {
-        if (rx_.size() < kRxCapacity) rx_.push_back(value);
-      } else {
-        output_(std::span(&value, 1));
+        if (fifo_.size() < kFifoSize) fifo_.push_back(value);
+      } else if (tx_fifo_.empty()) {
+        if (output_ && output_(std::span(&value, 1)) == 0) tx_fifo_.push_back(value);
+      } else if (tx_fifo_.size() < kFifoSize) {
+        tx_fifo_.push_back(value);  // the sink is full: wait for tx_space()
       }
-      // Transmission is instant: the holding register is empty again.
-      thre_pending_ = true;
-      update_interrupt(true);
+      // Transmission is instant unless the sink pushes back: the holding register is empty.
+      if (tx_fifo_.empty()) {
+        thre_pending_ = true;
+        update_interrupt(true);
+      }
       return;
     case kIer:
       if (lcr_ & kLcrDlab) {
@@ -126,19 +146,24 @@ void Serial::write_register(uint64_t offset, uint8_t value) {
       {
         const bool thre_enabled_now = (value & kIerThrEmpty) && !(ier_ & kIerThrEmpty);
         ier_ = value & 0x0f;
-        if (thre_enabled_now) thre_pending_ = true;  // THR is always empty here
+        if (thre_enabled_now && tx_fifo_.empty()) thre_pending_ = true;
         update_interrupt(true);
       }
       return;
     case kIir:
       fcr_ = value;
-      if (value & 0x02) rx_.clear();  // FCR: clear receive FIFO
+      // FCR: clear the receive FIFO - what the guest was shown, not the host input still
+      // waiting for it.
+      if (value & 0x02) fifo_.clear();
       return;
     case kLcr:
       lcr_ = value;
       return;
-    case kMcr:
+    case kMcr: {
+      const bool was_loopback = loopback();
       mcr_ = value & 0x1f;
+      if (was_loopback && !loopback()) update_interrupt(true);  // waiting input is live again
+    }
       return;
     case kScr:
       scr_ = value;
@@ -150,18 +175,31 @@ void Serial::write_register(uint64_t offset, uint8_t value) {
 
 size_t Serial::enqueue_input(std::span<const uint8_t> bytes) {
   std::lock_guard lock(mutex_);
-  const size_t n = std::min(bytes.size(), kRxCapacity - rx_.size());
-  if (n < bytes.size()) rx_was_full_ = true;
+  const size_t n = std::min(bytes.size(), kInputCapacity - input_.size());
+  // Full now or refusing bytes: the caller waits for rx_space, which comes with the next room.
+  if (n < bytes.size() || input_.size() + n == kInputCapacity) rx_was_full_ = true;
   if (n == 0) return 0;
-  const bool was_empty = rx_.empty();
-  rx_.insert(rx_.end(), bytes.begin(), bytes.begin() + static_cast<std::ptrdiff_t>(n));
-  update_interrupt(was_empty);
+  const bool was_available = rx_available();
+  input_.insert(input_.end(), bytes.begin(), bytes.begin() + static_cast<std::ptrdiff_t>(n));
+  update_interrupt(!was_available);
   return n;
+}
+
+void Serial::tx_space() {
+  std::lock_guard lock(mutex_);
+  if (tx_fifo_.empty()) return;
+  while (!tx_fifo_.empty()) {
+    const uint8_t byte = tx_fifo_.front();
+    if (output_(std::span(&byte, 1)) == 0) return;  // still full: the sink calls again
+    tx_fifo_.pop_front();
+  }
+  thre_pending_ = true;
+  update_interrupt(true);
 }
 
 size_t Serial::rx_room() const {
   std::lock_guard lock(mutex_);
-  return kRxCapacity - rx_.size();
+  return kInputCapacity - input_.size();
 }
 
 }  // namespace kiln

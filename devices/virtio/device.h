@@ -39,8 +39,10 @@ class VirtioDevice {
   // pollable fd - typically its own epoll instance over all of them, so it can add and drop
   // sources and interest (e.g. stop reading a TAP while the guest has no RX buffers) without
   // the VMM knowing. -1: none. The fd must live as long as the device. It is watched
-  // level-triggered, so it must not stay ready while the device cannot act: arm sources in
-  // activate() and drop them in reset().
+  // level-triggered, and only while the device is live (the transport's gate: DRIVER_OK, not
+  // DEVICE_NEEDS_RESET, not paused), so a ready fd of a failed or paused device waits unread.
+  // While live it must not stay ready when the device cannot act (e.g. no receive buffers):
+  // arm sources in activate(), drop them when stuck and in reset().
   virtual int host_event_fd() const { return -1; }
   // Event-loop thread, only while the device is active, with queue processing excluded: the
   // host fd is ready. Same contract as process_queue; the transport then interrupts the guest

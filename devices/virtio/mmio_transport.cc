@@ -1,8 +1,11 @@
 #include "devices/virtio/mmio_transport.h"
 
 #include <spdlog/spdlog.h>
+#include <sys/epoll.h>
 
 #include <cstring>
+
+#include "vmm/error.h"
 
 namespace kiln::virtio {
 
@@ -50,8 +53,29 @@ MmioTransport::MmioTransport(std::shared_ptr<VirtioDevice> device, const GuestMe
       mem_(mem),
       raise_irq_(std::move(raise_irq)),
       queue_events_(device_->num_queues()),
-      queues_(device_->num_queues()) {
+      queues_(device_->num_queues()),
+      deferred_kicks_(device_->num_queues()) {
   for (Queue& q : queues_) q.size = device_->max_queue_size();
+  if (device_->host_event_fd() >= 0) {
+    host_gate_.reset(::epoll_create1(EPOLL_CLOEXEC));
+    if (!host_gate_) throw_errno("epoll_create1 (virtio host events)");
+  }
+}
+
+void MmioTransport::update_host_watch_locked() {
+  const bool want = activated_ && !paused_;
+  if (!host_gate_ || want == host_watched_) return;
+  const int fd = device_->host_event_fd();
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.fd = fd;
+  if (::epoll_ctl(host_gate_.get(), want ? EPOLL_CTL_ADD : EPOLL_CTL_DEL, fd, &ev) < 0) {
+    // Cannot happen for a valid fd; without the watch the device simply gets no host events.
+    spdlog::error("virtio device {}: {}", device_->device_id(),
+                  errno_message(want ? "watching its host fd" : "unwatching its host fd"));
+    return;
+  }
+  host_watched_ = want;
 }
 
 uint32_t MmioTransport::status() const {
@@ -221,10 +245,11 @@ void MmioTransport::write_status(uint32_t value) {
     if (!has(kStatusDriver)) return;
     const uint64_t offered = device_->device_features();
     if ((driver_features_ & ~offered) != 0 || !(driver_features_ & feature(kFVersion1))) {
-      spdlog::warn(
-          "virtio device {}: driver features {:#x} refused (offered {:#x}, VERSION_1 "
-          "required)",
-          device_->device_id(), driver_features_, offered);
+      if (features_log_.allow())
+        spdlog::warn(
+            "virtio device {}: driver features {:#x} refused (offered {:#x}, VERSION_1 "
+            "required; {} refusals so far)",
+            device_->device_id(), driver_features_, offered, features_log_.events());
       value &= ~kStatusFeaturesOk;  // the driver reads it back and gives up
     }
   }
@@ -235,6 +260,7 @@ void MmioTransport::write_status(uint32_t value) {
                      driver_features_ & feature(kFRingIndirectDesc));
     device_->activate(driver_features_);
     activated_ = true;
+    update_host_watch_locked();
   }
   status_ = value;
 }
@@ -249,14 +275,18 @@ void MmioTransport::reset_locked() {
   driver_features_ = 0;
   device_features_sel_ = driver_features_sel_ = queue_sel_ = 0;
   activated_ = false;
+  update_host_watch_locked();
   interrupt_status_.store(0);
 }
 
 void MmioTransport::fail_locked(const std::string& why) {
   if (status_ & kStatusDeviceNeedsReset) return;
-  spdlog::error("virtio device {}: {}; device needs reset", device_->device_id(), why);
+  if (failure_log_.allow())
+    spdlog::error("virtio device {}: {}; device needs reset ({} failures so far)",
+                  device_->device_id(), why, failure_log_.events());
   status_ |= kStatusDeviceNeedsReset;
-  activated_ = false;
+  activated_ = false;  // no queue or host work until the driver resets the device
+  update_host_watch_locked();
   raise(kInterruptConfigChange);
 }
 
@@ -267,7 +297,12 @@ void MmioTransport::raise(uint32_t bits) {
 
 void MmioTransport::process_queue(size_t index) {
   std::lock_guard lock(mutex_);
-  if (!activated_ || index >= queues_.size() || !queues_[index].ready) return;
+  if (index >= queues_.size()) return;
+  if (paused_) {
+    deferred_kicks_[index] = true;  // re-signalled by resume()
+    return;
+  }
+  if (!activated_ || !queues_[index].ready) return;
   Queue& q = queues_[index];
   const std::string error = device_->process_queue(index, q, mem_);
   if (!error.empty()) return fail_locked(error);
@@ -276,13 +311,31 @@ void MmioTransport::process_queue(size_t index) {
 
 void MmioTransport::process_host_events() {
   std::lock_guard lock(mutex_);
-  if (!activated_) return;
+  if (!activated_ || paused_) return;  // a stale wake-up: the gate no longer holds the fd
   const std::string error = device_->process_host_events(queues_, mem_);
   if (!error.empty()) return fail_locked(error);
   bool interrupt = false;
   for (Queue& q : queues_)
     if (q.ready && q.needs_interrupt(mem_)) interrupt = true;
   if (interrupt) raise(kInterruptUsedRing);
+}
+
+void MmioTransport::pause() {
+  std::lock_guard lock(mutex_);  // waits for queue or host work in progress
+  paused_ = true;
+  update_host_watch_locked();
+}
+
+void MmioTransport::resume() {
+  std::lock_guard lock(mutex_);
+  if (!paused_) return;
+  paused_ = false;
+  update_host_watch_locked();
+  for (size_t i = 0; i < deferred_kicks_.size(); ++i) {
+    if (!deferred_kicks_[i]) continue;
+    deferred_kicks_[i] = false;
+    queue_events_[i].signal();  // the event loop processes it as if the guest kicked now
+  }
 }
 
 void MmioTransport::config_changed() {

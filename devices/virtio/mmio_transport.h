@@ -4,6 +4,12 @@
 // queue's notification eventfd fires (KVM signals it directly through an ioeventfd on the
 // QueueNotify register). One mutex orders the two; InterruptStatus is atomic so the guest's
 // interrupt handler never waits for device I/O.
+//
+// Lifecycle: the device does host work (process_host_events) only while it is live - DRIVER_OK
+// set, not failed (DEVICE_NEEDS_RESET), not paused. The transport enforces that: the event loop
+// watches host_event_fd(), an epoll set that holds the device's own host fd only while the device
+// is live, so a failed or paused device's ready sources stay unread instead of spinning the loop.
+// Queue notifications that arrive while paused are remembered and re-signalled on resume().
 #pragma once
 
 #include <atomic>
@@ -16,10 +22,13 @@
 #include "vmm/bus.h"
 #include "vmm/event_fd.h"
 #include "vmm/guest_memory.h"
+#include "vmm/log_limiter.h"
+#include "vmm/pausable.h"
+#include "vmm/unique_fd.h"
 
 namespace kiln::virtio {
 
-class MmioTransport : public BusDevice {
+class MmioTransport : public BusDevice, public Pausable {
  public:
   static constexpr uint64_t kWindowSize = 0x1000;
   static constexpr uint64_t kQueueNotifyOffset = 0x50;
@@ -37,8 +46,15 @@ class MmioTransport : public BusDevice {
   const std::vector<EventFd>& queue_events() const { return queue_events_; }
   // Event-loop thread: the driver kicked queue `index`.
   void process_queue(size_t index);
-  // Event-loop thread: the device's host_event_fd() is ready.
+  // What the event loop watches (level-triggered) for the device's host work; -1 when the device
+  // has no host fd. Readable only while the device is live and its own host fd is ready.
+  int host_event_fd() const { return host_gate_.get(); }
+  // Event-loop thread: host_event_fd() is ready.
   void process_host_events();
+  // Stops all device work (queue processing and host events) until resume(); kicks that arrive
+  // meanwhile are processed after resume(). Waits for work in progress.
+  void pause() override;
+  void resume() override;
   // The device's configuration changed (e.g. disk resized): bump the generation, interrupt.
   void config_changed();
   // Runs `fn` on the device with queue processing excluded (e.g. to swap a disk's backing file).
@@ -59,6 +75,8 @@ class MmioTransport : public BusDevice {
   void reset_locked();
   void fail_locked(const std::string& why);  // DEVICE_NEEDS_RESET + config interrupt
   void raise(uint32_t bits);
+  // Puts the device's host fd into host_gate_ exactly while it may work (live and not paused).
+  void update_host_watch_locked();
   Queue* selected_queue();
 
   std::shared_ptr<VirtioDevice> device_;
@@ -74,7 +92,13 @@ class MmioTransport : public BusDevice {
   uint64_t driver_features_ = 0;
   uint32_t queue_sel_ = 0;
   uint32_t config_generation_ = 0;
-  bool activated_ = false;
+  bool activated_ = false;  // DRIVER_OK and not failed since
+  bool paused_ = false;
+  std::vector<bool> deferred_kicks_;  // queues kicked while paused
+  UniqueFd host_gate_;                // epoll set over the device's host fd; invalid: none
+  bool host_watched_ = false;
+  LogLimiter features_log_;  // the guest can repeat a refused negotiation forever
+  LogLimiter failure_log_;   // and reset + break a queue forever
   std::atomic<uint32_t> interrupt_status_{0};
 };
 

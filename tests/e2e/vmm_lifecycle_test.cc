@@ -117,5 +117,32 @@ TEST(VmmLifecycle, SmpVcpuThreadsPauseResumeAndJoin) {
   ::close(out[1]);
 }
 
+// Pause stops the devices too: console input typed while the VM is paused is held (not handed
+// to the UART, not lost) and reaches the guest after resume.
+TEST(VmmLifecycle, ConsoleInputTypedWhilePausedArrivesAfterResume) {
+  KILN_REQUIRE_KVM();
+  int in[2], out[2];
+  ASSERT_EQ(::pipe(in), 0);
+  ASSERT_EQ(::pipe(out), 0);
+  {
+    VmConfig config;
+    config.kernel_path = guest_path("serial_in");
+    Vmm vmm(config, ConsoleFds{in[0], out[1]});
+    vmm.start();
+    std::string console;
+    ASSERT_TRUE(read_until(out[0], console, "READY\n", 120)) << console;
+    vmm.pause();
+    const std::string line = "typed while paused\n";
+    ASSERT_EQ(::write(in[1], line.data(), line.size()), static_cast<ssize_t>(line.size()));
+    EXPECT_FALSE(read_until(out[0], console, "GOT:", 1)) << console;
+    vmm.resume();
+    ASSERT_TRUE(read_until(out[0], console, "GOT:typed while paused\n", 120)) << console;
+    vmm.stop_signal().wait();  // the guest resets after its answer
+    const StopReason reason = vmm.shutdown();
+    EXPECT_EQ(reason.exit_code, kExitGuestStopped) << reason.message;
+  }
+  for (int fd : {in[0], in[1], out[0], out[1]}) ::close(fd);
+}
+
 }  // namespace
 }  // namespace kiln::e2e

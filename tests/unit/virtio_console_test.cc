@@ -27,7 +27,12 @@ class ConsoleTest : public ::testing::Test {
  protected:
   ConsoleTest() {
     console = std::make_shared<ConsoleDevice>(
-        [this](std::span<const uint8_t> b) { output.append(b.begin(), b.end()); },
+        [this](std::span<const uint8_t> b) {
+          const size_t n = std::min(b.size(), sink_room);
+          output.append(b.begin(), b.begin() + static_cast<std::ptrdiff_t>(n));
+          sink_room -= n;
+          return n;
+        },
         [this] { ++rx_space; }, 80, 24);
     transport = std::make_unique<MmioTransport>(console, mem, [this] { ++irqs; });
     drv = std::make_unique<MmioDriver>(*transport);
@@ -49,6 +54,7 @@ class ConsoleTest : public ::testing::Test {
 
   GuestMemory mem{{{0, 4 * kMiB}}};
   std::string output;
+  size_t sink_room = SIZE_MAX;  // what the console output still takes (0: stalled)
   int rx_space = 0;
   int irqs = 0;
   std::shared_ptr<ConsoleDevice> console;
@@ -102,6 +108,75 @@ TEST_F(ConsoleTest, FullBufferRefusesInputThenSignalsRoom) {
   drv->kick(0);
   EXPECT_EQ(console->rx_room(), 4096u);
   EXPECT_EQ(rx_space, 1);  // the console reader may resume
+}
+
+TEST_F(ConsoleTest, ExactFillStillSignalsRoom) {
+  // The console reader offers at most rx_room(): filling the buffer exactly must arm rx_space.
+  std::string fill(console->rx_room(), 'y');
+  EXPECT_EQ(console->enqueue_input(bytes_of(fill)), fill.size());
+  EXPECT_EQ(console->rx_room(), 0u);
+  offer_rx(16);
+  drv->kick(0);
+  EXPECT_EQ(rx_space, 1);
+}
+
+TEST_F(ConsoleTest, PausedDeviceDeliversNothingUntilResume) {
+  transport->pause();
+  console->enqueue_input(bytes_of("typed while paused"));
+  const Gpa buf = offer_rx(64);
+  drv->kick(0);  // a receive-queue kick while paused
+  host_event();  // and a host wake-up that raced with pause()
+  EXPECT_FALSE(rxq.pop_used());
+  EXPECT_EQ(read_guest(buf, 5), std::string(5, '\0'));  // guest memory untouched
+  EXPECT_EQ(irqs, 0);
+  transport->resume();
+  ASSERT_EQ(transport->queue_events()[0].consume(), 1u);  // the kick comes back
+  drv->kick(0);
+  auto e = rxq.pop_used();
+  ASSERT_TRUE(e);
+  EXPECT_EQ(read_guest(buf, e->len), "typed while paused");
+}
+
+TEST_F(ConsoleTest, StalledOutputHoldsTransmitChainsUntilOutputSpace) {
+  sink_room = 4;
+  txq.submit({{txq.alloc_bytes(bytes_of("first chain\n")), 12, false}});
+  txq.submit({{txq.alloc_bytes(bytes_of("second\n")), 7, false}});
+  drv->kick(1);  // returns at once: nothing blocks
+  EXPECT_EQ(output, "firs");
+  EXPECT_FALSE(txq.pop_used());  // the chain in progress is not completed
+  drv->kick(1);                  // more kicks take no further chain
+  EXPECT_EQ(output, "firs");
+  sink_room = SIZE_MAX;
+  console->output_space();  // the sink drained
+  host_event();
+  EXPECT_EQ(output, "first chain\nsecond\n");
+  EXPECT_TRUE(txq.pop_used());
+  EXPECT_TRUE(txq.pop_used());
+}
+
+TEST(ConsoleQueues, HostEventsLeaveAQueueThatIsNotReadyAlone) {
+  // The driver set up only the transmit queue: the receive queue's rings are at GPA 0.
+  GuestMemory mem({{0, 4 * kMiB}});
+  mem.fill(0, 0x01, 0x4000);  // whatever the guest keeps at 0
+  auto console =
+      std::make_shared<ConsoleDevice>([](std::span<const uint8_t> b) { return b.size(); }, [] {});
+  MmioTransport transport(console, mem, [] {});
+  MmioDriver drv(transport);
+  VirtqueueDriver txq(mem, 0x10000, 16, 0x20000, kMiB);
+  using testsupport::mmio::kStatus;
+  drv.set_status(0);
+  drv.set_status(kStatusAcknowledge);
+  drv.set_status(kStatusAcknowledge | kStatusDriver);
+  drv.write_driver_features(feature(kFVersion1));
+  drv.set_status(kStatusAcknowledge | kStatusDriver | kStatusFeaturesOk);
+  drv.setup_queue(ConsoleDevice::kTransmitQueue, txq);
+  drv.set_status(kStatusAcknowledge | kStatusDriver | kStatusFeaturesOk | kStatusDriverOk);
+  console->enqueue_input(bytes_of("input"));
+  transport.process_host_events();
+  EXPECT_EQ(drv.status() & kStatusDeviceNeedsReset, 0u);
+  std::vector<uint8_t> low(0x4000);
+  mem.read(0, low);
+  EXPECT_EQ(std::count(low.begin(), low.end(), 0x01), 0x4000);  // nothing written at GPA 0
 }
 
 TEST_F(ConsoleTest, BadChainsBreakOnlyThemselves) {

@@ -1,12 +1,20 @@
 #include "devices/virtio/mmio_transport.h"
 
 #include <gtest/gtest.h>
+#include <poll.h>
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
+#include <sys/epoll.h>
 
+#include <chrono>
 #include <memory>
+#include <sstream>
+#include <thread>
 #include <vector>
 
 #include "devices/virtio/block/block_device.h"
 #include "tests/support/virtqueue_driver.h"
+#include "vmm/event_loop.h"
 
 namespace kiln::virtio {
 namespace {
@@ -60,15 +68,18 @@ class FakeDevice : public VirtioDevice {
     return "";
   }
 
-  // Host-driven work (as a TAP or a socket would): fills one buffer of queue 1.
+  // Host-driven work (as a TAP or a socket would): consumes host_fd, fills one buffer of queue 1.
+  int host_event_fd() const override { return host_fd.fd(); }
   std::string process_host_events(std::span<Queue> queues, const GuestMemory& mem) override {
     ++host_events;
+    host_fd.consume();
     Queue::Pop pop = queues[1].pop(mem);
     if (pop.kind == Queue::Pop::Kind::kBrokenRing) return pop.error;
     if (pop.kind == Queue::Pop::Kind::kChain) queues[1].add_used(mem, pop.chain.head, 7);
     return "";
   }
 
+  EventFd host_fd;  // "host input is waiting"
   std::vector<uint8_t> config = {0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88};
   int activations = 0;
   uint64_t activated_features = 0;
@@ -444,6 +455,130 @@ TEST_F(MmioTest, ConfigSpaceReadWrite) {
   wr(reg::kConfig, 0xdeadbeef);
   EXPECT_EQ(dev->config[0], 0xef);
   EXPECT_EQ(rd(reg::kConfig), 0xdeadbeefu);
+}
+
+// Runs `loop` on its own thread for `d`, as kiln-events would.
+void run_loop_for(EventLoop& loop, std::chrono::milliseconds d) {
+  std::thread t([&] { loop.run(); });
+  std::this_thread::sleep_for(d);
+  loop.stop();
+  t.join();
+}
+
+bool readable(int fd) {
+  pollfd p{fd, POLLIN, 0};
+  return ::poll(&p, 1, 0) == 1 && (p.revents & POLLIN);
+}
+
+// Watches the transport's host fd the way VirtioDevices::attach does, counting handler runs.
+class MmioLoopTest : public MmioTest {
+ protected:
+  MmioLoopTest() {
+    loop.add(transport.host_event_fd(), EPOLLIN, [this](uint32_t) {
+      ++handler_runs;
+      transport.process_host_events();
+    });
+  }
+  EventLoop loop;
+  int handler_runs = 0;
+};
+
+TEST_F(MmioLoopTest, FailedDeviceWithReadyHostFdDoesNotSpinTheEventLoop) {
+  const VirtqueueDriver* queues[] = {&q0, &q1};
+  drv.init(~uint64_t{0}, queues);
+  q0.set_avail_idx(100);  // jumps by more than the queue size
+  drv.kick(0);
+  ASSERT_NE(drv.status() & kStatusDeviceNeedsReset, 0u);
+  dev->host_fd.signal();  // host input arrives for a device that may not act on it
+  run_loop_for(loop, std::chrono::milliseconds(100));
+  EXPECT_EQ(handler_runs, 0);  // before the gate: the handler ran non-stop
+  EXPECT_EQ(dev->host_events, 0);
+  EXPECT_FALSE(readable(transport.host_event_fd()));
+
+  // Reset and re-initialization bring the host work back; the waiting input is handled once.
+  VirtqueueDriver fresh0(mem, 0x8000, 8, 0x30000, 0x1000);
+  const VirtqueueDriver* again[] = {&fresh0, &q1};
+  drv.init(~uint64_t{0}, again);
+  q1.submit({{q1.alloc(16), 16, true}});
+  run_loop_for(loop, std::chrono::milliseconds(50));
+  EXPECT_EQ(dev->host_events, 1);
+  EXPECT_EQ(handler_runs, 1);
+  ASSERT_TRUE(q1.pop_used());
+}
+
+TEST_F(MmioLoopTest, HostFdIsWatchedOnlyWhileLive) {
+  dev->host_fd.signal();
+  EXPECT_FALSE(readable(transport.host_event_fd()));  // not activated yet
+  const VirtqueueDriver* queues[] = {&q0, &q1};
+  drv.init(~uint64_t{0}, queues);
+  EXPECT_TRUE(readable(transport.host_event_fd()));
+  wr(reg::kStatus, 0);
+  EXPECT_FALSE(readable(transport.host_event_fd()));
+  EXPECT_EQ(handler_runs, 0);
+}
+
+TEST_F(MmioLoopTest, PauseDefersKicksAndHostEventsUntilResume) {
+  const VirtqueueDriver* queues[] = {&q0, &q1};
+  drv.init(~uint64_t{0}, queues);
+  transport.pause();
+  q1.submit({{q1.alloc(24), 24, false}});
+  drv.kick(1);  // the loop consumed the ioeventfd and handed the kick over
+  EXPECT_EQ(dev->processed, 0);
+  EXPECT_EQ(q1.used_idx(), 0);
+  dev->host_fd.signal();
+  run_loop_for(loop, std::chrono::milliseconds(50));
+  EXPECT_EQ(handler_runs, 0);       // no busy loop while paused
+  transport.process_host_events();  // a wake-up that raced with pause() does nothing
+  EXPECT_EQ(dev->host_events, 0);
+  EXPECT_EQ(irqs, 0);
+
+  transport.resume();
+  EXPECT_EQ(transport.queue_events()[1].consume(), 1u);  // the kick is signalled again
+  EXPECT_EQ(transport.queue_events()[0].consume(), 0u);
+  drv.kick(1);
+  EXPECT_EQ(dev->processed, 1);
+  EXPECT_EQ(q1.used_idx(), 1);
+  run_loop_for(loop, std::chrono::milliseconds(50));
+  EXPECT_EQ(dev->host_events, 1);
+  transport.resume();  // idempotent
+  EXPECT_EQ(transport.queue_events()[1].consume(), 0u);
+}
+
+// Captures spdlog's output in memory for the test's lifetime.
+class CapturedLog {
+ public:
+  CapturedLog() : previous_(spdlog::default_logger()) {
+    auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(out_);
+    spdlog::set_default_logger(std::make_shared<spdlog::logger>("captured", sink));
+  }
+  ~CapturedLog() { spdlog::set_default_logger(previous_); }
+  size_t lines() const {
+    const std::string s = out_.str();
+    return static_cast<size_t>(std::count(s.begin(), s.end(), '\n'));
+  }
+
+ private:
+  std::shared_ptr<spdlog::logger> previous_;
+  std::ostringstream out_;
+};
+
+TEST_F(MmioTest, GuestLoopsCannotFloodTheLog) {
+  CapturedLog log;
+  constexpr int kCycles = 10000;
+  for (int i = 0; i < kCycles; ++i) negotiate(feature(7));  // no VERSION_1: refused
+  const size_t refused = log.lines();
+  EXPECT_GE(refused, 1u);
+  EXPECT_LE(refused, LogLimiter::kBurst + kCycles / LogLimiter::kEvery);
+  for (int i = 0; i < kCycles; ++i) {
+    negotiate(feature(kFVersion1));
+    wr(reg::kQueueSel, 0);
+    drv.write_addr(reg::kQueueDescLow, kMemSize);  // outside memory: needs reset
+    wr(reg::kQueueReady, 1);
+  }
+  EXPECT_NE(drv.status() & kStatusDeviceNeedsReset, 0u);
+  const size_t failed = log.lines() - refused;
+  EXPECT_GE(failed, 1u);
+  EXPECT_LE(failed, LogLimiter::kBurst + kCycles / LogLimiter::kEvery);
 }
 
 TEST(MmioBlock, ConfigSpaceHoldsCapacity) {

@@ -43,21 +43,23 @@ void ConsoleDevice::read_config(uint64_t offset, std::span<uint8_t> data) const 
 void ConsoleDevice::activate(uint64_t /*features*/) {
   std::lock_guard lock(mutex_);
   active_ = true;
-  if (!rx_.empty()) input_ready_.signal();  // input typed before the driver came up
+  if (!rx_.empty()) wake_.signal();  // input typed before the driver came up
 }
 
 void ConsoleDevice::reset() {
   std::lock_guard lock(mutex_);
   active_ = false;
-  input_ready_.consume();  // nothing may stay ready while the device is inactive
+  tx_pending_ = false;  // the chain in progress belongs to the old rings
+  wake_.consume();
 }
 
 size_t ConsoleDevice::enqueue_input(std::span<const uint8_t> bytes) {
   std::lock_guard lock(mutex_);
   const size_t n = std::min(bytes.size(), kRxCapacity - rx_.size());
   rx_.insert(rx_.end(), bytes.begin(), bytes.begin() + static_cast<std::ptrdiff_t>(n));
-  if (n < bytes.size()) rx_was_full_ = true;
-  if (n > 0 && active_) input_ready_.signal();
+  // Full now or refusing bytes: the caller waits for rx_space, which comes with the next room.
+  if (n < bytes.size() || rx_.size() == kRxCapacity) rx_was_full_ = true;
+  if (n > 0 && active_) wake_.signal();
   return n;
 }
 
@@ -77,7 +79,14 @@ std::string ConsoleDevice::process_queue(size_t index, Queue& queue, const Guest
 }
 
 std::string ConsoleDevice::process_host_events(std::span<Queue> queues, const GuestMemory& mem) {
-  input_ready_.consume();
+  wake_.consume();
+  if (queues.size() <= kTransmitQueue) return "";
+  // A queue the driver did not set up has no rings (its addresses are 0): leave it alone.
+  if (queues[kTransmitQueue].ready) {
+    const std::string error = transmit(queues[kTransmitQueue], mem);
+    if (!error.empty()) return error;
+  }
+  if (!queues[kReceiveQueue].ready) return "";  // input stays buffered
   return receive(queues[kReceiveQueue], mem);
 }
 
@@ -120,19 +129,28 @@ std::string ConsoleDevice::receive(Queue& queue, const GuestMemory& mem) {
 std::string ConsoleDevice::transmit(Queue& queue, const GuestMemory& mem) {
   do {
     for (;;) {
-      queue.pop(mem, pop_);
-      if (pop_.kind == Queue::Pop::Kind::kEmpty) break;
-      if (pop_.kind == Queue::Pop::Kind::kBrokenRing) return pop_.error;
-      if (pop_.kind == Queue::Pop::Kind::kBadChain) continue;
-      for (uint64_t off = 0; off < pop_.chain.readable_bytes; off += kChunk) {
-        bytes_.resize(std::min<uint64_t>(kChunk, pop_.chain.readable_bytes - off));
-        if (!chain_read(mem, pop_.chain, off, bytes_)) {
+      if (!tx_pending_) {
+        queue.pop(mem, tx_pop_);
+        if (tx_pop_.kind == Queue::Pop::Kind::kEmpty) break;
+        if (tx_pop_.kind == Queue::Pop::Kind::kBrokenRing) return tx_pop_.error;
+        if (tx_pop_.kind == Queue::Pop::Kind::kBadChain) continue;
+        tx_pending_ = true;
+        tx_offset_ = 0;
+      }
+      const uint64_t total = tx_pop_.chain.readable_bytes;
+      while (tx_offset_ < total) {
+        bytes_.resize(std::min<uint64_t>(kChunk, total - tx_offset_));
+        if (!chain_read(mem, tx_pop_.chain, tx_offset_, bytes_)) {
           if (log_limit_.allow()) spdlog::warn("virtio-console: transmit buffer outside memory");
           break;
         }
-        if (output_) output_(bytes_);
+        const size_t taken = output_ ? output_(bytes_) : bytes_.size();
+        tx_offset_ += taken;
+        // The sink is full: this chain waits (and no other is taken) until output_space().
+        if (taken < bytes_.size()) return "";
       }
-      if (!queue.add_used(mem, pop_.chain.head, 0)) return "used ring is outside guest memory";
+      tx_pending_ = false;
+      if (!queue.add_used(mem, tx_pop_.chain.head, 0)) return "used ring is outside guest memory";
     }
   } while (queue.enable_notification(mem));
   return "";

@@ -3,6 +3,10 @@
 // buffers the driver offers. VIRTIO_CONSOLE_F_SIZE reports the terminal's columns and rows;
 // set_size() + a config-change interrupt resize hvc0 when the host terminal changes.
 //
+// Output never blocks: the Output sink takes what it can (vmm/console_output.h). A transmit
+// chain it cannot take whole stays in progress - no further chains are taken - until
+// output_space() wakes the device through its host fd and the rest is written.
+//
 // Threads: enqueue_input() and rx_room() are called by the VMM's console reader (event-loop
 // thread); queue work runs on the event-loop thread under the transport's lock; set_size() from
 // the controller. A mutex guards the input buffer and the size.
@@ -23,7 +27,9 @@ namespace kiln::virtio {
 
 class ConsoleDevice : public VirtioDevice, public ConsoleInput {
  public:
-  using Output = std::function<void(std::span<const uint8_t>)>;
+  // Takes what the host console can take now; returns the count (less: full, output_space()
+  // follows once it has room).
+  using Output = std::function<size_t(std::span<const uint8_t>)>;
   using Notify = std::function<void()>;
   static constexpr size_t kRxCapacity = 64 * 1024;
   static constexpr size_t kReceiveQueue = 0;
@@ -39,13 +45,15 @@ class ConsoleDevice : public VirtioDevice, public ConsoleInput {
   void activate(uint64_t features) override;
   void reset() override;
   std::string process_queue(size_t index, Queue& queue, const GuestMemory& mem) override;
-  int host_event_fd() const override { return input_ready_.fd(); }
+  int host_event_fd() const override { return wake_.fd(); }
   std::string process_host_events(std::span<Queue> queues, const GuestMemory& mem) override;
 
   // Host input for the guest; returns how many bytes were taken (the rest does not fit).
   size_t enqueue_input(std::span<const uint8_t> bytes) override;
   size_t rx_room() const override;
   void set_size(uint16_t cols, uint16_t rows);
+  // Any thread: the output sink has room again.
+  void output_space() { wake_.signal(); }
 
  private:
   std::string receive(Queue& queue, const GuestMemory& mem);
@@ -53,7 +61,7 @@ class ConsoleDevice : public VirtioDevice, public ConsoleInput {
 
   Output output_;
   Notify rx_space_;
-  EventFd input_ready_;  // host input is waiting for the guest (signalled only while active)
+  EventFd wake_;  // host input waits for the guest, or the output sink has room again
 
   mutable std::mutex mutex_;
   std::deque<uint8_t> rx_;
@@ -63,6 +71,9 @@ class ConsoleDevice : public VirtioDevice, public ConsoleInput {
   uint16_t rows_;
 
   Queue::Pop pop_;
+  Queue::Pop tx_pop_;        // the transmit chain in progress
+  bool tx_pending_ = false;  // tx_pop_ is partly written (the sink was full)
+  uint64_t tx_offset_ = 0;   // how much of it
   std::vector<uint8_t> bytes_;
   LogLimiter log_limit_;
 };
