@@ -31,29 +31,39 @@ bool in_range(uint64_t sector, uint64_t sectors, uint64_t capacity) {
   return sector <= capacity && sectors <= capacity - sector;
 }
 
-// Whether bytes [offset, offset+len) of the chain's readable (writable == false) or writable
-// part lie in at most kSegMax descriptors of at most kSizeMax bytes each (header and status may
-// share descriptors with the data: only the data bytes count).
-bool within_segment_limits(const DescriptorChain& chain, bool writable, uint64_t offset,
-                           uint64_t len) {
-  if (len > kMaxRequestBytes) return false;
-  const uint64_t end = offset + len;
-  uint64_t pos = 0;
-  uint32_t segments = 0;
-  for (const ChainBuffer& b : chain.buffers) {
-    if (b.device_writable != writable) continue;
-    const uint64_t from = std::max(pos, offset), to = std::min(pos + b.len, end);
-    pos += b.len;
-    if (to > from) {
-      if (to - from > kSizeMax || ++segments > kSegMax) return false;
-    }
-    if (pos >= end) break;
-  }
+// Whether the data iovecs (one per descriptor, as chain_iovecs makes them; header and status
+// may share descriptors with the data, only the data bytes count) keep to the advertised
+// limits: at most kSegMax of them, each at most kSizeMax bytes.
+bool within_segment_limits(const std::vector<iovec>& iov) {
+  if (iov.size() > kSegMax) return false;
+  for (const iovec& v : iov)
+    if (v.iov_len > kSizeMax) return false;
   return true;
 }
 
-// preadv/pwritev until the whole iovec list is transferred.
-bool transfer_all(int fd, bool write, std::vector<iovec> iov, uint64_t offset) {
+// The request header: almost always the whole first descriptor (Linux), read in one copy;
+// otherwise gathered from the readable part.
+bool read_header(const GuestMemory& mem, const DescriptorChain& chain, RequestHeader& hdr) {
+  const auto bytes = std::span(reinterpret_cast<uint8_t*>(&hdr), sizeof(hdr));
+  if (!chain.buffers.empty() && !chain.buffers[0].device_writable &&
+      chain.buffers[0].len >= sizeof(hdr))
+    return mem.read(chain.buffers[0].addr, bytes);
+  return chain_read(mem, chain, 0, bytes);
+}
+
+// The status byte: the last byte of the writable part, normally in the last descriptor.
+void write_status(const GuestMemory& mem, const DescriptorChain& chain, uint8_t status) {
+  const ChainBuffer& last = chain.buffers.back();  // writable_bytes > 0: not empty
+  if (last.device_writable && last.len > 0) {
+    mem.write(last.addr + last.len - 1, std::span(&status, 1));
+    return;
+  }
+  chain_write(mem, chain, chain.writable_bytes - 1, std::span(&status, 1));
+}
+
+// preadv/pwritev until the whole iovec list is transferred (`iov` is consumed: the caller's
+// scratch vector, so no copy per request).
+bool transfer_all(int fd, bool write, std::vector<iovec>& iov, uint64_t offset) {
   size_t first = 0;
   while (first < iov.size()) {
     const int count = static_cast<int>(std::min<size_t>(iov.size() - first, IOV_MAX));
@@ -198,16 +208,20 @@ uint32_t BlockDevice::handle(const DescriptorChain& chain, const GuestMemory& me
   uint8_t status = kStatusIoErr;
 
   RequestHeader hdr{};
-  if (chain_read(mem, chain, 0, std::span(reinterpret_cast<uint8_t*>(&hdr), sizeof(hdr)))) {
+  if (read_header(mem, chain, hdr)) {
     const uint64_t data_in = status_offset;                        // writable data bytes
     const uint64_t data_out = chain.readable_bytes - sizeof(hdr);  // readable data bytes
     std::vector<iovec>& iov = iov_;  // reused: no allocation per request
     iov.clear();
     switch (hdr.type) {
       case kTypeIn:
-        if (!within_segment_limits(chain, true, 0, data_in)) {
+        if (data_in > kMaxRequestBytes) {
           over_limits(data_in);
         } else if (chain_iovecs(mem, chain, true, 0, data_in, iov)) {
+          if (!within_segment_limits(iov)) {
+            over_limits(data_in);
+            break;
+          }
           status = do_read_write(false, hdr.sector, iov, data_in);
           if (status == kStatusOk) {
             written = static_cast<uint32_t>(data_in);
@@ -218,10 +232,14 @@ uint32_t BlockDevice::handle(const DescriptorChain& chain, const GuestMemory& me
         break;
       case kTypeOut:
         if (options_.read_only) break;
-        if (!within_segment_limits(chain, false, sizeof(hdr), data_out)) {
+        if (data_out > kMaxRequestBytes) {
           over_limits(data_out);
         } else if (chain_iovecs(mem, chain, false, sizeof(hdr), data_out, iov)) {
-          status = do_read_write(true, hdr.sector, iov, data_out);
+          if (within_segment_limits(iov)) {
+            status = do_read_write(true, hdr.sector, iov, data_out);
+          } else {
+            over_limits(data_out);
+          }
         }
         if (status == kStatusOk) {
           count(&Metrics::block_write_ops);
@@ -256,7 +274,7 @@ uint32_t BlockDevice::handle(const DescriptorChain& chain, const GuestMemory& me
     }
   }
   if (status != kStatusOk) count(&Metrics::block_errors);
-  chain_write(mem, chain, status_offset, std::span(&status, 1));
+  write_status(mem, chain, status);
   return written + 1;
 }
 
