@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -20,6 +21,7 @@
 #include <vector>
 
 #include "devices/virtio/block/block_device.h"
+#include "devices/virtio/block/virtio_blk_spec.h"
 #include "devices/virtio/mmio_transport.h"
 #include "tests/support/virtqueue_driver.h"
 
@@ -37,11 +39,7 @@ constexpr uint64_t kMiB = 1 << 20;
 constexpr uint64_t kDefaultSize = 256 * kMiB;
 constexpr double kSeconds = 2.0;
 
-struct BlkHeader {
-  uint32_t type;
-  uint32_t reserved;
-  uint64_t sector;
-};
+using BlkHeader = kiln::virtio::blk::RequestHeader;
 
 [[noreturn]] void die(const std::string& what) {
   std::fprintf(stderr, "blk_bench: %s\n", what.c_str());
@@ -60,7 +58,8 @@ void warm(int fd, uint64_t size) {
 }
 
 // The device, its transport and a queue of 256 with `depth` prebuilt IN requests of
-// `request_bytes` each (header, one data buffer, status byte).
+// `request_bytes` each (header, the data in buffers of at most size_max, status byte), as a
+// Linux guest builds them.
 class KilnSide {
  public:
   KilnSide(const std::string& path, uint32_t depth, uint32_t request_bytes)
@@ -76,8 +75,11 @@ class KilnSide {
       s.header = q_.alloc(sizeof(BlkHeader));
       s.data = q_.alloc(request_bytes, 4096);
       s.status = q_.alloc(1);
-      const DriverBuffer bufs[] = {
-          {s.header, sizeof(BlkHeader), false}, {s.data, request_bytes, true}, {s.status, 1, true}};
+      std::vector<DriverBuffer> bufs{{s.header, sizeof(BlkHeader), false}};
+      for (uint32_t off = 0; off < request_bytes; off += kiln::virtio::blk::kSizeMax)
+        bufs.push_back(
+            {s.data + off, std::min(request_bytes - off, kiln::virtio::blk::kSizeMax), true});
+      bufs.push_back({s.status, 1, true});
       s.head = q_.add_chain(bufs);
       slots_.push_back(s);
     }

@@ -12,6 +12,7 @@
 #include "api/routes.h"
 #include "vmm/controller.h"
 #include "vmm/error.h"
+#include "vmm/fd_limit.h"
 #include "vmm/stop.h"
 #include "vmm/terminal.h"
 
@@ -23,6 +24,7 @@ int main(int argc, char** argv) {
   logger->set_pattern("kiln: %^%l%$: %v");
   spdlog::set_default_logger(logger);
   spdlog::set_level(spdlog::level::from_str(cmd.log_level));
+  kiln::raise_fd_limit();  // vsock budgets its connections from this (devices/virtio/vsock)
 
   try {
     // The console is the terminal when the VM boots from the command line or a config file.

@@ -107,9 +107,15 @@ void VirtioDevices::console_resized(uint16_t cols, uint16_t rows) {
 void VirtioDevices::replace_drive(const std::string& id, const std::string& path) {
   for (const Slot& s : slots_) {
     if (s.drive_id.empty() || s.drive_id != id) continue;
-    s.transport->with_device([&](virtio::VirtioDevice& device) {
-      static_cast<virtio::BlockDevice&>(device).replace_backing(path);
-    });
+    auto& block = static_cast<virtio::BlockDevice&>(s.transport->device());
+    // Opening, checking and locking the new image can take a while (a slow file system): it
+    // runs without the transport lock, so the guest's I/O goes on meanwhile. Only the swap
+    // excludes queue processing; the old image is closed after it.
+    virtio::BlockBacking next = block.open_replacement(path);
+    virtio::BlockBacking old;
+    s.transport->with_device(
+        [&](virtio::VirtioDevice&) { old = block.swap_backing(std::move(next)); });
+    old = {};
     s.transport->config_changed();
     return;
   }

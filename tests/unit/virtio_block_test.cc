@@ -1,16 +1,27 @@
 #include "devices/virtio/block/block_device.h"
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include <chrono>
+#include <fstream>
+#include <future>
 #include <memory>
+#include <sstream>
+#include <thread>
 #include <vector>
 
+#include "devices/virtio/block/virtio_blk_spec.h"
 #include "devices/virtio/mmio_transport.h"
 #include "tests/support/test_files.h"
+#include "tests/support/unix_peer.h"
 #include "tests/support/virtqueue_driver.h"
 #include "vmm/error.h"
+#include "vmm/virtio_devices.h"
 
 namespace kiln::virtio {
 namespace {
@@ -48,6 +59,8 @@ std::vector<uint8_t> pattern(uint64_t offset, size_t len) {
   }
   return out;
 }
+
+void expect_usage_error(const BlockOptions& options, const std::string& what);
 
 class BlockTest : public ::testing::Test {
  protected:
@@ -371,6 +384,140 @@ TEST_F(BlockTest, ManyRequestsInOneKick) {
   }
 }
 
+// ---- Advertised limits (virtio_blk_spec.h), enforced per request ----
+
+TEST_F(BlockTest, ConfigAdvertisesTheEnforcedLimits) {
+  EXPECT_NE(features & feature(blk::kFSizeMax), 0u);
+  EXPECT_NE(features & feature(blk::kFSegMax), 0u);
+  EXPECT_EQ(drv->read32(reg::kConfig + blk::kConfigSizeMax), blk::kSizeMax);
+  EXPECT_EQ(drv->read32(reg::kConfig + blk::kConfigSegMax), blk::kSegMax);
+  EXPECT_EQ(drv->read32(reg::kConfig + blk::kConfigMaxDiscardSectors), blk::kMaxDiscardSectors);
+  EXPECT_EQ(drv->read32(reg::kConfig + blk::kConfigMaxWriteZeroesSectors),
+            blk::kMaxWriteZeroesSectors);
+  EXPECT_EQ(blk::kSegMax, Queue::kMaxSize - 2u);
+}
+
+TEST_F(BlockTest, SegmentOverSizeMaxFails) {
+  constexpr uint32_t kBig = blk::kSizeMax + 512;
+  // One descriptor over size_max: IOERR, nothing read into it or written to the file.
+  auto [r, bytes] = read(0, kBig);
+  EXPECT_EQ(r.status, kIoErr);
+  EXPECT_EQ(r.len, 1u);
+  EXPECT_EQ(bytes, std::vector<uint8_t>(kBig, 0xcc));
+  EXPECT_EQ(write(0, std::vector<uint8_t>(kBig, 0x5a)).status, kIoErr);
+  EXPECT_EQ(image.read_at(0, kBig), pattern(0, kBig));
+  // Header and data sharing a descriptor: only the data bytes count.
+  const Gpa out = q->alloc(16 + kBig);
+  mem.write_obj(out, BlkHeader{kOut, 0, 0});
+  const Gpa st = q->alloc(1);
+  q->submit({{out, 16 + kBig, false}, {st, 1, true}});
+  drv->kick();
+  ASSERT_TRUE(q->pop_used());
+  EXPECT_EQ(mem.read_obj<uint8_t>(st), kIoErr);
+  EXPECT_EQ(image.read_at(0, kBig), pattern(0, kBig));
+  // Exactly size_max, or the same bytes in two descriptors: fine.
+  EXPECT_EQ(read(0, blk::kSizeMax).first.status, kOk);
+  const Gpa a = q->alloc(blk::kSizeMax), b = q->alloc(512);
+  EXPECT_EQ(request(kIn, 0, {{a, blk::kSizeMax, true}, {b, 512, true}}).status, kOk);
+  EXPECT_EQ(drv->status() & kStatusDeviceNeedsReset, 0u);  // the request failed, not the device
+}
+
+TEST_F(BlockTest, MoreThanSegMaxSegmentsFails) {
+  q = std::make_unique<VirtqueueDriver>(mem, 0x1000, 256, 0x10000, 3 * kMiB);
+  features = drv->init(~uint64_t{0}, *q);
+  // 256 descriptors: header, 254 data buffers, then one holding 512 data bytes and the status.
+  auto in_request = [&](uint32_t data_buffers, bool shared_last) {
+    std::vector<DriverBuffer> bufs{{q->alloc_obj(BlkHeader{kIn, 0, 0}), 16, false}};
+    for (uint32_t i = 0; i < data_buffers; ++i) bufs.push_back({q->alloc(512), 512, true});
+    const uint32_t last = shared_last ? 513 : 1;
+    const Gpa status = q->alloc(last);
+    mem.write_obj<uint8_t>(status + last - 1, 0xee);
+    bufs.push_back({status, last, true});
+    q->submit(bufs);
+    drv->kick();
+    auto e = q->pop_used();
+    EXPECT_TRUE(e);
+    q->reset_allocator();
+    return *mem.read_obj<uint8_t>(status + last - 1);
+  };
+  EXPECT_EQ(in_request(blk::kSegMax, true), kIoErr);  // seg_max + 1 data segments
+  EXPECT_EQ(in_request(blk::kSegMax, false), kOk);    // exactly seg_max
+  EXPECT_EQ(in_request(blk::kSegMax - 1, true), kOk);
+  EXPECT_EQ(drv->status() & kStatusDeviceNeedsReset, 0u);
+}
+
+TEST(BlockLimits, DiscardAndWriteZeroesAreBoundedAsAdvertised) {
+  // Sparse, larger than both limits.
+  TempFile big(uint64_t{blk::kMaxDiscardSectors} * 512 + 4 * kMiB, "kiln-blk-big");
+  auto dev = std::make_shared<BlockDevice>(BlockOptions{big.path(), false, ""});
+  GuestMemory mem({{0, 4 * kMiB}});
+  MmioTransport transport(dev, mem, [] {});
+  VirtqueueDriver q(mem, 0x1000, 64, 0x10000, 3 * kMiB);
+  MmioDriver drv(transport);
+  drv.init(~uint64_t{0}, q);
+  auto segment = [&](uint32_t type, uint32_t sectors) {
+    const Gpa status = q.alloc(1);
+    q.submit({{q.alloc_obj(BlkHeader{type, 0, 0}), 16, false},
+              {q.alloc_obj(Segment{8, sectors, 0}), sizeof(Segment), false},
+              {status, 1, true}});
+    drv.kick();
+    EXPECT_TRUE(q.pop_used());
+    return *mem.read_obj<uint8_t>(status);
+  };
+  big.write_at(8 * 512, pattern(0, 4096));
+  EXPECT_EQ(segment(kWriteZeroes, blk::kMaxWriteZeroesSectors + 1), kIoErr);
+  EXPECT_EQ(big.read_at(8 * 512, 4096), pattern(0, 4096));  // untouched
+  EXPECT_EQ(segment(kWriteZeroes, blk::kMaxWriteZeroesSectors), kOk);
+  EXPECT_EQ(big.read_at(8 * 512, 4096), std::vector<uint8_t>(4096, 0));
+  big.write_at(8 * 512, pattern(0, 4096));
+  EXPECT_EQ(segment(kDiscard, blk::kMaxDiscardSectors + 1), kIoErr);
+  EXPECT_EQ(big.read_at(8 * 512, 4096), pattern(0, 4096));
+  EXPECT_EQ(segment(kDiscard, blk::kMaxDiscardSectors), kOk);
+}
+
+// ---- Changing the image (PATCH /drives) ----
+
+TEST_F(BlockTest, ReplacingWithTheSamePathKeepsTheLockAndPicksUpTheNewSize) {
+  ASSERT_EQ(::truncate(image.path().c_str(), 2 * kImageSize), 0);  // grown by the user
+  EXPECT_NO_THROW(blk->replace_backing(image.path()));
+  EXPECT_EQ(blk->capacity_sectors(), 2 * kSectors);
+  EXPECT_EQ(drv->read32(reg::kConfig), 2 * kSectors);
+  auto [r, bytes] = read(0, 512);
+  EXPECT_EQ(r.status, kOk);
+  EXPECT_EQ(bytes, pattern(0, 512));
+  // Still Kiln's alone, also after a second same-path swap.
+  expect_usage_error({image.path(), false, ""}, "locked");
+  EXPECT_NO_THROW(blk->replace_backing(image.path()));
+  expect_usage_error({image.path(), true, ""}, "locked");
+  EXPECT_EQ(write(0, pattern(7, 512)).status, kOk);
+  EXPECT_EQ(image.read_at(0, 512), pattern(7, 512));
+  // Another file, then back to the first: each is locked while in use, released after.
+  TempFile other(kMiB, "kiln-blk-other");
+  blk->replace_backing(other.path());
+  expect_usage_error({other.path(), false, ""}, "locked");
+  EXPECT_NO_THROW(BlockDevice({image.path(), false, ""}));  // released
+  blk->replace_backing(image.path());
+  EXPECT_NO_THROW(BlockDevice({other.path(), false, ""}));
+  EXPECT_EQ(blk->capacity_sectors(), 2 * kSectors);
+}
+
+TEST_F(BlockTest, ReplacingWithAFifoOrDirectoryIsRefusedAndKeepsTheImage) {
+  testsupport::TempDir dir("kiln-blk");
+  const std::string fifo = dir.path() + "/fifo";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  for (const std::string& path : {fifo, dir.path()}) {
+    try {
+      blk->replace_backing(path);
+      ADD_FAILURE() << path << " accepted";
+    } catch (const UsageError& e) {
+      const std::string msg = e.what();
+      EXPECT_NE(msg.find("path_on_host " + path), std::string::npos) << msg;
+    }
+  }
+  EXPECT_EQ(blk->path(), image.path());
+  EXPECT_EQ(read(0, 512).second, pattern(0, 512));
+}
+
 // ---- Construction errors ----
 
 void expect_usage_error(const BlockOptions& options, const std::string& what) {
@@ -419,6 +566,104 @@ TEST(BlockDeviceOpen, LockedByAnotherReadWriteDevice) {
   BlockDevice ro1({f.path(), true, ""});
   EXPECT_NO_THROW(BlockDevice({f.path(), true, ""}));
   expect_usage_error({f.path(), false, ""}, "locked");
+}
+
+// Opening never blocks: a FIFO (read-only open would wait for a writer) is refused at once.
+TEST(BlockDeviceOpen, FifoIsRefusedWithoutBlocking) {
+  testsupport::TempDir dir("kiln-blk");
+  const std::string fifo = dir.path() + "/fifo";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  EXPECT_EXIT(
+      {
+        ::alarm(5);  // a blocked open ends the child by SIGALRM: the test fails, never hangs
+        for (bool ro : {true, false}) {
+          try {
+            BlockDevice dev({fifo, ro, ""});
+            _exit(1);
+          } catch (const UsageError& e) {
+            if (std::string(e.what()).find("disk " + fifo + ": a FIFO") == std::string::npos)
+              _exit(2);
+          }
+        }
+        _exit(0);
+      },
+      ::testing::ExitedWithCode(0), "");
+}
+
+// Whether this process holds a flock on `path` (/proc/locks: "N: FLOCK ADVISORY WRITE pid
+// MAJ:MIN:INODE ..."), observed without taking one.
+bool flock_held(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) < 0) return false;
+  std::ifstream locks("/proc/locks");
+  const std::string pid = std::to_string(::getpid()), ino = ":" + std::to_string(st.st_ino);
+  for (std::string line; std::getline(locks, line);) {
+    std::istringstream in(line);
+    std::string n, kind, mode, access, owner, id;
+    in >> n >> kind >> mode >> access >> owner >> id;
+    if (kind == "FLOCK" && owner == pid && id.size() > ino.size() &&
+        id.compare(id.size() - ino.size(), ino.size(), ino) == 0)
+      return true;
+  }
+  return false;
+}
+
+// VirtioDevices::replace_drive (PATCH /drives) opens, checks and locks the new image without
+// the transport lock (the guest's I/O goes on; a bad path is refused even while a request
+// holds the device) and takes the lock only for the swap.
+TEST(BlockReplaceDrive, OpensOutsideTheDeviceLockAndSwapsUnderIt) {
+  TempFile first(kMiB, "kiln-blk-a"), second(2 * kMiB, "kiln-blk-b");
+  testsupport::TempDir dir("kiln-blk");
+  const std::string fifo = dir.path() + "/fifo";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  VmConfig config;
+  config.drives.push_back({first.path(), false, "data", false});
+  GuestMemory mem({{0, kMiB}});
+  Metrics metrics;
+  VirtioDevices devices(config, mem, metrics);
+  auto transport = devices.slots().at(0).transport;
+  auto& block = static_cast<BlockDevice&>(transport->device());
+
+  // A "request" in progress: the transport lock is held until `release`.
+  std::promise<void> held, release;
+  std::thread io([&] {
+    transport->with_device([&](VirtioDevice&) {
+      held.set_value();
+      release.get_future().wait();
+    });
+  });
+  held.get_future().wait();
+  auto refused = std::async(std::launch::async, [&] {
+    try {
+      devices.replace_drive("data", fifo);
+    } catch (const UsageError& e) {
+      return std::string(e.what());
+    }
+    return std::string("accepted");
+  });
+  const bool fast = refused.wait_for(std::chrono::seconds(2)) == std::future_status::ready;
+  EXPECT_TRUE(fast) << "the FIFO check waited for the device lock";
+  auto swapped =
+      std::async(std::launch::async, [&] { devices.replace_drive("data", second.path()); });
+  // The new image gets opened and locked while the device lock is still held...
+  bool locked = false;
+  for (int i = 0; i < 200 && !(locked = flock_held(second.path())); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_TRUE(locked) << "the new image was not opened before the device lock was free";
+  // ...but not swapped in until it is released.
+  EXPECT_EQ(swapped.wait_for(std::chrono::milliseconds(100)), std::future_status::timeout);
+  EXPECT_EQ(block.path(), first.path());
+  release.set_value();
+  io.join();
+  swapped.get();
+  EXPECT_EQ(block.path(), second.path());
+  EXPECT_EQ(block.capacity_sectors(), 2 * kMiB / 512);
+  const std::string msg = refused.get();
+  EXPECT_NE(msg.find("path_on_host " + fifo + ": a FIFO"), std::string::npos) << msg;
+  // The old image is closed and unlocked; the new one stays locked.
+  EXPECT_NO_THROW(BlockDevice({first.path(), false, ""}));
+  expect_usage_error({second.path(), false, ""}, "locked");
+  EXPECT_THROW(devices.replace_drive("nope", second.path()), UsageError);
 }
 
 TEST(BlockDeviceOpen, LongIdIsTruncated) {

@@ -3,9 +3,17 @@
 // malformed packets and chains.
 #include "devices/virtio/vsock/vsock_device.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <poll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
 
 #include <map>
 #include <memory>
@@ -41,11 +49,27 @@ class VsockTest : public ::testing::Test {
  protected:
   void SetUp() override {
     uds = dir.path() + "/v.sock";
-    dev = std::make_shared<VsockDevice>(VsockOptions{kCid, uds});
+    build({kCid, uds});
+  }
+  // (Re)creates the device with `options` and initialises the driver (fresh queues).
+  void build(const VsockOptions& options, std::optional<size_t> max_connections = std::nullopt) {
+    drv.reset();
+    transport.reset();
+    dev.reset();                      // removes the socket at uds
+    renew(rx, 0x1000, 64, 0x100000);  // the device starts its rings from index 0 again
+    renew(tx, 0x4000, 64, 0x1000000);
+    renew(ev, 0x7000, 8, 0x2000000);
+    rx_bufs.clear();
+    dev = std::make_shared<VsockDevice>(options, max_connections);
     transport = std::make_unique<MmioTransport>(dev, mem, [this] { ++irqs; });
     drv = std::make_unique<MmioDriver>(*transport);
     const VirtqueueDriver* queues[] = {&rx, &tx, &ev};
     features = drv->init(~uint64_t{0}, queues);
+  }
+
+  void renew(VirtqueueDriver& q, Gpa base, uint16_t size, Gpa data) {
+    std::destroy_at(&q);
+    std::construct_at(&q, mem, base, size, data, data == 0x2000000 ? kMiB : 8 * kMiB);
   }
 
   // What the event loop does while the device's host fd is ready (bounded).
@@ -99,7 +123,7 @@ class VsockTest : public ::testing::Test {
     drv->kick(kTxQueue);
     while (tx.pop_used()) {
     }
-    if (tx.free_descriptors() < 8) tx.reset_allocator();
+    if (tx.free_descriptors() == tx.size()) tx.reset_allocator();  // the device took all
   }
   bool needs_reset() { return drv->status() & kStatusDeviceNeedsReset; }
 
@@ -116,6 +140,7 @@ class VsockTest : public ::testing::Test {
   TempDir dir{"kiln-vsock"};
   std::string uds;
   GuestMemory mem{{{0, 64 * kMiB}}};
+  // Same layout as renew().
   VirtqueueDriver rx{mem, 0x1000, 64, 0x100000, 8 * kMiB};
   VirtqueueDriver tx{mem, 0x4000, 64, 0x1000000, 8 * kMiB};
   VirtqueueDriver ev{mem, 0x7000, 8, 0x2000000, kMiB};
@@ -446,6 +471,140 @@ TEST_F(VsockTest, DeviceResetDropsEveryConnection) {
   // A client now waits in the listen backlog; nothing is watched until the driver is back.
   UniqueFd later = testsupport::unix_connect(uds);
   EXPECT_FALSE(host_fd_ready());
+}
+
+// ---- Host fd budget ----
+
+TEST_F(VsockTest, OverBudgetConnectionsAreRefused) {
+  build({kCid, uds}, 2);
+  UniqueFd listener = testsupport::unix_listen(uds + "_52");
+  post_rx(16);
+  UniqueFd a = guest_connect(listener, 52, 1000);
+  UniqueFd b = guest_connect(listener, 52, 1001);
+  ASSERT_TRUE(a && b);
+  // A third guest REQUEST: RST, no host connection.
+  send(header(kOpRequest, 1002, 52));
+  auto rst = expect_packet();
+  ASSERT_TRUE(rst);
+  EXPECT_EQ(rst->hdr.op, kOpRst);
+  EXPECT_EQ(rst->hdr.dst_port, 1002u);
+  EXPECT_FALSE(testsupport::accept_within(listener.get(), 100));
+  EXPECT_EQ(dev->muxer().connection_count(), 2u);
+  // A host client over budget is accepted and closed at once.
+  UniqueFd client = testsupport::unix_connect(uds);
+  ASSERT_TRUE(client);
+  pump();
+  EXPECT_TRUE(testsupport::peer_closed(client.get()));
+  EXPECT_FALSE(recv());  // no REQUEST reached the guest
+  // A closed connection frees its place.
+  send(header(kOpRst, 1000, 52));
+  EXPECT_EQ(dev->muxer().connection_count(), 1u);
+  EXPECT_TRUE(guest_connect(listener, 52, 1003));
+}
+
+TEST(VsockBudget, IsAQuarterOfTheFdLimitAtMost1024) {
+  EXPECT_EQ(Muxer::connection_budget(1024), 256u);
+  EXPECT_EQ(Muxer::connection_budget(4096), 1024u);
+  EXPECT_EQ(Muxer::connection_budget(1u << 20), 1024u);
+  EXPECT_EQ(Muxer::connection_budget(100), 25u);
+}
+
+// Runs `body` in a forked child whose soft RLIMIT_NOFILE is `limit`; the child's exit status 0
+// means `body` returned true (it prints why not otherwise).
+#define EXPECT_IN_CHILD_WITH_FD_LIMIT(limit, body)         \
+  EXPECT_EXIT(                                             \
+      {                                                    \
+        rlimit rl{};                                       \
+        ::getrlimit(RLIMIT_NOFILE, &rl);                   \
+        rl.rlim_cur = (limit);                             \
+        if (::setrlimit(RLIMIT_NOFILE, &rl) < 0) _exit(3); \
+        _exit((body) ? 0 : 1);                             \
+      },                                                   \
+      ::testing::ExitedWithCode(0), "")
+
+bool check(bool ok, const char* what) {
+  if (!ok) std::fprintf(stderr, "failed: %s\n", what);
+  return ok;
+}
+
+TEST_F(VsockTest, DefaultBudgetLeavesFdsForTheVmmUnderALowLimit) {
+  auto body = [this] {
+    build({kCid, uds});  // budget from the (lowered) limit: 256 / 4
+    const size_t budget = dev->muxer().max_connections();
+    // A host listener with room for every connection in its backlog (nobody accepts).
+    UniqueFd listener(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    const sockaddr_un addr = testsupport::unix_addr(uds + "_52");
+    if (::bind(listener.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) < 0 ||
+        ::listen(listener.get(), 1024) < 0)
+      return check(false, "listen");
+    for (uint32_t port = 1000; port < 1400; ++port) send(header(kOpRequest, port, 52));
+    UniqueFd probe(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+    return check(probe.valid(), "the VMM can still open files") &&
+           check(budget == 64, "budget is a quarter of 256") &&
+           check(dev->muxer().connection_count() == budget, "connections up to the budget");
+  };
+  EXPECT_IN_CHILD_WITH_FD_LIMIT(256, body());
+}
+
+TEST_F(VsockTest, ListenerOutOfFdsDoesNotSpinTheEventLoop) {
+  auto body = [this] {
+    post_rx(8);
+    UniqueFd client = testsupport::unix_connect(uds);  // waits in the backlog
+    if (!client) return check(false, "connect");
+    std::vector<UniqueFd> filler;  // every fd the limit allows
+    for (;;) {
+      UniqueFd fd(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+      if (!fd) break;
+      filler.push_back(std::move(fd));
+    }
+    if (!check(errno == EMFILE && host_fd_ready(), "fds exhausted, client pending")) return false;
+    // The event loop's view: run the handler whenever the device's fd is ready, for 300 ms.
+    int runs = 0;
+    const auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(300);
+    while (std::chrono::steady_clock::now() < end) {
+      if (testsupport::wait_fd(dev->host_event_fd(), POLLIN, 10)) {
+        transport->process_host_events();
+        ++runs;
+      }
+    }
+    std::fprintf(stderr, "handler ran %d times\n", runs);
+    if (!check(runs <= 2, "the handler ran once, not in a loop")) return false;
+    if (!check(!dev->muxer().listening(), "listener paused")) return false;
+    // Fds free again: the client is accepted (retry after Muxer::kAcceptRetry) and served.
+    filler.clear();
+    if (!testsupport::write_all(client.get(), "CONNECT 80\n")) return check(false, "write");
+    std::optional<Packet> req;
+    for (int i = 0; i < 40 && !req; ++i) {
+      pump(100);
+      req = recv();
+    }
+    return check(req && req->hdr.op == kOpRequest && req->hdr.dst_port == 80,
+                 "the waiting client reached the guest") &&
+           check(dev->muxer().listening(), "listener watched again");
+  };
+  EXPECT_IN_CHILD_WITH_FD_LIMIT(128, body());
+}
+
+// ---- Bounded queues ----
+
+TEST_F(VsockTest, RequestRstRoundsWithoutRxBuffersStayBounded) {
+  UniqueFd listener = testsupport::unix_listen(uds + "_52");
+  // No rx buffers: every RESPONSE stays queued until the guest RSTs the connection.
+  size_t most = 0;
+  for (int round = 0; round < 100000; ++round) {
+    send(header(kOpRequest, 1234, 52));
+    UniqueFd host(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
+    ASSERT_TRUE(host) << "round " << round;
+    send(header(kOpRst, 1234, 52));
+    most = std::max(most, dev->muxer().rx_backlog());
+  }
+  EXPECT_EQ(dev->muxer().connection_count(), 0u);
+  EXPECT_EQ(dev->muxer().rx_backlog(), 0u);
+  EXPECT_LE(most, 1u);
+  // Not-listening ports: the RSTs queue up to kMaxControlPackets, no further.
+  for (uint32_t port = 0; port < 3 * Muxer::kMaxControlPackets; ++port)
+    send(header(kOpRequest, 5000 + port, 99));
+  EXPECT_EQ(dev->muxer().rx_backlog(), Muxer::kMaxControlPackets);
 }
 
 TEST(VsockUdsPath, ExistingFileIsRefusedAndSocketRemovedAtExit) {

@@ -12,6 +12,7 @@
 #include <cstring>
 #include <filesystem>
 
+#include "devices/virtio/block/virtio_blk_spec.h"
 #include "devices/virtio/chain_io.h"
 #include "vmm/error.h"
 
@@ -19,42 +20,7 @@ namespace kiln::virtio {
 
 namespace {
 
-// Feature bits (virtio spec 5.2.3).
-constexpr uint32_t kFSizeMax = 1;
-constexpr uint32_t kFSegMax = 2;
-constexpr uint32_t kFRo = 5;
-constexpr uint32_t kFBlkSize = 6;
-constexpr uint32_t kFFlush = 9;
-constexpr uint32_t kFDiscard = 13;
-constexpr uint32_t kFWriteZeroes = 14;
-
-// Request types and status values.
-constexpr uint32_t kTypeIn = 0;
-constexpr uint32_t kTypeOut = 1;
-constexpr uint32_t kTypeFlush = 4;
-constexpr uint32_t kTypeGetId = 8;
-constexpr uint32_t kTypeDiscard = 11;
-constexpr uint32_t kTypeWriteZeroes = 13;
-constexpr uint8_t kStatusOk = 0;
-constexpr uint8_t kStatusIoErr = 1;
-constexpr uint8_t kStatusUnsupported = 2;
-
-constexpr uint32_t kSizeMax = 1u << 20;
-constexpr uint32_t kSegMax = Queue::kMaxSize - 2;  // header and status take two descriptors
-constexpr uint32_t kMaxDiscardSectors = 1u << 22;  // 2 GiB per segment
-constexpr uint32_t kWriteZeroesUnmap = 1;
-
-struct RequestHeader {
-  uint32_t type;
-  uint32_t reserved;
-  uint64_t sector;
-};
-struct DiscardSegment {
-  uint64_t sector;
-  uint32_t num_sectors;
-  uint32_t flags;
-};
-static_assert(sizeof(RequestHeader) == 16 && sizeof(DiscardSegment) == 16);
+using namespace blk;
 
 template <typename T>
 void put(std::vector<uint8_t>& config, size_t offset, T value) {
@@ -65,8 +31,39 @@ bool in_range(uint64_t sector, uint64_t sectors, uint64_t capacity) {
   return sector <= capacity && sectors <= capacity - sector;
 }
 
-// preadv/pwritev until the whole iovec list is transferred.
-bool transfer_all(int fd, bool write, std::vector<iovec> iov, uint64_t offset) {
+// Whether the data iovecs (one per descriptor, as chain_iovecs makes them; header and status
+// may share descriptors with the data, only the data bytes count) keep to the advertised
+// limits: at most kSegMax of them, each at most kSizeMax bytes.
+bool within_segment_limits(const std::vector<iovec>& iov) {
+  if (iov.size() > kSegMax) return false;
+  for (const iovec& v : iov)
+    if (v.iov_len > kSizeMax) return false;
+  return true;
+}
+
+// The request header: almost always the whole first descriptor (Linux), read in one copy;
+// otherwise gathered from the readable part.
+bool read_header(const GuestMemory& mem, const DescriptorChain& chain, RequestHeader& hdr) {
+  const auto bytes = std::span(reinterpret_cast<uint8_t*>(&hdr), sizeof(hdr));
+  if (!chain.buffers.empty() && !chain.buffers[0].device_writable &&
+      chain.buffers[0].len >= sizeof(hdr))
+    return mem.read(chain.buffers[0].addr, bytes);
+  return chain_read(mem, chain, 0, bytes);
+}
+
+// The status byte: the last byte of the writable part, normally in the last descriptor.
+void write_status(const GuestMemory& mem, const DescriptorChain& chain, uint8_t status) {
+  const ChainBuffer& last = chain.buffers.back();  // writable_bytes > 0: not empty
+  if (last.device_writable && last.len > 0) {
+    mem.write(last.addr + last.len - 1, std::span(&status, 1));
+    return;
+  }
+  chain_write(mem, chain, chain.writable_bytes - 1, std::span(&status, 1));
+}
+
+// preadv/pwritev until the whole iovec list is transferred (`iov` is consumed: the caller's
+// scratch vector, so no copy per request).
+bool transfer_all(int fd, bool write, std::vector<iovec>& iov, uint64_t offset) {
   size_t first = 0;
   while (first < iov.size()) {
     const int count = static_cast<int>(std::min<size_t>(iov.size() - first, IOV_MAX));
@@ -88,56 +85,75 @@ bool transfer_all(int fd, bool write, std::vector<iovec> iov, uint64_t offset) {
 }  // namespace
 
 BlockDevice::BlockDevice(const BlockOptions& options) : options_(options) {
-  uint64_t size = 0;
-  fd_ = open_image(options_.path, size);
-  capacity_ = size / kSectorSize;
+  backing_ = open_backing(options_.path, options_.read_only, "disk " + options_.path);
+  capacity_ = backing_.size / kSectorSize;
   if (options_.id.empty()) options_.id = std::filesystem::path(options_.path).filename().string();
   if (options_.id.size() > kIdBytes) options_.id.resize(kIdBytes);
   build_config();
 }
 
-UniqueFd BlockDevice::open_image(const std::string& path, uint64_t& size) const {
-  auto fail = [&](const std::string& why) { return UsageError("disk " + path + ": " + why); };
-  UniqueFd fd(::open(path.c_str(), (options_.read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC));
-  if (!fd) throw fail(std::strerror(errno));
+BlockBacking BlockDevice::open_backing(const std::string& path, bool read_only,
+                                       const std::string& what, const BlockBacking* current) {
+  auto fail = [&](const std::string& why) { return UsageError(what + ": " + why); };
+  BlockBacking b;
+  b.path = path;
+  // O_NONBLOCK: opening a FIFO (or a device that waits for carrier) returns at once.
+  b.fd = UniqueFd(
+      ::open(path.c_str(), (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC | O_NOCTTY | O_NONBLOCK));
+  if (!b.fd) throw fail(std::strerror(errno));
   struct stat st {};
-  if (::fstat(fd.get(), &st) < 0) throw fail(std::strerror(errno));
+  if (::fstat(b.fd.get(), &st) < 0) throw fail(std::strerror(errno));
   if (S_ISREG(st.st_mode)) {
-    size = static_cast<uint64_t>(st.st_size);
+    b.size = static_cast<uint64_t>(st.st_size);
   } else if (S_ISBLK(st.st_mode)) {
-    if (::ioctl(fd.get(), BLKGETSIZE64, &size) < 0) throw fail(std::strerror(errno));
+    if (::ioctl(b.fd.get(), BLKGETSIZE64, &b.size) < 0) throw fail(std::strerror(errno));
   } else {
-    throw fail("not a regular file or block device");
+    throw fail(S_ISFIFO(st.st_mode) ? "a FIFO, not a regular file or block device"
+                                    : "not a regular file or block device");
   }
-  if (size == 0 || size % kSectorSize != 0)
-    throw fail(fmt::format("size {} bytes is not a non-zero multiple of 512", size));
-  if (::flock(fd.get(), (options_.read_only ? LOCK_SH : LOCK_EX) | LOCK_NB) < 0)
+  const int flags = ::fcntl(b.fd.get(), F_GETFL);
+  if (flags < 0 || ::fcntl(b.fd.get(), F_SETFL, flags & ~O_NONBLOCK) < 0)
+    throw fail(std::strerror(errno));
+  if (b.size == 0 || b.size % kSectorSize != 0)
+    throw fail(fmt::format("size {} bytes is not a non-zero multiple of 512", b.size));
+  b.dev = st.st_dev;
+  b.ino = st.st_ino;
+  if (current && current->fd && current->dev == b.dev && current->ino == b.ino) {
+    // The file this device already holds locked: keep that lock (a second flock from this
+    // process would conflict with it).
+    b.lock = UniqueFd(::fcntl(current->lock_fd(), F_DUPFD_CLOEXEC, 0));
+    if (!b.lock) throw fail(std::strerror(errno));
+    return b;
+  }
+  if (::flock(b.fd.get(), (read_only ? LOCK_SH : LOCK_EX) | LOCK_NB) < 0)
     throw fail("in use by another process (locked); stop it or attach the disk read-only");
-  return fd;
+  return b;
 }
 
-void BlockDevice::replace_backing(const std::string& path) {
-  uint64_t size = 0;
-  UniqueFd fd = open_image(path, size);
-  fd_ = std::move(fd);
-  options_.path = path;
-  capacity_ = size / kSectorSize;
+BlockBacking BlockDevice::open_replacement(const std::string& path) const {
+  return open_backing(path, options_.read_only, "drive path_on_host " + path, &backing_);
+}
+
+BlockBacking BlockDevice::swap_backing(BlockBacking next) {
+  std::swap(backing_, next);
+  capacity_ = backing_.size / kSectorSize;
   build_config();
+  return next;
 }
 
 void BlockDevice::build_config() {
-  config_.assign(60, 0);
-  put<uint64_t>(config_, 0, capacity_);
-  put<uint32_t>(config_, 8, kSizeMax);
-  put<uint32_t>(config_, 12, kSegMax);
-  put<uint32_t>(config_, 20, kSectorSize);  // blk_size
-  put<uint16_t>(config_, 34, 1);            // num_queues
-  put<uint32_t>(config_, 36, kMaxDiscardSectors);
-  put<uint32_t>(config_, 40, 1);  // max_discard_seg
-  put<uint32_t>(config_, 44, 1);  // discard_sector_alignment
-  put<uint32_t>(config_, 48, kMaxDiscardSectors);
-  put<uint32_t>(config_, 52, 1);  // max_write_zeroes_seg
-  put<uint8_t>(config_, 56, 1);   // write_zeroes_may_unmap
+  config_.assign(kConfigSize, 0);
+  put<uint64_t>(config_, kConfigCapacity, capacity_);
+  put<uint32_t>(config_, kConfigSizeMax, kSizeMax);
+  put<uint32_t>(config_, kConfigSegMax, kSegMax);
+  put<uint32_t>(config_, kConfigBlkSize, static_cast<uint32_t>(kSectorSize));
+  put<uint16_t>(config_, kConfigNumQueues, 1);
+  put<uint32_t>(config_, kConfigMaxDiscardSectors, kMaxDiscardSectors);
+  put<uint32_t>(config_, kConfigMaxDiscardSeg, 1);
+  put<uint32_t>(config_, kConfigDiscardSectorAlignment, 1);
+  put<uint32_t>(config_, kConfigMaxWriteZeroesSectors, kMaxWriteZeroesSectors);
+  put<uint32_t>(config_, kConfigMaxWriteZeroesSeg, 1);
+  put<uint8_t>(config_, kConfigWriteZeroesMayUnmap, 1);
 }
 
 uint32_t BlockDevice::device_id() const {
@@ -170,7 +186,7 @@ std::string BlockDevice::process_queue(size_t /*index*/, Queue& queue, const Gue
       if (pop.kind == Queue::Pop::Kind::kBrokenRing) return pop.error;
       if (pop.kind == Queue::Pop::Kind::kBadChain) {
         if (log_limit_.allow())
-          spdlog::warn("virtio-blk {}: request failed ({} so far): {}", options_.path,
+          spdlog::warn("virtio-blk {}: request failed ({} so far): {}", backing_.path,
                        log_limit_.events(), pop.error);
         continue;
       }
@@ -184,7 +200,7 @@ std::string BlockDevice::process_queue(size_t /*index*/, Queue& queue, const Gue
 uint32_t BlockDevice::handle(const DescriptorChain& chain, const GuestMemory& mem) {
   if (chain.writable_bytes == 0) {
     if (log_limit_.allow())
-      spdlog::warn("virtio-blk {}: request without a status byte dropped", options_.path);
+      spdlog::warn("virtio-blk {}: request without a status byte dropped", backing_.path);
     return 0;
   }
   const uint64_t status_offset = chain.writable_bytes - 1;
@@ -192,14 +208,20 @@ uint32_t BlockDevice::handle(const DescriptorChain& chain, const GuestMemory& me
   uint8_t status = kStatusIoErr;
 
   RequestHeader hdr{};
-  if (chain_read(mem, chain, 0, std::span(reinterpret_cast<uint8_t*>(&hdr), sizeof(hdr)))) {
+  if (read_header(mem, chain, hdr)) {
     const uint64_t data_in = status_offset;                        // writable data bytes
     const uint64_t data_out = chain.readable_bytes - sizeof(hdr);  // readable data bytes
     std::vector<iovec>& iov = iov_;  // reused: no allocation per request
     iov.clear();
     switch (hdr.type) {
       case kTypeIn:
-        if (chain_iovecs(mem, chain, true, 0, data_in, iov)) {
+        if (data_in > kMaxRequestBytes) {
+          over_limits(data_in);
+        } else if (chain_iovecs(mem, chain, true, 0, data_in, iov)) {
+          if (!within_segment_limits(iov)) {
+            over_limits(data_in);
+            break;
+          }
           status = do_read_write(false, hdr.sector, iov, data_in);
           if (status == kStatusOk) {
             written = static_cast<uint32_t>(data_in);
@@ -210,8 +232,15 @@ uint32_t BlockDevice::handle(const DescriptorChain& chain, const GuestMemory& me
         break;
       case kTypeOut:
         if (options_.read_only) break;
-        if (chain_iovecs(mem, chain, false, sizeof(hdr), data_out, iov))
-          status = do_read_write(true, hdr.sector, iov, data_out);
+        if (data_out > kMaxRequestBytes) {
+          over_limits(data_out);
+        } else if (chain_iovecs(mem, chain, false, sizeof(hdr), data_out, iov)) {
+          if (within_segment_limits(iov)) {
+            status = do_read_write(true, hdr.sector, iov, data_out);
+          } else {
+            over_limits(data_out);
+          }
+        }
         if (status == kStatusOk) {
           count(&Metrics::block_write_ops);
           count(&Metrics::block_write_bytes, data_out);
@@ -245,17 +274,25 @@ uint32_t BlockDevice::handle(const DescriptorChain& chain, const GuestMemory& me
     }
   }
   if (status != kStatusOk) count(&Metrics::block_errors);
-  chain_write(mem, chain, status_offset, std::span(&status, 1));
+  write_status(mem, chain, status);
   return written + 1;
+}
+
+void BlockDevice::over_limits(uint64_t len) {
+  if (log_limit_.allow())
+    spdlog::warn(
+        "virtio-blk {}: request of {} bytes over the advertised size_max {} / seg_max {}, "
+        "failed ({} so far)",
+        backing_.path, len, kSizeMax, kSegMax, log_limit_.events());
 }
 
 uint8_t BlockDevice::do_read_write(bool write, uint64_t sector, std::vector<iovec>& iov,
                                    uint64_t len) {
   if (len % kSectorSize != 0 || !in_range(sector, len / kSectorSize, capacity_))
     return kStatusIoErr;
-  if (!transfer_all(fd_.get(), write, iov, sector * kSectorSize)) {
+  if (!transfer_all(backing_.fd.get(), write, iov, sector * kSectorSize)) {
     if (log_limit_.allow())
-      spdlog::warn("virtio-blk {}: {} of {} bytes at sector {} failed: {}", options_.path,
+      spdlog::warn("virtio-blk {}: {} of {} bytes at sector {} failed: {}", backing_.path,
                    write ? "write" : "read", len, sector, std::strerror(errno));
     return kStatusIoErr;
   }
@@ -267,20 +304,21 @@ uint8_t BlockDevice::do_discard_or_zero(bool zero, std::span<const uint8_t> byte
     return kStatusIoErr;  // max_discard_seg / max_write_zeroes_seg are 1
   DiscardSegment seg;
   std::memcpy(&seg, bytes.data(), sizeof(seg));
-  if (seg.num_sectors > kMaxDiscardSectors || !in_range(seg.sector, seg.num_sectors, capacity_))
-    return kStatusIoErr;
+  if (seg.num_sectors > (zero ? kMaxWriteZeroesSectors : kMaxDiscardSectors) ||
+      !in_range(seg.sector, seg.num_sectors, capacity_))
+    return kStatusIoErr;  // over the advertised max_*_sectors, or past capacity
   if (!zero && seg.flags != 0) return kStatusUnsupported;
   const off_t offset = static_cast<off_t>(seg.sector * kSectorSize);
   const off_t len = static_cast<off_t>(uint64_t{seg.num_sectors} * kSectorSize);
   const bool punch = !zero || (seg.flags & kWriteZeroesUnmap);
   const int mode = FALLOC_FL_KEEP_SIZE | (punch ? FALLOC_FL_PUNCH_HOLE : FALLOC_FL_ZERO_RANGE);
-  if (::fallocate(fd_.get(), mode, offset, len) == 0) return kStatusOk;
+  if (::fallocate(backing_.fd.get(), mode, offset, len) == 0) return kStatusOk;
   if (!zero) return kStatusUnsupported;  // discard is only a hint
-  // The file system cannot zero ranges: write zeros.
+  // The file system cannot zero ranges: write zeros (at most kMaxWriteZeroesSectors).
   std::vector<uint8_t> zeros(std::min<off_t>(len, 1 << 20), 0);
   for (off_t done = 0; done < len;) {
     const size_t n = static_cast<size_t>(std::min<off_t>(len - done, zeros.size()));
-    const ssize_t w = ::pwrite(fd_.get(), zeros.data(), n, offset + done);
+    const ssize_t w = ::pwrite(backing_.fd.get(), zeros.data(), n, offset + done);
     if (w <= 0) return kStatusIoErr;
     done += w;
   }
@@ -288,8 +326,8 @@ uint8_t BlockDevice::do_discard_or_zero(bool zero, std::span<const uint8_t> byte
 }
 
 uint8_t BlockDevice::do_flush() {
-  if (::fdatasync(fd_.get()) == 0) return kStatusOk;
-  spdlog::warn("virtio-blk {}: fdatasync failed: {}", options_.path, std::strerror(errno));
+  if (::fdatasync(backing_.fd.get()) == 0) return kStatusOk;
+  spdlog::warn("virtio-blk {}: fdatasync failed: {}", backing_.path, std::strerror(errno));
   return kStatusIoErr;
 }
 

@@ -39,8 +39,13 @@ bool parse_connect(const std::string& line, uint32_t& port) {
 
 }  // namespace
 
-Muxer::Muxer(uint64_t guest_cid, const std::string& uds_path)
+size_t Muxer::connection_budget(uint64_t fd_limit) {
+  return static_cast<size_t>(std::min<uint64_t>(kMaxConnections, fd_limit / 4));
+}
+
+Muxer::Muxer(uint64_t guest_cid, const std::string& uds_path, size_t max_connections)
     : guest_cid_(guest_cid),
+      max_connections_(max_connections),
       listener_(uds_path),
       epoll_(::epoll_create1(EPOLL_CLOEXEC)),
       timer_(::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK)) {
@@ -62,6 +67,7 @@ void Muxer::activate() {
   watch(wake_.fd(), kTagWake, EPOLLIN);
   active_ = true;
   rx_buffers_ = true;
+  listener_paused_ = false;
 }
 
 void Muxer::reset() {
@@ -76,6 +82,7 @@ void Muxer::reset() {
   const itimerspec off{};
   ::timerfd_settime(timer_.get(), 0, &off, nullptr);
   active_ = false;
+  listener_paused_ = false;
 }
 
 // ---- host side ----
@@ -113,14 +120,25 @@ void Muxer::accept_clients() {
   for (;;) {
     UniqueFd fd = listener_.accept();
     if (!fd) {
-      if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR && log_limit_.allow())
-        spdlog::warn("vsock {}: accept: {}", listener_.path(), std::strerror(errno));
-      return;
+      const int err = errno;
+      if (err == EINTR) continue;
+      if (err == EAGAIN || err == EWOULDBLOCK) return;
+      if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
+        // The client stays in the backlog, the listener stays readable: stop watching it.
+        if (log_limit_.allow())
+          spdlog::warn("vsock {}: accept: {}; clients wait until a connection closes",
+                       listener_.path(), std::strerror(err));
+        pause_listener();
+        return;
+      }
+      if (log_limit_.allow())
+        spdlog::warn("vsock {}: accept: {}", listener_.path(), std::strerror(err));
+      return;  // ECONNABORTED and the like: that client is gone, the next readiness retries
     }
-    if (connections_.size() + clients_.size() >= kMaxConnections) {
+    if (over_budget()) {
       if (log_limit_.allow())
         spdlog::warn("vsock {}: {} connections open, refusing another", listener_.path(),
-                     kMaxConnections);
+                     max_connections_);
       continue;  // closed
     }
     const int raw = fd.get();
@@ -128,6 +146,25 @@ void Muxer::accept_clients() {
     clients_[raw] = Client{std::move(fd), "", Clock::now() + kConnectTimeout};
     arm_timer();
   }
+}
+
+void Muxer::pause_listener() {
+  if (listener_paused_) return;
+  epoll_event ev{};  // no events: registered, but never reported
+  ev.data.u64 = token(kTagListener, listener_.fd());
+  ::epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, listener_.fd(), &ev);
+  listener_paused_ = true;
+  listener_retry_ = Clock::now() + kAcceptRetry;
+  arm_timer();
+}
+
+void Muxer::resume_listener() {
+  if (!listener_paused_ || !active_) return;
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.u64 = token(kTagListener, listener_.fd());
+  ::epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, listener_.fd(), &ev);
+  listener_paused_ = false;
 }
 
 void Muxer::read_client_line(int fd) {
@@ -142,12 +179,14 @@ void Muxer::read_client_line(int fd) {
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
     if (n <= 0) {
       clients_.erase(it);
+      resume_listener();
       return;
     }
     if (ch == '\n') break;
     client.line += ch;
     if (client.line.size() > kMaxConnectLine) {
       clients_.erase(it);
+      resume_listener();
       return;
     }
   }
@@ -155,6 +194,7 @@ void Muxer::read_client_line(int fd) {
   if (!parse_connect(client.line, port)) {
     spdlog::info("vsock {}: bad request line from a host client, closing it", listener_.path());
     clients_.erase(it);
+    resume_listener();
     return;
   }
   UniqueFd sock = std::move(client.fd);
@@ -205,7 +245,9 @@ void Muxer::on_connection_event(int fd, uint32_t events) {
 
 void Muxer::on_timer() {
   const Clock::time_point now = Clock::now();
-  std::erase_if(clients_, [&](const auto& entry) { return entry.second.deadline <= now; });
+  if (std::erase_if(clients_, [&](const auto& entry) { return entry.second.deadline <= now; }))
+    resume_listener();
+  if (listener_paused_ && listener_retry_ <= now) resume_listener();
   std::vector<Connection*> expired;
   for (auto& [k, c] : connections_)
     if (c->deadline != Clock::time_point{} && c->deadline <= now) expired.push_back(c.get());
@@ -216,6 +258,7 @@ void Muxer::on_timer() {
 void Muxer::arm_timer() {
   Clock::time_point first = Clock::time_point::max();
   for (const auto& [fd, client] : clients_) first = std::min(first, client.deadline);
+  if (listener_paused_) first = std::min(first, listener_retry_);
   for (const auto& [k, c] : connections_)
     if (c->deadline != Clock::time_point{}) first = std::min(first, c->deadline);
   itimerspec spec{};
@@ -290,7 +333,10 @@ void Muxer::reject(const PacketHeader& hdr) {
 }
 
 void Muxer::connect_to_host(const PacketHeader& hdr) {
-  if (connections_.size() + clients_.size() >= kMaxConnections) {
+  if (over_budget()) {
+    if (log_limit_.allow())
+      spdlog::warn("vsock: {} connections open, guest connection to port {} reset",
+                   max_connections_, hdr.dst_port);
     push_rst(hdr.dst_port, hdr.src_port);
     return;
   }
@@ -322,8 +368,10 @@ void Muxer::kill(Connection& c) {
 
 void Muxer::remove(Connection& c) {
   const Key k = key(c.local_port(), c.peer_port());
+  if (c.in_rx_list) std::erase(rx_list_, k);  // at most one entry per live connection
   by_fd_.erase(c.fd());
   connections_.erase(k);  // closes the host socket
+  resume_listener();      // a host fd is free again
 }
 
 void Muxer::push_rst(uint32_t local_port, uint32_t peer_port) {

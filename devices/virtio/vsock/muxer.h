@@ -10,6 +10,12 @@
 //
 // All host fds (listener, clients, connections, a timer and a wake-up eventfd) are in one epoll
 // instance whose fd the device hands to the transport. Event-loop thread only.
+//
+// Host fds are budgeted: at most `max_connections` connections and clients together (one host
+// fd each; connection_budget() derives the default from the open-file limit). Over budget, a
+// guest REQUEST gets a RST and a host client is accepted and closed at once. If accept() fails
+// for want of fds (EMFILE, ENFILE, ENOBUFS, ENOMEM) the listener is not watched until a
+// connection or client closes or kAcceptRetry has passed, so the event loop never spins on it.
 #pragma once
 
 #include <sys/uio.h>
@@ -37,10 +43,17 @@ class Muxer {
  public:
   static constexpr auto kConnectTimeout = std::chrono::seconds(2);
   static constexpr auto kCloseTimeout = std::chrono::seconds(2);
+  static constexpr auto kAcceptRetry = std::chrono::seconds(1);
   static constexpr size_t kMaxControlPackets = 1024;
 
+  // Connections (and pending host clients) allowed with `fd_limit` open files: a quarter of the
+  // limit, at most kMaxConnections (1024); the other three quarters stay for the rest of the VMM
+  // (API, drives, TAPs, metrics, KVM). With the common 1024 soft limit: 256; once main() has
+  // raised it to a hard limit of 4096 or more: 1024.
+  static size_t connection_budget(uint64_t fd_limit);
+
   // Creates and binds the listener at `uds_path` (throws UsageError, see UnixListener).
-  Muxer(uint64_t guest_cid, const std::string& uds_path);
+  Muxer(uint64_t guest_cid, const std::string& uds_path, size_t max_connections);
 
   int epoll_fd() const { return epoll_.get(); }
   uint64_t guest_cid() const { return guest_cid_; }
@@ -68,6 +81,12 @@ class Muxer {
   void wake() { wake_.signal(); }
 
   size_t connection_count() const { return connections_.size(); }
+  size_t max_connections() const { return max_connections_; }
+  // Entries waiting for the rx queue (connections with something to send, queued RSTs): at most
+  // one per connection plus kMaxControlPackets.
+  size_t rx_backlog() const { return rx_list_.size() + control_.size(); }
+  // Whether the listener is being watched (false while paused after EMFILE and when inactive).
+  bool listening() const { return active_ && !listener_paused_; }
 
  private:
   using Key = uint64_t;  // local port << 32 | peer port
@@ -79,6 +98,10 @@ class Muxer {
   };
 
   void accept_clients();
+  // accept() ran out of fds: stop watching the listener until fds are released or a retry.
+  void pause_listener();
+  void resume_listener();
+  bool over_budget() const { return connections_.size() + clients_.size() >= max_connections_; }
   void read_client_line(int fd);
   void connect_to_host(const PacketHeader& hdr);
   void on_connection_event(int fd, uint32_t events);
@@ -94,18 +117,21 @@ class Muxer {
   uint32_t allocate_local_port(uint32_t peer_port);
 
   const uint64_t guest_cid_;
+  const size_t max_connections_;
   UnixListener listener_;
   UniqueFd epoll_;
   UniqueFd timer_;
   EventFd wake_;
   bool active_ = false;
   bool rx_buffers_ = true;
+  bool listener_paused_ = false;
+  Clock::time_point listener_retry_{};  // when a paused listener is watched again
   uint32_t next_local_port_ = kFirstEphemeralPort;
 
   std::map<Key, std::unique_ptr<Connection>> connections_;
   std::unordered_map<int, Key> by_fd_;
   std::unordered_map<int, Client> clients_;
-  std::deque<Key> rx_list_;           // connections with something for the guest
+  std::deque<Key> rx_list_;           // live connections with something for the guest, once each
   std::deque<PacketHeader> control_;  // RSTs for connections already gone
   std::vector<iovec> scratch_;
   LogLimiter log_limit_;

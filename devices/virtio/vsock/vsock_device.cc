@@ -6,13 +6,16 @@
 
 #include "devices/virtio/chain_io.h"
 #include "devices/virtio/vsock/packet.h"
+#include "vmm/fd_limit.h"
 
 namespace kiln::virtio {
 
 using vsock::PacketHeader;
 
-VsockDevice::VsockDevice(const VsockOptions& options)
-    : options_(options), muxer_(options.guest_cid, options.uds_path) {}
+VsockDevice::VsockDevice(const VsockOptions& options, std::optional<size_t> max_connections)
+    : options_(options),
+      muxer_(options.guest_cid, options.uds_path,
+             max_connections.value_or(vsock::Muxer::connection_budget(fd_limit()))) {}
 
 uint32_t VsockDevice::device_id() const {
   return kDeviceIdVsock;

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "devices/virtio/device.h"
@@ -21,7 +22,10 @@ struct VsockOptions {
 class VsockDevice : public VirtioDevice {
  public:
   // Creates the listening socket at uds_path (throws kiln::UsageError naming it).
-  explicit VsockDevice(const VsockOptions& options);
+  // `max_connections`: connections and pending host clients at once; by default
+  // Muxer::connection_budget() of the open-file limit when the device is built.
+  explicit VsockDevice(const VsockOptions& options,
+                       std::optional<size_t> max_connections = std::nullopt);
 
   uint32_t device_id() const override;
   uint64_t device_features() const override;
