@@ -36,9 +36,10 @@ std::string read_config(const std::string& path) {
   if (::fstat(fd.get(), &st) != 0) throw fail(errno);
   if (S_ISDIR(st.st_mode)) throw fail(EISDIR);
   auto too_big = [&] {
-    return UsageError(fmt::format("config file {}: larger than {} MiB; that is not a Kiln "
-                                  "configuration",
-                                  path, kMaxConfigBytes >> 20));
+    return UsageError(
+        fmt::format("config file {}: larger than {} MiB; that is not a Kiln "
+                    "configuration",
+                    path, kMaxConfigBytes >> 20));
   };
   if (S_ISREG(st.st_mode) && static_cast<uint64_t>(st.st_size) > kMaxConfigBytes) throw too_big();
   std::string text;
@@ -115,8 +116,8 @@ const toml::value* locate(const toml::value& root, const FieldError& e) {
 void apply_json_config_file(VmConfig& config, const std::string& path) {
   const std::string text = read_config(path);
   if (auto line = json_nesting_exceeded(text))
-    throw UsageError(fmt::format("config file {}:{}: nested more than {} levels deep", path,
-                                 *line, kMaxNesting));
+    throw UsageError(fmt::format("config file {}:{}: nested more than {} levels deep", path, *line,
+                                 kMaxNesting));
   if (auto at = invalid_utf8_at(text))
     throw UsageError(fmt::format("config file {}:{}: not valid UTF-8 (byte {:#04x})", path,
                                  line_of(text, *at), static_cast<unsigned char>(text[*at])));
@@ -136,8 +137,8 @@ void apply_toml_config_file(VmConfig& config, const std::string& path) {
     throw UsageError(fmt::format("config file {}:{}: not valid UTF-8 (byte {:#04x})", path,
                                  line_of(text, *at), static_cast<unsigned char>(text[*at])));
   if (auto line = toml_nesting_exceeded(text))
-    throw UsageError(fmt::format("config file {}:{}: nested more than {} levels deep", path,
-                                 *line, kMaxNesting));
+    throw UsageError(fmt::format("config file {}:{}: nested more than {} levels deep", path, *line,
+                                 kMaxNesting));
   toml::value root;
   try {
     std::istringstream in(text);

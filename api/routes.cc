@@ -83,8 +83,8 @@ std::variant<VmmCommand, VmmReply> route(const HttpRequest& r) {
     if (r.body.empty()) return VmmReply::fault(400, "the request needs a JSON body");
     // Checked before parsing: dump, copy and compare recurse through nested values.
     if (json_nesting_exceeded(r.body))
-      return VmmReply::fault(400, "the body is nested more than " + std::to_string(kMaxNesting) +
-                                      " levels deep");
+      return VmmReply::fault(
+          400, "the body is nested more than " + std::to_string(kMaxNesting) + " levels deep");
     command.body = json::parse(r.body, nullptr, false);
     if (command.body.is_discarded()) return VmmReply::fault(400, "the body is not valid JSON");
   }

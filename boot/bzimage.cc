@@ -34,7 +34,8 @@ KernelImage parse_bzimage(const GuestMemory& mem, const ImageFile& image_file) {
     return UsageError(fmt::format("kernel {}: {}", path, reason));
   };
   const uint64_t size = image_file.size();
-  const std::vector<uint8_t> file = image_file.read_head(0, kSetupHeaderOffset + sizeof(setup_header));
+  const std::vector<uint8_t> file =
+      image_file.read_head(0, kSetupHeaderOffset + sizeof(setup_header));
   if (!is_bzimage(file)) throw fail("not a bzImage (no \"HdrS\" magic)");
 
   // The header runs from 0x1f1 to the end the image states: 0x202 + the jump offset at 0x201.

@@ -30,15 +30,15 @@ ImageFile::ImageFile(std::string what, std::string path)
 void ImageFile::read_at(uint64_t offset, std::span<uint8_t> out) const {
   size_t done = 0;
   while (done < out.size()) {
-    const ssize_t n = ::pread(fd_.get(), out.data() + done, out.size() - done,
-                              static_cast<off_t>(offset + done));
+    const ssize_t n =
+        ::pread(fd_.get(), out.data() + done, out.size() - done, static_cast<off_t>(offset + done));
     if (n < 0) {
       if (errno == EINTR) continue;
       throw UsageError(errno_message(what_ + " " + path_));
     }
     if (n == 0)
-      throw UsageError(fmt::format("{} {}: truncated while reading (ends before byte {:#x})",
-                                   what_, path_, offset + out.size()));
+      throw UsageError(fmt::format("{} {}: truncated while reading (ends before byte {:#x})", what_,
+                                   path_, offset + out.size()));
     done += static_cast<size_t>(n);
   }
 }

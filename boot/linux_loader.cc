@@ -77,8 +77,8 @@ LinuxBootInfo load_linux(const GuestMemory& mem, const LinuxBootConfig& cfg) {
   // Then write.
   write_kernel(mem, image, kernel);
   if (initrd)
-    initrd->read_at(0, mem.checked_slice(in.initrd_addr, in.initrd_size,
-                                         "initrd " + cfg.initrd_path));
+    initrd->read_at(0,
+                    mem.checked_slice(in.initrd_addr, in.initrd_size, "initrd " + cfg.initrd_path));
   write_cmdline(mem, cfg.cmdline);
   if (use_seed) write_rng_seed(mem, cfg.rng_seed);
   write_boot_params(mem, params);
@@ -86,9 +86,8 @@ LinuxBootInfo load_linux(const GuestMemory& mem, const LinuxBootConfig& cfg) {
   spdlog::info(
       "kernel {} ({}): entry {:#x}, ends at {:#x}{}", cfg.kernel_path,
       image.format == KernelImage::Format::kElf ? "ELF" : "bzImage", image.entry, image.end,
-      !initrd
-          ? std::string()
-          : fmt::format("; initrd at {:#x} ({})", in.initrd_addr, format_size(in.initrd_size)));
+      !initrd ? std::string()
+              : fmt::format("; initrd at {:#x} ({})", in.initrd_addr, format_size(in.initrd_size)));
   return LinuxBootInfo{image.entry, x86::kBootParamsAddr};
 }
 
