@@ -1,5 +1,6 @@
 #include "api/http/api_server.h"
 
+#include <poll.h>
 #include <pthread.h>
 #include <spdlog/spdlog.h>
 #include <sys/epoll.h>
@@ -405,11 +406,15 @@ void ApiServer::Impl::expire_connections() {
 
 void ApiServer::Impl::accept_all() {
   for (;;) {
-    if (open_ >= limits_.max_connections && !close_longest_idle()) {
-      if (over_limit_log_.allow())
-        spdlog::warn("api: {} connections open, none idle; new clients wait", open_);
-      update_listen();  // off until a connection closes
-      return;
+    if (open_ >= limits_.max_connections) {
+      pollfd pending{listen_.get(), POLLIN, 0};
+      if (::poll(&pending, 1, 0) != 1) return;  // nobody is waiting: keep every connection
+      if (!close_longest_idle()) {
+        if (over_limit_log_.allow())
+          spdlog::warn("api: {} connections open, none idle; new clients wait", open_);
+        update_listen();  // off until a connection closes
+        return;
+      }
     }
     UniqueFd fd(::accept4(listen_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
     if (!fd) {
