@@ -1,9 +1,12 @@
 #include "api/routes.h"
 
+#include <fmt/format.h>
+
 #include <map>
 
 #include "api/json_fields.h"
 #include "api/nesting.h"
+#include "api/utf8.h"
 
 namespace kiln::api {
 
@@ -85,6 +88,10 @@ std::variant<VmmCommand, VmmReply> route(const HttpRequest& r) {
     if (json_nesting_exceeded(r.body))
       return VmmReply::fault(
           400, "the body is nested more than " + std::to_string(kMaxNesting) + " levels deep");
+    if (auto at = invalid_utf8_at(r.body))
+      return VmmReply::fault(400, fmt::format("the body is not valid UTF-8 (byte {:#04x} at "
+                                              "offset {})",
+                                              static_cast<unsigned char>(r.body[*at]), *at));
     command.body = json::parse(r.body, nullptr, false);
     if (command.body.is_discarded()) return VmmReply::fault(400, "the body is not valid JSON");
   }

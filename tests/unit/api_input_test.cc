@@ -120,6 +120,15 @@ TEST(Routes, DeeplyNestedBodyIs400) {
       api::route(put("/machine-config", R"({"vcpu_count": 1, "mem_size_mib": 128})"))));
 }
 
+TEST(Routes, BodyThatIsNotUtf8Is400NamingTheByte) {
+  auto routed = api::route(put("/boot-source", "{\"boot_args\": \"x=\xe9\"}"));
+  const auto* reply = std::get_if<VmmReply>(&routed);
+  ASSERT_NE(reply, nullptr);
+  EXPECT_EQ(reply->status, 400);
+  EXPECT_EQ(reply->body.value("fault_message", ""),
+            "the body is not valid UTF-8 (byte 0xe9 at offset 17)");
+}
+
 TEST(Routes, RepliesWithInvalidUtf8AreSerializedWithReplacement) {
   const api::HttpResponse r = api::to_http(VmmReply::ok({{"path", "/k\xe9"}}));
   EXPECT_EQ(r.status, 200);
