@@ -1,14 +1,16 @@
 #include "api/cli.h"
 
+#include <sys/stat.h>
+
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <charconv>
-#include <filesystem>
 #include <utility>
 #include <vector>
 
 #include "api/config_files.h"
 #include "api/json_fields.h"
+#include "api/utf8.h"
 #include "api/vm_json.h"
 #include "vmm/error.h"
 #include "vmm/stop.h"
@@ -75,6 +77,7 @@ DriveConfig parse_drive_spec(const std::string& spec) {
       drive.read_only = true;
     } else if (part.rfind("id=", 0) == 0 && part.size() > 3 && part.size() <= 3 + 20) {
       drive.id = part.substr(3);
+      api::require_utf8("--disk " + spec + ": id", drive.id);
     } else {
       throw UsageError("--disk " + spec + ": unknown option '" + part +
                        "' (expected ro or id=NAME, NAME up to 20 characters)");
@@ -130,6 +133,7 @@ void add_net_spec(VmConfig& config, const std::string& spec) {
     if (!field)
       throw UsageError(flag + ": unknown option '" + key + "' (expected tap=, mac= or id=)");
     if (iface.contains(field)) throw UsageError(flag + ": " + key + "= given twice");
+    api::require_utf8(flag + ": " + key, value);
     iface[field] = value;
   }
   if (!iface.contains("host_dev_name")) throw UsageError(flag + ": tap=NAME is required");
@@ -235,6 +239,8 @@ CliCommand parse_cli(int argc, const char* const* argv) {
       if (kernel->count()) c.kernel_path = flags.kernel_path;
       if (initrd->count()) c.initrd_path = flags.initrd_path;
       if (cmdline->count()) c.cmdline = flags.cmdline;
+      // The API's boot_args is a JSON string: a command line is text (host paths may be bytes).
+      api::require_utf8("--cmdline", c.cmdline);
       if (cpus->count()) c.vcpus = flags.vcpus;
       if (memory->count() || huge->count()) {
         // Through the API's machine-config rules, which check the two together.
@@ -258,8 +264,9 @@ CliCommand parse_cli(int argc, const char* const* argv) {
       for (const std::string& n : nets) add_net_spec(c, n);
       if (c.kernel_path.empty())
         throw UsageError("kiln run: --kernel is required (or kernel_image_path in --config)");
-      if (!std::filesystem::exists(c.kernel_path))
-        throw UsageError("--kernel: File does not exist: " + c.kernel_path);
+      struct stat st {};
+      if (::stat(c.kernel_path.c_str(), &st) != 0)
+        throw UsageError(errno_message("--kernel " + c.kernel_path));
     } else if (!config_file.empty()) {
       api::apply_json_config_file(c, config_file);
     } else if (!cmd.api_socket.empty()) {
@@ -275,7 +282,7 @@ CliCommand parse_cli(int argc, const char* const* argv) {
     cmd.action = CliCommand::Action::kExit;
     cmd.exit_code = rc == 0 ? 0 : kExitUsage;
     return cmd;
-  } catch (const UsageError& e) {
+  } catch (const std::exception& e) {  // UsageError, and anything a library throws on odd input
     std::cerr << "kiln: " << e.what() << "\n";
     cmd.action = CliCommand::Action::kExit;
     cmd.exit_code = kExitUsage;

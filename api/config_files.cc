@@ -1,13 +1,21 @@
 #include "api/config_files.h"
 
-#include <fstream>
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
 #include <optional>
 #include <sstream>
 #include <toml.hpp>
 
 #include "api/json_fields.h"
+#include "api/nesting.h"
+#include "api/utf8.h"
 #include "api/vm_json.h"
 #include "vmm/error.h"
+#include "vmm/unique_fd.h"
 
 namespace kiln::api {
 
@@ -15,12 +23,42 @@ namespace {
 
 using nlohmann::json;
 
+// Configuration files are small; anything bigger is not one.
+constexpr size_t kMaxConfigBytes = 1 << 20;
+
+// The whole file, refusing directories and anything over kMaxConfigBytes. Pipes are read (a
+// shell's process substitution, <(...), is one).
 std::string read_config(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw UsageError(errno_message("config file " + path));
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
+  auto fail = [&](int err) { return UsageError(errno_message("config file " + path, err)); };
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) throw fail(errno);
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) throw fail(errno);
+  if (S_ISDIR(st.st_mode)) throw fail(EISDIR);
+  auto too_big = [&] {
+    return UsageError(
+        fmt::format("config file {}: larger than {} MiB; that is not a Kiln "
+                    "configuration",
+                    path, kMaxConfigBytes >> 20));
+  };
+  if (S_ISREG(st.st_mode) && static_cast<uint64_t>(st.st_size) > kMaxConfigBytes) throw too_big();
+  std::string text;
+  char buf[64 * 1024];
+  for (;;) {
+    const ssize_t n = ::read(fd.get(), buf, sizeof(buf));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw fail(errno);
+    }
+    if (n == 0) break;
+    text.append(buf, static_cast<size_t>(n));
+    if (text.size() > kMaxConfigBytes) throw too_big();
+  }
+  return text;
+}
+
+size_t line_of(std::string_view text, size_t offset) {
+  return 1 + static_cast<size_t>(std::count(text.begin(), text.begin() + offset, '\n'));
 }
 
 json to_json(const toml::value& v) {
@@ -76,7 +114,14 @@ const toml::value* locate(const toml::value& root, const FieldError& e) {
 }  // namespace
 
 void apply_json_config_file(VmConfig& config, const std::string& path) {
-  const json document = json::parse(read_config(path), nullptr, false);
+  const std::string text = read_config(path);
+  if (auto line = json_nesting_exceeded(text))
+    throw UsageError(fmt::format("config file {}:{}: nested more than {} levels deep", path, *line,
+                                 kMaxNesting));
+  if (auto at = invalid_utf8_at(text))
+    throw UsageError(fmt::format("config file {}:{}: not valid UTF-8 (byte {:#04x})", path,
+                                 line_of(text, *at), static_cast<unsigned char>(text[*at])));
+  const json document = json::parse(text, nullptr, false);
   if (document.is_discarded()) throw UsageError("config file " + path + ": not valid JSON");
   try {
     apply_full_config(config, document);
@@ -86,12 +131,22 @@ void apply_json_config_file(VmConfig& config, const std::string& path) {
 }
 
 void apply_toml_config_file(VmConfig& config, const std::string& path) {
+  const std::string text = read_config(path);
+  // A TOML file must be UTF-8 (TOML 1.0); toml11 recurses into arrays and inline tables.
+  if (auto at = invalid_utf8_at(text))
+    throw UsageError(fmt::format("config file {}:{}: not valid UTF-8 (byte {:#04x})", path,
+                                 line_of(text, *at), static_cast<unsigned char>(text[*at])));
+  if (auto line = toml_nesting_exceeded(text))
+    throw UsageError(fmt::format("config file {}:{}: nested more than {} levels deep", path, *line,
+                                 kMaxNesting));
   toml::value root;
   try {
-    read_config(path);  // a clear error for a missing or unreadable file
-    root = toml::parse(path);
+    std::istringstream in(text);
+    root = toml::parse(in, path);
   } catch (const toml::syntax_error& e) {
     throw UsageError("config file " + path + ": TOML syntax error:\n" + e.what());
+  } catch (const toml::exception& e) {
+    throw UsageError("config file " + path + ": TOML error: " + e.what());
   }
   try {
     apply_full_config(config, to_json(root));

@@ -1,8 +1,12 @@
 #include "api/routes.h"
 
+#include <fmt/format.h>
+
 #include <map>
 
 #include "api/json_fields.h"
+#include "api/nesting.h"
+#include "api/utf8.h"
 
 namespace kiln::api {
 
@@ -80,6 +84,14 @@ std::variant<VmmCommand, VmmReply> route(const HttpRequest& r) {
 
   if (needs_body(r.method)) {
     if (r.body.empty()) return VmmReply::fault(400, "the request needs a JSON body");
+    // Checked before parsing: dump, copy and compare recurse through nested values.
+    if (json_nesting_exceeded(r.body))
+      return VmmReply::fault(
+          400, "the body is nested more than " + std::to_string(kMaxNesting) + " levels deep");
+    if (auto at = invalid_utf8_at(r.body))
+      return VmmReply::fault(400, fmt::format("the body is not valid UTF-8 (byte {:#04x} at "
+                                              "offset {})",
+                                              static_cast<unsigned char>(r.body[*at]), *at));
     command.body = json::parse(r.body, nullptr, false);
     if (command.body.is_discarded()) return VmmReply::fault(400, "the body is not valid JSON");
   }
@@ -118,7 +130,10 @@ std::variant<VmmCommand, VmmReply> route(const HttpRequest& r) {
 HttpResponse to_http(const VmmReply& reply) {
   HttpResponse response;
   response.status = reply.status;
-  if (!reply.body.is_null()) response.body = reply.body.dump();
+  // Strings Kiln accepts as bytes (host paths) may not be UTF-8: they are replaced by U+FFFD
+  // rather than failing the reply.
+  if (!reply.body.is_null())
+    response.body = reply.body.dump(-1, ' ', false, json::error_handler_t::replace);
   return response;
 }
 

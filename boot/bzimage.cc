@@ -28,12 +28,14 @@ bool is_bzimage(std::span<const uint8_t> file) {
   return file.size() >= kMagicOffset + 4 && std::memcmp(file.data() + kMagicOffset, "HdrS", 4) == 0;
 }
 
-KernelImage parse_bzimage(const GuestMemory& mem, const std::string& path,
-                          std::vector<uint8_t> file) {
+KernelImage parse_bzimage(const GuestMemory& mem, const ImageFile& image_file) {
+  const std::string& path = image_file.path();
   auto fail = [&](const std::string& reason) {
     return UsageError(fmt::format("kernel {}: {}", path, reason));
   };
-  const uint64_t size = file.size();
+  const uint64_t size = image_file.size();
+  const std::vector<uint8_t> file =
+      image_file.read_head(0, kSetupHeaderOffset + sizeof(setup_header));
   if (!is_bzimage(file)) throw fail("not a bzImage (no \"HdrS\" magic)");
 
   // The header runs from 0x1f1 to the end the image states: 0x202 + the jump offset at 0x201.
@@ -92,7 +94,6 @@ KernelImage parse_bzimage(const GuestMemory& mem, const std::string& path,
   KernelImage image;
   image.format = KernelImage::Format::kBzImage;
   image.path = path;
-  image.file = std::move(file);
   image.segments.push_back({pm_offset, pm_size, load, pm_size});
   image.entry = load + kEntry64Offset;
   image.end = load + span;

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "boot/image_file.h"
 #include "boot/kernel_image.h"
 #include "vmm/guest_memory.h"
 
@@ -21,7 +22,7 @@ bool is_bzimage(std::span<const uint8_t> file);
 // load address (pref_address if relocatable, else code32_start; >= 1 MiB) and that
 // [load, load + max(init_size, payload)) lies in the first RAM region. Writes nothing.
 // Throws kiln::UsageError "kernel <path>: <reason>".
-KernelImage parse_bzimage(const GuestMemory& mem, const std::string& path,
-                          std::vector<uint8_t> file);
+// Reads only the setup header from `file`.
+KernelImage parse_bzimage(const GuestMemory& mem, const ImageFile& file);
 
 }  // namespace kiln::boot

@@ -46,7 +46,8 @@ bool is_elf(std::span<const uint8_t> file) {
   return file.size() >= SELFMAG && std::memcmp(file.data(), ELFMAG, SELFMAG) == 0;
 }
 
-KernelImage parse_elf(const GuestMemory& mem, const std::string& path, std::vector<uint8_t> file) {
+KernelImage parse_elf(const GuestMemory& mem, const ImageFile& file) {
+  const std::string& path = file.path();
   auto fail = [&](const std::string& reason) {
     return UsageError(fmt::format("kernel {}: {}", path, reason));
   };
@@ -54,7 +55,7 @@ KernelImage parse_elf(const GuestMemory& mem, const std::string& path, std::vect
   if (size < sizeof(Elf64_Ehdr))
     throw fail(fmt::format("truncated ELF header ({} bytes, need {})", size, sizeof(Elf64_Ehdr)));
   Elf64_Ehdr eh;
-  std::memcpy(&eh, file.data(), sizeof(eh));
+  file.read_at(0, std::span(reinterpret_cast<uint8_t*>(&eh), sizeof(eh)));
   if (eh.e_ident[EI_CLASS] != ELFCLASS64) throw fail("not a 64-bit ELF (ELFCLASS64 required)");
   if (eh.e_ident[EI_DATA] != ELFDATA2LSB) throw fail("not a little-endian ELF");
   if (eh.e_machine != EM_X86_64)
@@ -71,12 +72,13 @@ KernelImage parse_elf(const GuestMemory& mem, const std::string& path, std::vect
         fmt::format("truncated: {} program headers at offset {:#x} run past the end of "
                     "the file ({} bytes)",
                     eh.e_phnum, eh.e_phoff, size));
+  const std::vector<uint8_t> phdrs = file.read_head(eh.e_phoff, ph_bytes);
 
   KernelImage image;
   std::vector<Elf64_Phdr> loads;
   for (unsigned i = 0; i < eh.e_phnum; ++i) {
     Elf64_Phdr ph;
-    std::memcpy(&ph, file.data() + eh.e_phoff + i * sizeof(Elf64_Phdr), sizeof(ph));
+    std::memcpy(&ph, phdrs.data() + i * sizeof(Elf64_Phdr), sizeof(ph));
     if (ph.p_type != PT_LOAD) continue;
     if (ph.p_filesz > ph.p_memsz)
       throw fail(fmt::format("segment {}: file size {:#x} exceeds memory size {:#x}", i,
@@ -114,7 +116,6 @@ KernelImage parse_elf(const GuestMemory& mem, const std::string& path, std::vect
 
   image.format = KernelImage::Format::kElf;
   image.path = path;
-  image.file = std::move(file);
   image.entry = *entry;
   image.header = minimal_header();
   image.cmdline_max = kElfCmdlineMax;

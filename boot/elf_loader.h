@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "boot/image_file.h"
 #include "boot/kernel_image.h"
 #include "vmm/guest_memory.h"
 
@@ -17,6 +18,7 @@ bool is_elf(std::span<const uint8_t> file);
 // Validates an ELF64 x86-64 ET_EXEC image against the file size and guest RAM (every PT_LOAD
 // segment inside RAM, at or above 1 MiB) and computes the physical entry point. Writes nothing.
 // Throws kiln::UsageError "kernel <path>: <reason>".
-KernelImage parse_elf(const GuestMemory& mem, const std::string& path, std::vector<uint8_t> file);
+// Reads only the ELF and program headers from `file`.
+KernelImage parse_elf(const GuestMemory& mem, const ImageFile& file);
 
 }  // namespace kiln::boot

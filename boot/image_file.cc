@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -13,29 +14,39 @@
 
 namespace kiln::boot {
 
-std::vector<uint8_t> read_image_file(const std::string& what, const std::string& path) {
-  auto fail = [&](int err) { return UsageError(errno_message(what + " " + path, err)); };
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd) throw fail(errno);
+ImageFile::ImageFile(std::string what, std::string path)
+    : what_(std::move(what)), path_(std::move(path)) {
+  auto fail = [&](int err) { return UsageError(errno_message(what_ + " " + path_, err)); };
+  fd_.reset(::open(path_.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY));
+  if (!fd_) throw fail(errno);
   struct stat st {};
-  if (::fstat(fd.get(), &st) != 0) throw fail(errno);
+  if (::fstat(fd_.get(), &st) != 0) throw fail(errno);
   if (S_ISDIR(st.st_mode)) throw fail(EISDIR);
-  if (!S_ISREG(st.st_mode)) throw UsageError(fmt::format("{} {}: not a regular file", what, path));
+  if (!S_ISREG(st.st_mode))
+    throw UsageError(fmt::format("{} {}: not a regular file", what_, path_));
+  size_ = static_cast<uint64_t>(st.st_size);
+}
 
-  std::vector<uint8_t> data(static_cast<size_t>(st.st_size));
+void ImageFile::read_at(uint64_t offset, std::span<uint8_t> out) const {
   size_t done = 0;
-  while (done < data.size()) {
-    const ssize_t n = ::read(fd.get(), data.data() + done, data.size() - done);
+  while (done < out.size()) {
+    const ssize_t n =
+        ::pread(fd_.get(), out.data() + done, out.size() - done, static_cast<off_t>(offset + done));
     if (n < 0) {
       if (errno == EINTR) continue;
-      throw fail(errno);
+      throw UsageError(errno_message(what_ + " " + path_));
     }
-    if (n == 0) break;  // the file shrank while we read it
+    if (n == 0)
+      throw UsageError(fmt::format("{} {}: truncated while reading (ends before byte {:#x})", what_,
+                                   path_, offset + out.size()));
     done += static_cast<size_t>(n);
   }
-  if (done != data.size())
-    throw UsageError(fmt::format("{} {}: truncated while reading ({} of {} bytes)", what, path,
-                                 done, data.size()));
+}
+
+std::vector<uint8_t> ImageFile::read_head(uint64_t offset, uint64_t len) const {
+  if (offset >= size_) return {};
+  std::vector<uint8_t> data(static_cast<size_t>(std::min(len, size_ - offset)));
+  read_at(offset, data);
   return data;
 }
 

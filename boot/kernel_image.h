@@ -1,4 +1,4 @@
-// A parsed and validated kernel image, ready to be copied into guest memory.
+// A parsed and validated kernel image: where its segments go, ready to be read into guest memory.
 #pragma once
 
 #include <asm/bootparam.h>
@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "boot/image_file.h"
 #include "vmm/guest_memory.h"
 
 namespace kiln::boot {
@@ -25,7 +26,6 @@ struct KernelImage {
   enum class Format { kElf, kBzImage };
   Format format = Format::kElf;
   std::string path;
-  std::vector<uint8_t> file;  // the whole image file
   std::vector<KernelSegment> segments;
   Gpa entry = 0;  // 64-bit entry point (guest-physical)
   Gpa end = 0;    // exclusive end of the memory the kernel uses (ELF: highest segment end;
@@ -38,8 +38,9 @@ struct KernelImage {
   bool setup_data_ok = false;   // protocol >= 2.09: hdr.setup_data is honoured
 };
 
-// Copies the image's segments into guest memory. Call only after every validation has passed;
-// throws kiln::Error (never expected) if a segment is not in RAM.
-void write_kernel(const GuestMemory& mem, const KernelImage& image);
+// Reads the image's segments from `file` (the one it was parsed from) straight into guest memory
+// and zeroes the rest of each. Call only after every validation has passed; throws kiln::Error
+// (never expected) if a segment is not in RAM, kiln::UsageError if the file shrank.
+void write_kernel(const GuestMemory& mem, const KernelImage& image, const ImageFile& file);
 
 }  // namespace kiln::boot

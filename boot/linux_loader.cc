@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <optional>
+
 #include "arch/x86_64/layout.h"
 #include "boot/boot_params.h"
 #include "boot/bzimage.h"
@@ -34,27 +36,29 @@ void check_boot_areas(const GuestMemory& mem, uint64_t cmdline_len, uint64_t see
 
 }  // namespace
 
-KernelImage parse_kernel(const GuestMemory& mem, const std::string& path) {
+KernelImage parse_kernel(const GuestMemory& mem, const ImageFile& file) {
   if (mem.regions().empty()) throw Error("cannot load a kernel: the VM has no RAM");
-  std::vector<uint8_t> file = read_image_file("kernel", path);
-  if (is_elf(file)) return parse_elf(mem, path, std::move(file));
-  if (is_bzimage(file)) return parse_bzimage(mem, path, std::move(file));
-  throw UsageError(fmt::format("kernel {}: not an ELF or bzImage (bad magic)", path));
+  const std::vector<uint8_t> head = file.read_head(0, kSetupHeaderOffset + sizeof(setup_header));
+  if (is_elf(head)) return parse_elf(mem, file);
+  if (is_bzimage(head)) return parse_bzimage(mem, file);
+  throw UsageError(fmt::format("kernel {}: not an ELF or bzImage (bad magic)", file.path()));
 }
 
 LinuxBootInfo load_linux(const GuestMemory& mem, const LinuxBootConfig& cfg) {
   // Validate everything first.
-  const KernelImage image = parse_kernel(mem, cfg.kernel_path);
+  const ImageFile kernel("kernel", cfg.kernel_path);
+  const KernelImage image = parse_kernel(mem, kernel);
   check_cmdline(image, cfg.cmdline);
 
-  std::vector<uint8_t> initrd;
+  std::optional<ImageFile> initrd;
   BootParamsInputs in;
   in.acpi_rsdp = cfg.acpi_rsdp;
   if (!cfg.initrd_path.empty()) {
-    initrd = read_image_file("initrd", cfg.initrd_path);
-    if (initrd.empty()) throw UsageError(fmt::format("initrd {}: file is empty", cfg.initrd_path));
-    in.initrd_addr = place_initrd(mem, image, cfg.initrd_path, initrd.size());
-    in.initrd_size = initrd.size();
+    initrd.emplace("initrd", cfg.initrd_path);
+    if (initrd->size() == 0)
+      throw UsageError(fmt::format("initrd {}: file is empty", cfg.initrd_path));
+    in.initrd_addr = place_initrd(mem, image, cfg.initrd_path, initrd->size());
+    in.initrd_size = initrd->size();
   }
 
   bool use_seed = !cfg.rng_seed.empty();
@@ -71,8 +75,10 @@ LinuxBootInfo load_linux(const GuestMemory& mem, const LinuxBootConfig& cfg) {
   const boot_params params = make_boot_params(mem, image, in);
 
   // Then write.
-  write_kernel(mem, image);
-  if (!initrd.empty()) mem.checked_write(in.initrd_addr, initrd, "initrd " + cfg.initrd_path);
+  write_kernel(mem, image, kernel);
+  if (initrd)
+    initrd->read_at(0,
+                    mem.checked_slice(in.initrd_addr, in.initrd_size, "initrd " + cfg.initrd_path));
   write_cmdline(mem, cfg.cmdline);
   if (use_seed) write_rng_seed(mem, cfg.rng_seed);
   write_boot_params(mem, params);
@@ -80,9 +86,8 @@ LinuxBootInfo load_linux(const GuestMemory& mem, const LinuxBootConfig& cfg) {
   spdlog::info(
       "kernel {} ({}): entry {:#x}, ends at {:#x}{}", cfg.kernel_path,
       image.format == KernelImage::Format::kElf ? "ELF" : "bzImage", image.entry, image.end,
-      initrd.empty()
-          ? std::string()
-          : fmt::format("; initrd at {:#x} ({})", in.initrd_addr, format_size(in.initrd_size)));
+      !initrd ? std::string()
+              : fmt::format("; initrd at {:#x} ({})", in.initrd_addr, format_size(in.initrd_size)));
   return LinuxBootInfo{image.entry, x86::kBootParamsAddr};
 }
 

@@ -25,12 +25,14 @@ struct LinuxBootInfo {
   Gpa boot_params = 0;  // RSI
 };
 
-// Reads and validates the kernel at `path` (ELF vmlinux or bzImage, chosen by magic) against
-// guest RAM. Writes nothing. Throws kiln::UsageError "kernel <path>: <reason>".
-KernelImage parse_kernel(const GuestMemory& mem, const std::string& path);
+// Validates the kernel in `file` (ELF vmlinux or bzImage, chosen by magic) against guest RAM,
+// reading only its headers. Writes nothing. Throws kiln::UsageError "kernel <path>: <reason>".
+KernelImage parse_kernel(const GuestMemory& mem, const ImageFile& file);
 
-// Validates everything before writing anything (files readable, format, protocol version, fits
-// in RAM, command-line length, initrd fits), then loads the kernel, initrd, command line and
+// Validates everything before writing anything (files readable and regular, format, protocol
+// version, fits in RAM, command-line length, initrd fits: sizes come from fstat, so nothing is
+// read before it is known to fit), then reads the kernel and initrd straight into guest memory,
+// loads the kernel, initrd, command line and
 // RNG seed into guest memory and builds boot_params at x86::kBootParamsAddr. Throws
 // kiln::UsageError naming the file and the reason.
 LinuxBootInfo load_linux(const GuestMemory& mem, const LinuxBootConfig& cfg);

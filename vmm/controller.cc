@@ -70,17 +70,7 @@ VmmController::VmmController(VmConfig config, ConsoleFds console)
         item = std::move(queue_.front());
         queue_.pop_front();
       }
-      Metrics::add(metrics_.api_requests);
-      VmmReply reply;
-      try {
-        reply = handle(item.first);
-      } catch (const UsageError& e) {
-        reply = VmmReply::fault(400, e.what());
-      } catch (const std::exception& e) {
-        reply = VmmReply::fault(500, e.what());
-      }
-      if (reply.status >= 400) Metrics::add(metrics_.api_errors);
-      item.second(std::move(reply));
+      run_command(item);
       if (stopped_) return;
     }
   });
@@ -118,6 +108,31 @@ void VmmController::stop(StopReason reason) {
   }
   flush_metrics();
   stopped_ = std::move(reason);
+}
+
+// The command loop's boundary: nothing a command or its reply does may escape, or the event
+// loop would drop this handler and every later command would wait forever.
+void VmmController::run_command(std::pair<VmmCommand, Done>& item) noexcept {
+  try {
+    Metrics::add(metrics_.api_requests);
+    VmmReply reply;
+    try {
+      reply = handle(item.first);
+    } catch (const UsageError& e) {
+      reply = VmmReply::fault(400, e.what());
+    } catch (const std::exception& e) {
+      reply = VmmReply::fault(500, e.what());
+    } catch (...) {
+      reply = VmmReply::fault(500, "internal error");
+    }
+    if (reply.status >= 400) Metrics::add(metrics_.api_errors);
+    // The front end serializes the reply here; if that fails, its Respond answers 500.
+    item.second(std::move(reply));
+  } catch (const std::exception& e) {
+    spdlog::error("api: passing a reply to its client failed: {}", e.what());
+  } catch (...) {
+    spdlog::error("api: passing a reply to its client failed");
+  }
 }
 
 VmmReply VmmController::handle(const VmmCommand& c) {

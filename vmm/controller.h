@@ -38,6 +38,7 @@ class VmmController {
 
  private:
   enum class State { kNotStarted, kRunning, kPaused };
+  void run_command(std::pair<VmmCommand, Done>& item) noexcept;
   VmmReply handle(const VmmCommand& command);
   VmmReply start_instance();
   VmmReply set_paused(bool paused);

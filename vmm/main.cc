@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <memory>
 #include <variant>
 
@@ -17,7 +18,13 @@
 #include "vmm/terminal.h"
 
 int main(int argc, char** argv) {
-  kiln::CliCommand cmd = kiln::parse_cli(argc, argv);
+  kiln::CliCommand cmd;
+  try {
+    cmd = kiln::parse_cli(argc, argv);
+  } catch (const std::exception& e) {  // parse_cli reports its own errors; this is a backstop
+    std::fprintf(stderr, "kiln: %s\n", e.what());
+    return kiln::kExitUsage;
+  }
   if (cmd.action == kiln::CliCommand::Action::kExit) return cmd.exit_code;
 
   auto logger = spdlog::stderr_color_mt("kiln");

@@ -1,5 +1,6 @@
 #include "api/http/api_server.h"
 
+#include <poll.h>
 #include <pthread.h>
 #include <spdlog/spdlog.h>
 #include <sys/epoll.h>
@@ -7,9 +8,11 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <deque>
 #include <map>
@@ -104,8 +107,13 @@ class PendingResponse {
   std::atomic<bool> done_{false};
 };
 
+using Clock = std::chrono::steady_clock;
+
 struct Connection {
   uint64_t id = 0;
+  Clock::time_point last_progress;  // last byte read or written (or accepted)
+  Clock::time_point request_start;  // first byte of the incomplete request
+
   UniqueFd fd;
   HttpParser parser;
   std::string out;  // response being written
@@ -159,7 +167,7 @@ thread_local const void* t_server_thread_of = nullptr;
 
 class ApiServer::Impl {
  public:
-  Impl(std::string path, Handler handler);
+  Impl(std::string path, Handler handler, Limits limits);
   ~Impl();
   void start();
   void stop();
@@ -167,8 +175,14 @@ class ApiServer::Impl {
 
  private:
   void run();
+  void handle_event(uint64_t id, uint32_t events);
   void accept_all();
   void set_accepting(bool on);
+  void update_listen();
+  bool close_longest_idle();
+  std::optional<Clock::time_point> deadline(const Connection& c) const;
+  int next_timeout_ms() const;
+  void expire_connections();
   void deliver();
   void on_io(Connection& c, uint32_t events);
   void read_some(Connection& c);
@@ -182,9 +196,14 @@ class ApiServer::Impl {
     return !c.closed &&
            (c.draining || (!c.in_flight && c.out.empty() && !c.closing && !c.peer_eof));
   }
+  static bool is_idle(const Connection& c) {
+    return !c.closed && !c.in_flight && c.out.empty() && !c.closing && !c.draining &&
+           !c.parser.in_request();
+  }
 
   const std::string path_;
   const Handler handler_;
+  const Limits limits_;
   UniqueFd listen_;
   UniqueFd epoll_;
   EventFd stop_;
@@ -200,13 +219,15 @@ class ApiServer::Impl {
   std::map<uint64_t, Connection> connections_;
   size_t open_ = 0;
   uint64_t next_id_ = kFirstConnectionId;
-  bool accepting_ = true;
+  bool accepting_ = true;       // false for a while after accept() failed (out of fds)
+  bool listen_enabled_ = true;  // EPOLLIN on the listening socket
   LogLimiter over_limit_log_;
   std::vector<char> read_buf_ = std::vector<char>(kReadChunk);
 };
 
-ApiServer::Impl::Impl(std::string path, Handler handler)
-    : path_(std::move(path)), handler_(std::move(handler)) {
+ApiServer::Impl::Impl(std::string path, Handler handler, Limits limits)
+    : path_(std::move(path)), handler_(std::move(handler)), limits_(limits) {
+  if (limits_.max_connections == 0) throw Error("ApiServer: max_connections must be at least 1");
   const sockaddr_un addr = unix_address(path_);
   clear_stale_socket(path_, addr);
   listen_ = UniqueFd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
@@ -277,39 +298,124 @@ void ApiServer::Impl::run() {
   std::array<epoll_event, 64> events;
   for (;;) {
     // Out of fds: retry accepting every 100 ms (or on any other event) instead of spinning.
-    const int n = ::epoll_wait(epoll_.get(), events.data(), static_cast<int>(events.size()),
-                               accepting_ ? -1 : 100);
+    int timeout = next_timeout_ms();
+    if (!accepting_ && (timeout < 0 || timeout > 100)) timeout = 100;
+    const int n =
+        ::epoll_wait(epoll_.get(), events.data(), static_cast<int>(events.size()), timeout);
     if (n < 0) {
       if (errno == EINTR) continue;
       throw_errno("epoll_wait");
     }
     if (!accepting_) set_accepting(true);
     for (int i = 0; i < n; ++i) {
-      const uint64_t id = events[i].data.u64;
-      if (id == kStopId) return;
-      if (id == kListenId) {
-        accept_all();
-      } else if (id == kMailboxId) {
-        deliver();
-      } else if (auto it = connections_.find(id); it != connections_.end() && !it->second.closed) {
-        on_io(it->second, events[i].events);
-      }
+      if (events[i].data.u64 == kStopId) return;
+      handle_event(events[i].data.u64, events[i].events);
     }
+    expire_connections();
     std::erase_if(connections_, [](const auto& entry) { return entry.second.closed; });
   }
 }
 
+// The server thread's boundary: a failure while serving one connection closes that connection;
+// nothing a client does may stop the server.
+void ApiServer::Impl::handle_event(uint64_t id, uint32_t events) {
+  Connection* c = nullptr;
+  try {
+    if (id == kListenId) {
+      accept_all();
+    } else if (id == kMailboxId) {
+      deliver();
+    } else if (auto it = connections_.find(id); it != connections_.end() && !it->second.closed) {
+      c = &it->second;
+      on_io(*c, events);
+    }
+  } catch (const std::exception& e) {
+    spdlog::error("api: {}: {}", c ? "serving a connection failed" : "server event failed",
+                  e.what());
+    if (c) close_connection(*c, "failed");
+  }
+}
+
 void ApiServer::Impl::set_accepting(bool on) {
-  epoll_event ev{};
-  ev.events = on ? uint32_t{EPOLLIN} : 0u;
-  ev.data.u64 = kListenId;
-  if (::epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, listen_.get(), &ev) < 0)
-    throw_errno("epoll_ctl(MOD listen)");
   accepting_ = on;
+  update_listen();
+}
+
+// EPOLLIN on the listening socket unless accept() just failed or every connection is taken.
+void ApiServer::Impl::update_listen() {
+  const bool want = accepting_ && open_ < limits_.max_connections;
+  if (want == listen_enabled_) return;
+  epoll_event ev{};
+  ev.events = want ? uint32_t{EPOLLIN} : 0u;
+  ev.data.u64 = kListenId;
+  if (::epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, listen_.get(), &ev) < 0) {
+    spdlog::error("api: {}", errno_message("epoll_ctl(MOD listen)"));  // retried on the next call
+    return;
+  }
+  listen_enabled_ = want;
+}
+
+// Makes room for a new client: closes the connection that has been idle longest.
+bool ApiServer::Impl::close_longest_idle() {
+  Connection* oldest = nullptr;
+  for (auto& [id, c] : connections_)
+    if (is_idle(c) && (!oldest || c.last_progress < oldest->last_progress)) oldest = &c;
+  if (!oldest) return false;
+  close_connection(*oldest, "idle, and a new client needs the slot");
+  return true;
+}
+
+std::optional<Clock::time_point> ApiServer::Impl::deadline(const Connection& c) const {
+  if (c.closed || c.in_flight) return std::nullopt;  // the handler has no time limit
+  if (!c.out.empty() || c.closing || c.draining) return c.last_progress + limits_.request_timeout;
+  if (c.parser.in_request()) return c.request_start + limits_.request_timeout;
+  return c.last_progress + limits_.idle_timeout;
+}
+
+// Milliseconds until the next connection deadline (rounded up), or -1 for none.
+int ApiServer::Impl::next_timeout_ms() const {
+  std::optional<Clock::time_point> next;
+  for (const auto& [id, c] : connections_)
+    if (auto d = deadline(c); d && (!next || *d < *next)) next = d;
+  if (!next) return -1;
+  const auto left = std::chrono::ceil<std::chrono::milliseconds>(*next - Clock::now()).count();
+  return static_cast<int>(std::clamp<decltype(left)>(left, 0, 60'000));
+}
+
+void ApiServer::Impl::expire_connections() {
+  const Clock::time_point now = Clock::now();
+  for (auto& [id, c] : connections_) {
+    const auto d = deadline(c);
+    if (!d || *d > now) continue;
+    if (is_idle(c)) {
+      close_connection(c, "idle timeout");
+    } else if (c.out.empty() && !c.draining && c.parser.in_request()) {
+      // Best effort: one non-blocking write of the 408, then close.
+      const std::string out = serialize(
+          fault_response(408, "the request did not arrive whole within " +
+                                  std::to_string(limits_.request_timeout.count()) + " ms"),
+          false);
+      [[maybe_unused]] ssize_t n =
+          ::send(c.fd.get(), out.data(), out.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+      close_connection(c, "request timeout");
+    } else {
+      close_connection(c, "client stopped reading or did not close");
+    }
+  }
 }
 
 void ApiServer::Impl::accept_all() {
   for (;;) {
+    if (open_ >= limits_.max_connections) {
+      pollfd pending{listen_.get(), POLLIN, 0};
+      if (::poll(&pending, 1, 0) != 1) return;  // nobody is waiting: keep every connection
+      if (!close_longest_idle()) {
+        if (over_limit_log_.allow())
+          spdlog::warn("api: {} connections open, none idle; new clients wait", open_);
+        update_listen();  // off until a connection closes
+        return;
+      }
+    }
     UniqueFd fd(::accept4(listen_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
     if (!fd) {
       if (errno == EINTR || errno == ECONNABORTED) continue;
@@ -317,11 +423,6 @@ void ApiServer::Impl::accept_all() {
       spdlog::warn("api: {}", errno_message("accept"));
       set_accepting(false);
       return;
-    }
-    if (open_ >= kMaxConnections) {
-      if (over_limit_log_.allow())
-        spdlog::warn("api: {} connections open; closing a new one", kMaxConnections);
-      continue;  // `fd` closes
     }
     const uint64_t id = next_id_++;
     epoll_event ev{};
@@ -335,6 +436,7 @@ void ApiServer::Impl::accept_all() {
     c.id = id;
     c.fd = std::move(fd);
     c.interest = ev.events;
+    c.last_progress = Clock::now();
     ++open_;
     spdlog::debug("api: connection {} accepted", id);
   }
@@ -369,6 +471,8 @@ void ApiServer::Impl::read_some(Connection& c) {
   while (wants_read(c)) {
     const ssize_t n = ::recv(c.fd.get(), read_buf_.data(), read_buf_.size(), 0);
     if (n > 0) {
+      c.last_progress = Clock::now();
+      if (!c.parser.in_request()) c.request_start = c.last_progress;
       if (c.draining) {
         c.drained += static_cast<size_t>(n);
         if (c.drained > kMaxDrain)
@@ -452,11 +556,13 @@ void ApiServer::Impl::send_response(Connection& c, HttpResponse response, bool k
 }
 
 void ApiServer::Impl::flush(Connection& c) {
+  const bool had_output = !c.out.empty();
   while (c.out_pos < c.out.size()) {
     const ssize_t n = ::send(c.fd.get(), c.out.data() + c.out_pos, c.out.size() - c.out_pos,
                              MSG_NOSIGNAL | MSG_DONTWAIT);
     if (n >= 0) {
       c.out_pos += static_cast<size_t>(n);
+      c.last_progress = Clock::now();
     } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
       update_interest(c);  // EPOLLOUT resumes
       return;
@@ -476,7 +582,9 @@ void ApiServer::Impl::flush(Connection& c) {
       return;
     }
   } else {
-    advance(c);  // a pipelined request may be waiting
+    // A pipelined request may be waiting; the rest of it has its full time from now.
+    if (had_output) c.request_start = Clock::now();
+    advance(c);
   }
   if (!c.closed) update_interest(c);
 }
@@ -504,10 +612,11 @@ void ApiServer::Impl::close_connection(Connection& c, const char* why) {
   c.closed = true;
   c.out = std::string();
   --open_;
+  update_listen();  // a client waiting in the backlog may come in
 }
 
-ApiServer::ApiServer(std::string path, Handler handler)
-    : impl_(std::make_unique<Impl>(std::move(path), std::move(handler))) {}
+ApiServer::ApiServer(std::string path, Handler handler, Limits limits)
+    : impl_(std::make_unique<Impl>(std::move(path), std::move(handler), limits)) {}
 ApiServer::~ApiServer() = default;
 void ApiServer::start() {
   impl_->start();

@@ -3,9 +3,12 @@
 // through a Respond callback that any thread may call later; the server never waits for it.
 #pragma once
 
+#include <chrono>
+#include <cstddef>
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 
 #include "api/http/http.h"
 
@@ -20,12 +23,29 @@ class ApiServer {
   using Respond = std::function<void(HttpResponse)>;
   using Handler = std::function<void(HttpRequest, Respond)>;
 
-  static constexpr size_t kMaxConnections = 64;  // more are accepted and closed at once
+  static constexpr size_t kMaxConnections = 64;
+
+  // So that clients which connect and stall cannot lock others out:
+  //  - a request must arrive whole within `request_timeout` of its first byte (else the
+  //    client gets 408 and the connection closes); a response the client does not read, or a
+  //    client that does not close after "Connection: close", gets as long between progress;
+  //  - a keep-alive connection with nothing pending closes after `idle_timeout`;
+  //  - at `max_connections`, a new client makes the server close the connection idle longest;
+  //    if none is idle (all are mid-request or waiting for their response), new clients wait
+  //    in the listen backlog until one closes.
+  // A request being handled has no time limit: the handler answers when it is done.
+  struct Limits {
+    size_t max_connections = kMaxConnections;
+    std::chrono::milliseconds request_timeout{10'000};
+    std::chrono::milliseconds idle_timeout{60'000};
+  };
 
   // Binds and listens on a Unix socket at `path`, created with mode 0600. An existing path is
   // refused (kiln::UsageError naming the path) unless it is a stale socket (connect() fails with
   // ECONNREFUSED), which is replaced. Throws kiln::Error on other failures.
-  ApiServer(std::string path, Handler handler);
+  ApiServer(std::string path, Handler handler, Limits limits);
+  ApiServer(std::string path, Handler handler)
+      : ApiServer(std::move(path), std::move(handler), Limits{}) {}
   // Stops, joins, closes every fd and removes the socket file (if it is still the one bound
   // here). Must not run on the server thread (i.e. from a handler).
   ~ApiServer();

@@ -2,6 +2,8 @@
 
 #include <cstdio>
 
+#include "api/utf8.h"
+
 namespace kiln::api {
 
 const std::string* HttpRequest::header(std::string_view name) const {
@@ -105,7 +107,8 @@ std::string serialize(const HttpResponse& response, bool keep_alive) {
   return out;
 }
 
-std::string json_quote(std::string_view text) {
+std::string json_quote(std::string_view raw) {
+  const std::string text = valid_utf8(raw);  // JSON text is UTF-8: invalid bytes become U+FFFD
   std::string out;
   out.reserve(text.size() + 2);
   out += '"';

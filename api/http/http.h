@@ -38,7 +38,7 @@ std::string_view reason_phrase(int status);
 // "Connection: close" is added when !keep_alive. Control characters in content_type are dropped.
 std::string serialize(const HttpResponse& response, bool keep_alive);
 
-// `text` as a JSON string literal, quotes included.
+// `text` as a JSON string literal, quotes included; bytes that are not UTF-8 become U+FFFD.
 std::string json_quote(std::string_view text);
 
 // An error response in the API's shape: {"fault_message": "<message>"}.

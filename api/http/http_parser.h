@@ -47,6 +47,11 @@ class HttpParser {
   bool take_expect_continue() { return std::exchange(expect_continue_, false); }
   // Buffered bytes not yet returned as part of a request (a partial or pipelined request).
   size_t buffered() const { return buf_.size() - pos_; }
+  // True while a request has begun (some of its bytes are buffered or its head has been parsed)
+  // and is not complete.
+  bool in_request() const {
+    return state_ == State::kHeaders || state_ == State::kBody || buffered() > 0;
+  }
   const Limits& limits() const { return limits_; }
 
  private:

@@ -4,6 +4,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -150,7 +151,8 @@ KilnRun run_kiln(const std::vector<std::string>& args, const KilnInput& input,
     if (f.fd >= 0) ::close(f.fd);
   if (stdin_fd >= 0) ::close(stdin_fd);
   int status = 0;
-  ::waitpid(pid, &status, 0);
+  rusage usage{};
+  if (::wait4(pid, &status, 0, &usage) == pid) result.max_rss_kib = usage.ru_maxrss;
   result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   return result;
 }

@@ -16,6 +16,7 @@ struct KilnRun {
   bool timed_out = false;
   std::string out;
   std::string err;
+  long max_rss_kib = -1;  // the process's peak resident memory (wait4's rusage)
 };
 
 struct KilnInput {

@@ -22,12 +22,12 @@ cxx=${CXX_FUZZ:-clang++}
 
 case $target in
   http)
-    sources="tests/fuzz/http_parser_fuzz.cc api/http/http_parser.cc api/http/http.cc"
+    sources="tests/fuzz/http_parser_fuzz.cc api/http/http_parser.cc api/http/http.cc api/utf8.cc"
     extra_flags="-dict=$repo/tests/fuzz/http.dict -max_len=8192"
     ;;
   api)
     sources="tests/fuzz/api_json_fuzz.cc api/routes.cc api/json_fields.cc api/vm_json.cc api/net_json.cc
-             vmm/mac_address.cc api/http/http.cc"
+             vmm/mac_address.cc api/http/http.cc api/utf8.cc api/nesting.cc"
     extra_flags="-max_len=4096"
     ;;
   *)

@@ -1,12 +1,17 @@
 // Zero page contents: e820, command line, initrd placement, RNG seed setup_data.
 #include <asm/bootparam.h>
 #include <elf.h>
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstddef>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <future>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -18,6 +23,7 @@
 #include "tests/support/test_files.h"
 #include "vmm/error.h"
 #include "vmm/guest_memory.h"
+#include "vmm/unique_fd.h"
 
 namespace kiln::boot {
 namespace {
@@ -273,6 +279,86 @@ TEST(BootSizes, FormatSize) {
   EXPECT_EQ(format_size(4 * kGiB), "4 GiB");
   EXPECT_EQ(format_size(2048), "2 KiB");
   EXPECT_EQ(format_size(100), "100 bytes");
+}
+
+// Peak resident memory of this process since the last reset_peak_rss(), in MiB.
+void reset_peak_rss() {
+  FILE* f = std::fopen("/proc/self/clear_refs", "w");
+  ASSERT_NE(f, nullptr) << "cannot open /proc/self/clear_refs";
+  std::fputs("5", f);  // 5: reset the peak RSS (VmHWM) to the current RSS
+  std::fclose(f);
+}
+uint64_t peak_rss_mib() {
+  FILE* f = std::fopen("/proc/self/status", "r");
+  if (!f) return ~uint64_t{0};
+  char line[256];
+  uint64_t kib = ~uint64_t{0};
+  while (std::fgets(line, sizeof(line), f))
+    if (std::sscanf(line, "VmHWM: %lu kB", &kib) == 1) break;
+  std::fclose(f);
+  return kib / 1024;
+}
+
+// A file of `size` bytes that starts with `head` and is a hole after it (no disk used).
+class SparseFile {
+ public:
+  SparseFile(const std::vector<uint8_t>& head, uint64_t size) : file_(head) {
+    if (::truncate(file_.path().c_str(), static_cast<off_t>(size)) != 0)
+      throw std::runtime_error("truncate " + file_.path());
+  }
+  const std::string& path() const { return file_.path(); }
+
+ private:
+  TempFile file_;
+};
+
+// The initrd's size comes from fstat and is checked against RAM before anything is read: a
+// sparse 1 GiB initrd for 64 MiB of RAM is refused without reading it into host memory.
+TEST_F(BootParams, InitrdBiggerThanRamIsRefusedBeforeReading) {
+  SparseFile initrd({1, 2, 3}, kGiB);
+  reset_peak_rss();
+  const std::string msg =
+      load_error(mem_, {.kernel_path = kernel_.path(), .initrd_path = initrd.path()});
+  EXPECT_NE(msg.find("initrd " + initrd.path() + " (1 GiB) does not fit"), std::string::npos)
+      << msg;
+  EXPECT_LT(peak_rss_mib(), 200u) << "the initrd was read into host memory";
+}
+
+// Only the kernel's headers and segments are read, straight into guest memory: a vmlinux with
+// a 1 GiB tail (debug sections, say) loads without a host copy of the file.
+TEST_F(BootParams, KernelIsReadSegmentBySegment) {
+  SparseFile kernel(make_elf(0x1000000, 0x200000), kGiB);
+  reset_peak_rss();
+  load_linux(mem_, {.kernel_path = kernel.path()});
+  EXPECT_LT(peak_rss_mib(), 200u) << "the whole kernel file was read into host memory";
+  EXPECT_EQ(guest_bytes(mem_, 0x1000000, 0x100), pattern(0x100, 1));
+  EXPECT_EQ(guest_bytes(mem_, 0x1000100, 0x100), std::vector<uint8_t>(0x100, 0));  // zeroed
+}
+
+// A FIFO (or device) as kernel or initrd is refused at once: opening it does not wait for a
+// writer, and nothing is read from it.
+TEST_F(BootParams, FifoKernelAndInitrdAreRefusedWithoutBlocking) {
+  char dir_template[] = "/tmp/kiln-fifo-XXXXXX";
+  ASSERT_NE(::mkdtemp(dir_template), nullptr);
+  const std::string fifo = std::string(dir_template) + "/fifo";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  for (const LinuxBootConfig& cfg :
+       {LinuxBootConfig{.kernel_path = fifo},
+        LinuxBootConfig{.kernel_path = kernel_.path(), .initrd_path = fifo}}) {
+    auto result = std::async(std::launch::async, [&] { return load_error(mem_, cfg); });
+    if (result.wait_for(std::chrono::seconds(5)) != std::future_status::ready) {
+      // Unblock the loader (open() waits for a writer) so the test can end, then fail.
+      UniqueFd writer(::open(fifo.c_str(), O_WRONLY | O_NONBLOCK));
+      result.wait();
+      ADD_FAILURE() << "load_linux blocked on the FIFO "
+                    << (cfg.initrd_path.empty() ? "kernel" : "initrd");
+      continue;
+    }
+    const std::string msg = result.get();
+    EXPECT_NE(msg.find(fifo + ": not a regular file"), std::string::npos) << msg;
+  }
+  ::unlink(fifo.c_str());
+  ::rmdir(dir_template);
 }
 
 }  // namespace

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
+
 #include <string>
 #include <vector>
 
@@ -346,6 +348,13 @@ TEST(HttpResponse, FaultResponseIsJson) {
   EXPECT_EQ(r.content_type, "application/json");
   EXPECT_EQ(r.body, R"({"fault_message": "bad \"x\"\n\\"})");
   EXPECT_EQ(json_quote(std::string("\x01", 1)), "\"\\u0001\"");
+}
+
+// Messages can carry user bytes (a path in an exception): the reply stays valid JSON.
+TEST(HttpResponse, FaultMessageThatIsNotUtf8BecomesValidJson) {
+  const HttpResponse r = fault_response(500, "internal error: /k\xe9");
+  EXPECT_EQ(r.body, "{\"fault_message\": \"internal error: /k\xef\xbf\xbd\"}");
+  EXPECT_FALSE(nlohmann::json::parse(r.body, nullptr, false).is_discarded());
 }
 
 }  // namespace

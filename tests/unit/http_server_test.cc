@@ -1,6 +1,7 @@
 #include <dirent.h>
 #include <gtest/gtest.h>
 
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -177,8 +178,8 @@ class HttpServerTest : public ::testing::Test {
     };
   }
 
-  std::unique_ptr<ApiServer> make_server() {
-    auto server = std::make_unique<ApiServer>(sock, echo());
+  std::unique_ptr<ApiServer> make_server(ApiServer::Limits limits = ApiServer::Limits{}) {
+    auto server = std::make_unique<ApiServer>(sock, echo(), limits);
     server->start();
     return server;
   }
@@ -407,7 +408,8 @@ TEST_F(HttpServerTest, ClientDisconnectsMidRequest) {
   EXPECT_EQ(requests.load(), 2);
 }
 
-TEST_F(HttpServerTest, ConnectionLimit) {
+// At the limit, the connection idle longest gives way to a new client.
+TEST_F(HttpServerTest, ConnectionLimitClosesTheLongestIdleForANewClient) {
   auto server = make_server();
   std::vector<UniqueFd> clients;
   std::string carry;
@@ -417,17 +419,118 @@ TEST_F(HttpServerTest, ConnectionLimit) {
     ASSERT_TRUE(read_reply(clients.back().get(), carry)) << i;
   }
   UniqueFd extra = connect_to(sock);
-  EXPECT_TRUE(reads_eof(extra.get()));  // accepted and closed
-  clients.front().reset();
-  bool served = false;
-  for (int attempt = 0; attempt < 100 && !served; ++attempt) {
-    UniqueFd c = connect_to(sock);
-    carry.clear();
-    send_all(c.get(), get("/n"));
-    served = read_reply(c.get(), carry).has_value();
-    if (!served) std::this_thread::sleep_for(10ms);
+  send_all(extra.get(), get("/extra"));
+  auto r = read_reply(extra.get(), carry);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->body, "GET /extra ");
+  EXPECT_TRUE(reads_eof(clients.front().get()));  // the first one, idle longest, was closed
+  send_all(clients.back().get(), get("/still"));  // the others stay open
+  ASSERT_TRUE(read_reply(clients.back().get(), carry));
+}
+
+// Clients that connect and never finish a request no longer lock everyone else out: their
+// requests time out (408) and a waiting client is served.
+TEST_F(HttpServerTest, StalledConnectionsTimeOutAndANewClientIsServed) {
+  ApiServer::Limits limits;
+  limits.request_timeout = 300ms;
+  auto server = make_server(limits);
+  std::vector<UniqueFd> stalled;
+  for (size_t i = 0; i < ApiServer::kMaxConnections; ++i) {
+    stalled.push_back(connect_to(sock));
+    send_all(stalled.back().get(), "GET /never HTTP/1.1\r\nHost: x\r\n");  // no blank line
   }
-  EXPECT_TRUE(served);
+  std::this_thread::sleep_for(100ms);  // the server has read them: they are mid-request
+  const auto start = std::chrono::steady_clock::now();
+  UniqueFd c = connect_to(sock);
+  send_all(c.get(), get("/served"));
+  std::string carry;
+  auto r = read_reply(c.get(), carry);
+  ASSERT_TRUE(r) << "the new client got no answer";
+  EXPECT_EQ(r->body, "GET /served ");
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 5s);
+  carry.clear();
+  auto timed_out = read_reply(stalled.front().get(), carry);
+  ASSERT_TRUE(timed_out);
+  EXPECT_EQ(timed_out->status, 408);
+  EXPECT_TRUE(reads_eof(stalled.front().get()));
+  EXPECT_EQ(requests.load(), 1);
+}
+
+// A request trickled a byte at a time still has to arrive whole within the timeout.
+TEST_F(HttpServerTest, TrickledRequestTimesOut) {
+  ApiServer::Limits limits;
+  limits.request_timeout = 300ms;
+  auto server = make_server(limits);
+  UniqueFd c = connect_to(sock);
+  const std::string request = get("/slowloris");
+  bool closed = false;
+  for (size_t i = 0; i + 1 < request.size() && !closed; ++i) {
+    closed = ::send(c.get(), &request[i], 1, MSG_NOSIGNAL) != 1;
+    std::this_thread::sleep_for(30ms);
+  }
+  std::string carry;
+  auto r = read_reply(c.get(), carry);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 408);
+  EXPECT_EQ(requests.load(), 0);
+}
+
+TEST_F(HttpServerTest, IdleKeepAliveConnectionIsClosed) {
+  ApiServer::Limits limits;
+  limits.idle_timeout = 200ms;
+  auto server = make_server(limits);
+  UniqueFd c = connect_to(sock);
+  std::string carry;
+  send_all(c.get(), get("/once"));
+  ASSERT_TRUE(read_reply(c.get(), carry));
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_TRUE(reads_eof(c.get()));
+  EXPECT_GE(std::chrono::steady_clock::now() - start, 150ms);
+}
+
+// The handler's time is not limited: a request still being answered keeps its connection.
+TEST_F(HttpServerTest, RequestInFlightDoesNotTimeOut) {
+  ApiServer::Limits limits;
+  limits.request_timeout = 100ms;
+  limits.idle_timeout = 100ms;
+  auto server = make_server(limits);
+  UniqueFd c = connect_to(sock);
+  send_all(c.get(), get("/hold"));
+  std::this_thread::sleep_for(400ms);
+  ApiServer::Respond respond;
+  {
+    std::lock_guard lock(held_mu);
+    respond = std::move(held);
+  }
+  ASSERT_TRUE(respond);
+  HttpResponse answer;
+  answer.body = "late";
+  respond(answer);
+  std::string carry;
+  auto r = read_reply(c.get(), carry);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->body, "late");
+}
+
+// At the limit with no idle connection (all are mid-request), a new client waits in the
+// backlog and is served as soon as one closes, rather than being turned away.
+TEST_F(HttpServerTest, ConnectionLimitWithNoIdleConnectionMakesNewClientsWait) {
+  ApiServer::Limits limits;
+  limits.max_connections = 2;
+  auto server = make_server(limits);
+  UniqueFd a = connect_to(sock), b = connect_to(sock);
+  send_all(a.get(), "GET /a HTTP/1.1\r\n");
+  send_all(b.get(), "GET /b HTTP/1.1\r\n");
+  std::this_thread::sleep_for(50ms);
+  UniqueFd c = connect_to(sock);
+  send_all(c.get(), get("/c"));
+  pollfd p{c.get(), POLLIN, 0};
+  EXPECT_EQ(::poll(&p, 1, 200), 0);  // not answered (nor closed) while both are taken
+  a.reset();
+  std::string carry;
+  auto r = read_reply(c.get(), carry);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->body, "GET /c ");
 }
 
 TEST_F(HttpServerTest, SocketFileIsMode0600EvenWithUmask0) {

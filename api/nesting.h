@@ -1,0 +1,25 @@
+// Nesting bounds for configuration text, checked before a recursive parser or a recursive walk
+// over the parsed value sees it: toml11 parses arrays and inline tables recursively, and
+// nlohmann's dump, copy and comparison recurse through nested values, so text nested
+// thousands deep would overflow the stack. Real Kiln configurations nest 5 levels deep.
+#pragma once
+
+#include <cstddef>
+#include <optional>
+#include <string_view>
+
+namespace kiln::api {
+
+inline constexpr size_t kMaxNesting = 32;
+
+// The 1-based line where the nesting of arrays and objects in the JSON `text` first exceeds
+// `limit`, or nullopt. Brackets inside strings do not count. Invalid JSON is not diagnosed
+// here: the parser does that.
+std::optional<size_t> json_nesting_exceeded(std::string_view text, size_t limit = kMaxNesting);
+
+// The same for TOML: arrays, inline tables and table headers; brackets in strings (basic,
+// literal, multi-line) and comments do not count; dotted keys (`a.b.c`) and table headers add
+// a level per part, since toml11 makes each part a nested table.
+std::optional<size_t> toml_nesting_exceeded(std::string_view text, size_t limit = kMaxNesting);
+
+}  // namespace kiln::api

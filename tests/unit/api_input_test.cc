@@ -1,0 +1,210 @@
+// Input robustness of the front ends: UTF-8 checks, nesting bounds for JSON and TOML, the API's
+// routes refusing deeply nested bodies, and the controller's command loop surviving replies
+// that cannot be serialized or callbacks that throw.
+#include <gtest/gtest.h>
+#include <pthread.h>
+#include <signal.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <variant>
+#include <vector>
+
+#include "api/http/http.h"
+#include "api/nesting.h"
+#include "api/routes.h"
+#include "api/utf8.h"
+#include "vmm/controller.h"
+#include "vmm/error.h"
+
+namespace kiln {
+namespace {
+
+using api::invalid_utf8_at;
+
+TEST(Utf8, ValidAndInvalidSequences) {
+  EXPECT_EQ(invalid_utf8_at(""), std::nullopt);
+  EXPECT_EQ(invalid_utf8_at("console=ttyS0 \xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"), std::nullopt);
+  EXPECT_EQ(invalid_utf8_at("x=\xe9"), 2u);            // a lone Latin-1 byte
+  EXPECT_EQ(invalid_utf8_at("\xc3"), 0u);              // truncated
+  EXPECT_EQ(invalid_utf8_at("a\xc0\xaf"), 1u);         // overlong '/'
+  EXPECT_EQ(invalid_utf8_at("\xe0\x80\xaf"), 0u);      // overlong, 3 bytes
+  EXPECT_EQ(invalid_utf8_at("\xed\xa0\x80"), 0u);      // UTF-16 surrogate
+  EXPECT_EQ(invalid_utf8_at("\xf4\x90\x80\x80"), 0u);  // above U+10FFFF
+  EXPECT_EQ(invalid_utf8_at("ok\x80"), 2u);            // stray continuation byte
+  EXPECT_EQ(invalid_utf8_at(std::string("a\0b", 3)), std::nullopt);
+}
+
+TEST(Utf8, RequireNamesTheFieldAndReplacementIsValid) {
+  try {
+    api::require_utf8("--cmdline", "x=\xe9");
+    ADD_FAILURE() << "no error";
+  } catch (const UsageError& e) {
+    EXPECT_STREQ(e.what(), "--cmdline: not valid UTF-8 (byte 0xe9 at offset 2)");
+  }
+  EXPECT_EQ(api::valid_utf8("a\xe9z"), "a\xef\xbf\xbdz");
+  EXPECT_EQ(api::valid_utf8("\xc3\xa9"), "\xc3\xa9");
+}
+
+std::string nested(size_t depth, char open, char close, const std::string& inner = "") {
+  return std::string(depth, open) + inner + std::string(depth, close);
+}
+
+TEST(Nesting, Json) {
+  using api::json_nesting_exceeded;
+  EXPECT_EQ(json_nesting_exceeded(nested(32, '[', ']')), std::nullopt);
+  EXPECT_EQ(json_nesting_exceeded(nested(33, '[', ']')), 1u);
+  EXPECT_EQ(json_nesting_exceeded("{\"a\":\n" + nested(20000, '[', ']') + "}"), 2u);
+  // Brackets in strings (and escaped quotes in them) do not count.
+  EXPECT_EQ(json_nesting_exceeded("{\"a\": \"" + nested(100, '[', ']') + "\\\"[[[\"}"),
+            std::nullopt);
+  // Depth, not count: many siblings are fine.
+  std::string siblings = "[";
+  for (int i = 0; i < 1000; ++i) siblings += "[1],";
+  EXPECT_EQ(json_nesting_exceeded(siblings + "[]]"), std::nullopt);
+}
+
+TEST(Nesting, Toml) {
+  using api::toml_nesting_exceeded;
+  const std::string real =
+      "# vm\n[boot-source]\nkernel_image_path = \"/k [x\"\nboot_args = 'a]]]] [[['\n"
+      "[machine-config]\nvcpu_count = 2\n[[drives]]\ndrive_id = \"rootfs\"\n"
+      "[entropy.rate_limiter.bandwidth]\nsize = 1.5\nrefill_time = 1000\n"
+      "x = \"\"\"\n[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[\n\"\"\"\ny = '''[[[[[[[['''\n";
+  EXPECT_EQ(toml_nesting_exceeded(real), std::nullopt);
+  EXPECT_EQ(toml_nesting_exceeded("a = " + nested(32, '[', ']') + "\n"), std::nullopt);
+  EXPECT_EQ(toml_nesting_exceeded("\na = " + nested(20000, '[', ']') + "\n"), 2u);
+  EXPECT_EQ(toml_nesting_exceeded("a = " + nested(40, '{', '}') + "\n"), 1u);
+  // Dotted keys nest too, and a key's levels add to its table header's.
+  std::string dotted = "a";
+  for (int i = 0; i < 40; ++i) dotted += ".b";
+  EXPECT_EQ(toml_nesting_exceeded(dotted + " = 1\n"), 1u);
+  EXPECT_EQ(toml_nesting_exceeded("[" + dotted + "]\n"), 1u);
+  std::string half = "a";
+  for (int i = 0; i < 20; ++i) half += ".b";
+  EXPECT_EQ(toml_nesting_exceeded(half + " = 1\n" + half + " = 2\n"), std::nullopt);
+  EXPECT_EQ(toml_nesting_exceeded("[" + half + "]\n" + half + " = 1\n"), 2u);
+  // Floats are values, not dotted keys.
+  std::string floats = "a = [";
+  for (int i = 0; i < 100; ++i) floats += "1.5, ";
+  EXPECT_EQ(toml_nesting_exceeded(floats + "2.5]\n"), std::nullopt);
+  // Brackets in comments and strings do not count.
+  EXPECT_EQ(toml_nesting_exceeded("# " + nested(100, '[', ']') + "\na = \"" +
+                                  nested(100, '[', ']') + "\"\n"),
+            std::nullopt);
+}
+
+api::HttpRequest put(const std::string& path, std::string body) {
+  api::HttpRequest r;
+  r.method = "PUT";
+  r.path = path;
+  r.body = std::move(body);
+  return r;
+}
+
+// A body nested deeper than any API object is refused before nlohmann parses it (its dump,
+// copy and comparison recurse).
+TEST(Routes, DeeplyNestedBodyIs400) {
+  auto routed = api::route(put("/machine-config", "{\"x\": " + nested(30000, '[', ']') + "}"));
+  const auto* reply = std::get_if<VmmReply>(&routed);
+  ASSERT_NE(reply, nullptr) << "the body reached the controller";
+  EXPECT_EQ(reply->status, 400);
+  EXPECT_NE(reply->body.value("fault_message", "").find("nested more than 32 levels"),
+            std::string::npos)
+      << reply->body;
+  EXPECT_TRUE(std::holds_alternative<VmmCommand>(
+      api::route(put("/machine-config", R"({"vcpu_count": 1, "mem_size_mib": 128})"))));
+}
+
+TEST(Routes, BodyThatIsNotUtf8Is400NamingTheByte) {
+  auto routed = api::route(put("/boot-source", "{\"boot_args\": \"x=\xe9\"}"));
+  const auto* reply = std::get_if<VmmReply>(&routed);
+  ASSERT_NE(reply, nullptr);
+  EXPECT_EQ(reply->status, 400);
+  EXPECT_EQ(reply->body.value("fault_message", ""),
+            "the body is not valid UTF-8 (byte 0xe9 at offset 17)");
+}
+
+TEST(Routes, RepliesWithInvalidUtf8AreSerializedWithReplacement) {
+  const api::HttpResponse r = api::to_http(VmmReply::ok({{"path", "/k\xe9"}}));
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.body, "{\"path\":\"/k\xef\xbf\xbd\"}");
+}
+
+// Runs a VmmController's command loop on this thread; a watchdog stops it with SIGTERM after
+// `seconds` if the test's own commands never do (before the fix, the loop dropped its command
+// handler and waited forever).
+class ControllerLoop : public ::testing::Test {
+ protected:
+  void SetUp() override { pthread_sigmask(SIG_SETMASK, nullptr, &saved_mask_); }
+  void TearDown() override { pthread_sigmask(SIG_SETMASK, &saved_mask_, nullptr); }
+
+  int run(VmmController& controller, int seconds = 10) {
+    const pthread_t self = pthread_self();
+    std::thread watchdog([&] {
+      std::unique_lock lock(mu_);
+      if (!cv_.wait_for(lock, std::chrono::seconds(seconds), [&] { return finished_; })) {
+        timed_out_ = true;
+        pthread_kill(self, SIGTERM);  // blocked here: the controller's signalfd takes it
+      }
+    });
+    const int rc = controller.run(false);
+    {
+      std::lock_guard lock(mu_);
+      finished_ = true;
+    }
+    cv_.notify_all();
+    watchdog.join();
+    return rc;
+  }
+  static void stop_loop() { pthread_kill(pthread_self(), SIGTERM); }
+
+  sigset_t saved_mask_{};
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool finished_ = false;
+  bool timed_out_ = false;
+};
+
+// GET /vm/config with a host path that is not UTF-8 answers (U+FFFD in its place), and the
+// loop goes on answering.
+TEST_F(ControllerLoop, ConfigWithNonUtf8PathIsServedAndTheLoopGoesOn) {
+  VmConfig config;
+  config.kernel_path = "/guests/idle-\xe9.elf";
+  VmmController controller(config, ConsoleFds{-1, -1});
+  std::vector<api::HttpResponse> replies;
+  controller.submit({VmmCommand::Kind::kGetVmConfig, "", nullptr},
+                    [&](VmmReply r) { replies.push_back(api::to_http(r)); });
+  controller.submit({VmmCommand::Kind::kGetInstanceInfo, "", nullptr}, [&](VmmReply r) {
+    replies.push_back(api::to_http(r));
+    stop_loop();
+  });
+  run(controller);
+  EXPECT_FALSE(timed_out_) << "the command loop stopped answering";
+  ASSERT_EQ(replies.size(), 2u);
+  EXPECT_EQ(replies[0].status, 200);
+  EXPECT_NE(replies[0].body.find("idle-\xef\xbf\xbd.elf"), std::string::npos) << replies[0].body;
+  EXPECT_EQ(replies[1].status, 200);
+}
+
+// Whatever a front end's reply callback throws stays at the loop's boundary.
+TEST_F(ControllerLoop, ThrowingReplyCallbackDoesNotStopTheLoop) {
+  VmmController controller(VmConfig{}, ConsoleFds{-1, -1});
+  bool answered = false;
+  controller.submit({VmmCommand::Kind::kGetVersion, "", nullptr},
+                    [](VmmReply) { throw std::runtime_error("front end failed"); });
+  controller.submit({VmmCommand::Kind::kGetVersion, "", nullptr}, [&](VmmReply r) {
+    answered = r.status == 200;
+    stop_loop();
+  });
+  run(controller);
+  EXPECT_FALSE(timed_out_) << "the command loop stopped answering";
+  EXPECT_TRUE(answered);
+}
+
+}  // namespace
+}  // namespace kiln
