@@ -1,6 +1,8 @@
 // Strict reading of a JSON request body or config object: every field is checked for its type,
-// unknown fields are rejected by name. Errors are kiln::UsageError with a message that names the
-// object, the field and the expected type ("machine-config: vcpu_count must be an integer").
+// unknown fields are rejected by name. Errors are FieldError (a kiln::UsageError) with a message
+// that names the object, the field and the expected type, in the words of Firecracker's parser
+// ("machine-config: missing field `vcpu_count`", "drive: unknown field `x`, expected one of ...",
+// "machine-config: vcpu_count: invalid type: string \"two\", expected a non-negative integer").
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -14,19 +16,32 @@
 namespace kiln::api {
 
 // A bad field: `object` ("machine-config", "drives[1]") and `field` ("" for the object itself)
-// let file front ends point at the line.
+// let file front ends point at the line. The message is "object: field: problem".
 class FieldError : public UsageError {
  public:
   FieldError(std::string object, std::string field, const std::string& problem)
-      : UsageError(object + (field.empty() ? "" : ": " + field) + ": " + problem),
-        object_(std::move(object)),
-        field_(std::move(field)) {}
+      : FieldError(object + (field.empty() ? "" : ": " + field) + ": " + problem, std::move(object),
+                   std::move(field), false) {}
+
+  // The body does not have the object's shape (a missing or unknown field, a value of the wrong
+  // type): "object: <what>" where <what> uses the phrases Firecracker's clients match on
+  // ("missing field `x`", "unknown field `x`, expected one of ...", "invalid type: ...").
+  static FieldError shape(std::string object, std::string field, const std::string& what) {
+    std::string message = object + ": " + what;
+    return FieldError(std::move(message), std::move(object), std::move(field), true);
+  }
+
   const std::string& object() const { return object_; }
   const std::string& field() const { return field_; }
+  bool is_shape_error() const { return shape_; }
 
  private:
+  FieldError(const std::string& message, std::string object, std::string field, bool shape)
+      : UsageError(message), object_(std::move(object)), field_(std::move(field)), shape_(shape) {}
+
   std::string object_;
   std::string field_;
+  bool shape_ = false;
 };
 
 class JsonFields {
@@ -44,7 +59,7 @@ class JsonFields {
   template <typename T>
   T required(const std::string& key) {
     auto value = optional<T>(key);
-    if (!value) throw FieldError(what_, key, "missing (required)");
+    if (!value) throw FieldError::shape(what_, key, "missing field `" + key + "`");
     return *value;
   }
   // Marks a field as known without reading it (accepted for compatibility, ignored).
@@ -55,6 +70,8 @@ class JsonFields {
  private:
   template <typename T>
   T convert(const nlohmann::json& v, const std::string& key) const;
+  std::string type_error(const nlohmann::json& v, const std::string& key,
+                         const std::string& expected) const;
 
   const nlohmann::json& object_;
   std::string what_;

@@ -37,8 +37,10 @@ bool needs_body(const std::string& method) {
   return method == "PUT" || method == "PATCH";
 }
 
+// Firecracker's words ("Invalid request method and/or path"), with Kiln's status codes.
 VmmReply method_not_allowed(const HttpRequest& r) {
-  return VmmReply::fault(405, "method " + r.method + " is not allowed on " + r.path);
+  return VmmReply::fault(405, "Invalid request method and/or path: " + r.method + " " + r.path +
+                                  " (the method is not allowed on this path)");
 }
 
 }  // namespace
@@ -72,14 +74,17 @@ std::variant<VmmCommand, VmmReply> route(const HttpRequest& r) {
       return method_not_allowed(r);
   } else {
     auto path = fixed_routes().find(r.path);
-    if (path == fixed_routes().end()) return VmmReply::fault(404, "no API resource at " + r.path);
+    if (path == fixed_routes().end())
+      return VmmReply::fault(404, "Invalid request method and/or path: " + r.method + " " + r.path +
+                                      " (no API resource at this path)");
     auto method = path->second.find(r.method);
     if (method == path->second.end()) return method_not_allowed(r);
     command.kind = method->second;
   }
 
   if (needs_body(r.method)) {
-    if (r.body.empty()) return VmmReply::fault(400, "the request needs a JSON body");
+    if (r.body.empty())
+      return VmmReply::fault(400, "Empty " + r.method + " request. (it needs a JSON body)");
     command.body = json::parse(r.body, nullptr, false);
     if (command.body.is_discarded()) return VmmReply::fault(400, "the body is not valid JSON");
   }
@@ -118,6 +123,7 @@ std::variant<VmmCommand, VmmReply> route(const HttpRequest& r) {
 HttpResponse to_http(const VmmReply& reply) {
   HttpResponse response;
   response.status = reply.status;
+  response.headers = reply.headers;
   if (!reply.body.is_null()) response.body = reply.body.dump();
   return response;
 }
