@@ -19,16 +19,16 @@ namespace kiln::api {
 // let file front ends point at the line. The message is "object: field: problem".
 class FieldError : public UsageError {
  public:
-  FieldError(std::string object, std::string field, const std::string& problem)
-      : FieldError(object + (field.empty() ? "" : ": " + field) + ": " + problem, std::move(object),
-                   std::move(field), false) {}
+  FieldError(const std::string& object, const std::string& field, const std::string& problem)
+      : FieldError(object + (field.empty() ? "" : ": " + field) + ": " + problem, object, field,
+                   false) {}
 
   // The body does not have the object's shape (a missing or unknown field, a value of the wrong
   // type): "object: <what>" where <what> uses the phrases Firecracker's clients match on
   // ("missing field `x`", "unknown field `x`, expected one of ...", "invalid type: ...").
-  static FieldError shape(std::string object, std::string field, const std::string& what) {
-    std::string message = object + ": " + what;
-    return FieldError(std::move(message), std::move(object), std::move(field), true);
+  static FieldError shape(const std::string& object, const std::string& field,
+                          const std::string& what) {
+    return FieldError(object + ": " + what, object, field, true);
   }
 
   const std::string& object() const { return object_; }
@@ -36,8 +36,9 @@ class FieldError : public UsageError {
   bool is_shape_error() const { return shape_; }
 
  private:
-  FieldError(const std::string& message, std::string object, std::string field, bool shape)
-      : UsageError(message), object_(std::move(object)), field_(std::move(field)), shape_(shape) {}
+  FieldError(const std::string& message, const std::string& object, const std::string& field,
+             bool shape)
+      : UsageError(message), object_(object), field_(field), shape_(shape) {}
 
   std::string object_;
   std::string field_;
