@@ -54,8 +54,8 @@ TEST(TokenBucket, OneTimeBurstIsSpentFirstAndOnce) {
 // negative refill time clamped to 1 ns: an unlimited bucket.
 TEST(TokenBucket, HugeRefillTimeStaysALimitNotUnlimited) {
   const Clock::time_point t0{};
-  for (uint64_t ms : {uint64_t{9'223'372'036'854}, uint64_t{9'223'372'036'855},
-                      uint64_t{1} << 62, ~uint64_t{0} >> 1}) {
+  for (uint64_t ms : {uint64_t{9'223'372'036'854}, uint64_t{9'223'372'036'855}, uint64_t{1} << 62,
+                      ~uint64_t{0} >> 1}) {
     TokenBucket b(10, milliseconds(static_cast<int64_t>(ms)), 0, t0);
     EXPECT_EQ(b.take(10, t0), 10u) << ms;
     // A day later not even one token has come back: 10 tokens take ~292 years.
