@@ -53,29 +53,28 @@ void JsonFields::reject_unknown() const {
   }
 }
 
-std::string JsonFields::type_error(const nlohmann::json& v, const std::string& key,
-                                   const std::string& expected) const {
-  return key + ": invalid type: " + describe(v) + ", expected " + expected;
+std::string JsonFields::type_error(const nlohmann::json& v, const std::string& expected) {
+  return "invalid type: " + describe(v) + ", expected " + expected;
 }
 
 template <>
 bool JsonFields::convert<bool>(const nlohmann::json& v, const std::string& key) const {
-  if (!v.is_boolean()) throw FieldError::shape(what_, key, type_error(v, key, "a boolean"));
+  if (!v.is_boolean()) throw FieldError::shape(what_, key, type_error(v, "a boolean"), true);
   return v.get<bool>();
 }
 
 template <>
 std::string JsonFields::convert<std::string>(const nlohmann::json& v,
                                              const std::string& key) const {
-  if (!v.is_string()) throw FieldError::shape(what_, key, type_error(v, key, "a string"));
+  if (!v.is_string()) throw FieldError::shape(what_, key, type_error(v, "a string"), true);
   return v.get<std::string>();
 }
 
 template <>
 uint64_t JsonFields::convert<uint64_t>(const nlohmann::json& v, const std::string& key) const {
   if (!v.is_number_unsigned())
-    throw FieldError::shape(what_, key,
-                            type_error(v, key, "a non-negative integer (at most 2^64-1)"));
+    throw FieldError::shape(what_, key, type_error(v, "a non-negative integer (at most 2^64-1)"),
+                            true);
   return v.get<uint64_t>();
 }
 
@@ -83,12 +82,13 @@ template <>
 uint32_t JsonFields::convert<uint32_t>(const nlohmann::json& v, const std::string& key) const {
   if (!v.is_number_unsigned())
     throw FieldError::shape(what_, key,
-                            type_error(v, key, "a non-negative integer (at most 4294967295)"));
+                            type_error(v, "a non-negative integer (at most 4294967295)"), true);
   const uint64_t value = v.get<uint64_t>();
   if (value > std::numeric_limits<uint32_t>::max())
-    throw FieldError::shape(what_, key,
-                            key + ": invalid value: integer `" + std::to_string(value) +
-                                "`, expected at most 4294967295");
+    throw FieldError::shape(
+        what_, key,
+        "invalid value: integer `" + std::to_string(value) + "`, expected at most 4294967295",
+        true);
   return static_cast<uint32_t>(value);
 }
 

@@ -24,16 +24,21 @@ class FieldError : public UsageError {
                    false) {}
 
   // The body does not have the object's shape (a missing or unknown field, a value of the wrong
-  // type): "object: <what>" where <what> uses the phrases Firecracker's clients match on
-  // ("missing field `x`", "unknown field `x`, expected one of ...", "invalid type: ...").
+  // type). `problem` uses the phrases Firecracker's clients match on ("missing field `x`",
+  // "unknown field `x`, expected one of ...", "invalid type: ..."); the message is
+  // "object: problem", or "object: field: problem" with `name_field`.
   static FieldError shape(const std::string& object, const std::string& field,
-                          const std::string& what) {
-    return FieldError(object + ": " + what, object, field, true);
+                          const std::string& problem, bool name_field = false) {
+    FieldError e(object + (name_field ? ": " + field : "") + ": " + problem, object, field, true);
+    e.problem_ = problem;
+    return e;
   }
 
   const std::string& object() const { return object_; }
   const std::string& field() const { return field_; }
   bool is_shape_error() const { return shape_; }
+  // For shape errors: the problem alone, without the object and field.
+  const std::string& problem() const { return problem_; }
 
  private:
   FieldError(const std::string& message, const std::string& object, const std::string& field,
@@ -43,6 +48,7 @@ class FieldError : public UsageError {
   std::string object_;
   std::string field_;
   bool shape_ = false;
+  std::string problem_;
 };
 
 class JsonFields {
@@ -71,8 +77,7 @@ class JsonFields {
  private:
   template <typename T>
   T convert(const nlohmann::json& v, const std::string& key) const;
-  std::string type_error(const nlohmann::json& v, const std::string& key,
-                         const std::string& expected) const;
+  static std::string type_error(const nlohmann::json& v, const std::string& expected);
 
   const nlohmann::json& object_;
   std::string what_;

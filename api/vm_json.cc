@@ -167,9 +167,10 @@ void apply_logger(VmConfig& config, const json& body) {
                   })
             : nullptr;
   if (level && known == std::end(kLogLevels))
-    throw FieldError::shape("logger", "level",
-                            "level: unknown variant `" + *level +
-                                "`, expected one of Error, Warning, Info, Debug, Trace, Off");
+    throw FieldError::shape(
+        "logger", "level",
+        "unknown variant `" + *level + "`, expected one of Error, Warning, Info, Debug, Trace, Off",
+        true);
   if (module)
     throw FieldError("logger", "module",
                      "filtering the log by module is not supported by Kiln; leave it out");
@@ -190,7 +191,7 @@ void apply_metrics(VmConfig& config, const json& body) {
   if (properties) {
     if (!properties->is_object())
       throw FieldError::shape("metrics", "properties",
-                              "properties: invalid type, expected a map of strings to strings");
+                              "invalid type, expected a map of strings to strings", true);
     for (auto it = properties->begin(); it != properties->end(); ++it) {
       if (!it->is_string())
         throw FieldError::shape(

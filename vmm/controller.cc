@@ -169,8 +169,8 @@ VmmReply VmmController::handle(const VmmCommand& c) {
     // A body of the wrong shape reads as in Firecracker, whose clients match on these words.
     if (!e.is_shape_error()) throw;
     return VmmReply::fault(
-        400, std::string("An error occurred when deserializing the json body of a request: ") +
-                 e.what());
+        400, "An error occurred when deserializing the json body of a request: " + e.problem() +
+                 " (" + e.object() + (e.field().empty() ? "" : ": " + e.field()) + ")");
   }
   if (reply.status < 300) {
     if (const char* object = deprecatable_object(c.kind)) {

@@ -277,10 +277,19 @@ TEST_F(ApiTest, HugePagesAreValidatedAndReported) {
 
 TEST_F(ApiTest, InstanceStartWithBadImageFailsAndStaysConfigurable) {
   start();
-  call("put", "/boot-source", "/boot-source", {{"kernel_image_path", "/nonexistent/vmlinux"}});
+  // A missing file is refused when PUT /boot-source arrives (as Firecracker does)...
+  auto missing =
+      call("put", "/boot-source", "/boot-source", {{"kernel_image_path", "/nonexistent/vmlinux"}});
+  EXPECT_EQ(missing.status, 400);
+  EXPECT_NE(fault(missing).find("/nonexistent/vmlinux"), std::string::npos) << fault(missing);
+  // ...a file that is no kernel, at InstanceStart.
+  TempFile junk("not a kernel image");
+  EXPECT_EQ(
+      call("put", "/boot-source", "/boot-source", {{"kernel_image_path", junk.path()}}).status,
+      204);
   auto r = call("put", "/actions", "/actions", {{"action_type", "InstanceStart"}});
   EXPECT_EQ(r.status, 400);
-  EXPECT_NE(fault(r).find("/nonexistent/vmlinux"), std::string::npos) << fault(r);
+  EXPECT_NE(fault(r).find(junk.path()), std::string::npos) << fault(r);
   EXPECT_EQ(call("get", "/", "/").body["state"], "Not started");
 }
 
