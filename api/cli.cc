@@ -73,11 +73,14 @@ DriveConfig parse_drive_spec(const std::string& spec) {
       drive.path = part;
     } else if (part == "ro") {
       drive.read_only = true;
-    } else if (part.rfind("id=", 0) == 0 && part.size() > 3 && part.size() <= 3 + 20) {
+    } else if (part.rfind("id=", 0) == 0) {
+      // The API's drive_id rule (PUT /drives, config files): one validator for all front ends.
       drive.id = part.substr(3);
+      if (auto problem = api::resource_id_problem(drive.id))
+        throw UsageError("--disk " + spec + ": id: " + *problem);
     } else {
       throw UsageError("--disk " + spec + ": unknown option '" + part +
-                       "' (expected ro or id=NAME, NAME up to 20 characters)");
+                       "' (expected ro or id=NAME)");
     }
   }
   return drive;

@@ -71,13 +71,18 @@ void apply_boot_source(VmConfig& config, const json& body) {
   config.initrd_path = initrd.value_or("");
 }
 
-void check_resource_id(const std::string& what, const std::string& field, const std::string& id) {
-  if (id.empty() || id.size() > kMaxIdLength || !std::all_of(id.begin(), id.end(), [](char c) {
+std::optional<std::string> resource_id_problem(const std::string& id) {
+  const bool valid =
+      !id.empty() && id.size() <= kMaxIdLength && std::all_of(id.begin(), id.end(), [](char c) {
         return std::isalnum(static_cast<unsigned char>(c)) || c == '_';
-      }))
-    throw FieldError(what, field,
-                     "must be 1 to 64 letters, digits or underscores (API Resource IDs can only "
-                     "contain alphanumeric characters and underscores)");
+      });
+  if (valid) return std::nullopt;
+  return "must be 1 to 64 letters, digits or underscores (API Resource IDs can only contain "
+         "alphanumeric characters and underscores)";
+}
+
+void check_resource_id(const std::string& what, const std::string& field, const std::string& id) {
+  if (auto problem = resource_id_problem(id)) throw FieldError(what, field, *problem);
 }
 
 void check_path_id(const std::string& what, const std::string& field, const std::string& body_id,

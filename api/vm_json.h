@@ -60,7 +60,8 @@ void refuse_rate_limiter(const nlohmann::json& body, const std::string& what,
                          const std::string& device);
 
 // An API resource id (drive_id, iface_id): 1 to 64 letters, digits or '_'. Shared by the API,
-// the config files and the --disk/--net flags.
+// the config files and the --disk/--net flags: the problem, or nullopt; or a FieldError.
+std::optional<std::string> resource_id_problem(const std::string& id);
 void check_resource_id(const std::string& what, const std::string& field, const std::string& id);
 // The body's id must be the path's ({drive_id} / {iface_id}).
 void check_path_id(const std::string& what, const std::string& field, const std::string& body_id,
