@@ -61,16 +61,51 @@ const char* deprecatable_object(VmmCommand::Kind kind) {
   }
 }
 
-const char* request_line(VmmCommand::Kind kind) {
+// The request a command came from, in Firecracker's log wording: {"Put", "/drives/rootfs"}.
+std::pair<const char*, std::string> request_of(const VmmCommand& c) {
   using K = VmmCommand::Kind;
-  switch (kind) {
+  switch (c.kind) {
+    case K::kGetInstanceInfo:
+      return {"Get", "/"};
+    case K::kGetVersion:
+      return {"Get", "/version"};
+    case K::kGetVmConfig:
+      return {"Get", "/vm/config"};
+    case K::kGetMachineConfig:
+      return {"Get", "/machine-config"};
     case K::kPutMachineConfig:
-      return "PUT /machine-config";
+      return {"Put", "/machine-config"};
     case K::kPatchMachineConfig:
-      return "PATCH /machine-config";
-    default:
-      return "PUT /vsock";
+      return {"Patch", "/machine-config"};
+    case K::kPutBootSource:
+      return {"Put", "/boot-source"};
+    case K::kPutDrive:
+      return {"Put", "/drives/" + c.id};
+    case K::kPatchDrive:
+      return {"Patch", "/drives/" + c.id};
+    case K::kPutNetworkInterface:
+      return {"Put", "/network-interfaces/" + c.id};
+    case K::kPatchNetworkInterface:
+      return {"Patch", "/network-interfaces/" + c.id};
+    case K::kInstanceStart:
+    case K::kSendCtrlAltDel:
+    case K::kFlushMetrics:
+      return {"Put", "/actions"};
+    case K::kPauseVm:
+    case K::kResumeVm:
+      return {"Patch", "/vm"};
+    case K::kPutLogger:
+      return {"Put", "/logger"};
+    case K::kPutMetrics:
+      return {"Put", "/metrics"};
+    case K::kPutEntropy:
+      return {"Put", "/entropy"};
+    case K::kPutSerial:
+      return {"Put", "/serial"};
+    case K::kPutVsock:
+      return {"Put", "/vsock"};
   }
+  return {"?", "?"};
 }
 
 spdlog::level::level_enum spdlog_level(const std::string& level) {
@@ -162,22 +197,39 @@ void VmmController::stop(StopReason reason) {
 }
 
 VmmReply VmmController::handle(const VmmCommand& c) {
+  // Requests and refusals are logged (at Info and Error) as Firecracker logs them.
+  const auto [method, path] = request_of(c);
+  if (c.body.is_null())
+    spdlog::info("The API server received a {} request on \"{}\".", method, path);
+  else
+    spdlog::info("The API server received a {} request on \"{}\" with body {}.", method, path,
+                 c.body.dump());
   VmmReply reply;
   try {
     reply = dispatch(c);
   } catch (const api::FieldError& e) {
     // A body of the wrong shape reads as in Firecracker, whose clients match on these words.
-    if (!e.is_shape_error()) throw;
-    return VmmReply::fault(
-        400, "An error occurred when deserializing the json body of a request: " + e.problem() +
-                 " (" + e.object() + (e.field().empty() ? "" : ": " + e.field()) + ")");
+    reply = e.is_shape_error()
+                ? VmmReply::fault(400,
+                                  "An error occurred when deserializing the json body of a "
+                                  "request: " +
+                                      e.problem() + " (" + e.object() +
+                                      (e.field().empty() ? "" : ": " + e.field()) + ")")
+                : VmmReply::fault(400, e.what());
+  } catch (const UsageError& e) {
+    reply = VmmReply::fault(400, e.what());
   }
-  if (reply.status < 300) {
-    if (const char* object = deprecatable_object(c.kind)) {
-      for (const std::string& field : api::deprecated_fields(object, c.body)) {
-        spdlog::warn("{}: {} field is deprecated.", request_line(c.kind), field);
-        reply.headers.emplace_back("Deprecation", "true");
-      }
+  if (reply.status >= 400) {
+    spdlog::error("Received Error. Status code: {} {}. Message: {}", reply.status,
+                  reply.status == 400 ? "Bad Request" : "Error",
+                  reply.body.value("fault_message", ""));
+    return reply;
+  }
+  if (const char* object = deprecatable_object(c.kind)) {
+    for (const std::string& field : api::deprecated_fields(object, c.body)) {
+      spdlog::warn("{} {}: {} field is deprecated.", method == std::string("Put") ? "PUT" : "PATCH",
+                   path, field);
+      reply.headers.emplace_back("Deprecation", "true");
     }
   }
   return reply;

@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <fstream>
+#include <iterator>
 
 #include "tests/e2e/api_client.h"
 #include "tests/e2e/kiln_process.h"
@@ -456,6 +457,37 @@ TEST_F(FirecrackerApi, MetricsSerialAndLoggerObjects) {
   expect_fault(send("PUT", "/actions", "/actions", json::object()), "missing field `action_type`");
   expect_fault(send("PUT", "/actions", "/actions", {{"action_type", "InstanceStart"}}),
                "Cannot start microvm without kernel configuration.");
+}
+
+// test_logging.py::test_api_requests_logs and test_api.py::test_negative_machine_config_api's
+// log line: requests, refusals and deprecated fields are logged in Firecracker's words.
+TEST_F(FirecrackerApi, RequestsAreLogged) {
+  TempFile log("");
+  start();
+  ASSERT_EQ(send("PUT", "/logger", "/logger",
+                 {{"log_path", log.path()},
+                  {"level", "Info"},
+                  {"show_level", true},
+                  {"show_log_origin", true}})
+                .status,
+            204);
+  send("PATCH", "/machine-config", "/machine-config", {{"vcpu_count", 4}});
+  send("PUT", "/machine-config", "/machine-config", {{"vcpu_count", 4}, {"mem_size_mib", 128}});
+  send("GET", "/machine-config", "/machine-config");
+  send("PUT", "/boot-source", "/boot-source", {{"kernel_image_path", "inexistent_path"}});
+  send("PUT", "/machine-config", "/machine-config",
+       {{"vcpu_count", 2}, {"mem_size_mib", 256}, {"cpu_template", "None"}});
+  std::ifstream in(log.path());
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  for (const char* line : {
+           "The API server received a Patch request on \"/machine-config\" with body",
+           "The API server received a Put request on \"/machine-config\" with body",
+           "The API server received a Get request on \"/machine-config\".",
+           "Received Error. Status code: 400 Bad Request. Message: Boot source error: The kernel "
+           "file cannot be opened: No such file or directory (os error 2)",
+           "PUT /machine-config: cpu_template field is deprecated.",
+       })
+    EXPECT_NE(text.find(line), std::string::npos) << "wanted \"" << line << "\" in:\n" << text;
 }
 
 // ---- After InstanceStart (a guest: needs KVM) ----
