@@ -23,8 +23,11 @@ EntropyConfig parse_rng_spec(const std::string& spec) {
   if (spec.empty()) return entropy;
   uint64_t rate = 0;
   const auto [end, ec] = std::from_chars(spec.data(), spec.data() + spec.size(), rate);
-  if (ec != std::errc() || end != spec.data() + spec.size() || rate == 0)
-    throw UsageError("--rng=" + spec + ": must be a number of bytes per second (at least 1)");
+  // The bounds of a TokenBucket's size (PUT /entropy's rate_limiter.bandwidth.size).
+  if (ec != std::errc() || end != spec.data() + spec.size() || rate == 0 ||
+      rate > TokenBucketConfig::kMaxTokens)
+    throw UsageError("--rng=" + spec +
+                     ": must be a number of bytes per second between 1 and 2^63-1");
   entropy.bandwidth = TokenBucketConfig{rate, 0, 1000};
   return entropy;
 }

@@ -417,6 +417,12 @@ TEST(FirecrackerApiConfig, RateLimiterBoundsInConfigFiles) {
   EXPECT_NE(r.err.find("entropy.rate_limiter.bandwidth: refill_time: must be between 1 and"),
             std::string::npos)
       << describe(r);
+  // --rng=BYTES_PER_SEC is a bucket's size: the same bound.
+  r = run_kiln({"run", "--kernel", guest_path("hello"), "--rng=9223372036854775808"});
+  EXPECT_EQ(r.exit_code, 2) << describe(r);
+  EXPECT_NE(r.err.find("--rng=9223372036854775808: must be a number of bytes per second between"),
+            std::string::npos)
+      << describe(r);
 }
 
 // test_metrics / the spec's Metrics and SerialDevice objects, and test_logging's bad log path.
