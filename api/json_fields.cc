@@ -33,6 +33,26 @@ std::string describe(const nlohmann::json& v) {
 
 }  // namespace
 
+std::string api_fault_message(const FieldError& e) {
+  if (!e.is_shape_error()) return e.what();
+  return "An error occurred when deserializing the json body of a request: " + e.problem() + " (" +
+         e.object() + (e.field().empty() ? "" : ": " + e.field()) + ")";
+}
+
+FieldError unknown_variant(const std::string& object, const std::string& field,
+                           const std::string& value, std::initializer_list<const char*> variants) {
+  std::string expected;
+  size_t i = 0;
+  for (const char* v : variants) {
+    expected += std::string(i == 0 ? "`" : i + 1 == variants.size() ? " or `" : ", `") + v + "`";
+    ++i;
+  }
+  return FieldError::shape(object, field,
+                           "unknown variant `" + value + "`, expected " +
+                               (variants.size() > 2 ? "one of " : "") + expected,
+                           true);
+}
+
 JsonFields::JsonFields(const nlohmann::json& object, std::string what)
     : object_(object), what_(std::move(what)) {
   if (!object_.is_object())

@@ -7,6 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <initializer_list>
 #include <optional>
 #include <set>
 #include <string>
@@ -50,6 +51,16 @@ class FieldError : public UsageError {
   bool shape_ = false;
   std::string problem_;
 };
+
+// The API's fault message for `e`: shape errors read as Firecracker's ("An error occurred when
+// deserializing the json body of a request: missing field `x` (machine-config: x)"), others
+// are e.what().
+std::string api_fault_message(const FieldError& e);
+
+// A FieldError for a string that is none of `variants` (Firecracker's "unknown variant `x`,
+// expected one of `A`, `B`").
+FieldError unknown_variant(const std::string& object, const std::string& field,
+                           const std::string& value, std::initializer_list<const char*> variants);
 
 class JsonFields {
  public:

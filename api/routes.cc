@@ -100,9 +100,8 @@ std::variant<VmmCommand, VmmReply> route(const HttpRequest& r) {
       else if (type == "FlushMetrics")
         command.kind = K::kFlushMetrics;
       else
-        throw FieldError(
-            "actions", "action_type",
-            "must be InstanceStart, SendCtrlAltDel or FlushMetrics, not \"" + type + "\"");
+        throw unknown_variant("actions", "action_type", type,
+                              {"FlushMetrics", "InstanceStart", "SendCtrlAltDel"});
     } else if (r.path == "/vm") {
       JsonFields f(command.body, "vm");
       const auto state = f.required<std::string>("state");
@@ -112,10 +111,10 @@ std::variant<VmmCommand, VmmReply> route(const HttpRequest& r) {
       else if (state == "Resumed")
         command.kind = K::kResumeVm;
       else
-        throw FieldError("vm", "state", "must be Paused or Resumed, not \"" + state + "\"");
+        throw unknown_variant("vm", "state", state, {"Paused", "Resumed"});
     }
   } catch (const FieldError& e) {
-    return VmmReply::fault(400, e.what());
+    return VmmReply::fault(400, api_fault_message(e));
   }
   return command;
 }

@@ -42,8 +42,15 @@ void apply_machine_config(VmConfig& config, const json& body, bool patch) {
   if (mem && (*mem < kMinMemoryMib || *mem > kMaxMemoryMib))
     throw FieldError("machine-config", "mem_size_mib", "must be between 16 and 1048576");
   if (smt && *smt) throw FieldError("machine-config", "smt", "true is not supported by Kiln");
-  if (cpu_template && *cpu_template != "None")
-    throw FieldError("machine-config", "cpu_template", "only \"None\" is supported");
+  if (cpu_template && *cpu_template != "None") {
+    const std::initializer_list<const char*> kTemplates = {"C3",  "T2",   "T2S", "T2CL",
+                                                           "T2A", "V1N1", "None"};
+    if (std::none_of(kTemplates.begin(), kTemplates.end(),
+                     [&](const char* t) { return *cpu_template == t; }))
+      throw unknown_variant("machine-config", "cpu_template", *cpu_template, kTemplates);
+    throw FieldError("machine-config", "cpu_template",
+                     "\"" + *cpu_template + "\" is not supported by Kiln, only \"None\"");
+  }
   std::optional<HugePages> backing = patch ? config.huge_pages : HugePages::kNone;
   if (huge_pages && !(backing = huge_pages_from_name(*huge_pages)))
     throw FieldError("machine-config", "huge_pages", "must be one of None, Transparent, 2M");
@@ -115,18 +122,14 @@ void apply_drive(VmConfig& config, const std::string& id, const json& body,
   if (cache && *cache == "Writeback") {
     cache_type = CacheType::kWriteback;
   } else if (cache && *cache != "Unsafe") {
-    throw FieldError::shape(
-        what, "cache_type",
-        "cache_type: unknown variant `" + *cache + "`, expected `Unsafe` or `Writeback`");
+    throw unknown_variant(what, "cache_type", *cache, {"Unsafe", "Writeback"});
   }
   if (engine && *engine == "Async")
     throw FieldError(what, "io_engine",
                      "\"Async\" (io_uring) is not supported by Kiln, which does synchronous I/O; "
                      "use \"Sync\" or leave it out");
   if (engine && *engine != "Sync")
-    throw FieldError::shape(
-        what, "io_engine",
-        "io_engine: unknown variant `" + *engine + "`, expected `Sync` or `Async`");
+    throw unknown_variant(what, "io_engine", *engine, {"Sync", "Async"});
   if (partuuid)
     throw FieldError(what, "partuuid",
                      "is not supported by Kiln (the root drive is always root=/dev/vda); leave it "
@@ -172,10 +175,8 @@ void apply_logger(VmConfig& config, const json& body) {
                   })
             : nullptr;
   if (level && known == std::end(kLogLevels))
-    throw FieldError::shape(
-        "logger", "level",
-        "unknown variant `" + *level + "`, expected one of Error, Warning, Info, Debug, Trace, Off",
-        true);
+    throw unknown_variant("logger", "level", *level,
+                          {"Error", "Warning", "Info", "Debug", "Trace", "Off"});
   if (module)
     throw FieldError("logger", "module",
                      "filtering the log by module is not supported by Kiln; leave it out");
@@ -199,9 +200,10 @@ void apply_metrics(VmConfig& config, const json& body) {
                               "invalid type, expected a map of strings to strings", true);
     for (auto it = properties->begin(); it != properties->end(); ++it) {
       if (!it->is_string())
-        throw FieldError::shape(
-            "metrics", "properties",
-            "properties: the value of \"" + it.key() + "\" has an invalid type, expected a string");
+        throw FieldError::shape("metrics", "properties",
+                                "invalid type: the value of \"" + it.key() +
+                                    "\" is not a string, expected a map of strings to strings",
+                                true);
       metrics.properties[it.key()] = it->get<std::string>();
     }
   }

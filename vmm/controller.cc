@@ -209,13 +209,7 @@ VmmReply VmmController::handle(const VmmCommand& c) {
     reply = dispatch(c);
   } catch (const api::FieldError& e) {
     // A body of the wrong shape reads as in Firecracker, whose clients match on these words.
-    reply = e.is_shape_error()
-                ? VmmReply::fault(400,
-                                  "An error occurred when deserializing the json body of a "
-                                  "request: " +
-                                      e.problem() + " (" + e.object() +
-                                      (e.field().empty() ? "" : ": " + e.field()) + ")")
-                : VmmReply::fault(400, e.what());
+    reply = VmmReply::fault(400, api::api_fault_message(e));
   } catch (const UsageError& e) {
     reply = VmmReply::fault(400, e.what());
   }
