@@ -41,9 +41,10 @@ std::string os_error(int err) {
   return std::string(std::strerror(err)) + " (os error " + std::to_string(err) + ")";
 }
 
-// Empty, or why `path` cannot be opened with `flags`.
+// Empty, or why `path` cannot be opened with `flags`. Non-blocking, as Firecracker opens its
+// files: a named pipe without a reader fails (ENXIO) instead of stalling the controller.
 std::string cannot_open(const std::string& path, int flags) {
-  UniqueFd fd(::open(path.c_str(), flags | O_CLOEXEC, 0600));
+  UniqueFd fd(::open(path.c_str(), flags | O_CLOEXEC | O_NONBLOCK, 0600));
   return fd ? "" : os_error(errno);
 }
 
