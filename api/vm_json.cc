@@ -22,6 +22,13 @@ constexpr size_t kMaxIdLength = 64;
 
 const char* const kLogLevels[] = {"Error", "Warning", "Info", "Debug", "Trace", "Off"};
 
+bool equals_ignoring_case(const std::string& a, const char* b) {
+  return std::equal(a.begin(), a.end(), b, b + std::strlen(b), [](char x, char y) {
+    return std::tolower(static_cast<unsigned char>(x)) ==
+           std::tolower(static_cast<unsigned char>(y));
+  });
+}
+
 }  // namespace
 
 void apply_machine_config(VmConfig& config, const json& body, bool patch) {
@@ -164,16 +171,10 @@ void apply_logger(VmConfig& config, const json& body) {
   auto module = f.optional<std::string>("module");
   f.reject_unknown();
   // Level names are case-insensitive, as in Firecracker.
-  const char* const* known =
-      level ? std::find_if(
-                  std::begin(kLogLevels), std::end(kLogLevels),
-                  [&](const char* l) {
-                    return std::equal(
-                        level->begin(), level->end(), l, l + std::strlen(l), [](char a, char b) {
-                          return std::tolower(static_cast<unsigned char>(a)) == std::tolower(b);
-                        });
-                  })
-            : nullptr;
+  const char* const* known = std::end(kLogLevels);
+  if (level)
+    known = std::find_if(std::begin(kLogLevels), std::end(kLogLevels),
+                         [&](const char* l) { return equals_ignoring_case(*level, l); });
   if (level && known == std::end(kLogLevels))
     throw unknown_variant("logger", "level", *level,
                           {"Error", "Warning", "Info", "Debug", "Trace", "Off"});
