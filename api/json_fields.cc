@@ -1,5 +1,6 @@
 #include "api/json_fields.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <limits>
 
@@ -33,10 +34,22 @@ std::string describe(const nlohmann::json& v) {
 
 }  // namespace
 
-std::string api_fault_message(const FieldError& e) {
+std::string api_fault_message(const FieldError& e, const std::string& text) {
   if (!e.is_shape_error()) return e.what();
-  return "An error occurred when deserializing the json body of a request: " + e.problem() + " (" +
-         e.object() + (e.field().empty() ? "" : ": " + e.field()) + ")";
+  std::string position;
+  // A field missing from the body's own object: where that object ends (its closing brace),
+  // as serde reports it. Nested objects ("entropy.rate_limiter") get no position.
+  const size_t end = text.find_last_not_of(" \t\r\n");
+  if (e.problem().rfind("missing field", 0) == 0 &&
+      e.object().find_first_of(".[") == std::string::npos && end != std::string::npos &&
+      text[end] == '}') {
+    const size_t line_start = text.rfind('\n', end);
+    const size_t line = 1 + std::count(text.begin(), text.begin() + end, '\n');
+    const size_t column = line_start == std::string::npos ? end + 1 : end - line_start;
+    position = " at line " + std::to_string(line) + " column " + std::to_string(column) + ".";
+  }
+  return "An error occurred when deserializing the json body of a request: " + e.problem() +
+         position + " (" + e.object() + (e.field().empty() ? "" : ": " + e.field()) + ")";
 }
 
 FieldError unknown_variant(const std::string& object, const std::string& field,

@@ -53,9 +53,10 @@ class FieldError : public UsageError {
 };
 
 // The API's fault message for `e`: shape errors read as Firecracker's ("An error occurred when
-// deserializing the json body of a request: missing field `x` (machine-config: x)"), others
-// are e.what().
-std::string api_fault_message(const FieldError& e);
+// deserializing the json body of a request: missing field `x` at line 1 column 21.
+// (machine-config: x)"; the position, of the end of the body's object, when `text`, the body as
+// received, is given and the field is missing from the body itself), others are e.what().
+std::string api_fault_message(const FieldError& e, const std::string& text = "");
 
 // A FieldError for a string that is none of `variants` (Firecracker's "unknown variant `x`,
 // expected one of `A`, `B`").

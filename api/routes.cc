@@ -46,7 +46,7 @@ VmmReply method_not_allowed(const HttpRequest& r) {
 }  // namespace
 
 std::variant<VmmCommand, VmmReply> route(const HttpRequest& r) {
-  VmmCommand command{K::kGetInstanceInfo, "", nullptr};
+  VmmCommand command{K::kGetInstanceInfo, "", nullptr, ""};
   // Paths with an id: prefix -> {PUT, PATCH} kinds.
   struct IdRoute {
     const char* prefix;
@@ -85,8 +85,15 @@ std::variant<VmmCommand, VmmReply> route(const HttpRequest& r) {
   if (needs_body(r.method)) {
     if (r.body.empty())
       return VmmReply::fault(400, "Empty " + r.method + " request. (it needs a JSON body)");
-    command.body = json::parse(r.body, nullptr, false);
-    if (command.body.is_discarded()) return VmmReply::fault(400, "the body is not valid JSON");
+    try {
+      command.body = json::parse(r.body);
+    } catch (const json::parse_error& e) {
+      return VmmReply::fault(400,
+                             std::string("An error occurred when deserializing the json body of a "
+                                         "request: the body is not valid JSON: ") +
+                                 e.what());
+    }
+    command.text = r.body;
   }
   try {
     if (r.path == "/actions") {
@@ -114,7 +121,7 @@ std::variant<VmmCommand, VmmReply> route(const HttpRequest& r) {
         throw unknown_variant("vm", "state", state, {"Paused", "Resumed"});
     }
   } catch (const FieldError& e) {
-    return VmmReply::fault(400, api_fault_message(e));
+    return VmmReply::fault(400, api_fault_message(e, r.body));
   }
   return command;
 }

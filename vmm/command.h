@@ -37,6 +37,7 @@ struct VmmCommand {
   Kind kind;
   std::string id;  // {drive_id} / {iface_id} from the path
   nlohmann::json body;
+  std::string text;  // the body as received: error messages give positions in it
 };
 
 struct VmmReply {

@@ -210,7 +210,7 @@ VmmReply VmmController::handle(const VmmCommand& c) {
     reply = dispatch(c);
   } catch (const api::FieldError& e) {
     // A body of the wrong shape reads as in Firecracker, whose clients match on these words.
-    reply = VmmReply::fault(400, api::api_fault_message(e));
+    reply = VmmReply::fault(400, api::api_fault_message(e, c.text));
   } catch (const UsageError& e) {
     reply = VmmReply::fault(400, e.what());
   }
