@@ -206,27 +206,29 @@ VmmReply VmmController::handle(const VmmCommand& c) {
     spdlog::info("The API server received a {} request on \"{}\" with body {}.", method, path,
                  c.body.dump());
   VmmReply reply;
+  bool body_read = true;  // the body had its object's shape (parsed as Firecracker would)
   try {
     reply = dispatch(c);
   } catch (const api::FieldError& e) {
     // A body of the wrong shape reads as in Firecracker, whose clients match on these words.
     reply = VmmReply::fault(400, api::api_fault_message(e, c.text));
+    body_read = !e.is_shape_error();
   } catch (const UsageError& e) {
     reply = VmmReply::fault(400, e.what());
   }
-  if (reply.status >= 400) {
+  // As Firecracker: a body that was read and uses a deprecated field is answered with
+  // "Deprecation: true", whether the request then succeeds or not.
+  const char* object = deprecatable_object(c.kind);
+  const std::vector<std::string> deprecated =
+      object && body_read ? api::deprecated_fields(object, c.body) : std::vector<std::string>{};
+  for (const std::string& field : deprecated)
+    spdlog::warn("{} {}: {} field is deprecated.", method == std::string("Put") ? "PUT" : "PATCH",
+                 path, field);
+  if (!deprecated.empty()) reply.headers.emplace_back("Deprecation", "true");
+  if (reply.status >= 400)
     spdlog::error("Received Error. Status code: {} {}. Message: {}", reply.status,
                   reply.status == 400 ? "Bad Request" : "Error",
                   reply.body.value("fault_message", ""));
-    return reply;
-  }
-  if (const char* object = deprecatable_object(c.kind)) {
-    for (const std::string& field : api::deprecated_fields(object, c.body)) {
-      spdlog::warn("{} {}: {} field is deprecated.", method == std::string("Put") ? "PUT" : "PATCH",
-                   path, field);
-      reply.headers.emplace_back("Deprecation", "true");
-    }
-  }
   return reply;
 }
 
