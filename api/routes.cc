@@ -82,6 +82,8 @@ std::variant<VmmCommand, VmmReply> route(const HttpRequest& r) {
     command.kind = method->second;
   }
 
+  if (r.method == "GET" && !r.body.empty())
+    return VmmReply::fault(400, "GET request cannot have a body.");
   if (needs_body(r.method)) {
     if (r.body.empty())
       return VmmReply::fault(400, "Empty " + r.method + " request. (it needs a JSON body)");

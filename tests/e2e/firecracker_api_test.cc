@@ -297,6 +297,9 @@ TEST_F(FirecrackerApi, PatchAndRuntimeActionsBeforeBoot) {
   EXPECT_EQ(send("PATCH", "/machine-config", "/machine-config", {{"vcpu_count", 4}}).status, 204);
   EXPECT_EQ(send("GET", "/machine-config", "/machine-config").body["vcpu_count"], 4);
   expect_fault(send("PATCH", "/logger", "-", {{"level", "Error"}}), "Invalid request method");
+  expect_fault(send("GET", "/machine-config", "-", {{"vcpu_count", 1}}),
+               "GET request cannot have a body.");
+  expect_fault(send("PATCH", "/machine-config", "-"), "Empty PATCH request.");
   expect_fault(send("PATCH", "/drives/scratch", "/drives/{drive_id}",
                     {{"drive_id", "scratch"}, {"path_on_host", "foo.bar"}}),
                kNotBeforeStart);
