@@ -25,8 +25,11 @@ EntropyConfig parse_rng_spec(const std::string& spec) {
   if (spec.empty()) return entropy;
   uint64_t rate = 0;
   const auto [end, ec] = std::from_chars(spec.data(), spec.data() + spec.size(), rate);
-  if (ec != std::errc() || end != spec.data() + spec.size() || rate == 0)
-    throw UsageError("--rng=" + spec + ": must be a number of bytes per second (at least 1)");
+  // The bounds of a TokenBucket's size (PUT /entropy's rate_limiter.bandwidth.size).
+  if (ec != std::errc() || end != spec.data() + spec.size() || rate == 0 ||
+      rate > TokenBucketConfig::kMaxTokens)
+    throw UsageError("--rng=" + spec +
+                     ": must be a number of bytes per second between 1 and 2^63-1");
   entropy.bandwidth = TokenBucketConfig{rate, 0, 1000};
   return entropy;
 }
@@ -75,12 +78,15 @@ DriveConfig parse_drive_spec(const std::string& spec) {
       drive.path = part;
     } else if (part == "ro") {
       drive.read_only = true;
-    } else if (part.rfind("id=", 0) == 0 && part.size() > 3 && part.size() <= 3 + 20) {
+    } else if (part.rfind("id=", 0) == 0) {
+      // The API's drive_id rule (PUT /drives, config files): one validator for all front ends.
       drive.id = part.substr(3);
       api::require_utf8("--disk " + spec + ": id", drive.id);
+      if (auto problem = api::resource_id_problem(drive.id))
+        throw UsageError("--disk " + spec + ": id: " + *problem);
     } else {
       throw UsageError("--disk " + spec + ": unknown option '" + part +
-                       "' (expected ro or id=NAME, NAME up to 20 characters)");
+                       "' (expected ro or id=NAME)");
     }
   }
   return drive;

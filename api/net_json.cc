@@ -15,23 +15,10 @@ using nlohmann::json;
 constexpr uint64_t kMinMtu = 68;
 constexpr uint64_t kMaxMtu = 65535;
 
-bool valid_id(const std::string& id) {
-  return !id.empty() && id.size() <= 64 && std::all_of(id.begin(), id.end(), [](char c) {
-    return std::isalnum(static_cast<unsigned char>(c)) || c == '_';
-  });
-}
-
-// Rate limiters are accepted for compatibility and ignored; they must still be objects.
+// Kiln has no net rate limiting: a limiter must be absent or {} (checked as a RateLimiter).
 void check_rate_limiter(JsonFields& f, const std::string& what, const char* key) {
   auto limiter = f.optional<json>(key);
-  if (limiter && !limiter->is_object()) throw FieldError(what, key, "must be an object");
-}
-
-// The body's iface_id must be the one in the request path.
-void check_path_id(const std::string& what, const std::string& iface_id, const std::string& id) {
-  if (iface_id != id)
-    throw FieldError(what, "iface_id",
-                     "\"" + iface_id + "\" does not match the path's \"" + id + "\"");
+  if (limiter) refuse_rate_limiter(*limiter, what + "." + key, "network interfaces");
 }
 
 }  // namespace
@@ -46,9 +33,8 @@ void apply_network_interface(VmConfig& config, const std::string& id, const json
   check_rate_limiter(f, what, "rx_rate_limiter");
   check_rate_limiter(f, what, "tx_rate_limiter");
   f.reject_unknown();
-  check_path_id(what, iface_id, id);
-  if (!valid_id(iface_id))
-    throw FieldError(what, "iface_id", "must be 1 to 64 letters, digits or underscores");
+  check_path_id(what, "iface_id", iface_id, id);
+  check_resource_id(what, "iface_id", iface_id);
   if (host_dev_name.empty() || host_dev_name.size() >= IFNAMSIZ ||
       host_dev_name.find_first_of("/ \t\n:") != std::string::npos)
     throw FieldError(what, "host_dev_name",
@@ -70,13 +56,13 @@ void apply_network_interface(VmConfig& config, const std::string& id, const json
   for (const NetConfig& other : config.nets) {
     if (other.iface_id == id) continue;  // replaced below
     if (other.host_dev_name == net.host_dev_name)
-      throw FieldError(
-          what, "host_dev_name",
-          "TAP " + net.host_dev_name + " is already used by interface \"" + other.iface_id + "\"");
+      throw FieldError(what, "host_dev_name",
+                       "Could not create the network device: TAP " + net.host_dev_name +
+                           " is already used by interface \"" + other.iface_id + "\"");
     if (net.guest_mac && other.guest_mac == net.guest_mac)
-      throw FieldError(
-          what, "guest_mac",
-          net.guest_mac->to_string() + " is already used by interface \"" + other.iface_id + "\"");
+      throw FieldError(what, "guest_mac",
+                       "The MAC address is already in use: " + net.guest_mac->to_string() +
+                           " (by interface \"" + other.iface_id + "\")");
   }
   auto existing = std::find_if(config.nets.begin(), config.nets.end(),
                                [&](const NetConfig& n) { return n.iface_id == id; });
@@ -95,7 +81,7 @@ void check_network_interface_patch(const VmConfig& config, const std::string& id
   check_rate_limiter(f, what, "rx_rate_limiter");
   check_rate_limiter(f, what, "tx_rate_limiter");
   f.reject_unknown();
-  check_path_id(what, iface_id, id);
+  check_path_id(what, "iface_id", iface_id, id);
   if (std::none_of(config.nets.begin(), config.nets.end(),
                    [&](const NetConfig& n) { return n.iface_id == id; }))
     throw FieldError(what, "iface_id", "no network interface with id \"" + id + "\"");
@@ -104,10 +90,13 @@ void check_network_interface_patch(const VmConfig& config, const std::string& id
 json network_interfaces_json(const VmConfig& config) {
   json nets = json::array();
   for (const NetConfig& n : config.nets) {
-    json j{{"iface_id", n.iface_id}, {"host_dev_name", n.host_dev_name}};
-    if (n.guest_mac) j["guest_mac"] = n.guest_mac->to_string();
-    if (n.mtu) j["mtu"] = *n.mtu;
-    nets.push_back(std::move(j));
+    // Firecracker's NetworkInterfaceConfig, every key present.
+    nets.push_back({{"iface_id", n.iface_id},
+                    {"host_dev_name", n.host_dev_name},
+                    {"guest_mac", n.guest_mac ? json(n.guest_mac->to_string()) : json(nullptr)},
+                    {"mtu", n.mtu ? json(*n.mtu) : json(nullptr)},
+                    {"rx_rate_limiter", nullptr},
+                    {"tx_rate_limiter", nullptr}});
   }
   return nets;
 }

@@ -41,14 +41,16 @@ bool needs_body(const std::string& method) {
   return method == "PUT" || method == "PATCH";
 }
 
+// Firecracker's words ("Invalid request method and/or path"), with Kiln's status codes.
 VmmReply method_not_allowed(const HttpRequest& r) {
-  return VmmReply::fault(405, "method " + r.method + " is not allowed on " + r.path);
+  return VmmReply::fault(405, "Invalid request method and/or path: " + r.method + " " + r.path +
+                                  " (the method is not allowed on this path)");
 }
 
 }  // namespace
 
 std::variant<VmmCommand, VmmReply> route(const HttpRequest& r) {
-  VmmCommand command{K::kGetInstanceInfo, "", nullptr};
+  VmmCommand command{K::kGetInstanceInfo, "", nullptr, ""};
   // Paths with an id: prefix -> {PUT, PATCH} kinds.
   struct IdRoute {
     const char* prefix;
@@ -76,14 +78,19 @@ std::variant<VmmCommand, VmmReply> route(const HttpRequest& r) {
       return method_not_allowed(r);
   } else {
     auto path = fixed_routes().find(r.path);
-    if (path == fixed_routes().end()) return VmmReply::fault(404, "no API resource at " + r.path);
+    if (path == fixed_routes().end())
+      return VmmReply::fault(404, "Invalid request method and/or path: " + r.method + " " + r.path +
+                                      " (no API resource at this path)");
     auto method = path->second.find(r.method);
     if (method == path->second.end()) return method_not_allowed(r);
     command.kind = method->second;
   }
 
+  if (r.method == "GET" && !r.body.empty())
+    return VmmReply::fault(400, "GET request cannot have a body.");
   if (needs_body(r.method)) {
-    if (r.body.empty()) return VmmReply::fault(400, "the request needs a JSON body");
+    if (r.body.empty())
+      return VmmReply::fault(400, "Empty " + r.method + " request. (it needs a JSON body)");
     // Checked before parsing: dump, copy and compare recurse through nested values.
     if (json_nesting_exceeded(r.body))
       return VmmReply::fault(
@@ -92,8 +99,15 @@ std::variant<VmmCommand, VmmReply> route(const HttpRequest& r) {
       return VmmReply::fault(400, fmt::format("the body is not valid UTF-8 (byte {:#04x} at "
                                               "offset {})",
                                               static_cast<unsigned char>(r.body[*at]), *at));
-    command.body = json::parse(r.body, nullptr, false);
-    if (command.body.is_discarded()) return VmmReply::fault(400, "the body is not valid JSON");
+    try {
+      command.body = json::parse(r.body);
+    } catch (const json::parse_error& e) {
+      return VmmReply::fault(400,
+                             std::string("An error occurred when deserializing the json body of a "
+                                         "request: the body is not valid JSON: ") +
+                                 e.what());
+    }
+    command.text = r.body;
   }
   try {
     if (r.path == "/actions") {
@@ -107,9 +121,8 @@ std::variant<VmmCommand, VmmReply> route(const HttpRequest& r) {
       else if (type == "FlushMetrics")
         command.kind = K::kFlushMetrics;
       else
-        throw FieldError(
-            "actions", "action_type",
-            "must be InstanceStart, SendCtrlAltDel or FlushMetrics, not \"" + type + "\"");
+        throw unknown_variant("actions", "action_type", type,
+                              {"FlushMetrics", "InstanceStart", "SendCtrlAltDel"});
     } else if (r.path == "/vm") {
       JsonFields f(command.body, "vm");
       const auto state = f.required<std::string>("state");
@@ -119,10 +132,10 @@ std::variant<VmmCommand, VmmReply> route(const HttpRequest& r) {
       else if (state == "Resumed")
         command.kind = K::kResumeVm;
       else
-        throw FieldError("vm", "state", "must be Paused or Resumed, not \"" + state + "\"");
+        throw unknown_variant("vm", "state", state, {"Paused", "Resumed"});
     }
   } catch (const FieldError& e) {
-    return VmmReply::fault(400, e.what());
+    return VmmReply::fault(400, api_fault_message(e, r.body));
   }
   return command;
 }
@@ -130,6 +143,7 @@ std::variant<VmmCommand, VmmReply> route(const HttpRequest& r) {
 HttpResponse to_http(const VmmReply& reply) {
   HttpResponse response;
   response.status = reply.status;
+  response.headers = reply.headers;
   // Strings Kiln accepts as bytes (host paths) may not be UTF-8: they are replaced by U+FFFD
   // rather than failing the reply.
   if (!reply.body.is_null())

@@ -7,6 +7,7 @@
 
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "vmm/vm_config.h"
 
@@ -23,8 +24,8 @@ void apply_drive(VmConfig& config, const std::string& id, const nlohmann::json& 
 // a TAP name or MAC used by another interface is refused.
 void apply_network_interface(VmConfig& config, const std::string& id, const nlohmann::json& body,
                              const std::string& what = "network-interface");
-// PATCH /network-interfaces/{id}: checks the body (iface_id, rate limiters, which Kiln accepts and
-// ignores) and that the interface exists.
+// PATCH /network-interfaces/{id}: checks the body (iface_id; rate limiters: {} or absent, Kiln
+// has no net rate limiting) and that the interface exists.
 void check_network_interface_patch(const VmConfig& config, const std::string& id,
                                    const nlohmann::json& body);
 // The config file's "network-interfaces" array (ids must be unique).
@@ -48,8 +49,26 @@ struct VsockProblem {
 std::optional<VsockProblem> vsock_problem(const VsockConfig& vsock);
 
 // Firecracker's TokenBucket object ({size, one_time_burst, refill_time}) <-> TokenBucketConfig.
+// Every field is bounded (TokenBucketConfig's limits); a bad one is a FieldError naming it.
 TokenBucketConfig parse_token_bucket(const nlohmann::json& body, const std::string& what);
 nlohmann::json token_bucket_json(const TokenBucketConfig& bucket);
+// Firecracker's RateLimiter object ({bandwidth, ops}); {} limits nothing.
+RateLimiterConfig parse_rate_limiter(const nlohmann::json& body, const std::string& what);
+// For devices without a rate limiter: checks the object, accepts {} and refuses any bucket
+// (FieldError on "<what>" naming `device`), so that a limit is never accepted and ignored.
+void refuse_rate_limiter(const nlohmann::json& body, const std::string& what,
+                         const std::string& device);
+
+// An API resource id (drive_id, iface_id): 1 to 64 letters, digits or '_'. Shared by the API,
+// the config files and the --disk/--net flags: the problem, or nullopt; or a FieldError.
+std::optional<std::string> resource_id_problem(const std::string& id);
+void check_resource_id(const std::string& what, const std::string& field, const std::string& id);
+// The body's id must be the path's ({drive_id} / {iface_id}).
+void check_path_id(const std::string& what, const std::string& field, const std::string& body_id,
+                   const std::string& path_id);
+// The deprecated fields the body uses (Firecracker answers them with "Deprecation: true"):
+// machine-config's cpu_template, vsock's vsock_id.
+std::vector<std::string> deprecated_fields(const std::string& object, const nlohmann::json& body);
 
 nlohmann::json machine_config_json(const VmConfig& config);
 // GET /vm/config: Firecracker's full-configuration shape.

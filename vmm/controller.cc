@@ -8,6 +8,8 @@
 #include <sys/signalfd.h>
 #include <sys/timerfd.h>
 
+#include <cstring>
+
 #include "api/json_fields.h"
 #include "api/vm_json.h"
 #include "vmm/error.h"
@@ -17,6 +19,8 @@ namespace kiln {
 namespace {
 
 constexpr int kMetricsPeriodSeconds = 60;
+// Firecracker's id for an instance started without --id (Kiln has no --id).
+constexpr const char* kInstanceId = "anonymous-instance";
 
 constexpr const char* kNotAfterBoot =
     "The requested operation is not supported after starting the microVM.";
@@ -30,6 +34,79 @@ sigset_t handled_signals() {
   sigemptyset(&set);
   for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGWINCH}) sigaddset(&set, sig);
   return set;
+}
+
+// "No such file or directory (os error 2)": strerror with the number, as Firecracker words it.
+std::string os_error(int err) {
+  return std::string(std::strerror(err)) + " (os error " + std::to_string(err) + ")";
+}
+
+// Empty, or why `path` cannot be opened with `flags`. Non-blocking, as Firecracker opens its
+// files: a named pipe without a reader fails (ENXIO) instead of stalling the controller.
+std::string cannot_open(const std::string& path, int flags) {
+  UniqueFd fd(::open(path.c_str(), flags | O_CLOEXEC | O_NONBLOCK, 0600));
+  return fd ? "" : os_error(errno);
+}
+
+// Requests whose body can use a deprecated field, by the object vm_json knows them as.
+const char* deprecatable_object(VmmCommand::Kind kind) {
+  using K = VmmCommand::Kind;
+  switch (kind) {
+    case K::kPutMachineConfig:
+    case K::kPatchMachineConfig:
+      return "machine-config";
+    case K::kPutVsock:
+      return "vsock";
+    default:
+      return nullptr;
+  }
+}
+
+// The request a command came from, in Firecracker's log wording: {"Put", "/drives/rootfs"}.
+std::pair<const char*, std::string> request_of(const VmmCommand& c) {
+  using K = VmmCommand::Kind;
+  switch (c.kind) {
+    case K::kGetInstanceInfo:
+      return {"Get", "/"};
+    case K::kGetVersion:
+      return {"Get", "/version"};
+    case K::kGetVmConfig:
+      return {"Get", "/vm/config"};
+    case K::kGetMachineConfig:
+      return {"Get", "/machine-config"};
+    case K::kPutMachineConfig:
+      return {"Put", "/machine-config"};
+    case K::kPatchMachineConfig:
+      return {"Patch", "/machine-config"};
+    case K::kPutBootSource:
+      return {"Put", "/boot-source"};
+    case K::kPutDrive:
+      return {"Put", "/drives/" + c.id};
+    case K::kPatchDrive:
+      return {"Patch", "/drives/" + c.id};
+    case K::kPutNetworkInterface:
+      return {"Put", "/network-interfaces/" + c.id};
+    case K::kPatchNetworkInterface:
+      return {"Patch", "/network-interfaces/" + c.id};
+    case K::kInstanceStart:
+    case K::kSendCtrlAltDel:
+    case K::kFlushMetrics:
+      return {"Put", "/actions"};
+    case K::kPauseVm:
+    case K::kResumeVm:
+      return {"Patch", "/vm"};
+    case K::kPutLogger:
+      return {"Put", "/logger"};
+    case K::kPutMetrics:
+      return {"Put", "/metrics"};
+    case K::kPutEntropy:
+      return {"Put", "/entropy"};
+    case K::kPutSerial:
+      return {"Put", "/serial"};
+    case K::kPutVsock:
+      return {"Put", "/vsock"};
+  }
+  return {"?", "?"};
 }
 
 spdlog::level::level_enum spdlog_level(const std::string& level) {
@@ -136,6 +213,41 @@ void VmmController::run_command(std::pair<VmmCommand, Done>& item) noexcept {
 }
 
 VmmReply VmmController::handle(const VmmCommand& c) {
+  // Requests and refusals are logged (at Info and Error) as Firecracker logs them.
+  const auto [method, path] = request_of(c);
+  if (c.body.is_null())
+    spdlog::info("The API server received a {} request on \"{}\".", method, path);
+  else
+    spdlog::info("The API server received a {} request on \"{}\" with body {}.", method, path,
+                 c.body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+  VmmReply reply;
+  bool body_read = true;  // the body had its object's shape (parsed as Firecracker would)
+  try {
+    reply = dispatch(c);
+  } catch (const api::FieldError& e) {
+    // A body of the wrong shape reads as in Firecracker, whose clients match on these words.
+    reply = VmmReply::fault(400, api::api_fault_message(e, c.text));
+    body_read = !e.is_shape_error();
+  } catch (const UsageError& e) {
+    reply = VmmReply::fault(400, e.what());
+  }
+  // As Firecracker: a body that was read and uses a deprecated field is answered with
+  // "Deprecation: true", whether the request then succeeds or not.
+  const char* object = deprecatable_object(c.kind);
+  const std::vector<std::string> deprecated =
+      object && body_read ? api::deprecated_fields(object, c.body) : std::vector<std::string>{};
+  for (const std::string& field : deprecated)
+    spdlog::warn("{} {}: {} field is deprecated.", method == std::string("Put") ? "PUT" : "PATCH",
+                 path, field);
+  if (!deprecated.empty()) reply.headers.emplace_back("Deprecation", "true");
+  if (reply.status >= 400)
+    spdlog::error("Received Error. Status code: {} {}. Message: {}", reply.status,
+                  reply.status == 400 ? "Bad Request" : "Error",
+                  reply.body.value("fault_message", ""));
+  return reply;
+}
+
+VmmReply VmmController::dispatch(const VmmCommand& c) {
   using K = VmmCommand::Kind;
   const bool booted = state_ != State::kNotStarted;
   switch (c.kind) {
@@ -144,7 +256,7 @@ VmmReply VmmController::handle(const VmmCommand& c) {
                           : state_ == State::kRunning  ? "Running"
                                                        : "Paused";
       return VmmReply::ok({{"app_name", "Kiln"},
-                           {"id", "anonymous-instance"},
+                           {"id", kInstanceId},
                            {"state", state},
                            {"vmm_version", KILN_VERSION}});
     }
@@ -166,8 +278,9 @@ VmmReply VmmController::handle(const VmmCommand& c) {
       if (!booted) return VmmReply::fault(400, kNotBeforeBoot);
       return send_ctrl_alt_del();
     case K::kFlushMetrics:
-      if (config_.metrics_path.empty())
-        return VmmReply::fault(400, "metrics are not configured (PUT /metrics first)");
+      // As Firecracker: only a running VM has metrics to flush; without PUT /metrics there is
+      // nothing to write and the answer is still 204.
+      if (!booted) return VmmReply::fault(400, kNotBeforeBoot);
       flush_metrics();
       return VmmReply::no_content();
     case K::kPauseVm:
@@ -216,14 +329,48 @@ VmmReply VmmController::handle(const VmmCommand& c) {
     default:
       return VmmReply::fault(400, "unsupported request");
   }
-  if (c.kind == K::kPutMetrics) {
-    // Check the file can be written now, not at the first flush.
-    UniqueFd fd(::open(next.metrics_path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600));
-    if (!fd) return VmmReply::fault(400, errno_message("metrics_path " + next.metrics_path));
-  }
+  if (auto problem = check_files(c, next); !problem.empty()) return VmmReply::fault(400, problem);
   config_ = std::move(next);
   if (c.kind == K::kPutLogger) apply_logger();
   return VmmReply::no_content();
+}
+
+std::string VmmController::check_files(const VmmCommand& c, const VmConfig& next) const {
+  // Files named by a request are checked when it arrives (as Firecracker does), not only at
+  // InstanceStart; the devices open them again then.
+  using K = VmmCommand::Kind;
+  constexpr int kAppend = O_WRONLY | O_APPEND | O_CREAT;
+  std::string why;
+  switch (c.kind) {
+    case K::kPutBootSource:
+      if (!(why = cannot_open(next.kernel_path, O_RDONLY)).empty())
+        return "Boot source error: The kernel file cannot be opened: " + why +
+               " (kernel_image_path " + next.kernel_path + ")";
+      if (!next.initrd_path.empty() && !(why = cannot_open(next.initrd_path, O_RDONLY)).empty())
+        return "Boot source error: The initrd file cannot be opened: " + why + " (initrd_path " +
+               next.initrd_path + ")";
+      return "";
+    case K::kPutDrive:
+      for (const DriveConfig& d : next.drives) {
+        if (d.id != c.id) continue;
+        if (!(why = cannot_open(d.path, d.read_only ? O_RDONLY : O_RDWR)).empty())
+          return "Drive config error: Cannot open the drive file: " + why + " (path_on_host " +
+                 d.path + ")";
+      }
+      return "";
+    case K::kPutLogger:
+      if (!next.logger.path.empty() && !(why = cannot_open(next.logger.path, kAppend)).empty())
+        return "Logger error: Cannot open the log file: " + why + " (log_path " + next.logger.path +
+               ")";
+      return "";
+    case K::kPutMetrics:
+      if (!(why = cannot_open(next.metrics.path, kAppend)).empty())
+        return "Metrics error: Cannot open the metrics file: " + why + " (metrics_path " +
+               next.metrics.path + ")";
+      return "";
+    default:
+      return "";
+  }
 }
 
 VmmReply VmmController::start_instance() {
@@ -241,7 +388,7 @@ VmmReply VmmController::start_instance() {
   vmm_->adopt_fd(std::move(serial_out));
   loop_.add(vmm_->stop_signal().fd(), EPOLLIN,
             [this](uint32_t) { stop(vmm_->stop_signal().wait()); });
-  if (!config_.metrics_path.empty()) {
+  if (!config_.metrics.path.empty()) {
     metrics_timer_.reset(::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
     itimerspec period{{kMetricsPeriodSeconds, 0}, {kMetricsPeriodSeconds, 0}};
     ::timerfd_settime(metrics_timer_.get(), 0, &period, nullptr);
@@ -289,14 +436,24 @@ VmmReply VmmController::patch_drive(const VmmCommand& c) {
   api::JsonFields f(c.body, "drive");
   auto drive_id = f.required<std::string>("drive_id");
   auto path = f.optional<std::string>("path_on_host");
-  f.ignore("rate_limiter");
+  auto limiter = f.optional<nlohmann::json>("rate_limiter");
   f.reject_unknown();
-  if (drive_id != c.id)
-    return VmmReply::fault(400, "drive: drive_id does not match the path's \"" + c.id + "\"");
+  api::check_path_id("drive", "drive_id", drive_id, c.id);
   auto it = std::find_if(config_.drives.begin(), config_.drives.end(),
                          [&](const DriveConfig& d) { return d.id == c.id; });
-  if (it == config_.drives.end()) return VmmReply::fault(400, "no drive with id " + c.id);
+  if (it == config_.drives.end())
+    return VmmReply::fault(400, "Drive config error: drive \"" + c.id + "\" not found");
+  if (limiter) api::refuse_rate_limiter(*limiter, "drive.rate_limiter", "drives");
+  if (!path && !limiter)
+    return VmmReply::fault(400,
+                           "Drive config error: the request changes nothing: a virtio-block "
+                           "drive is updated with path_on_host (or an empty rate_limiter)");
   if (path) {
+    // Firecracker's words for an image that cannot be opened; the device reopens and checks it.
+    const std::string why = cannot_open(*path, it->read_only ? O_RDONLY : O_RDWR);
+    if (!why.empty())
+      return VmmReply::fault(
+          400, "Drive config error: Error manipulating the backing file: " + why + " " + *path);
     vmm_->replace_drive(c.id, *path);
     it->path = *path;
   }
@@ -304,16 +461,22 @@ VmmReply VmmController::patch_drive(const VmmCommand& c) {
 }
 
 void VmmController::flush_metrics() {
-  if (config_.metrics_path.empty()) return;
-  UniqueFd fd(
-      ::open(config_.metrics_path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600));
+  const MetricsConfig& m = config_.metrics;
+  if (m.path.empty()) return;
+  UniqueFd fd(::open(m.path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600));
   if (!fd) {
-    spdlog::warn("metrics: {}", errno_message("cannot open " + config_.metrics_path));
+    spdlog::warn("metrics: {}", errno_message("cannot open " + m.path));
     return;
   }
-  const std::string line = metrics_.to_json_line();
+  std::string line = metrics_.to_json_line();
+  if (m.emit_id || !m.properties.empty()) {
+    nlohmann::json counters = nlohmann::json::parse(line);
+    if (m.emit_id) counters["id"] = kInstanceId;
+    if (!m.properties.empty()) counters["properties"] = m.properties;
+    line = counters.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+  }
   if (::write(fd.get(), line.data(), line.size()) != static_cast<ssize_t>(line.size()))
-    spdlog::warn("metrics: {}", errno_message("cannot write " + config_.metrics_path));
+    spdlog::warn("metrics: {}", errno_message("cannot write " + m.path));
 }
 
 void VmmController::apply_logger() {

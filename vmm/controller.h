@@ -40,6 +40,9 @@ class VmmController {
   enum class State { kNotStarted, kRunning, kPaused };
   void run_command(std::pair<VmmCommand, Done>& item) noexcept;
   VmmReply handle(const VmmCommand& command);
+  VmmReply dispatch(const VmmCommand& command);
+  // Empty, or the fault message for a file the new configuration names that cannot be opened.
+  std::string check_files(const VmmCommand& command, const VmConfig& next) const;
   VmmReply start_instance();
   VmmReply set_paused(bool paused);
   VmmReply patch_drive(const VmmCommand& command);

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -16,19 +17,36 @@ namespace kiln {
 inline constexpr const char* kDefaultCmdline = "console=ttyS0 reboot=k panic=1";
 inline constexpr const char* kDefaultVirtioConsoleCmdline = "console=hvc0 reboot=k panic=1";
 
+// Firecracker's cache_type. Kiln's virtio-blk always offers VIRTIO_BLK_F_FLUSH and runs
+// fdatasync(2) on a guest flush, which is Writeback; Unsafe (the default) is kept and reported
+// as set, and gets the same, safer, behaviour.
+enum class CacheType { kUnsafe, kWriteback };
+
 struct DriveConfig {
   std::string path;
   bool read_only = false;
   std::string id;        // serial the guest reads with GET_ID; default: the file name
   bool is_root = false;  // add root=/dev/vda to the command line (must be the first drive)
+  CacheType cache_type = CacheType::kUnsafe;
 };
 
 // Firecracker's TokenBucket: `size` tokens (bytes or operations) refill every `refill_time_ms`;
 // `one_time_burst` extra tokens are spent first.
+// Bounds (checked where the object is read): size 1..kMaxTokens, one_time_burst 0..kMaxTokens,
+// refill_time_ms 1..kMaxRefillTimeMs (the longest whose nanoseconds fit a signed 64-bit count).
 struct TokenBucketConfig {
+  static constexpr uint64_t kMaxTokens = (uint64_t{1} << 63) - 1;
+  static constexpr uint64_t kMaxRefillTimeMs = 9'223'372'036'854;  // about 292 years
   uint64_t size = 0;
   uint64_t one_time_burst = 0;
   uint64_t refill_time_ms = 0;
+  bool one_time_burst_set = false;  // given (GET /vm/config shows null otherwise)
+};
+
+// Firecracker's RateLimiter: independent byte and operation buckets; none set: no limit.
+struct RateLimiterConfig {
+  std::optional<TokenBucketConfig> bandwidth;
+  std::optional<TokenBucketConfig> ops;
 };
 
 // virtio-rng (PUT /entropy, --rng[=BYTES_PER_SEC], [entropy] in TOML).
@@ -56,6 +74,13 @@ struct NetConfig {
   std::optional<uint16_t> mtu;          // VIRTIO_NET_F_MTU when set (68 to 65535)
 };
 
+// PUT /metrics: the file and what each line carries besides the counters.
+struct MetricsConfig {
+  std::string path;                               // empty: no metrics
+  bool emit_id = false;                           // a top-level "id" (the instance id)
+  std::map<std::string, std::string> properties;  // a top-level "properties" object when set
+};
+
 struct LoggerConfig {
   std::string path;               // empty: stderr
   std::string level = "Warning";  // Error, Warning, Info, Debug, Trace, Off
@@ -74,7 +99,7 @@ struct VmConfig {
   std::string cmdline = kDefaultCmdline;
   std::vector<DriveConfig> drives;       // virtio-blk, in guest order (vda, vdb, ...)
   std::vector<NetConfig> nets;           // virtio-net, after the drives on the virtio-mmio bus
-  std::string metrics_path;              // empty: no metrics
+  MetricsConfig metrics;                 // metrics.path empty: no metrics
   std::string serial_out_path;           // empty: the console's output fd
   std::optional<EntropyConfig> entropy;  // a virtio-rng device when set
   ConsoleMode console = ConsoleMode::kSerial;

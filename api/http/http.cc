@@ -79,6 +79,19 @@ bool has_no_content(int status) {
   return (status >= 100 && status < 200) || status == 204 || status == 304;
 }
 
+// `text` without control characters (no header can be split or injected through it).
+void append_printable(std::string& out, std::string_view text) {
+  for (char c : text)
+    if (static_cast<unsigned char>(c) >= 0x20 && c != 0x7f) out += c;
+}
+
+bool valid_header_name(std::string_view name) {
+  if (name.empty()) return false;
+  for (char c : name)
+    if (static_cast<unsigned char>(c) <= 0x20 || c == 0x7f || c == ':') return false;
+  return true;
+}
+
 }  // namespace
 
 std::string serialize(const HttpResponse& response, bool keep_alive) {
@@ -90,11 +103,17 @@ std::string serialize(const HttpResponse& response, bool keep_alive) {
   out += ' ';
   out += reason_phrase(status);
   out += "\r\nServer: Kiln\r\n";
+  for (const auto& [name, value] : response.headers) {
+    if (!valid_header_name(name)) continue;
+    out += name;
+    out += ": ";
+    append_printable(out, value);
+    out += "\r\n";
+  }
   if (!has_no_content(status)) {
     if (!response.content_type.empty()) {
       out += "Content-Type: ";
-      for (char c : response.content_type)
-        if (static_cast<unsigned char>(c) >= 0x20 && c != 0x7f) out += c;
+      append_printable(out, response.content_type);
       out += "\r\n";
     }
     out += "Content-Length: ";

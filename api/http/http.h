@@ -26,6 +26,9 @@ struct HttpResponse {
   int status = 200;  // 200, 204, 400, 404, 405, 413, 500, ...
   std::string body;  // JSON text or empty
   std::string content_type = "application/json";
+  // Extra headers, written after Server (e.g. "Deprecation: true"). Control characters in
+  // names and values are dropped, and so are names with ':' or spaces.
+  std::vector<std::pair<std::string, std::string>> headers;
 };
 
 // The standard reason phrase ("OK", "Not Found"), or "" for a code it does not know.
@@ -35,7 +38,8 @@ std::string_view reason_phrase(int status);
 //   HTTP/1.1 200 OK\r\nServer: Kiln\r\nContent-Type: application/json\r\nContent-Length: N\r\n
 //   [Connection: close\r\n]\r\nbody
 // 204 (and 1xx/304) carry neither body nor Content-Type/Content-Length (RFC 9110 8.6).
-// "Connection: close" is added when !keep_alive. Control characters in content_type are dropped.
+// "Connection: close" is added when !keep_alive; the extra headers come after Server, on every
+// status. Control characters in content_type and in the extra headers are dropped.
 std::string serialize(const HttpResponse& response, bool keep_alive);
 
 // `text` as a JSON string literal, quotes included; bytes that are not UTF-8 become U+FFFD.

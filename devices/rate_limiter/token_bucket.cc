@@ -1,13 +1,31 @@
 #include "devices/rate_limiter/token_bucket.h"
 
 #include <algorithm>
+#include <limits>
 
 namespace kiln {
+
+namespace {
+
+// `refill_time` in nanoseconds, at least 1 and at most the longest a signed 64-bit count holds
+// (about 292 years): milliseconds beyond that would overflow the conversion.
+std::chrono::nanoseconds refill_nanoseconds(std::chrono::milliseconds refill_time) {
+  constexpr int64_t kMaxMs = std::numeric_limits<int64_t>::max() / 1'000'000;
+  const int64_t ms = std::clamp<int64_t>(refill_time.count(), 0, kMaxMs);
+  return std::max(std::chrono::nanoseconds(ms * 1'000'000), std::chrono::nanoseconds(1));
+}
+
+uint64_t saturating_add(uint64_t a, uint64_t b) {
+  return a > std::numeric_limits<uint64_t>::max() - b ? std::numeric_limits<uint64_t>::max()
+                                                      : a + b;
+}
+
+}  // namespace
 
 TokenBucket::TokenBucket(uint64_t size, std::chrono::milliseconds refill_time,
                          uint64_t one_time_burst, Clock::time_point now)
     : size_(std::max<uint64_t>(size, 1)),
-      refill_time_(std::max(std::chrono::nanoseconds(refill_time), std::chrono::nanoseconds(1))),
+      refill_time_(refill_nanoseconds(refill_time)),
       burst_(one_time_burst),
       tokens_(size_),
       last_(now) {}
@@ -31,7 +49,7 @@ void TokenBucket::refill(Clock::time_point now) {
 
 uint64_t TokenBucket::available(Clock::time_point now) {
   refill(now);
-  return tokens_ + burst_;
+  return saturating_add(tokens_, burst_);
 }
 
 uint64_t TokenBucket::take(uint64_t wanted, Clock::time_point now) {
@@ -46,17 +64,19 @@ uint64_t TokenBucket::take(uint64_t wanted, Clock::time_point now) {
 std::chrono::nanoseconds TokenBucket::time_until(uint64_t wanted, Clock::time_point now) {
   refill(now);
   wanted = std::min(wanted, size_);
-  const uint64_t have = tokens_ + burst_;
+  const uint64_t have = saturating_add(tokens_, burst_);
   if (have >= wanted) return std::chrono::nanoseconds(0);
   const uint64_t missing = wanted - have;
   const unsigned __int128 ns =
       (static_cast<unsigned __int128>(missing) * static_cast<uint64_t>(refill_time_.count()) +
        size_ - 1) /
       size_;
-  // Minus what has already accrued towards the next token since `last_`.
-  const auto accrued = std::chrono::duration_cast<std::chrono::nanoseconds>(now - last_);
-  const auto wait = std::chrono::nanoseconds(static_cast<int64_t>(ns)) - accrued;
-  return std::max(wait, std::chrono::nanoseconds(1));
+  // Minus what has already accrued towards the next token since `last_` (never negative: a
+  // `now` before `last_` accrued nothing). ns <= refill_time + 1, which fits an int64.
+  const auto full = std::chrono::nanoseconds(static_cast<int64_t>(ns));
+  const auto accrued = now > last_ ? std::min<std::chrono::nanoseconds>(now - last_, full)
+                                   : std::chrono::nanoseconds(0);
+  return std::max(full - accrued, std::chrono::nanoseconds(1));
 }
 
 }  // namespace kiln

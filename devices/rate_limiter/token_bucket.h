@@ -14,7 +14,9 @@ class TokenBucket {
  public:
   using Clock = std::chrono::steady_clock;
 
-  // `size` > 0 and `refill_time` > 0; the bucket starts full.
+  // `size` > 0 and `refill_time` > 0 (0 is taken as 1 token / 1 ns; a refill_time too long for a
+  // 64-bit nanosecond count, about 292 years, is taken as that longest one); the bucket starts
+  // full. Every computation is free of overflow for any arguments.
   TokenBucket(uint64_t size, std::chrono::milliseconds refill_time, uint64_t one_time_burst = 0,
               Clock::time_point now = Clock::now());
 

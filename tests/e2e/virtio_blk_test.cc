@@ -90,7 +90,8 @@ TEST(VirtioBlkBadInput, RefusedBeforeBoot) {
       {{"--disk", "/nonexistent/disk.img"}, "/nonexistent/disk.img"},
       {{"--disk", odd.path()}, "multiple of 512"},
       {{"--disk", ok.path() + ",rw"}, "unknown option 'rw'"},
-      {{"--disk", ok.path() + ",id=" + std::string(21, 'a')}, "20 characters"},
+      {{"--disk", ok.path() + ",id=" + std::string(65, 'a')}, "id: must be 1 to 64 letters"},
+      {{"--disk", ok.path() + ",id=a-b"}, "id: must be 1 to 64 letters"},  // as PUT /drives
       {{"--rootfs", "/nonexistent/root.img"}, "/nonexistent/root.img"},
   };
   for (const Case& c : cases) {

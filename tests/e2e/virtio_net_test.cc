@@ -136,7 +136,8 @@ TEST(VirtioNetErrors, ConfigFileNetworkInterfacesAreChecked) {
                 "\"52:54:00:00:00:01\"}]}");
   KilnRun r = run_kiln({"--config-file", json.path()});
   EXPECT_EQ(r.exit_code, 2) << describe(r);
-  EXPECT_NE(r.err.find("network-interfaces[1]: guest_mac: 52:54:00:00:00:01 is already used"),
+  EXPECT_NE(r.err.find("network-interfaces[1]: guest_mac: The MAC address is already in use: "
+                       "52:54:00:00:00:01"),
             std::string::npos)
       << describe(r);
   TempFile toml("[boot-source]\nkernel_image_path = \"" + guest_path("hello") +

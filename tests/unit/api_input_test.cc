@@ -177,9 +177,9 @@ TEST_F(ControllerLoop, ConfigWithNonUtf8PathIsServedAndTheLoopGoesOn) {
   config.kernel_path = "/guests/idle-\xe9.elf";
   VmmController controller(config, ConsoleFds{-1, -1});
   std::vector<api::HttpResponse> replies;
-  controller.submit({VmmCommand::Kind::kGetVmConfig, "", nullptr},
+  controller.submit({VmmCommand::Kind::kGetVmConfig, "", nullptr, ""},
                     [&](VmmReply r) { replies.push_back(api::to_http(r)); });
-  controller.submit({VmmCommand::Kind::kGetInstanceInfo, "", nullptr}, [&](VmmReply r) {
+  controller.submit({VmmCommand::Kind::kGetInstanceInfo, "", nullptr, ""}, [&](VmmReply r) {
     replies.push_back(api::to_http(r));
     stop_loop();
   });
@@ -195,9 +195,9 @@ TEST_F(ControllerLoop, ConfigWithNonUtf8PathIsServedAndTheLoopGoesOn) {
 TEST_F(ControllerLoop, ThrowingReplyCallbackDoesNotStopTheLoop) {
   VmmController controller(VmConfig{}, ConsoleFds{-1, -1});
   bool answered = false;
-  controller.submit({VmmCommand::Kind::kGetVersion, "", nullptr},
+  controller.submit({VmmCommand::Kind::kGetVersion, "", nullptr, ""},
                     [](VmmReply) { throw std::runtime_error("front end failed"); });
-  controller.submit({VmmCommand::Kind::kGetVersion, "", nullptr}, [&](VmmReply r) {
+  controller.submit({VmmCommand::Kind::kGetVersion, "", nullptr, ""}, [&](VmmReply r) {
     answered = r.status == 200;
     stop_loop();
   });
