@@ -101,7 +101,7 @@ std::variant<VmmCommand, VmmReply> route(const HttpRequest& r) {
                                               static_cast<unsigned char>(r.body[*at]), *at));
     try {
       command.body = json::parse(r.body);
-    } catch (const json::parse_error& e) {
+    } catch (const json::exception& e) {  // parse_error, or out_of_range: a number too large
       return VmmReply::fault(400,
                              std::string("An error occurred when deserializing the json body of a "
                                          "request: the body is not valid JSON: ") +

@@ -49,6 +49,7 @@ bin=$out/$target-fuzz
 
 echo "fuzzing $target for ${seconds}s"
 # shellcheck disable=SC2086
-exec "$bin" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+# libFuzzer reports a finding with exit status 77 by default, which meson counts as a skip.
+exec "$bin" -max_total_time="$seconds" -timeout=10 -error_exitcode=1 -rss_limit_mb=2048 -print_final_stats=1 \
   -artifact_prefix="$out/$target-" $extra_flags "$@" \
   "$out/corpus-$target" "$repo/tests/fuzz/corpus/$target"

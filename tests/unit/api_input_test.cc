@@ -129,6 +129,17 @@ TEST(Routes, BodyThatIsNotUtf8Is400NamingTheByte) {
             "the body is not valid UTF-8 (byte 0xe9 at offset 17)");
 }
 
+// Found by the api fuzzer: a number nlohmann cannot hold is out_of_range, not parse_error; it
+// escaped route() on the API thread.
+TEST(Routes, NumberTooLargeForJsonIs400) {
+  auto routed = api::route(put("/machine-config", R"({"vcpu_count": 6e666})"));
+  const auto* reply = std::get_if<VmmReply>(&routed);
+  ASSERT_NE(reply, nullptr);
+  EXPECT_EQ(reply->status, 400);
+  EXPECT_NE(reply->body.value("fault_message", "").find("number overflow"), std::string::npos)
+      << reply->body;
+}
+
 TEST(Routes, RepliesWithInvalidUtf8AreSerializedWithReplacement) {
   const api::HttpResponse r = api::to_http(VmmReply::ok({{"path", "/k\xe9"}}));
   EXPECT_EQ(r.status, 200);
