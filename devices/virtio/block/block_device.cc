@@ -178,23 +178,16 @@ void BlockDevice::read_config(uint64_t offset, std::span<uint8_t> data) const {
 }
 
 std::string BlockDevice::process_queue(size_t /*index*/, Queue& queue, const GuestMemory& mem) {
-  do {
-    for (;;) {
-      Queue::Pop& pop = pop_;
-      queue.pop(mem, pop);
-      if (pop.kind == Queue::Pop::Kind::kEmpty) break;
-      if (pop.kind == Queue::Pop::Kind::kBrokenRing) return pop.error;
-      if (pop.kind == Queue::Pop::Kind::kBadChain) {
-        if (log_limit_.allow())
-          spdlog::warn("virtio-blk {}: request failed ({} so far): {}", backing_.path,
-                       log_limit_.events(), pop.error);
-        continue;
-      }
-      const uint32_t written = handle(pop.chain, mem);
-      if (!queue.add_used(mem, pop.chain.head, written)) return "used ring is outside guest memory";
-    }
-  } while (queue.enable_notification(mem));
-  return "";
+  return drain_
+      .drain(
+          queue, mem,
+          [&](const std::string& error) {
+            if (log_limit_.allow())
+              spdlog::warn("virtio-blk {}: request failed ({} so far): {}", backing_.path,
+                           log_limit_.events(), error);
+          },
+          [&](const DescriptorChain& chain) { return DrainStep::used(handle(chain, mem)); })
+      .error;
 }
 
 uint32_t BlockDevice::handle(const DescriptorChain& chain, const GuestMemory& mem) {

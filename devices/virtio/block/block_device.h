@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "devices/virtio/device.h"
+#include "devices/virtio/queue_drain.h"
 #include "vmm/log_limiter.h"
 #include "vmm/metrics.h"
 #include "vmm/unique_fd.h"
@@ -98,7 +99,7 @@ class BlockDevice : public VirtioDevice {
     if (metrics_) Metrics::add(metrics_->*counter, n);
   }
   std::vector<iovec> iov_;
-  Queue::Pop pop_;  // reused for every request
+  QueueDrain drain_;
 };
 
 }  // namespace kiln::virtio

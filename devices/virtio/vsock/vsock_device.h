@@ -9,6 +9,7 @@
 #include <string>
 
 #include "devices/virtio/device.h"
+#include "devices/virtio/queue_drain.h"
 #include "devices/virtio/vsock/muxer.h"
 #include "vmm/log_limiter.h"
 
@@ -47,9 +48,8 @@ class VsockDevice : public VirtioDevice {
   VsockOptions options_;
   vsock::Muxer muxer_;
   LogLimiter log_limit_;
-  Queue::Pop tx_pop_;
-  Queue::Pop rx_pop_;
-  bool rx_held_ = false;  // rx_pop_ holds a popped chain nothing was written to yet
+  QueueDrain tx_drain_;
+  QueueDrain rx_drain_;  // holds a popped rx chain nothing was written to yet
 };
 
 }  // namespace kiln::virtio
