@@ -171,12 +171,6 @@ uint64_t BlockDevice::device_features() const {
   return f;
 }
 
-void BlockDevice::read_config(uint64_t offset, std::span<uint8_t> data) const {
-  if (offset >= config_.size()) return;
-  const size_t n = std::min<size_t>(data.size(), config_.size() - offset);
-  std::memcpy(data.data(), config_.data() + offset, n);
-}
-
 std::string BlockDevice::process_queue(size_t /*index*/, Queue& queue, const GuestMemory& mem) {
   return drain_
       .drain(

@@ -58,7 +58,7 @@ class BlockDevice : public VirtioDevice {
   uint32_t device_id() const override;
   uint64_t device_features() const override;
   size_t num_queues() const override { return 1; }
-  void read_config(uint64_t offset, std::span<uint8_t> data) const override;
+  std::span<const uint8_t> config_bytes() const override { return config_; }
   std::string process_queue(size_t index, Queue& queue, const GuestMemory& mem) override;
 
   // Changing the image, in two steps so that only the swap excludes queue processing:

@@ -14,8 +14,14 @@ namespace {
 constexpr uint32_t kFSize = 0;  // VIRTIO_CONSOLE_F_SIZE: cols and rows in config space
 constexpr size_t kChunk = 4096;
 
-// struct virtio_console_config: cols, rows, max_nr_ports, emerg_wr.
-constexpr size_t kConfigSize = 12;
+// struct virtio_console_config.
+struct ConsoleConfig {
+  uint16_t cols;
+  uint16_t rows;
+  uint32_t max_nr_ports;
+  uint32_t emerg_wr;
+};
+static_assert(sizeof(ConsoleConfig) == 12);
 
 }  // namespace
 
@@ -28,16 +34,15 @@ uint64_t ConsoleDevice::device_features() const {
 }
 
 void ConsoleDevice::read_config(uint64_t offset, std::span<uint8_t> data) const {
-  uint8_t config[kConfigSize] = {};
+  // set_size() runs on another thread: snapshot cols and rows under our lock.
+  ConsoleConfig config{};
   {
     std::lock_guard lock(mutex_);
-    std::memcpy(config, &cols_, 2);
-    std::memcpy(config + 2, &rows_, 2);
+    config.cols = cols_;
+    config.rows = rows_;
   }
-  const uint32_t max_ports = 1;
-  std::memcpy(config + 4, &max_ports, 4);
-  for (size_t i = 0; i < data.size(); ++i)
-    data[i] = offset + i < kConfigSize ? config[offset + i] : 0;
+  config.max_nr_ports = 1;
+  read_config_bytes(config_view(config), offset, data);
 }
 
 void ConsoleDevice::activate(uint64_t /*features*/) {

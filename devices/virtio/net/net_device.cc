@@ -62,12 +62,6 @@ uint64_t NetDevice::device_features() const {
   return f;
 }
 
-void NetDevice::read_config(uint64_t offset, std::span<uint8_t> data) const {
-  if (offset >= config_.size()) return;
-  const size_t n = std::min<size_t>(data.size(), config_.size() - offset);
-  std::memcpy(data.data(), config_.data() + offset, n);
-}
-
 void NetDevice::activate(uint64_t features) {
   unsigned offloads = 0;
   if (features & feature(kFGuestCsum)) {

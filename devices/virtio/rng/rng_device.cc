@@ -23,10 +23,6 @@ uint64_t RngDevice::device_features() const {
   return feature(kFVersion1) | feature(kFRingEventIdx) | feature(kFRingIndirectDesc);
 }
 
-void RngDevice::read_config(uint64_t /*offset*/, std::span<uint8_t> data) const {
-  std::fill(data.begin(), data.end(), 0);  // virtio-rng has no configuration space
-}
-
 void RngDevice::reset() {
   throttled_ = false;
   disarm_timer();

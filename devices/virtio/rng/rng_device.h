@@ -28,7 +28,7 @@ class RngDevice : public VirtioDevice {
   uint32_t device_id() const override { return kDeviceIdRng; }
   uint64_t device_features() const override;
   size_t num_queues() const override { return 1; }
-  void read_config(uint64_t offset, std::span<uint8_t> data) const override;
+  // No configuration space: config_bytes() is empty, every byte reads as 0.
   void reset() override;
   std::string process_queue(size_t index, Queue& queue, const GuestMemory& mem) override;
   int host_event_fd() const override { return timer_.get(); }

@@ -25,13 +25,6 @@ uint64_t VsockDevice::device_features() const {
   return feature(kFVersion1) | feature(kFRingEventIdx) | feature(kFRingIndirectDesc);
 }
 
-void VsockDevice::read_config(uint64_t offset, std::span<uint8_t> data) const {
-  const uint64_t cid = options_.guest_cid;  // struct virtio_vsock_config { le64 guest_cid; }
-  if (offset >= sizeof(cid)) return;
-  const size_t n = std::min<size_t>(data.size(), sizeof(cid) - offset);
-  std::memcpy(data.data(), reinterpret_cast<const uint8_t*>(&cid) + offset, n);
-}
-
 void VsockDevice::activate(uint64_t /*features*/) {
   muxer_.activate();
 }

@@ -31,7 +31,8 @@ class VsockDevice : public VirtioDevice {
   uint32_t device_id() const override;
   uint64_t device_features() const override;
   size_t num_queues() const override { return 3; }
-  void read_config(uint64_t offset, std::span<uint8_t> data) const override;
+  // struct virtio_vsock_config { le64 guest_cid; }
+  std::span<const uint8_t> config_bytes() const override { return config_view(options_.guest_cid); }
   void activate(uint64_t features) override;
   void reset() override;
   std::string process_queue(size_t index, Queue& queue, const GuestMemory& mem) override;
