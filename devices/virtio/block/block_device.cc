@@ -46,8 +46,10 @@ bool within_segment_limits(const std::vector<iovec>& iov) {
 bool read_header(const GuestMemory& mem, const DescriptorChain& chain, RequestHeader& hdr) {
   const auto bytes = std::span(reinterpret_cast<uint8_t*>(&hdr), sizeof(hdr));
   if (!chain.buffers.empty() && !chain.buffers[0].device_writable &&
-      chain.buffers[0].len >= sizeof(hdr))
-    return mem.read(chain.buffers[0].addr, bytes);
+      chain.buffers[0].len >= sizeof(hdr)) {
+    std::memcpy(&hdr, chain.buffers[0].host, sizeof(hdr));  // checked when popped
+    return true;
+  }
   return chain_read(mem, chain, 0, bytes);
 }
 
@@ -55,7 +57,7 @@ bool read_header(const GuestMemory& mem, const DescriptorChain& chain, RequestHe
 void write_status(const GuestMemory& mem, const DescriptorChain& chain, uint8_t status) {
   const ChainBuffer& last = chain.buffers.back();  // writable_bytes > 0: not empty
   if (last.device_writable && last.len > 0) {
-    mem.write(last.addr + last.len - 1, std::span(&status, 1));
+    last.host[last.len - 1] = status;  // checked when popped
     return;
   }
   chain_write(mem, chain, chain.writable_bytes - 1, std::span(&status, 1));
