@@ -2,7 +2,6 @@
 
 #include <sys/epoll.h>
 
-#include "devices/virtio/block/block_device.h"
 #include "devices/virtio/net/net_device.h"
 #include "devices/virtio/rng/rng_device.h"
 #include "devices/virtio/vsock/vsock_device.h"
@@ -19,7 +18,8 @@ VirtioDevices::VirtioDevices(const VmConfig& config, const GuestMemory& mem, Met
     auto block =
         std::make_shared<virtio::BlockDevice>(virtio::BlockOptions{d.path, d.read_only, d.id});
     block->set_metrics(&metrics);
-    add(std::move(block), mem, d.id);
+    auto transport = add(block, mem);
+    drives_.push_back({d.id, std::move(block), std::move(transport)});
   }
   for (const NetConfig& n : config.nets) {
     auto net = std::make_shared<virtio::NetDevice>(
@@ -41,20 +41,19 @@ VirtioDevices::VirtioDevices(const VmConfig& config, const GuestMemory& mem, Met
   if (config.console == ConsoleMode::kVirtio) {
     console_ = std::make_shared<virtio::ConsoleDevice>(
         std::move(console.write), std::move(console.rx_space), console.cols, console.rows);
-    add(console_, mem);
-    console_transport_ = slots_.back().transport;
+    console_transport_ = add(console_, mem);
   }
 }
 
-void VirtioDevices::add(std::shared_ptr<virtio::VirtioDevice> device, const GuestMemory& mem,
-                        std::string drive_id) {
+std::shared_ptr<virtio::MmioTransport> VirtioDevices::add(
+    std::shared_ptr<virtio::VirtioDevice> device, const GuestMemory& mem) {
   Slot slot;
-  slot.drive_id = std::move(drive_id);
   slot.resources = allocator_.allocate_mmio(virtio::MmioTransport::kWindowSize);
   slot.irq = std::make_shared<EventFd>();
   slot.transport = std::make_shared<virtio::MmioTransport>(std::move(device), mem,
                                                            [irq = slot.irq] { irq->signal(); });
   slots_.push_back(std::move(slot));
+  return slots_.back().transport;
 }
 
 std::string VirtioDevices::kernel_parameters() const {
@@ -104,22 +103,30 @@ void VirtioDevices::console_resized(uint16_t cols, uint16_t rows) {
   console_transport_->config_changed();
 }
 
+const VirtioDevices::Drive* VirtioDevices::find_drive(const std::string& id) const {
+  for (const Drive& d : drives_)
+    if (!d.id.empty() && d.id == id) return &d;
+  return nullptr;
+}
+
+std::shared_ptr<virtio::BlockDevice> VirtioDevices::drive(const std::string& id) const {
+  const Drive* d = find_drive(id);
+  return d ? d->device : nullptr;
+}
+
 void VirtioDevices::replace_drive(const std::string& id, const std::string& path) {
-  for (const Slot& s : slots_) {
-    if (s.drive_id.empty() || s.drive_id != id) continue;
-    auto& block = static_cast<virtio::BlockDevice&>(s.transport->device());
-    // Opening, checking and locking the new image can take a while (a slow file system): it
-    // runs without the transport lock, so the guest's I/O goes on meanwhile. Only the swap
-    // excludes queue processing; the old image is closed after it.
-    virtio::BlockBacking next = block.open_replacement(path);
-    virtio::BlockBacking old;
-    s.transport->with_device(
-        [&](virtio::VirtioDevice&) { old = block.swap_backing(std::move(next)); });
-    old = {};
-    s.transport->config_changed();
-    return;
-  }
-  throw UsageError("no drive with id " + id);
+  const Drive* d = find_drive(id);
+  if (!d) throw UsageError("no drive with id " + id);
+  virtio::BlockDevice& block = *d->device;
+  // Opening, checking and locking the new image can take a while (a slow file system): it runs
+  // without the transport lock, so the guest's I/O goes on meanwhile. Only the swap excludes
+  // queue processing; the old image is closed after it.
+  virtio::BlockBacking next = block.open_replacement(path);
+  virtio::BlockBacking old;
+  d->transport->with_device(
+      [&](virtio::VirtioDevice&) { old = block.swap_backing(std::move(next)); });
+  old = {};
+  d->transport->config_changed();
 }
 
 }  // namespace kiln

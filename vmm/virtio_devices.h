@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "arch/x86_64/layout.h"
+#include "devices/virtio/block/block_device.h"
 #include "devices/virtio/console/console_device.h"
 #include "devices/virtio/mmio_transport.h"
 #include "vmm/bus.h"
@@ -41,6 +42,8 @@ class VirtioDevices {
   void attach(VmFd& vm, Bus& mmio_bus, EventLoop& loop);
   // Swaps the image behind drive `id` and raises a config change. Throws UsageError.
   void replace_drive(const std::string& id, const std::string& path);
+  // The block device of drive `id`, or null.
+  std::shared_ptr<virtio::BlockDevice> drive(const std::string& id) const;
   // Stops / restarts every device's queue and host work (see MmioTransport::pause).
   void pause();
   void resume();
@@ -53,17 +56,26 @@ class VirtioDevices {
     MmioSlot resources;
     std::shared_ptr<EventFd> irq;
     std::shared_ptr<virtio::MmioTransport> transport;
-    std::string drive_id;  // block devices: the drive's id
   };
   const std::vector<Slot>& slots() const { return slots_; }
 
  private:
-  void add(std::shared_ptr<virtio::VirtioDevice> device, const GuestMemory& mem,
-           std::string drive_id = "");
+  // Gives `device` a window, an interrupt line and a transport; returns the transport.
+  std::shared_ptr<virtio::MmioTransport> add(std::shared_ptr<virtio::VirtioDevice> device,
+                                             const GuestMemory& mem);
+
+  // A block device kept with its type and drive id when built (no downcast to find it again).
+  struct Drive {
+    std::string id;
+    std::shared_ptr<virtio::BlockDevice> device;
+    std::shared_ptr<virtio::MmioTransport> transport;
+  };
+  const Drive* find_drive(const std::string& id) const;
 
   ResourceAllocator allocator_{x86::kVirtioMmioBase, x86::kVirtioMmioEnd, x86::kFirstDeviceIrq,
                                x86::kLastDeviceIrq};
   std::vector<Slot> slots_;
+  std::vector<Drive> drives_;
   bool root_drive_ = false;
   std::shared_ptr<virtio::ConsoleDevice> console_;
   std::shared_ptr<virtio::MmioTransport> console_transport_;

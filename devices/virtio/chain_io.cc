@@ -7,10 +7,11 @@ namespace kiln::virtio {
 
 namespace {
 
-// Calls fn(host span) for each piece of [offset, offset+len) of one part of the chain.
+// Calls fn(host span) for each piece of [offset, offset+len) of one part of the chain. The
+// buffers' host views were bounds-checked when the chain was popped; offsets stay inside them.
 template <typename Fn>
-bool for_each_piece(const GuestMemory& mem, const DescriptorChain& chain, bool writable,
-                    uint64_t offset, uint64_t len, Fn fn) {
+bool for_each_piece(const DescriptorChain& chain, bool writable, uint64_t offset, uint64_t len,
+                    Fn fn) {
   for (const ChainBuffer& b : chain.buffers) {
     if (len == 0) break;
     if (b.device_writable != writable) continue;
@@ -19,9 +20,7 @@ bool for_each_piece(const GuestMemory& mem, const DescriptorChain& chain, bool w
       continue;
     }
     const uint64_t n = std::min<uint64_t>(b.len - offset, len);
-    auto host = mem.slice(b.addr + offset, n);
-    if (!host) return false;
-    fn(*host);
+    fn(std::span<uint8_t>(b.host + offset, n));
     len -= n;
     offset = 0;
   }
@@ -30,26 +29,26 @@ bool for_each_piece(const GuestMemory& mem, const DescriptorChain& chain, bool w
 
 }  // namespace
 
-bool chain_iovecs(const GuestMemory& mem, const DescriptorChain& chain, bool writable,
+bool chain_iovecs(const GuestMemory& /*mem*/, const DescriptorChain& chain, bool writable,
                   uint64_t offset, uint64_t len, std::vector<iovec>& out) {
-  return for_each_piece(mem, chain, writable, offset, len, [&](std::span<uint8_t> piece) {
+  return for_each_piece(chain, writable, offset, len, [&](std::span<uint8_t> piece) {
     out.push_back({piece.data(), piece.size()});
   });
 }
 
-bool chain_read(const GuestMemory& mem, const DescriptorChain& chain, uint64_t offset,
+bool chain_read(const GuestMemory& /*mem*/, const DescriptorChain& chain, uint64_t offset,
                 std::span<uint8_t> out) {
   uint8_t* dst = out.data();
-  return for_each_piece(mem, chain, false, offset, out.size(), [&](std::span<uint8_t> piece) {
+  return for_each_piece(chain, false, offset, out.size(), [&](std::span<uint8_t> piece) {
     std::memcpy(dst, piece.data(), piece.size());
     dst += piece.size();
   });
 }
 
-bool chain_write(const GuestMemory& mem, const DescriptorChain& chain, uint64_t offset,
+bool chain_write(const GuestMemory& /*mem*/, const DescriptorChain& chain, uint64_t offset,
                  std::span<const uint8_t> in) {
   const uint8_t* src = in.data();
-  return for_each_piece(mem, chain, true, offset, in.size(), [&](std::span<uint8_t> piece) {
+  return for_each_piece(chain, true, offset, in.size(), [&](std::span<uint8_t> piece) {
     std::memcpy(piece.data(), src, piece.size());
     src += piece.size();
   });

@@ -1,5 +1,6 @@
 // Byte-stream views of a validated descriptor chain: its device-readable part and its
-// device-writable part, each addressed from offset 0. All access goes through GuestMemory.
+// device-writable part, each addressed from offset 0. They use the buffers' host views, which
+// Queue::pop resolved and bounds-checked (`mem` is the memory the chain was popped from).
 #pragma once
 
 #include <sys/uio.h>
@@ -14,7 +15,7 @@
 namespace kiln::virtio {
 
 // Appends host iovecs covering [offset, offset+len) of the readable (writable == false) or
-// writable part of `chain`. False if the range runs past that part or leaves guest memory.
+// writable part of `chain`. False if the range runs past that part.
 bool chain_iovecs(const GuestMemory& mem, const DescriptorChain& chain, bool writable,
                   uint64_t offset, uint64_t len, std::vector<iovec>& out);
 

@@ -2,14 +2,34 @@
 // feature negotiation, status, queue setup and interrupts.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <span>
 #include <string>
+#include <type_traits>
 
 #include "devices/virtio/queue.h"
 #include "vmm/guest_memory.h"
 
 namespace kiln::virtio {
+
+// The one bounds-checked read of a device's configuration space, given as bytes: copies
+// [offset, offset + out.size()) of `config` into `out`; bytes past its end (or an offset from the
+// guest far past it) read as 0.
+inline void read_config_bytes(std::span<const uint8_t> config, uint64_t offset,
+                              std::span<uint8_t> out) {
+  std::fill(out.begin(), out.end(), uint8_t{0});
+  if (offset >= config.size()) return;
+  const size_t n = static_cast<size_t>(std::min<uint64_t>(out.size(), config.size() - offset));
+  std::memcpy(out.data(), config.data() + offset, n);
+}
+
+template <typename T>
+std::span<const uint8_t> config_view(const T& config) {
+  static_assert(std::is_trivially_copyable_v<T>);
+  return {reinterpret_cast<const uint8_t*>(&config), sizeof(T)};
+}
 
 class VirtioDevice {
  public:
@@ -21,8 +41,15 @@ class VirtioDevice {
   virtual size_t num_queues() const = 0;
   virtual uint16_t max_queue_size() const { return Queue::kMaxSize; }
 
-  // Device configuration space (offset from the start of the config area).
-  virtual void read_config(uint64_t offset, std::span<uint8_t> data) const = 0;
+  // Device configuration space as bytes (empty: none). Valid until the device changes it;
+  // read under the transport lock.
+  virtual std::span<const uint8_t> config_bytes() const { return {}; }
+  // Reads the configuration space (offset from the start of the config area; offset and size
+  // come from the guest). A device whose config changes outside the transport lock overrides
+  // this, snapshots its config and reads it with read_config_bytes().
+  virtual void read_config(uint64_t offset, std::span<uint8_t> data) const {
+    read_config_bytes(config_bytes(), offset, data);
+  }
   virtual void write_config(uint64_t /*offset*/, std::span<const uint8_t> /*data*/) {}
 
   // The driver set DRIVER_OK with these negotiated features.

@@ -3,19 +3,38 @@
 #include <fmt/format.h>
 
 #include <atomic>
+#include <cstring>
 
 namespace kiln::virtio {
 
 namespace {
 
-// Split-ring layout offsets.
-constexpr Gpa kRingIdxOffset = 2;
-constexpr Gpa kRingArrayOffset = 4;
-Gpa avail_entry(Gpa ring, uint16_t i) {
-  return ring + kRingArrayOffset + 2 * Gpa{i};
+// Split-ring layout: flags, idx, ring[size], then avail's used_event / used's avail_event.
+constexpr size_t kRingIdxOffset = 2;
+constexpr size_t kRingArrayOffset = 4;
+uint64_t avail_ring_bytes(uint16_t size) {
+  return kRingArrayOffset + 2 * uint64_t{size} + 2;
 }
-Gpa used_entry(Gpa ring, uint16_t i) {
-  return ring + kRingArrayOffset + 8 * Gpa{i};
+uint64_t used_ring_bytes(uint16_t size) {
+  return kRingArrayOffset + 8 * uint64_t{size} + 2;
+}
+// Offsets of ring entry i (i == size: the trailing event field).
+size_t avail_entry(uint16_t i) {
+  return kRingArrayOffset + 2 * size_t{i};
+}
+size_t used_entry(uint16_t i) {
+  return kRingArrayOffset + 8 * size_t{i};
+}
+
+// Copies in and out of guest memory already bounds-checked by a slice: one copy each, so a
+// value the guest changes concurrently is read once.
+uint16_t load16(const uint8_t* p) {
+  uint16_t v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+void store16(uint8_t* p, uint16_t v) {
+  std::memcpy(p, &v, sizeof(v));
 }
 
 }  // namespace
@@ -40,7 +59,9 @@ std::string Queue::validate(const GuestMemory& mem) const {
 }
 
 std::optional<uint16_t> Queue::avail_idx(const GuestMemory& mem) const {
-  return mem.read_obj<uint16_t>(avail_ring + kRingIdxOffset);
+  const auto idx = mem.slice(avail_ring + kRingIdxOffset, sizeof(uint16_t));
+  if (!idx) return std::nullopt;
+  return load16(idx->data());
 }
 
 Queue::Pop Queue::pop(const GuestMemory& mem) {
@@ -51,17 +72,19 @@ Queue::Pop Queue::pop(const GuestMemory& mem) {
 
 void Queue::pop(const GuestMemory& mem, Pop& result) {
   result.kind = Pop::Kind::kEmpty;
-  result.error.clear();
+  if (!result.error.empty()) result.error.clear();
   result.chain.head = 0;
   result.chain.buffers.clear();  // keeps its capacity
   result.chain.readable_bytes = result.chain.writable_bytes = 0;
-  const auto idx = avail_idx(mem);
-  if (!idx) {
+  // One bounds check for the whole available ring (flags, idx, entries, used_event).
+  const auto avail = mem.slice(avail_ring, avail_ring_bytes(size));
+  if (!avail) {
     result.kind = Pop::Kind::kBrokenRing;
     result.error = "available ring is outside guest memory";
     return;
   }
-  const uint16_t pending = static_cast<uint16_t>(*idx - next_avail_);
+  const uint16_t idx = load16(avail->data() + kRingIdxOffset);
+  const uint16_t pending = static_cast<uint16_t>(idx - next_avail_);
   if (pending == 0) return;
   if (pending > size) {
     result.kind = Pop::Kind::kBrokenRing;
@@ -70,28 +93,32 @@ void Queue::pop(const GuestMemory& mem, Pop& result) {
     return;
   }
   std::atomic_thread_fence(std::memory_order_acquire);  // ring entry after index
-  const auto head = mem.read_obj<uint16_t>(avail_entry(avail_ring, next_avail_ % size));
-  if (!head || *head >= size) {
+  const uint16_t head = load16(avail->data() + avail_entry(next_avail_ % size));
+  if (head >= size) {
     result.kind = Pop::Kind::kBrokenRing;
-    result.error = fmt::format("available ring entry names descriptor {}, queue size is {}",
-                               head.value_or(0xffff), size);
+    result.error =
+        fmt::format("available ring entry names descriptor {}, queue size is {}", head, size);
     return;
   }
   ++next_avail_;
-  result.chain.head = *head;
-  std::string error = walk_chain(mem, *head, result.chain);
+  result.chain.head = head;
+  std::string error = walk_chain(mem, head, result.chain);
   if (error.empty()) {
     result.kind = Pop::Kind::kChain;
     return;
   }
-  result.kind = add_used(mem, *head, 0) ? Pop::Kind::kBadChain : Pop::Kind::kBrokenRing;
-  result.error = fmt::format("descriptor chain at head {}: {}", *head, error);
+  result.kind = add_used(mem, head, 0) ? Pop::Kind::kBadChain : Pop::Kind::kBrokenRing;
+  result.error = fmt::format("descriptor chain at head {}: {}", head, error);
   result.chain.buffers.clear();
   result.chain.readable_bytes = result.chain.writable_bytes = 0;
 }
 
 std::string Queue::walk_chain(const GuestMemory& mem, uint16_t head, DescriptorChain& chain) const {
-  Gpa table = desc_table;
+  // One bounds check for the descriptor table (and one per indirect table); each descriptor is
+  // then copied out once and every field of the copy validated.
+  const auto direct = mem.slice(desc_table, Gpa{size} * sizeof(Descriptor));
+  if (!direct) return "descriptor table is outside guest memory";
+  const uint8_t* table = direct->data();
   uint32_t table_size = size;
   uint32_t index = head;
   uint32_t seen = 0;
@@ -101,48 +128,56 @@ std::string Queue::walk_chain(const GuestMemory& mem, uint16_t head, DescriptorC
     if (index >= table_size)
       return fmt::format("descriptor index {} is outside a table of {}", index, table_size);
     if (++seen > table_size) return "chain is longer than its table (a loop?)";
-    const auto desc = mem.read_obj<Descriptor>(table + Gpa{index} * sizeof(Descriptor));
-    if (!desc) return "descriptor table is outside guest memory";
+    Descriptor desc;
+    std::memcpy(&desc, table + size_t{index} * sizeof(Descriptor), sizeof(desc));
 
-    if (desc->flags & kDescFIndirect) {
+    if (desc.flags & kDescFIndirect) {
       if (!indirect_) return "indirect descriptor, but VIRTIO_F_INDIRECT_DESC was not negotiated";
       if (indirect) return "indirect descriptor inside an indirect table";
-      if (desc->flags & kDescFNext) return "indirect descriptor also has NEXT set";
-      if (desc->len == 0 || desc->len % sizeof(Descriptor) != 0)
-        return fmt::format("indirect table length {} is not a multiple of 16", desc->len);
-      if (desc->len / sizeof(Descriptor) > size)
+      if (desc.flags & kDescFNext) return "indirect descriptor also has NEXT set";
+      if (desc.len == 0 || desc.len % sizeof(Descriptor) != 0)
+        return fmt::format("indirect table length {} is not a multiple of 16", desc.len);
+      if (desc.len / sizeof(Descriptor) > size)
         return fmt::format("indirect table of {} descriptors exceeds the queue size {}",
-                           desc->len / sizeof(Descriptor), size);
-      if (!mem.slice(desc->addr, desc->len))
-        return fmt::format("indirect table at {:#x} is outside guest memory", desc->addr);
-      table = desc->addr;
-      table_size = desc->len / sizeof(Descriptor);
+                           desc.len / sizeof(Descriptor), size);
+      const auto t = mem.slice(desc.addr, desc.len);
+      if (!t) return fmt::format("indirect table at {:#x} is outside guest memory", desc.addr);
+      table = t->data();
+      table_size = desc.len / sizeof(Descriptor);
       index = 0;
       seen = 0;
       indirect = true;
       continue;
     }
 
-    const bool writable = desc->flags & kDescFWrite;
+    const bool writable = desc.flags & kDescFWrite;
     if (!writable && saw_writable) return "device-readable buffer after a device-writable one";
-    if (desc->len && !mem.slice(desc->addr, desc->len))
-      return fmt::format("buffer [{:#x}, +{:#x}) is outside guest memory", desc->addr, desc->len);
+    uint8_t* host = nullptr;
+    if (desc.len) {
+      const auto h = mem.slice(desc.addr, desc.len);
+      if (!h)
+        return fmt::format("buffer [{:#x}, +{:#x}) is outside guest memory", desc.addr, desc.len);
+      host = h->data();
+    }
     saw_writable |= writable;
-    (writable ? chain.writable_bytes : chain.readable_bytes) += desc->len;
+    (writable ? chain.writable_bytes : chain.readable_bytes) += desc.len;
     if (chain.readable_bytes + chain.writable_bytes > UINT32_MAX)
       return "total chain length overflows 32 bits";
-    chain.buffers.push_back({desc->addr, desc->len, writable});
-    if (!(desc->flags & kDescFNext)) return "";
-    index = desc->next;
+    chain.buffers.push_back({desc.addr, desc.len, writable, host});
+    if (!(desc.flags & kDescFNext)) return "";
+    index = desc.next;
   }
 }
 
 bool Queue::add_used(const GuestMemory& mem, uint16_t head, uint32_t written) {
+  const auto used = mem.slice(used_ring, used_ring_bytes(size));
+  if (!used) return false;
   const UsedElement elem{head, written};
-  if (!mem.write_obj(used_entry(used_ring, next_used_ % size), elem)) return false;
+  std::memcpy(used->data() + used_entry(next_used_ % size), &elem, sizeof(elem));
   ++next_used_;
   std::atomic_thread_fence(std::memory_order_release);  // element before index
-  return mem.write_obj<uint16_t>(used_ring + kRingIdxOffset, next_used_);
+  store16(used->data() + kRingIdxOffset, next_used_);
+  return true;
 }
 
 bool Queue::needs_interrupt(const GuestMemory& mem) {
@@ -151,18 +186,19 @@ bool Queue::needs_interrupt(const GuestMemory& mem) {
   const uint16_t now = next_used_;
   signalled_used_ = now;
   if (old == now) return false;
+  const auto avail = mem.slice(avail_ring, avail_ring_bytes(size));
+  if (!avail) return true;
   if (event_idx_) {
-    const auto used_event = mem.read_obj<uint16_t>(avail_entry(avail_ring, size));
-    if (!used_event) return true;
-    return static_cast<uint16_t>(now - *used_event - 1) < static_cast<uint16_t>(now - old);
+    const uint16_t used_event = load16(avail->data() + avail_entry(size));
+    return static_cast<uint16_t>(now - used_event - 1) < static_cast<uint16_t>(now - old);
   }
-  const auto flags = mem.read_obj<uint16_t>(avail_ring);
-  return !flags || !(*flags & kAvailFNoInterrupt);
+  return !(load16(avail->data()) & kAvailFNoInterrupt);
 }
 
 bool Queue::enable_notification(const GuestMemory& mem) {
   if (event_idx_) {
-    mem.write_obj<uint16_t>(used_entry(used_ring, size), next_avail_);  // avail_event
+    if (const auto used = mem.slice(used_ring, used_ring_bytes(size)))
+      store16(used->data() + used_entry(size), next_avail_);  // avail_event
     std::atomic_thread_fence(std::memory_order_seq_cst);
   }
   const auto idx = avail_idx(mem);

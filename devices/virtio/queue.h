@@ -1,8 +1,9 @@
 // A split virtqueue as the device sees it: pops descriptor chains the driver made available and
 // returns them through the used ring, with VIRTIO_F_EVENT_IDX notification suppression.
 //
-// Every ring and descriptor access goes through GuestMemory. Values are copied out of guest
-// memory once, then validated: the guest may rewrite the rings concurrently.
+// Every ring and descriptor access is bounds-checked through GuestMemory (one slice per ring or
+// descriptor table per use, then plain copies inside it). Values are copied out of guest memory
+// once, then validated: the guest may rewrite the rings concurrently.
 #pragma once
 
 #include <cstdint>
@@ -16,11 +17,14 @@
 
 namespace kiln::virtio {
 
-// One buffer of a chain: guest-physical range and direction.
+// One buffer of a chain: guest-physical range, direction, and its host view, resolved and
+// bounds-checked once when the chain is popped (guest memory never moves while the VM lives),
+// so devices never look the buffer up again. `host` is null for a zero-length buffer.
 struct ChainBuffer {
   Gpa addr;
   uint32_t len;
   bool device_writable;
+  uint8_t* host = nullptr;
 };
 
 // A validated descriptor chain: readable buffers first, then writable ones.

@@ -622,7 +622,8 @@ TEST(BlockReplaceDrive, OpensOutsideTheDeviceLockAndSwapsUnderIt) {
   Metrics metrics;
   VirtioDevices devices(config, mem, metrics);
   auto transport = devices.slots().at(0).transport;
-  auto& block = static_cast<BlockDevice&>(transport->device());
+  ASSERT_TRUE(devices.drive("data"));
+  BlockDevice& block = *devices.drive("data");
 
   // A "request" in progress: the transport lock is held until `release`.
   std::promise<void> held, release;
@@ -664,6 +665,29 @@ TEST(BlockReplaceDrive, OpensOutsideTheDeviceLockAndSwapsUnderIt) {
   EXPECT_NO_THROW(BlockDevice({first.path(), false, ""}));
   expect_usage_error({second.path(), false, ""}, "locked");
   EXPECT_THROW(devices.replace_drive("nope", second.path()), UsageError);
+}
+
+// Drives are found by id among other devices, each the block device built for it.
+TEST(BlockReplaceDrive, FindsTheDriveByIdAmongOtherDevices) {
+  TempFile a(kMiB, "kiln-blk-a"), b(kMiB, "kiln-blk-b"), b2(3 * kMiB, "kiln-blk-b2");
+  VmConfig config;
+  config.drives.push_back({a.path(), false, "one", false});
+  config.drives.push_back({b.path(), true, "two", false});
+  config.entropy.emplace();
+  GuestMemory mem({{0, kMiB}});
+  Metrics metrics;
+  VirtioDevices devices(config, mem, metrics);
+  ASSERT_EQ(devices.slots().size(), 3u);
+  EXPECT_EQ(devices.drive("one").get(), &devices.slots()[0].transport->device());
+  EXPECT_EQ(devices.drive("two").get(), &devices.slots()[1].transport->device());
+  EXPECT_FALSE(devices.drive("three"));
+  EXPECT_FALSE(devices.drive(""));
+  devices.replace_drive("two", b2.path());
+  EXPECT_EQ(devices.drive("two")->path(), b2.path());
+  EXPECT_EQ(devices.drive("two")->capacity_sectors(), 3 * kMiB / 512);
+  EXPECT_TRUE(devices.drive("two")->read_only());
+  EXPECT_EQ(devices.drive("one")->path(), a.path());
+  EXPECT_THROW(devices.replace_drive("", b2.path()), UsageError);
 }
 
 TEST(BlockDeviceOpen, LongIdIsTruncated) {

@@ -46,8 +46,10 @@ bool within_segment_limits(const std::vector<iovec>& iov) {
 bool read_header(const GuestMemory& mem, const DescriptorChain& chain, RequestHeader& hdr) {
   const auto bytes = std::span(reinterpret_cast<uint8_t*>(&hdr), sizeof(hdr));
   if (!chain.buffers.empty() && !chain.buffers[0].device_writable &&
-      chain.buffers[0].len >= sizeof(hdr))
-    return mem.read(chain.buffers[0].addr, bytes);
+      chain.buffers[0].len >= sizeof(hdr)) {
+    std::memcpy(&hdr, chain.buffers[0].host, sizeof(hdr));  // checked when popped
+    return true;
+  }
   return chain_read(mem, chain, 0, bytes);
 }
 
@@ -55,7 +57,7 @@ bool read_header(const GuestMemory& mem, const DescriptorChain& chain, RequestHe
 void write_status(const GuestMemory& mem, const DescriptorChain& chain, uint8_t status) {
   const ChainBuffer& last = chain.buffers.back();  // writable_bytes > 0: not empty
   if (last.device_writable && last.len > 0) {
-    mem.write(last.addr + last.len - 1, std::span(&status, 1));
+    last.host[last.len - 1] = status;  // checked when popped
     return;
   }
   chain_write(mem, chain, chain.writable_bytes - 1, std::span(&status, 1));
@@ -67,8 +69,13 @@ bool transfer_all(int fd, bool write, std::vector<iovec>& iov, uint64_t offset) 
   size_t first = 0;
   while (first < iov.size()) {
     const int count = static_cast<int>(std::min<size_t>(iov.size() - first, IOV_MAX));
-    const ssize_t n = write ? ::pwritev(fd, &iov[first], count, static_cast<off_t>(offset))
-                            : ::preadv(fd, &iov[first], count, static_cast<off_t>(offset));
+    const off_t off = static_cast<off_t>(offset);
+    const iovec& v = iov[first];
+    // One buffer (a 4 KiB request, typically): plain pread/pwrite, cheaper in the kernel.
+    const ssize_t n = count == 1 ? (write ? ::pwrite(fd, v.iov_base, v.iov_len, off)
+                                          : ::pread(fd, v.iov_base, v.iov_len, off))
+                                 : (write ? ::pwritev(fd, &iov[first], count, off)
+                                          : ::preadv(fd, &iov[first], count, off));
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) return false;  // error, or end of file inside capacity (image shrank)
     offset += static_cast<uint64_t>(n);
@@ -171,30 +178,17 @@ uint64_t BlockDevice::device_features() const {
   return f;
 }
 
-void BlockDevice::read_config(uint64_t offset, std::span<uint8_t> data) const {
-  if (offset >= config_.size()) return;
-  const size_t n = std::min<size_t>(data.size(), config_.size() - offset);
-  std::memcpy(data.data(), config_.data() + offset, n);
-}
-
 std::string BlockDevice::process_queue(size_t /*index*/, Queue& queue, const GuestMemory& mem) {
-  do {
-    for (;;) {
-      Queue::Pop& pop = pop_;
-      queue.pop(mem, pop);
-      if (pop.kind == Queue::Pop::Kind::kEmpty) break;
-      if (pop.kind == Queue::Pop::Kind::kBrokenRing) return pop.error;
-      if (pop.kind == Queue::Pop::Kind::kBadChain) {
-        if (log_limit_.allow())
-          spdlog::warn("virtio-blk {}: request failed ({} so far): {}", backing_.path,
-                       log_limit_.events(), pop.error);
-        continue;
-      }
-      const uint32_t written = handle(pop.chain, mem);
-      if (!queue.add_used(mem, pop.chain.head, written)) return "used ring is outside guest memory";
-    }
-  } while (queue.enable_notification(mem));
-  return "";
+  return drain_
+      .drain(
+          queue, mem,
+          [&](const std::string& error) {
+            if (log_limit_.allow())
+              spdlog::warn("virtio-blk {}: request failed ({} so far): {}", backing_.path,
+                           log_limit_.events(), error);
+          },
+          [&](const DescriptorChain& chain) { return DrainStep::used(handle(chain, mem)); })
+      .error;
 }
 
 uint32_t BlockDevice::handle(const DescriptorChain& chain, const GuestMemory& mem) {

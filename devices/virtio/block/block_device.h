@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "devices/virtio/device.h"
+#include "devices/virtio/queue_drain.h"
 #include "vmm/log_limiter.h"
 #include "vmm/metrics.h"
 #include "vmm/unique_fd.h"
@@ -57,7 +58,7 @@ class BlockDevice : public VirtioDevice {
   uint32_t device_id() const override;
   uint64_t device_features() const override;
   size_t num_queues() const override { return 1; }
-  void read_config(uint64_t offset, std::span<uint8_t> data) const override;
+  std::span<const uint8_t> config_bytes() const override { return config_; }
   std::string process_queue(size_t index, Queue& queue, const GuestMemory& mem) override;
 
   // Changing the image, in two steps so that only the swap excludes queue processing:
@@ -98,7 +99,7 @@ class BlockDevice : public VirtioDevice {
     if (metrics_) Metrics::add(metrics_->*counter, n);
   }
   std::vector<iovec> iov_;
-  Queue::Pop pop_;  // reused for every request
+  QueueDrain drain_;
 };
 
 }  // namespace kiln::virtio

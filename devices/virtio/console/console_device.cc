@@ -14,8 +14,14 @@ namespace {
 constexpr uint32_t kFSize = 0;  // VIRTIO_CONSOLE_F_SIZE: cols and rows in config space
 constexpr size_t kChunk = 4096;
 
-// struct virtio_console_config: cols, rows, max_nr_ports, emerg_wr.
-constexpr size_t kConfigSize = 12;
+// struct virtio_console_config.
+struct ConsoleConfig {
+  uint16_t cols;
+  uint16_t rows;
+  uint32_t max_nr_ports;
+  uint32_t emerg_wr;
+};
+static_assert(sizeof(ConsoleConfig) == 12);
 
 }  // namespace
 
@@ -28,16 +34,15 @@ uint64_t ConsoleDevice::device_features() const {
 }
 
 void ConsoleDevice::read_config(uint64_t offset, std::span<uint8_t> data) const {
-  uint8_t config[kConfigSize] = {};
+  // set_size() runs on another thread: snapshot cols and rows under our lock.
+  ConsoleConfig config{};
   {
     std::lock_guard lock(mutex_);
-    std::memcpy(config, &cols_, 2);
-    std::memcpy(config + 2, &rows_, 2);
+    config.cols = cols_;
+    config.rows = rows_;
   }
-  const uint32_t max_ports = 1;
-  std::memcpy(config + 4, &max_ports, 4);
-  for (size_t i = 0; i < data.size(); ++i)
-    data[i] = offset + i < kConfigSize ? config[offset + i] : 0;
+  config.max_nr_ports = 1;
+  read_config_bytes(config_view(config), offset, data);
 }
 
 void ConsoleDevice::activate(uint64_t /*features*/) {
@@ -49,7 +54,9 @@ void ConsoleDevice::activate(uint64_t /*features*/) {
 void ConsoleDevice::reset() {
   std::lock_guard lock(mutex_);
   active_ = false;
-  tx_pending_ = false;  // the chain in progress belongs to the old rings
+  tx_drain_.reset();  // the chain in progress belongs to the old rings
+  rx_drain_.reset();
+  tx_offset_ = 0;
   wake_.consume();
 }
 
@@ -92,68 +99,57 @@ std::string ConsoleDevice::process_host_events(std::span<Queue> queues, const Gu
 
 std::string ConsoleDevice::receive(Queue& queue, const GuestMemory& mem) {
   bool room_freed = false;
-  for (;;) {
-    {
-      std::lock_guard lock(mutex_);
-      if (rx_.empty()) break;
-    }
-    queue.pop(mem, pop_);
-    if (pop_.kind == Queue::Pop::Kind::kBrokenRing) return pop_.error;
-    if (pop_.kind == Queue::Pop::Kind::kEmpty) {
-      if (queue.enable_notification(mem)) continue;  // buffers arrived meanwhile
-      break;  // input stays buffered until the driver adds receive buffers and kicks
-    }
-    if (pop_.kind == Queue::Pop::Kind::kBadChain) continue;
-    uint32_t written = 0;
-    {
-      std::lock_guard lock(mutex_);
-      const size_t n = std::min<uint64_t>(pop_.chain.writable_bytes, rx_.size());
-      bytes_.assign(rx_.begin(), rx_.begin() + static_cast<std::ptrdiff_t>(n));
-      if (n > 0 && chain_write(mem, pop_.chain, 0, bytes_)) {
-        rx_.erase(rx_.begin(), rx_.begin() + static_cast<std::ptrdiff_t>(n));
-        written = static_cast<uint32_t>(n);
-        if (rx_was_full_) {
-          rx_was_full_ = false;
-          room_freed = true;
+  const DrainResult result = rx_drain_.drain(
+      queue, mem, [](const std::string&) {},
+      [&](const DescriptorChain& chain) {
+        uint32_t written = 0;
+        std::lock_guard lock(mutex_);
+        const size_t n = std::min<uint64_t>(chain.writable_bytes, rx_.size());
+        bytes_.assign(rx_.begin(), rx_.begin() + static_cast<std::ptrdiff_t>(n));
+        if (n > 0 && chain_write(mem, chain, 0, bytes_)) {
+          rx_.erase(rx_.begin(), rx_.begin() + static_cast<std::ptrdiff_t>(n));
+          written = static_cast<uint32_t>(n);
+          if (rx_was_full_) {
+            rx_was_full_ = false;
+            room_freed = true;
+          }
+        } else if (log_limit_.allow()) {
+          spdlog::warn("virtio-console: receive buffer not writable or outside guest memory");
         }
-      } else if (log_limit_.allow()) {
-        spdlog::warn("virtio-console: receive buffer not writable or outside guest memory");
-      }
-    }
-    if (!queue.add_used(mem, pop_.chain.head, written)) return "used ring is outside guest memory";
-  }
+        return DrainStep::used(written);
+      },
+      [&] {
+        std::lock_guard lock(mutex_);
+        return !rx_.empty();  // else input stays buffered until the driver adds buffers
+      });
+  if (!result.error.empty()) return result.error;
   if (room_freed && rx_space_) rx_space_();
   return "";
 }
 
 std::string ConsoleDevice::transmit(Queue& queue, const GuestMemory& mem) {
-  do {
-    for (;;) {
-      if (!tx_pending_) {
-        queue.pop(mem, tx_pop_);
-        if (tx_pop_.kind == Queue::Pop::Kind::kEmpty) break;
-        if (tx_pop_.kind == Queue::Pop::Kind::kBrokenRing) return tx_pop_.error;
-        if (tx_pop_.kind == Queue::Pop::Kind::kBadChain) continue;
-        tx_pending_ = true;
-        tx_offset_ = 0;
-      }
-      const uint64_t total = tx_pop_.chain.readable_bytes;
-      while (tx_offset_ < total) {
-        bytes_.resize(std::min<uint64_t>(kChunk, total - tx_offset_));
-        if (!chain_read(mem, tx_pop_.chain, tx_offset_, bytes_)) {
-          if (log_limit_.allow()) spdlog::warn("virtio-console: transmit buffer outside memory");
-          break;
-        }
-        const size_t taken = output_ ? output_(bytes_) : bytes_.size();
-        tx_offset_ += taken;
-        // The sink is full: this chain waits (and no other is taken) until output_space().
-        if (taken < bytes_.size()) return "";
-      }
-      tx_pending_ = false;
-      if (!queue.add_used(mem, tx_pop_.chain.head, 0)) return "used ring is outside guest memory";
-    }
-  } while (queue.enable_notification(mem));
-  return "";
+  return tx_drain_
+      .drain(
+          queue, mem, [](const std::string&) {},
+          [&](const DescriptorChain& chain) {
+            const uint64_t total = chain.readable_bytes;
+            while (tx_offset_ < total) {
+              bytes_.resize(std::min<uint64_t>(kChunk, total - tx_offset_));
+              if (!chain_read(mem, chain, tx_offset_, bytes_)) {
+                if (log_limit_.allow())
+                  spdlog::warn("virtio-console: transmit buffer outside memory");
+                break;
+              }
+              const size_t taken = output_ ? output_(bytes_) : bytes_.size();
+              tx_offset_ += taken;
+              // The sink is full: this chain waits (and no other is taken) until
+              // output_space().
+              if (taken < bytes_.size()) return DrainStep::hold();
+            }
+            tx_offset_ = 0;
+            return DrainStep::used(0);
+          })
+      .error;
 }
 
 }  // namespace kiln::virtio

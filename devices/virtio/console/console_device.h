@@ -20,6 +20,7 @@
 
 #include "devices/console_input.h"
 #include "devices/virtio/device.h"
+#include "devices/virtio/queue_drain.h"
 #include "vmm/event_fd.h"
 #include "vmm/log_limiter.h"
 
@@ -70,10 +71,9 @@ class ConsoleDevice : public VirtioDevice, public ConsoleInput {
   uint16_t cols_;
   uint16_t rows_;
 
-  Queue::Pop pop_;
-  Queue::Pop tx_pop_;        // the transmit chain in progress
-  bool tx_pending_ = false;  // tx_pop_ is partly written (the sink was full)
-  uint64_t tx_offset_ = 0;   // how much of it
+  QueueDrain rx_drain_;
+  QueueDrain tx_drain_;     // holds the transmit chain in progress while the sink is full
+  uint64_t tx_offset_ = 0;  // how much of it was taken
   std::vector<uint8_t> bytes_;
   LogLimiter log_limit_;
 };

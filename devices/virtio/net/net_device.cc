@@ -62,12 +62,6 @@ uint64_t NetDevice::device_features() const {
   return f;
 }
 
-void NetDevice::read_config(uint64_t offset, std::span<uint8_t> data) const {
-  if (offset >= config_.size()) return;
-  const size_t n = std::min<size_t>(data.size(), config_.size() - offset);
-  std::memcpy(data.data(), config_.data() + offset, n);
-}
-
 void NetDevice::activate(uint64_t features) {
   unsigned offloads = 0;
   if (features & feature(kFGuestCsum)) {
@@ -107,103 +101,90 @@ std::string NetDevice::process_rx(Queue& queue, const GuestMemory& mem) {
     return "";
   }
   int drops = 0;
-  for (;;) {
-    queue.pop(mem, pop_);
-    switch (pop_.kind) {
-      case Queue::Pop::Kind::kBrokenRing:
-        return fail(pop_.error);
-      case Queue::Pop::Kind::kBadChain:
+  const DrainResult result = rx_drain_.drain(
+      queue, mem,
+      [&](const std::string& error) {
         count(&Metrics::net_rx_errors);
-        warn("bad RX chain: " + pop_.error);
-        continue;
-      case Queue::Pop::Kind::kEmpty:
-        if (queue.enable_notification(mem)) continue;  // buffers came in meanwhile
-        // No buffers: stop polling the TAP until the guest's RX kick brings some.
-        if (rx_polling_) count(&Metrics::net_rx_no_buffers);
-        set_rx_polling(false);
-        return "";
-      case Queue::Pop::Kind::kChain:
-        break;
-    }
-    const DescriptorChain& chain = pop_.chain;
-    if (chain.readable_bytes != 0 || chain.writable_bytes < kHdr) {
-      count(&Metrics::net_rx_errors);
-      warn(fmt::format("RX chain with {} device-readable and {} writable bytes returned unused",
-                       chain.readable_bytes, chain.writable_bytes));
-      if (!queue.add_used(mem, chain.head, 0)) return fail("used ring is outside guest memory");
-      continue;
-    }
-    iov_.clear();
-    if (!chain_iovecs(mem, chain, true, 0, chain.writable_bytes, iov_)) {
-      if (!queue.add_used(mem, chain.head, 0)) return fail("used ring is outside guest memory");
-      continue;
-    }
-    iov_.push_back({overflow_.data(), overflow_.size()});
-    const ssize_t n = tap_.read_frame(iov_.data(), static_cast<int>(iov_.size()));
-    if (n <= 0) {
-      queue.undo_pop();  // the buffer stays the guest's next one
-      if (n == 0) {      // nothing waiting: sleep until the TAP is readable
-        set_rx_polling(true);
-        return "";
-      }
-      count(&Metrics::net_rx_errors);
-      warn(errno_message("read from the TAP"));
-      set_rx_polling(false);  // retried on the next RX kick
-      return "";
-    }
-    const uint64_t len = static_cast<uint64_t>(n);
-    if (len > chain.writable_bytes) {
-      queue.undo_pop();  // frame too long for this buffer: drop the frame, keep the buffer
-      count(&Metrics::net_rx_dropped);
-      warn(fmt::format("{}-byte frame dropped: the guest's RX buffer holds {}", len - kHdr,
-                       chain.writable_bytes - kHdr));
-      if (++drops == kMaxDropsPerWakeup) {
-        set_rx_polling(true);
-        return "";
-      }
-      continue;
-    }
-    // One buffer per frame (no VIRTIO_NET_F_MRG_RXBUF): num_buffers is 1. The TAP skips it.
-    const uint16_t one = 1;
-    chain_write(mem, chain, kNumBuffersOffset,
-                std::span(reinterpret_cast<const uint8_t*>(&one), sizeof(one)));
-    if (!queue.add_used(mem, chain.head, static_cast<uint32_t>(len)))
-      return fail("used ring is outside guest memory");
-    count(&Metrics::net_rx_frames);
-    count(&Metrics::net_rx_bytes, len - kHdr);
+        warn("bad RX chain: " + error);
+      },
+      [&](const DescriptorChain& chain) { return receive_frame(chain, mem, drops); });
+  if (!result.error.empty()) return fail(result.error);
+  if (result.idle) {
+    // No buffers: stop polling the TAP until the guest's RX kick brings some.
+    if (rx_polling_) count(&Metrics::net_rx_no_buffers);
+    set_rx_polling(false);
   }
+  return "";
+}
+
+DrainStep NetDevice::receive_frame(const DescriptorChain& chain, const GuestMemory& mem,
+                                   int& drops) {
+  if (chain.readable_bytes != 0 || chain.writable_bytes < kHdr) {
+    count(&Metrics::net_rx_errors);
+    warn(fmt::format("RX chain with {} device-readable and {} writable bytes returned unused",
+                     chain.readable_bytes, chain.writable_bytes));
+    return DrainStep::used(0);
+  }
+  iov_.clear();
+  if (!chain_iovecs(mem, chain, true, 0, chain.writable_bytes, iov_)) return DrainStep::used(0);
+  iov_.push_back({overflow_.data(), overflow_.size()});
+  const ssize_t n = tap_.read_frame(iov_.data(), static_cast<int>(iov_.size()));
+  if (n <= 0) {    // the buffer stays the guest's next one
+    if (n == 0) {  // nothing waiting: sleep until the TAP is readable
+      set_rx_polling(true);
+      return DrainStep::requeue_and_stop();
+    }
+    count(&Metrics::net_rx_errors);
+    warn(errno_message("read from the TAP"));
+    set_rx_polling(false);  // retried on the next RX kick
+    return DrainStep::requeue_and_stop();
+  }
+  const uint64_t len = static_cast<uint64_t>(n);
+  if (len > chain.writable_bytes) {
+    // Frame too long for this buffer: drop the frame, keep the buffer.
+    count(&Metrics::net_rx_dropped);
+    warn(fmt::format("{}-byte frame dropped: the guest's RX buffer holds {}", len - kHdr,
+                     chain.writable_bytes - kHdr));
+    if (++drops == kMaxDropsPerWakeup) {
+      set_rx_polling(true);
+      return DrainStep::requeue_and_stop();
+    }
+    return DrainStep::requeue();
+  }
+  // One buffer per frame (no VIRTIO_NET_F_MRG_RXBUF): num_buffers is 1. The TAP skips it.
+  const uint16_t one = 1;
+  chain_write(mem, chain, kNumBuffersOffset,
+              std::span(reinterpret_cast<const uint8_t*>(&one), sizeof(one)));
+  count(&Metrics::net_rx_frames);
+  count(&Metrics::net_rx_bytes, len - kHdr);
+  return DrainStep::used(static_cast<uint32_t>(len));
 }
 
 std::string NetDevice::process_tx(Queue& queue, const GuestMemory& mem) {
-  do {
-    for (;;) {
-      queue.pop(mem, pop_);
-      if (pop_.kind == Queue::Pop::Kind::kEmpty) break;
-      if (pop_.kind == Queue::Pop::Kind::kBrokenRing) return fail(pop_.error);
-      if (pop_.kind == Queue::Pop::Kind::kBadChain) {
+  const DrainResult result = tx_drain_.drain(
+      queue, mem,
+      [&](const std::string& error) {
         count(&Metrics::net_tx_errors);
-        warn("bad TX chain: " + pop_.error);
-        continue;
-      }
-      const DescriptorChain& chain = pop_.chain;
-      const uint64_t len = chain.readable_bytes;
-      iov_.clear();
-      if (len <= kHdr || len > kHdr + kMaxFrame) {
-        count(&Metrics::net_tx_errors);
-        warn(fmt::format("TX chain of {} bytes dropped (header {} + frame up to {})", len, kHdr,
-                         kMaxFrame));
-      } else if (!chain_iovecs(mem, chain, false, 0, len, iov_) ||
-                 tap_.write_frame(iov_.data(), static_cast<int>(iov_.size())) < 0) {
-        count(&Metrics::net_tx_errors);
-        warn(errno_message(fmt::format("{}-byte frame not written to the TAP", len - kHdr)));
-      } else {
-        count(&Metrics::net_tx_frames);
-        count(&Metrics::net_tx_bytes, len - kHdr);
-      }
-      if (!queue.add_used(mem, chain.head, 0)) return fail("used ring is outside guest memory");
-    }
-  } while (queue.enable_notification(mem));
-  return "";
+        warn("bad TX chain: " + error);
+      },
+      [&](const DescriptorChain& chain) {
+        const uint64_t len = chain.readable_bytes;
+        iov_.clear();
+        if (len <= kHdr || len > kHdr + kMaxFrame) {
+          count(&Metrics::net_tx_errors);
+          warn(fmt::format("TX chain of {} bytes dropped (header {} + frame up to {})", len, kHdr,
+                           kMaxFrame));
+        } else if (!chain_iovecs(mem, chain, false, 0, len, iov_) ||
+                   tap_.write_frame(iov_.data(), static_cast<int>(iov_.size())) < 0) {
+          count(&Metrics::net_tx_errors);
+          warn(errno_message(fmt::format("{}-byte frame not written to the TAP", len - kHdr)));
+        } else {
+          count(&Metrics::net_tx_frames);
+          count(&Metrics::net_tx_bytes, len - kHdr);
+        }
+        return DrainStep::used(0);
+      });
+  return result.error.empty() ? "" : fail(result.error);
 }
 
 void NetDevice::set_rx_polling(bool on) {

@@ -19,6 +19,7 @@
 
 #include "devices/virtio/device.h"
 #include "devices/virtio/net/tap.h"
+#include "devices/virtio/queue_drain.h"
 #include "vmm/log_limiter.h"
 #include "vmm/mac_address.h"
 #include "vmm/metrics.h"
@@ -43,7 +44,7 @@ class NetDevice : public VirtioDevice {
   uint32_t device_id() const override;
   uint64_t device_features() const override;
   size_t num_queues() const override { return 2; }
-  void read_config(uint64_t offset, std::span<uint8_t> data) const override;
+  std::span<const uint8_t> config_bytes() const override { return config_; }
   void activate(uint64_t features) override;
   void reset() override;
   std::string process_queue(size_t index, Queue& queue, const GuestMemory& mem) override;
@@ -60,6 +61,8 @@ class NetDevice : public VirtioDevice {
  private:
   std::string process_rx(Queue& queue, const GuestMemory& mem);
   std::string process_tx(Queue& queue, const GuestMemory& mem);
+  // One RX chain: a frame from the TAP into it, or why not. `drops` counts this wake-up's.
+  DrainStep receive_frame(const DescriptorChain& chain, const GuestMemory& mem, int& drops);
   void set_rx_polling(bool on);
   // The queue cannot be trusted any more: stop polling (the transport stops calling us).
   std::string fail(std::string why);
@@ -77,7 +80,8 @@ class NetDevice : public VirtioDevice {
   std::vector<uint8_t> config_;
   std::vector<uint8_t> overflow_;  // catches the part of a frame beyond the guest's buffer
   std::vector<iovec> iov_;
-  Queue::Pop pop_;  // reused for every chain
+  QueueDrain rx_drain_;
+  QueueDrain tx_drain_;
   LogLimiter log_limit_;
   Metrics* metrics_ = nullptr;
 };

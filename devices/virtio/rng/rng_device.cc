@@ -23,10 +23,6 @@ uint64_t RngDevice::device_features() const {
   return feature(kFVersion1) | feature(kFRingEventIdx) | feature(kFRingIndirectDesc);
 }
 
-void RngDevice::read_config(uint64_t /*offset*/, std::span<uint8_t> data) const {
-  std::fill(data.begin(), data.end(), 0);  // virtio-rng has no configuration space
-}
-
 void RngDevice::reset() {
   throttled_ = false;
   disarm_timer();
@@ -45,44 +41,42 @@ std::string RngDevice::process_host_events(std::span<Queue> queues, const GuestM
 }
 
 std::string RngDevice::serve(Queue& queue, const GuestMemory& mem) {
-  do {
-    for (;;) {
-      queue.pop(mem, pop_);
-      if (pop_.kind == Queue::Pop::Kind::kEmpty) break;
-      if (pop_.kind == Queue::Pop::Kind::kBrokenRing) return pop_.error;
-      if (pop_.kind == Queue::Pop::Kind::kBadChain) {
-        if (metrics_) Metrics::add(metrics_->entropy_errors);
-        if (log_limit_.allow())
-          spdlog::warn("virtio-rng: request failed ({} so far): {}", log_limit_.events(),
-                       pop_.error);
-        continue;
-      }
-      uint32_t len =
-          static_cast<uint32_t>(std::min<uint64_t>(pop_.chain.writable_bytes, kMaxBytesPerRequest));
-      if (limit_ && len > 0) {
-        const uint64_t granted = limit_->take(len);
-        if (granted == 0) {
-          // Out of bytes: leave the request on the ring until the bucket has refilled.
-          queue.undo_pop();
-          throttled_ = true;
-          if (metrics_) Metrics::add(metrics_->entropy_throttled);
-          arm_timer(limit_->time_until(len));
-          return "";
-        }
-        len = static_cast<uint32_t>(granted);
-      }
-      if (len == 0 || !fill(pop_.chain, len, mem)) {
-        if (metrics_) Metrics::add(metrics_->entropy_errors);
-        if (log_limit_.allow())
-          spdlog::warn("virtio-rng: request with no writable buffer or outside guest memory");
-        len = 0;
-      } else if (metrics_) {
-        Metrics::add(metrics_->entropy_bytes, len);
-      }
-      if (!queue.add_used(mem, pop_.chain.head, len)) return "used ring is outside guest memory";
+  return drain_
+      .drain(
+          queue, mem,
+          [&](const std::string& error) {
+            if (metrics_) Metrics::add(metrics_->entropy_errors);
+            if (log_limit_.allow())
+              spdlog::warn("virtio-rng: request failed ({} so far): {}", log_limit_.events(),
+                           error);
+          },
+          [&](const DescriptorChain& chain) { return serve_one(chain, mem); })
+      .error;
+}
+
+DrainStep RngDevice::serve_one(const DescriptorChain& chain, const GuestMemory& mem) {
+  uint32_t len =
+      static_cast<uint32_t>(std::min<uint64_t>(chain.writable_bytes, kMaxBytesPerRequest));
+  if (limit_ && len > 0) {
+    const uint64_t granted = limit_->take(len);
+    if (granted == 0) {
+      // Out of bytes: leave the request on the ring until the bucket has refilled.
+      throttled_ = true;
+      if (metrics_) Metrics::add(metrics_->entropy_throttled);
+      arm_timer(limit_->time_until(len));
+      return DrainStep::requeue_and_stop();
     }
-  } while (queue.enable_notification(mem));
-  return "";
+    len = static_cast<uint32_t>(granted);
+  }
+  if (len == 0 || !fill(chain, len, mem)) {
+    if (metrics_) Metrics::add(metrics_->entropy_errors);
+    if (log_limit_.allow())
+      spdlog::warn("virtio-rng: request with no writable buffer or outside guest memory");
+    len = 0;
+  } else if (metrics_) {
+    Metrics::add(metrics_->entropy_bytes, len);
+  }
+  return DrainStep::used(len);
 }
 
 bool RngDevice::fill(const DescriptorChain& chain, uint32_t len, const GuestMemory& mem) {

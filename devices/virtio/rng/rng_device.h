@@ -10,6 +10,7 @@
 
 #include "devices/rate_limiter/token_bucket.h"
 #include "devices/virtio/device.h"
+#include "devices/virtio/queue_drain.h"
 #include "vmm/log_limiter.h"
 #include "vmm/metrics.h"
 #include "vmm/unique_fd.h"
@@ -27,7 +28,7 @@ class RngDevice : public VirtioDevice {
   uint32_t device_id() const override { return kDeviceIdRng; }
   uint64_t device_features() const override;
   size_t num_queues() const override { return 1; }
-  void read_config(uint64_t offset, std::span<uint8_t> data) const override;
+  // No configuration space: config_bytes() is empty, every byte reads as 0.
   void reset() override;
   std::string process_queue(size_t index, Queue& queue, const GuestMemory& mem) override;
   int host_event_fd() const override { return timer_.get(); }
@@ -38,6 +39,7 @@ class RngDevice : public VirtioDevice {
  private:
   // Serves chains until the ring is empty or the bucket is; returns a broken-ring reason or "".
   std::string serve(Queue& queue, const GuestMemory& mem);
+  DrainStep serve_one(const DescriptorChain& chain, const GuestMemory& mem);
   // Fills `len` bytes of the chain's writable part; false if getrandom or memory failed.
   bool fill(const DescriptorChain& chain, uint32_t len, const GuestMemory& mem);
   void arm_timer(std::chrono::nanoseconds delay);
@@ -47,7 +49,7 @@ class RngDevice : public VirtioDevice {
   Metrics* metrics_;
   UniqueFd timer_;  // timerfd: fires when a throttled device may continue
   bool throttled_ = false;
-  Queue::Pop pop_;
+  QueueDrain drain_;
   std::vector<uint8_t> buffer_;
   LogLimiter log_limit_;
 };

@@ -25,20 +25,14 @@ uint64_t VsockDevice::device_features() const {
   return feature(kFVersion1) | feature(kFRingEventIdx) | feature(kFRingIndirectDesc);
 }
 
-void VsockDevice::read_config(uint64_t offset, std::span<uint8_t> data) const {
-  const uint64_t cid = options_.guest_cid;  // struct virtio_vsock_config { le64 guest_cid; }
-  if (offset >= sizeof(cid)) return;
-  const size_t n = std::min<size_t>(data.size(), sizeof(cid) - offset);
-  std::memcpy(data.data(), reinterpret_cast<const uint8_t*>(&cid) + offset, n);
-}
-
 void VsockDevice::activate(uint64_t /*features*/) {
   muxer_.activate();
 }
 
 void VsockDevice::reset() {
   muxer_.reset();
-  rx_held_ = false;
+  rx_drain_.reset();
+  tx_drain_.reset();
 }
 
 std::string VsockDevice::process_queue(size_t index, Queue& queue, const GuestMemory& mem) {
@@ -60,21 +54,18 @@ std::string VsockDevice::process_host_events(std::span<Queue> queues, const Gues
 }
 
 std::string VsockDevice::process_tx(Queue& queue, const GuestMemory& mem) {
-  do {
-    for (;;) {
-      queue.pop(mem, tx_pop_);
-      if (tx_pop_.kind == Queue::Pop::Kind::kEmpty) break;
-      if (tx_pop_.kind == Queue::Pop::Kind::kBrokenRing) return tx_pop_.error;
-      if (tx_pop_.kind == Queue::Pop::Kind::kBadChain) {
+  const DrainResult result = tx_drain_.drain(
+      queue, mem,
+      [&](const std::string& error) {
         if (log_limit_.allow())
           spdlog::warn("virtio-vsock: bad tx chain dropped ({} so far): {}", log_limit_.events(),
-                       tx_pop_.error);
-        continue;
-      }
-      handle_tx(tx_pop_.chain, mem);
-      if (!queue.add_used(mem, tx_pop_.chain.head, 0)) return "used ring is outside guest memory";
-    }
-  } while (queue.enable_notification(mem));
+                       error);
+      },
+      [&](const DescriptorChain& chain) {
+        handle_tx(chain, mem);
+        return DrainStep::used(0);
+      });
+  if (!result.error.empty()) return result.error;
   // Answers (RESPONSE, RST, credit) go out from process_host_events, which has the rx queue.
   if (muxer_.has_rx()) muxer_.wake();
   return "";
@@ -108,39 +99,27 @@ void VsockDevice::handle_tx(const DescriptorChain& chain, const GuestMemory& mem
 }
 
 std::string VsockDevice::fill_rx(Queue& queue, const GuestMemory& mem) {
-  do {
-    while (muxer_.has_rx()) {
-      if (!rx_held_) {
-        queue.pop(mem, rx_pop_);
-        if (rx_pop_.kind == Queue::Pop::Kind::kEmpty) {
-          muxer_.set_rx_buffers(false);  // until the guest kicks rx
-          break;
-        }
-        if (rx_pop_.kind == Queue::Pop::Kind::kBrokenRing) return rx_pop_.error;
-        if (rx_pop_.kind == Queue::Pop::Kind::kBadChain) {
-          if (log_limit_.allow())
-            spdlog::warn("virtio-vsock: bad rx chain dropped: {}", rx_pop_.error);
-          continue;
-        }
-        if (rx_pop_.chain.writable_bytes <= sizeof(PacketHeader)) {
-          if (log_limit_.allow())
-            spdlog::warn("virtio-vsock: rx buffer of {} bytes cannot hold a packet, dropped",
-                         rx_pop_.chain.writable_bytes);
-          if (!queue.add_used(mem, rx_pop_.chain.head, 0))
-            return "used ring is outside guest memory";
-          continue;
-        }
-        rx_held_ = true;
-        muxer_.set_rx_buffers(true);
-      }
-      const uint32_t written = muxer_.produce_rx(mem, rx_pop_.chain);
-      if (written == 0) break;  // keep the chain for the next packet
-      rx_held_ = false;
-      if (!queue.add_used(mem, rx_pop_.chain.head, written))
-        return "used ring is outside guest memory";
-    }
-  } while (!rx_held_ && muxer_.has_rx() && queue.enable_notification(mem));
-  return "";
+  return rx_drain_
+      .drain(
+          queue, mem,
+          [&](const std::string& error) {
+            if (log_limit_.allow()) spdlog::warn("virtio-vsock: bad rx chain dropped: {}", error);
+          },
+          [&](const DescriptorChain& chain) {
+            if (chain.writable_bytes <= sizeof(PacketHeader)) {
+              if (log_limit_.allow())
+                spdlog::warn("virtio-vsock: rx buffer of {} bytes cannot hold a packet, dropped",
+                             chain.writable_bytes);
+              return DrainStep::used(0);
+            }
+            muxer_.set_rx_buffers(true);
+            const uint32_t written = muxer_.produce_rx(mem, chain);
+            if (written == 0) return DrainStep::hold();  // keep the chain for the next packet
+            return DrainStep::used(written);
+          },
+          [&] { return muxer_.has_rx(); },
+          [&] { muxer_.set_rx_buffers(false); })  // until the guest kicks rx
+      .error;
 }
 
 }  // namespace kiln::virtio

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "devices/virtio/device.h"
+#include "devices/virtio/queue_drain.h"
 #include "devices/virtio/vsock/muxer.h"
 #include "vmm/log_limiter.h"
 
@@ -30,7 +31,8 @@ class VsockDevice : public VirtioDevice {
   uint32_t device_id() const override;
   uint64_t device_features() const override;
   size_t num_queues() const override { return 3; }
-  void read_config(uint64_t offset, std::span<uint8_t> data) const override;
+  // struct virtio_vsock_config { le64 guest_cid; }
+  std::span<const uint8_t> config_bytes() const override { return config_view(options_.guest_cid); }
   void activate(uint64_t features) override;
   void reset() override;
   std::string process_queue(size_t index, Queue& queue, const GuestMemory& mem) override;
@@ -47,9 +49,8 @@ class VsockDevice : public VirtioDevice {
   VsockOptions options_;
   vsock::Muxer muxer_;
   LogLimiter log_limit_;
-  Queue::Pop tx_pop_;
-  Queue::Pop rx_pop_;
-  bool rx_held_ = false;  // rx_pop_ holds a popped chain nothing was written to yet
+  QueueDrain tx_drain_;
+  QueueDrain rx_drain_;  // holds a popped rx chain nothing was written to yet
 };
 
 }  // namespace kiln::virtio
