@@ -7,7 +7,7 @@
 
 #include "arch/x86_64/layout.h"
 #include "boot/image_file.h"
-#include "vmm/error.h"
+#include "base/error.h"
 
 namespace kiln::boot {
 

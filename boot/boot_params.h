@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "boot/kernel_image.h"
-#include "vmm/guest_memory.h"
+#include "base/guest_memory.h"
 
 namespace kiln::boot {
 

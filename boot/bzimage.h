@@ -8,7 +8,7 @@
 
 #include "boot/image_file.h"
 #include "boot/kernel_image.h"
-#include "vmm/guest_memory.h"
+#include "base/guest_memory.h"
 
 namespace kiln::boot {
 

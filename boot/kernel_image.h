@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "boot/image_file.h"
-#include "vmm/guest_memory.h"
+#include "base/guest_memory.h"
 
 namespace kiln::boot {
 

@@ -10,7 +10,7 @@
 #include "boot/bzimage.h"
 #include "boot/elf_loader.h"
 #include "boot/image_file.h"
-#include "vmm/error.h"
+#include "base/error.h"
 
 namespace kiln::boot {
 

@@ -16,9 +16,9 @@
 
 #include "devices/console_input.h"
 #include "vmm/console_escape.h"
-#include "vmm/event_fd.h"
-#include "vmm/event_loop.h"
-#include "vmm/pausable.h"
+#include "base/event_fd.h"
+#include "base/event_loop.h"
+#include "base/pausable.h"
 
 namespace kiln {
 

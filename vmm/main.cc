@@ -12,9 +12,9 @@
 #include "api/http/api_server.h"
 #include "api/routes.h"
 #include "vmm/controller.h"
-#include "vmm/error.h"
-#include "vmm/fd_limit.h"
-#include "vmm/stop.h"
+#include "base/error.h"
+#include "base/fd_limit.h"
+#include "base/stop.h"
 #include "vmm/terminal.h"
 
 int main(int argc, char** argv) {

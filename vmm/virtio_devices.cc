@@ -6,7 +6,7 @@
 #include "devices/virtio/net/net_device.h"
 #include "devices/virtio/rng/rng_device.h"
 #include "devices/virtio/vsock/vsock_device.h"
-#include "vmm/error.h"
+#include "base/error.h"
 
 namespace kiln {
 

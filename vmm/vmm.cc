@@ -16,7 +16,7 @@
 #include "arch/x86_64/mptable.h"
 #include "boot/linux_loader.h"
 #include "devices/legacy/acpi_pm.h"
-#include "vmm/error.h"
+#include "base/error.h"
 
 namespace kiln {
 

@@ -20,7 +20,7 @@
 #include <span>
 
 #include "devices/console_input.h"
-#include "vmm/bus.h"
+#include "base/bus.h"
 
 namespace kiln {
 

@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "devices/virtio/queue.h"
-#include "vmm/guest_memory.h"
+#include "base/guest_memory.h"
 
 namespace kiln::virtio {
 

@@ -7,7 +7,7 @@
 #include <string>
 
 #include "devices/virtio/queue.h"
-#include "vmm/guest_memory.h"
+#include "base/guest_memory.h"
 
 namespace kiln::virtio {
 

@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "devices/virtio/virtio_spec.h"
-#include "vmm/guest_memory.h"
+#include "base/guest_memory.h"
 
 namespace kiln::virtio {
 

@@ -18,7 +18,7 @@
 
 #include "devices/virtio/mmio_transport.h"
 #include "devices/virtio/virtio_spec.h"
-#include "vmm/guest_memory.h"
+#include "base/guest_memory.h"
 
 namespace kiln::testsupport {
 

@@ -8,7 +8,7 @@
 #include "arch/x86_64/acpi/tables.h"
 #include "arch/x86_64/layout.h"
 #include "devices/legacy/acpi_pm.h"
-#include "vmm/error.h"
+#include "base/error.h"
 
 namespace kiln::acpi {
 namespace {

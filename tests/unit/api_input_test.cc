@@ -19,7 +19,7 @@
 #include "api/routes.h"
 #include "api/utf8.h"
 #include "vmm/controller.h"
-#include "vmm/error.h"
+#include "base/error.h"
 
 namespace kiln {
 namespace {

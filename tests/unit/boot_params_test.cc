@@ -21,9 +21,9 @@
 #include "boot/image_file.h"
 #include "boot/linux_loader.h"
 #include "tests/support/test_files.h"
-#include "vmm/error.h"
-#include "vmm/guest_memory.h"
-#include "vmm/unique_fd.h"
+#include "base/error.h"
+#include "base/guest_memory.h"
+#include "base/unique_fd.h"
 
 namespace kiln::boot {
 namespace {

@@ -13,7 +13,7 @@
 
 #include "devices/legacy/serial.h"
 #include "tests/support/uart_guest.h"
-#include "vmm/unique_fd.h"
+#include "base/unique_fd.h"
 
 namespace kiln {
 namespace {

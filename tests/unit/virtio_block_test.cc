@@ -20,7 +20,7 @@
 #include "tests/support/test_files.h"
 #include "tests/support/unix_peer.h"
 #include "tests/support/virtqueue_driver.h"
-#include "vmm/error.h"
+#include "base/error.h"
 #include "vmm/virtio_devices.h"
 
 namespace kiln::virtio {

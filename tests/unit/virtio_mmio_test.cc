@@ -14,7 +14,7 @@
 
 #include "devices/virtio/block/block_device.h"
 #include "tests/support/virtqueue_driver.h"
-#include "vmm/event_loop.h"
+#include "base/event_loop.h"
 
 namespace kiln::virtio {
 namespace {

@@ -8,7 +8,7 @@
 #include "devices/virtio/net/net_device.h"
 #include "devices/virtio/net/tap.h"
 #include "tests/support/net_namespace.h"
-#include "vmm/error.h"
+#include "base/error.h"
 
 namespace kiln::virtio {
 namespace {

@@ -12,7 +12,7 @@
 #include "devices/virtio/net/virtio_net_spec.h"
 #include "tests/support/net_namespace.h"
 #include "tests/support/virtqueue_driver.h"
-#include "vmm/error.h"
+#include "base/error.h"
 
 namespace kiln::virtio {
 namespace {

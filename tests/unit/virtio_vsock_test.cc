@@ -25,7 +25,7 @@
 #include "devices/virtio/vsock/packet.h"
 #include "tests/support/unix_peer.h"
 #include "tests/support/virtqueue_driver.h"
-#include "vmm/error.h"
+#include "base/error.h"
 
 namespace kiln::virtio {
 namespace {

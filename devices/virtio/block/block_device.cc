@@ -14,7 +14,7 @@
 
 #include "devices/virtio/block/virtio_blk_spec.h"
 #include "devices/virtio/chain_io.h"
-#include "vmm/error.h"
+#include "base/error.h"
 
 namespace kiln::virtio {
 

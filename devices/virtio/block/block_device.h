@@ -13,9 +13,9 @@
 #include <vector>
 
 #include "devices/virtio/device.h"
-#include "vmm/log_limiter.h"
-#include "vmm/metrics.h"
-#include "vmm/unique_fd.h"
+#include "base/log_limiter.h"
+#include "base/metrics.h"
+#include "base/unique_fd.h"
 
 namespace kiln::virtio {
 

@@ -20,8 +20,8 @@
 
 #include "devices/console_input.h"
 #include "devices/virtio/device.h"
-#include "vmm/event_fd.h"
-#include "vmm/log_limiter.h"
+#include "base/event_fd.h"
+#include "base/log_limiter.h"
 
 namespace kiln::virtio {
 

@@ -9,7 +9,7 @@
 
 #include "devices/virtio/chain_io.h"
 #include "devices/virtio/net/virtio_net_spec.h"
-#include "vmm/error.h"
+#include "base/error.h"
 
 namespace kiln::virtio {
 

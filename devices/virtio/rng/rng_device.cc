@@ -8,7 +8,7 @@
 #include <algorithm>
 
 #include "devices/virtio/chain_io.h"
-#include "vmm/error.h"
+#include "base/error.h"
 
 namespace kiln::virtio {
 

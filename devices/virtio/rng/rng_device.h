@@ -10,9 +10,9 @@
 
 #include "devices/rate_limiter/token_bucket.h"
 #include "devices/virtio/device.h"
-#include "vmm/log_limiter.h"
-#include "vmm/metrics.h"
-#include "vmm/unique_fd.h"
+#include "base/log_limiter.h"
+#include "base/metrics.h"
+#include "base/unique_fd.h"
 
 namespace kiln::virtio {
 

@@ -9,7 +9,7 @@
 #include <cstring>
 
 #include "devices/virtio/chain_io.h"
-#include "vmm/error.h"
+#include "base/error.h"
 
 namespace kiln::virtio::vsock {
 

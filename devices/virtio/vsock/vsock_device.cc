@@ -6,7 +6,7 @@
 
 #include "devices/virtio/chain_io.h"
 #include "devices/virtio/vsock/packet.h"
-#include "vmm/fd_limit.h"
+#include "base/fd_limit.h"
 
 namespace kiln::virtio {
 

@@ -10,7 +10,7 @@
 
 #include "devices/virtio/device.h"
 #include "devices/virtio/vsock/muxer.h"
-#include "vmm/log_limiter.h"
+#include "base/log_limiter.h"
 
 namespace kiln::virtio {
 
