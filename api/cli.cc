@@ -12,8 +12,8 @@
 #include "api/json_fields.h"
 #include "api/utf8.h"
 #include "api/vm_json.h"
-#include "vmm/error.h"
-#include "vmm/stop.h"
+#include "base/error.h"
+#include "base/stop.h"
 
 namespace kiln {
 

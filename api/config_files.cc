@@ -14,8 +14,8 @@
 #include "api/nesting.h"
 #include "api/utf8.h"
 #include "api/vm_json.h"
-#include "vmm/error.h"
-#include "vmm/unique_fd.h"
+#include "base/error.h"
+#include "base/unique_fd.h"
 
 namespace kiln::api {
 

@@ -12,7 +12,7 @@
 #include <set>
 #include <string>
 
-#include "vmm/error.h"
+#include "base/error.h"
 
 namespace kiln::api {
 

@@ -2,7 +2,7 @@
 
 #include <fmt/format.h>
 
-#include "vmm/error.h"
+#include "base/error.h"
 
 namespace kiln::api {
 

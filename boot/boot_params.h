@@ -9,8 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "base/guest_memory.h"
 #include "boot/kernel_image.h"
-#include "vmm/guest_memory.h"
 
 namespace kiln::boot {
 

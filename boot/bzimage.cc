@@ -7,8 +7,8 @@
 #include <cstring>
 
 #include "arch/x86_64/layout.h"
+#include "base/error.h"
 #include "boot/image_file.h"
-#include "vmm/error.h"
 
 namespace kiln::boot {
 

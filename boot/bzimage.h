@@ -6,9 +6,9 @@
 #include <string>
 #include <vector>
 
+#include "base/guest_memory.h"
 #include "boot/image_file.h"
 #include "boot/kernel_image.h"
-#include "vmm/guest_memory.h"
 
 namespace kiln::boot {
 

@@ -8,8 +8,8 @@
 #include <optional>
 
 #include "arch/x86_64/layout.h"
+#include "base/error.h"
 #include "boot/image_file.h"
-#include "vmm/error.h"
 
 namespace kiln::boot {
 

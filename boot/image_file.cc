@@ -9,8 +9,8 @@
 #include <cerrno>
 #include <cstring>
 
-#include "vmm/error.h"
-#include "vmm/unique_fd.h"
+#include "base/error.h"
+#include "base/unique_fd.h"
 
 namespace kiln::boot {
 

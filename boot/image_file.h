@@ -9,8 +9,8 @@
 #include <string>
 #include <vector>
 
-#include "vmm/guest_memory.h"
-#include "vmm/unique_fd.h"
+#include "base/guest_memory.h"
+#include "base/unique_fd.h"
 
 namespace kiln::boot {
 

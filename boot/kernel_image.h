@@ -8,8 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "base/guest_memory.h"
 #include "boot/image_file.h"
-#include "vmm/guest_memory.h"
 
 namespace kiln::boot {
 

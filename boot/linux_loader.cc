@@ -6,11 +6,11 @@
 #include <optional>
 
 #include "arch/x86_64/layout.h"
+#include "base/error.h"
 #include "boot/boot_params.h"
 #include "boot/bzimage.h"
 #include "boot/elf_loader.h"
 #include "boot/image_file.h"
-#include "vmm/error.h"
 
 namespace kiln::boot {
 

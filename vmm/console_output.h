@@ -15,8 +15,8 @@
 #include <mutex>
 #include <span>
 
-#include "vmm/event_loop.h"
-#include "vmm/unique_fd.h"
+#include "base/event_loop.h"
+#include "base/unique_fd.h"
 
 namespace kiln {
 

@@ -14,11 +14,11 @@
 #include <mutex>
 #include <vector>
 
+#include "base/event_fd.h"
+#include "base/event_loop.h"
+#include "base/pausable.h"
 #include "devices/console_input.h"
 #include "vmm/console_escape.h"
-#include "vmm/event_fd.h"
-#include "vmm/event_loop.h"
-#include "vmm/pausable.h"
 
 namespace kiln {
 

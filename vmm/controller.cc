@@ -12,7 +12,7 @@
 
 #include "api/json_fields.h"
 #include "api/vm_json.h"
-#include "vmm/error.h"
+#include "base/error.h"
 
 namespace kiln {
 

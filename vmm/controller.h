@@ -12,10 +12,10 @@
 #include <mutex>
 #include <optional>
 
+#include "base/event_loop.h"
+#include "base/metrics.h"
+#include "base/stop.h"
 #include "vmm/command.h"
-#include "vmm/event_loop.h"
-#include "vmm/metrics.h"
-#include "vmm/stop.h"
 #include "vmm/vm_config.h"
 #include "vmm/vmm.h"
 

@@ -11,10 +11,10 @@
 #include "api/cli.h"
 #include "api/http/api_server.h"
 #include "api/routes.h"
+#include "base/error.h"
+#include "base/fd_limit.h"
+#include "base/stop.h"
 #include "vmm/controller.h"
-#include "vmm/error.h"
-#include "vmm/fd_limit.h"
-#include "vmm/stop.h"
 #include "vmm/terminal.h"
 
 int main(int argc, char** argv) {

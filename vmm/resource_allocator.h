@@ -4,7 +4,7 @@
 #include <cstdint>
 #include <string>
 
-#include "vmm/guest_memory.h"
+#include "base/guest_memory.h"
 
 namespace kiln {
 

@@ -8,7 +8,7 @@
 #include <algorithm>
 #include <cstring>
 
-#include "vmm/error.h"
+#include "base/error.h"
 
 namespace kiln {
 

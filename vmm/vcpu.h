@@ -10,10 +10,10 @@
 #include <string>
 #include <thread>
 
-#include "vmm/bus.h"
-#include "vmm/kvm.h"
-#include "vmm/metrics.h"
-#include "vmm/stop.h"
+#include "base/bus.h"
+#include "base/kvm.h"
+#include "base/metrics.h"
+#include "base/stop.h"
 
 namespace kiln {
 

@@ -2,10 +2,10 @@
 
 #include <sys/epoll.h>
 
+#include "base/error.h"
 #include "devices/virtio/net/net_device.h"
 #include "devices/virtio/rng/rng_device.h"
 #include "devices/virtio/vsock/vsock_device.h"
-#include "vmm/error.h"
 
 namespace kiln {
 

@@ -10,14 +10,14 @@
 #include <vector>
 
 #include "arch/x86_64/layout.h"
+#include "base/bus.h"
+#include "base/event_fd.h"
+#include "base/event_loop.h"
+#include "base/kvm.h"
+#include "base/metrics.h"
 #include "devices/virtio/block/block_device.h"
 #include "devices/virtio/console/console_device.h"
 #include "devices/virtio/mmio_transport.h"
-#include "vmm/bus.h"
-#include "vmm/event_fd.h"
-#include "vmm/event_loop.h"
-#include "vmm/kvm.h"
-#include "vmm/metrics.h"
 #include "vmm/resource_allocator.h"
 #include "vmm/vm_config.h"
 

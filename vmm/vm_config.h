@@ -8,9 +8,9 @@
 #include <string>
 #include <vector>
 
-#include "vmm/huge_pages.h"
+#include "base/huge_pages.h"
 
-#include "vmm/mac_address.h"
+#include "base/mac_address.h"
 
 namespace kiln {
 

@@ -14,9 +14,9 @@
 #include "arch/x86_64/boot_cpu.h"
 #include "arch/x86_64/layout.h"
 #include "arch/x86_64/mptable.h"
+#include "base/error.h"
 #include "boot/linux_loader.h"
 #include "devices/legacy/acpi_pm.h"
-#include "vmm/error.h"
 
 namespace kiln {
 

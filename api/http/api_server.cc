@@ -23,10 +23,10 @@
 #include <vector>
 
 #include "api/http/http_parser.h"
-#include "vmm/error.h"
-#include "vmm/event_fd.h"
-#include "vmm/log_limiter.h"
-#include "vmm/unique_fd.h"
+#include "base/error.h"
+#include "base/event_fd.h"
+#include "base/log_limiter.h"
+#include "base/unique_fd.h"
 
 namespace kiln::api {
 

@@ -2,13 +2,13 @@
 // identity page tables in guest memory, and each vCPU's registers, FPU, MSRs, LAPIC and CPUID.
 #pragma once
 
-#include "vmm/kvm_uapi.h"
+#include "base/kvm_uapi.h"
 
 #include <cstdint>
 #include <vector>
 
-#include "vmm/guest_memory.h"
-#include "vmm/kvm.h"
+#include "base/guest_memory.h"
+#include "base/kvm.h"
 
 namespace kiln::x86 {
 

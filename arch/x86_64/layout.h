@@ -21,7 +21,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "vmm/guest_memory.h"
+#include "base/guest_memory.h"
 
 namespace kiln::x86 {
 

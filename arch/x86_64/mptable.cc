@@ -9,7 +9,7 @@
 #include <span>
 #include <vector>
 
-#include "vmm/error.h"
+#include "base/error.h"
 
 namespace kiln::x86 {
 

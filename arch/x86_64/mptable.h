@@ -10,7 +10,7 @@
 #include <cstdint>
 
 #include "arch/x86_64/layout.h"
-#include "vmm/guest_memory.h"
+#include "base/guest_memory.h"
 
 namespace kiln::x86 {
 

@@ -12,8 +12,8 @@
 #include <functional>
 #include <mutex>
 
-#include "vmm/bus.h"
-#include "vmm/log_limiter.h"
+#include "base/bus.h"
+#include "base/log_limiter.h"
 
 namespace kiln {
 

@@ -15,7 +15,7 @@
 #include <initializer_list>
 #include <mutex>
 
-#include "vmm/bus.h"
+#include "base/bus.h"
 
 namespace kiln {
 

@@ -19,8 +19,8 @@
 #include <mutex>
 #include <span>
 
+#include "base/bus.h"
 #include "devices/console_input.h"
-#include "vmm/bus.h"
 
 namespace kiln {
 

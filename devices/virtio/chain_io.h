@@ -9,8 +9,8 @@
 #include <span>
 #include <vector>
 
+#include "base/guest_memory.h"
 #include "devices/virtio/queue.h"
-#include "vmm/guest_memory.h"
 
 namespace kiln::virtio {
 

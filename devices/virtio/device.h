@@ -9,8 +9,8 @@
 #include <string>
 #include <type_traits>
 
+#include "base/guest_memory.h"
 #include "devices/virtio/queue.h"
-#include "vmm/guest_memory.h"
 
 namespace kiln::virtio {
 

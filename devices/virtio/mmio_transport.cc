@@ -5,7 +5,7 @@
 
 #include <cstring>
 
-#include "vmm/error.h"
+#include "base/error.h"
 
 namespace kiln::virtio {
 

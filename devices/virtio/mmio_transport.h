@@ -18,13 +18,13 @@
 #include <mutex>
 #include <vector>
 
+#include "base/bus.h"
+#include "base/event_fd.h"
+#include "base/guest_memory.h"
+#include "base/log_limiter.h"
+#include "base/pausable.h"
+#include "base/unique_fd.h"
 #include "devices/virtio/device.h"
-#include "vmm/bus.h"
-#include "vmm/event_fd.h"
-#include "vmm/guest_memory.h"
-#include "vmm/log_limiter.h"
-#include "vmm/pausable.h"
-#include "vmm/unique_fd.h"
 
 namespace kiln::virtio {
 

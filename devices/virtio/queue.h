@@ -12,8 +12,8 @@
 #include <string>
 #include <vector>
 
+#include "base/guest_memory.h"
 #include "devices/virtio/virtio_spec.h"
-#include "vmm/guest_memory.h"
 
 namespace kiln::virtio {
 

@@ -8,8 +8,8 @@
 #include <cstdint>
 #include <string>
 
+#include "base/guest_memory.h"
 #include "devices/virtio/queue.h"
-#include "vmm/guest_memory.h"
 
 namespace kiln::virtio {
 

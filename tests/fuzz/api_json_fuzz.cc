@@ -9,7 +9,7 @@
 
 #include "api/routes.h"
 #include "api/vm_json.h"
-#include "vmm/error.h"
+#include "base/error.h"
 
 namespace {
 

@@ -14,7 +14,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "vmm/unique_fd.h"
+#include "base/unique_fd.h"
 
 namespace kiln::testsupport {
 

@@ -16,9 +16,9 @@
 #include <string>
 #include <vector>
 
+#include "base/guest_memory.h"
 #include "devices/virtio/mmio_transport.h"
 #include "devices/virtio/virtio_spec.h"
-#include "vmm/guest_memory.h"
 
 namespace kiln::testsupport {
 

@@ -3,7 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "arch/x86_64/acpi/aml.h"
-#include "vmm/error.h"
+#include "base/error.h"
 
 namespace kiln::acpi::aml {
 namespace {

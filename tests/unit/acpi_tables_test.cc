@@ -7,8 +7,8 @@
 #include "arch/x86_64/acpi/aml.h"
 #include "arch/x86_64/acpi/tables.h"
 #include "arch/x86_64/layout.h"
+#include "base/error.h"
 #include "devices/legacy/acpi_pm.h"
-#include "vmm/error.h"
 
 namespace kiln::acpi {
 namespace {

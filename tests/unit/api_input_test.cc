@@ -18,8 +18,8 @@
 #include "api/nesting.h"
 #include "api/routes.h"
 #include "api/utf8.h"
+#include "base/error.h"
 #include "vmm/controller.h"
-#include "vmm/error.h"
 
 namespace kiln {
 namespace {

@@ -12,11 +12,11 @@
 #include <vector>
 
 #include "arch/x86_64/layout.h"
+#include "base/error.h"
+#include "base/guest_memory.h"
 #include "boot/bzimage.h"
 #include "boot/linux_loader.h"
 #include "tests/support/test_files.h"
-#include "vmm/error.h"
-#include "vmm/guest_memory.h"
 
 namespace kiln::boot {
 namespace {

@@ -17,13 +17,13 @@
 #include <vector>
 
 #include "arch/x86_64/layout.h"
+#include "base/error.h"
+#include "base/guest_memory.h"
+#include "base/unique_fd.h"
 #include "boot/boot_params.h"
 #include "boot/image_file.h"
 #include "boot/linux_loader.h"
 #include "tests/support/test_files.h"
-#include "vmm/error.h"
-#include "vmm/guest_memory.h"
-#include "vmm/unique_fd.h"
 
 namespace kiln::boot {
 namespace {

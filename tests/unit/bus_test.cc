@@ -1,10 +1,10 @@
-#include "vmm/bus.h"
+#include "base/bus.h"
 
 #include <gtest/gtest.h>
 
 #include <vector>
 
-#include "vmm/error.h"
+#include "base/error.h"
 
 namespace kiln {
 namespace {

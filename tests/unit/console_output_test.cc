@@ -12,7 +12,7 @@
 #include <thread>
 #include <vector>
 
-#include "vmm/unique_fd.h"
+#include "base/unique_fd.h"
 
 namespace kiln {
 namespace {

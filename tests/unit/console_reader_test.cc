@@ -11,9 +11,9 @@
 #include <memory>
 #include <string>
 
+#include "base/unique_fd.h"
 #include "devices/legacy/serial.h"
 #include "tests/support/uart_guest.h"
-#include "vmm/unique_fd.h"
 
 namespace kiln {
 namespace {

@@ -1,4 +1,4 @@
-#include "vmm/event_loop.h"
+#include "base/event_loop.h"
 
 #include <dirent.h>
 #include <gtest/gtest.h>

@@ -1,6 +1,6 @@
 // raise_fd_limit(): the soft RLIMIT_NOFILE goes up to the hard limit (in a child, so the test
 // process keeps its own limit).
-#include "vmm/fd_limit.h"
+#include "base/fd_limit.h"
 
 #include <gtest/gtest.h>
 #include <sys/resource.h>

@@ -1,4 +1,4 @@
-#include "vmm/guest_memory.h"
+#include "base/guest_memory.h"
 
 #include <gtest/gtest.h>
 
@@ -7,7 +7,7 @@
 #include <fstream>
 
 #include "arch/x86_64/layout.h"
-#include "vmm/error.h"
+#include "base/error.h"
 
 namespace kiln {
 namespace {

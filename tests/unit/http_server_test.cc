@@ -19,8 +19,8 @@
 #include <vector>
 
 #include "api/http/api_server.h"
-#include "vmm/error.h"
-#include "vmm/unique_fd.h"
+#include "base/error.h"
+#include "base/unique_fd.h"
 
 namespace kiln::api {
 namespace {

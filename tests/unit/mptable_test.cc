@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "arch/x86_64/layout.h"
-#include "vmm/error.h"
+#include "base/error.h"
 
 namespace kiln::x86 {
 namespace {

@@ -15,12 +15,12 @@
 #include <thread>
 #include <vector>
 
+#include "base/error.h"
 #include "devices/virtio/block/virtio_blk_spec.h"
 #include "devices/virtio/mmio_transport.h"
 #include "tests/support/test_files.h"
 #include "tests/support/unix_peer.h"
 #include "tests/support/virtqueue_driver.h"
-#include "vmm/error.h"
 #include "vmm/virtio_devices.h"
 
 namespace kiln::virtio {

@@ -12,9 +12,9 @@
 #include <thread>
 #include <vector>
 
+#include "base/event_loop.h"
 #include "devices/virtio/block/block_device.h"
 #include "tests/support/virtqueue_driver.h"
-#include "vmm/event_loop.h"
 
 namespace kiln::virtio {
 namespace {

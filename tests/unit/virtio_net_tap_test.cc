@@ -5,10 +5,10 @@
 
 #include <thread>
 
+#include "base/error.h"
 #include "devices/virtio/net/net_device.h"
 #include "devices/virtio/net/tap.h"
 #include "tests/support/net_namespace.h"
-#include "vmm/error.h"
 
 namespace kiln::virtio {
 namespace {

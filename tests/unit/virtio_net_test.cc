@@ -8,11 +8,11 @@
 
 #include <memory>
 
+#include "base/error.h"
 #include "devices/virtio/mmio_transport.h"
 #include "devices/virtio/net/virtio_net_spec.h"
 #include "tests/support/net_namespace.h"
 #include "tests/support/virtqueue_driver.h"
-#include "vmm/error.h"
 
 namespace kiln::virtio {
 namespace {

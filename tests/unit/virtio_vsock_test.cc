@@ -21,11 +21,11 @@
 #include <string>
 #include <vector>
 
+#include "base/error.h"
 #include "devices/virtio/mmio_transport.h"
 #include "devices/virtio/vsock/packet.h"
 #include "tests/support/unix_peer.h"
 #include "tests/support/virtqueue_driver.h"
-#include "vmm/error.h"
 
 namespace kiln::virtio {
 namespace {

@@ -4,7 +4,7 @@
 
 #include <numeric>
 
-#include "vmm/error.h"
+#include "base/error.h"
 
 namespace kiln::acpi::aml {
 

@@ -5,7 +5,7 @@
 #include "arch/x86_64/acpi/aml.h"
 #include "arch/x86_64/acpi/sdt.h"
 #include "arch/x86_64/acpi/tables.h"
-#include "vmm/error.h"
+#include "base/error.h"
 
 namespace kiln::acpi {
 

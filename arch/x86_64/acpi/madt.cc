@@ -14,7 +14,7 @@
 #include "arch/x86_64/acpi/sdt.h"
 #include "arch/x86_64/acpi/tables.h"
 #include "arch/x86_64/layout.h"
-#include "vmm/error.h"
+#include "base/error.h"
 
 namespace kiln::acpi {
 

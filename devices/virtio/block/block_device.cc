@@ -12,9 +12,9 @@
 #include <cstring>
 #include <filesystem>
 
+#include "base/error.h"
 #include "devices/virtio/block/virtio_blk_spec.h"
 #include "devices/virtio/chain_io.h"
-#include "vmm/error.h"
 
 namespace kiln::virtio {
 

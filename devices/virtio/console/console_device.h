@@ -18,11 +18,11 @@
 #include <mutex>
 #include <span>
 
+#include "base/event_fd.h"
+#include "base/log_limiter.h"
 #include "devices/console_input.h"
 #include "devices/virtio/device.h"
 #include "devices/virtio/queue_drain.h"
-#include "vmm/event_fd.h"
-#include "vmm/log_limiter.h"
 
 namespace kiln::virtio {
 

@@ -7,9 +7,9 @@
 
 #include <cstring>
 
+#include "base/error.h"
 #include "devices/virtio/chain_io.h"
 #include "devices/virtio/net/virtio_net_spec.h"
-#include "vmm/error.h"
 
 namespace kiln::virtio {
 

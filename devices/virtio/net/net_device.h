@@ -17,13 +17,13 @@
 #include <string>
 #include <vector>
 
+#include "base/log_limiter.h"
+#include "base/mac_address.h"
+#include "base/metrics.h"
+#include "base/unique_fd.h"
 #include "devices/virtio/device.h"
 #include "devices/virtio/net/tap.h"
 #include "devices/virtio/queue_drain.h"
-#include "vmm/log_limiter.h"
-#include "vmm/mac_address.h"
-#include "vmm/metrics.h"
-#include "vmm/unique_fd.h"
 
 namespace kiln::virtio {
 

@@ -8,7 +8,7 @@
 #include <cerrno>
 #include <cstring>
 
-#include "vmm/error.h"
+#include "base/error.h"
 
 namespace kiln::virtio {
 

@@ -7,8 +7,8 @@
 
 #include <algorithm>
 
+#include "base/error.h"
 #include "devices/virtio/chain_io.h"
-#include "vmm/error.h"
 
 namespace kiln::virtio {
 

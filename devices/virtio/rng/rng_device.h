@@ -8,12 +8,12 @@
 #include <optional>
 #include <vector>
 
+#include "base/log_limiter.h"
+#include "base/metrics.h"
+#include "base/unique_fd.h"
 #include "devices/rate_limiter/token_bucket.h"
 #include "devices/virtio/device.h"
 #include "devices/virtio/queue_drain.h"
-#include "vmm/log_limiter.h"
-#include "vmm/metrics.h"
-#include "vmm/unique_fd.h"
 
 namespace kiln::virtio {
 

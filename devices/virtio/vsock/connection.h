@@ -15,10 +15,10 @@
 #include <string>
 #include <vector>
 
+#include "base/guest_memory.h"
+#include "base/unique_fd.h"
 #include "devices/virtio/queue.h"
 #include "devices/virtio/vsock/packet.h"
-#include "vmm/guest_memory.h"
-#include "vmm/unique_fd.h"
 
 namespace kiln::virtio::vsock {
 

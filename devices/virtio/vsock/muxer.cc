@@ -8,8 +8,8 @@
 #include <algorithm>
 #include <cstring>
 
+#include "base/error.h"
 #include "devices/virtio/chain_io.h"
-#include "vmm/error.h"
 
 namespace kiln::virtio::vsock {
 

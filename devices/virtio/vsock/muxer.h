@@ -28,14 +28,14 @@
 #include <unordered_map>
 #include <vector>
 
+#include "base/event_fd.h"
+#include "base/guest_memory.h"
+#include "base/log_limiter.h"
+#include "base/unique_fd.h"
 #include "devices/virtio/queue.h"
 #include "devices/virtio/vsock/connection.h"
 #include "devices/virtio/vsock/packet.h"
 #include "devices/virtio/vsock/unix_socket.h"
-#include "vmm/event_fd.h"
-#include "vmm/guest_memory.h"
-#include "vmm/log_limiter.h"
-#include "vmm/unique_fd.h"
 
 namespace kiln::virtio::vsock {
 

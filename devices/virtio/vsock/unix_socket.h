@@ -5,7 +5,7 @@
 
 #include <string>
 
-#include "vmm/unique_fd.h"
+#include "base/unique_fd.h"
 
 namespace kiln::virtio::vsock {
 

@@ -4,9 +4,9 @@
 
 #include <cstring>
 
+#include "base/fd_limit.h"
 #include "devices/virtio/chain_io.h"
 #include "devices/virtio/vsock/packet.h"
-#include "vmm/fd_limit.h"
 
 namespace kiln::virtio {
 

@@ -8,10 +8,10 @@
 #include <optional>
 #include <string>
 
+#include "base/log_limiter.h"
 #include "devices/virtio/device.h"
 #include "devices/virtio/queue_drain.h"
 #include "devices/virtio/vsock/muxer.h"
-#include "vmm/log_limiter.h"
 
 namespace kiln::virtio {
 

@@ -1,10 +1,10 @@
-#include "vmm/guest_memory.h"
+#include "base/guest_memory.h"
 
 #include <unistd.h>
 
 #include <algorithm>
 
-#include "vmm/error.h"
+#include "base/error.h"
 
 namespace kiln {
 

@@ -2,15 +2,15 @@
 // kvm_run mapping. Every failing ioctl throws kiln::Error naming the ioctl.
 #pragma once
 
-#include "vmm/kvm_uapi.h"
+#include "base/kvm_uapi.h"
 
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
 
-#include "vmm/mapping.h"
-#include "vmm/unique_fd.h"
+#include "base/mapping.h"
+#include "base/unique_fd.h"
 
 namespace kiln {
 

@@ -1,4 +1,4 @@
-#include "vmm/metrics.h"
+#include "base/metrics.h"
 
 #include <nlohmann/json.hpp>
 

@@ -17,8 +17,8 @@
 #include <type_traits>
 #include <vector>
 
-#include "vmm/huge_pages.h"
-#include "vmm/mapping.h"
+#include "base/huge_pages.h"
+#include "base/mapping.h"
 
 namespace kiln {
 

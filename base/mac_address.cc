@@ -1,4 +1,4 @@
-#include "vmm/mac_address.h"
+#include "base/mac_address.h"
 
 #include <fmt/format.h>
 

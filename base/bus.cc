@@ -1,8 +1,8 @@
-#include "vmm/bus.h"
+#include "base/bus.h"
 
 #include <fmt/format.h>
 
-#include "vmm/error.h"
+#include "base/error.h"
 
 namespace kiln {
 

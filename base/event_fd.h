@@ -5,8 +5,8 @@
 
 #include <cstdint>
 
-#include "vmm/error.h"
-#include "vmm/unique_fd.h"
+#include "base/error.h"
+#include "base/unique_fd.h"
 
 namespace kiln {
 

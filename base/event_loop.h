@@ -8,8 +8,8 @@
 #include <map>
 #include <memory>
 
-#include "vmm/event_fd.h"
-#include "vmm/unique_fd.h"
+#include "base/event_fd.h"
+#include "base/unique_fd.h"
 
 namespace kiln {
 

@@ -6,7 +6,7 @@
 #include <optional>
 #include <string>
 
-#include "vmm/event_fd.h"
+#include "base/event_fd.h"
 
 namespace kiln {
 

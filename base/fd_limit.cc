@@ -1,4 +1,4 @@
-#include "vmm/fd_limit.h"
+#include "base/fd_limit.h"
 
 #include <spdlog/spdlog.h>
 #include <sys/resource.h>

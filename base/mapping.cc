@@ -1,10 +1,10 @@
-#include "vmm/mapping.h"
+#include "base/mapping.h"
 
 #include <cerrno>
 #include <cstring>
 #include <string>
 
-#include "vmm/error.h"
+#include "base/error.h"
 
 namespace kiln {
 

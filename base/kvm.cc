@@ -1,4 +1,4 @@
-#include "vmm/kvm.h"
+#include "base/kvm.h"
 
 #include <fcntl.h>
 #include <sys/ioctl.h>
@@ -7,7 +7,7 @@
 
 #include <cstring>
 
-#include "vmm/error.h"
+#include "base/error.h"
 
 namespace kiln {
 
