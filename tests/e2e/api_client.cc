@@ -154,6 +154,16 @@ std::string raw_exchange(const std::string& path, const std::string& bytes) {
   return reply;
 }
 
+std::string temp_dir() {
+  const char* dir = std::getenv("TMPDIR");
+  return dir && *dir ? dir : "/tmp";
+}
+
+std::string temp_socket_path(const std::string& prefix) {
+  return temp_dir() + "/" + prefix + "-" + std::to_string(::getpid()) + "-" +
+         std::to_string(std::rand()) + ".sock";
+}
+
 ApiResponse api_request(const std::string& path, const std::string& method,
                         const std::string& target, const std::string& body) {
   std::string request = method + " " + target + " HTTP/1.1\r\nHost: localhost\r\n";
@@ -167,6 +177,16 @@ ApiResponse api_request(const std::string& path, const std::string& method,
   if (reply.size() < 12) return r;
   r.status = std::stoi(reply.substr(9, 3));
   const size_t end = reply.find("\r\n\r\n");
+  for (size_t line = reply.find("\r\n") + 2; line < end;) {
+    const size_t next = reply.find("\r\n", line);
+    const std::string h = reply.substr(line, next - line);
+    const size_t colon = h.find(':');
+    std::string name = h.substr(0, colon);
+    std::transform(name.begin(), name.end(), name.begin(), ::tolower);
+    if (colon != std::string::npos)
+      r.headers.emplace_back(name, h.substr(std::min(colon + 2, h.size())));
+    line = next + 2;
+  }
   r.raw_body = end == std::string::npos ? "" : reply.substr(end + 4);
   if (!r.raw_body.empty()) r.body = nlohmann::json::parse(r.raw_body, nullptr, false);
   return r;

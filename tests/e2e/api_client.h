@@ -37,10 +37,19 @@ class KilnProcess {
 
 struct ApiResponse {
   int status = 0;
+  std::vector<std::pair<std::string, std::string>> headers;  // names in lower case
   std::string raw_body;
   nlohmann::json body;  // parsed when JSON, else null
+  const std::string* header(const std::string& name) const {
+    for (const auto& [k, v] : headers)
+      if (k == name) return &v;
+    return nullptr;
+  }
 };
 
+// $TMPDIR, else /tmp; and a fresh socket path there: PREFIX-PID-RANDOM.sock.
+std::string temp_dir();
+std::string temp_socket_path(const std::string& prefix);
 // Waits until `socket_path` accepts connections (up to `seconds`).
 bool wait_for_socket(const std::string& socket_path, int seconds);
 // One request on a fresh connection.

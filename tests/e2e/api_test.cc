@@ -18,16 +18,10 @@ namespace {
 
 using nlohmann::json;
 
-std::string temp_socket_path() {
-  const char* dir = std::getenv("TMPDIR");
-  return std::string(dir && *dir ? dir : "/tmp") + "/kiln-api-" + std::to_string(::getpid()) + "-" +
-         std::to_string(std::rand()) + ".sock";
-}
-
 class ApiTest : public ::testing::Test {
  protected:
   void start(std::vector<std::string> extra = {}) {
-    socket_ = temp_socket_path();
+    socket_ = temp_socket_path("kiln-api");
     std::vector<std::string> args = {"--api-sock", socket_};
     args.insert(args.end(), extra.begin(), extra.end());
     kiln_ = std::make_unique<KilnProcess>(args);

@@ -25,28 +25,10 @@ constexpr const char* kNotBeforeStart =
 constexpr const char* kNotAfterStart =
     "The requested operation is not supported after starting the microVM";
 
-std::string temp_dir() {
-  const char* dir = std::getenv("TMPDIR");
-  return dir && *dir ? dir : "/tmp";
-}
-
-// A raw reply: status, headers (names lower-cased) and body.
-struct RawReply {
-  int status = 0;
-  std::vector<std::pair<std::string, std::string>> headers;
-  json body;
-  const std::string* header(const std::string& name) const {
-    for (const auto& [k, v] : headers)
-      if (k == name) return &v;
-    return nullptr;
-  }
-};
-
 class FirecrackerApi : public ::testing::Test {
  protected:
   void start() {
-    socket_ = temp_dir() + "/kiln-fc-" + std::to_string(::getpid()) + "-" +
-              std::to_string(std::rand()) + ".sock";
+    socket_ = temp_socket_path("kiln-fc");
     kiln_ = std::make_unique<KilnProcess>(std::vector<std::string>{"--api-sock", socket_});
     ASSERT_TRUE(wait_for_socket(socket_, 20)) << kiln_->err();
   }
@@ -59,51 +41,26 @@ class FirecrackerApi : public ::testing::Test {
 
   // One request; the reply is checked against api/openapi.json.
   // `raw_body`, when given, is sent as the body instead of `body`'s compact form.
-  RawReply send(const std::string& method, const std::string& path, const std::string& tmpl,
-                const json& body = nullptr, const std::string& raw_body = "") {
+  ApiResponse send(const std::string& method, const std::string& path, const std::string& tmpl,
+                   const json& body = nullptr, const std::string& raw_body = "") {
     const std::string text = !raw_body.empty() ? raw_body : body.is_null() ? "" : body.dump();
-    std::string request = method + " " + path + " HTTP/1.1\r\nHost: localhost\r\n";
-    if (!text.empty())
-      request +=
-          "Content-Type: application/json\r\nContent-Length: " + std::to_string(text.size()) +
-          "\r\n";
-    request += "Connection: close\r\n\r\n" + text;
-    const std::string raw = raw_exchange(socket_, request);
-    RawReply r;
-    if (raw.size() < 12) return r;
-    r.status = std::stoi(raw.substr(9, 3));
-    const size_t end = raw.find("\r\n\r\n");
-    size_t line = raw.find("\r\n") + 2;
-    while (line < end) {
-      const size_t next = raw.find("\r\n", line);
-      const std::string h = raw.substr(line, next - line);
-      const size_t colon = h.find(':');
-      std::string name = h.substr(0, colon);
-      std::transform(name.begin(), name.end(), name.begin(), ::tolower);
-      r.headers.emplace_back(name, h.substr(colon + 2));
-      line = next + 2;
-    }
-    ApiResponse checked;
-    checked.status = r.status;
-    checked.raw_body = end == std::string::npos ? "" : raw.substr(end + 4);
-    if (!checked.raw_body.empty())
-      r.body = checked.body = json::parse(checked.raw_body, nullptr, false);
+    ApiResponse r = api_request(socket_, method, path, text);
     std::string lower = method;
     std::transform(lower.begin(), lower.end(), lower.begin(), ::tolower);
     if (tmpl != "-") {
-      const std::string mismatch = openapi_.check(lower, tmpl, checked);
-      EXPECT_TRUE(mismatch.empty()) << method << " " << path << " -> " << r.status << " "
-                                    << checked.raw_body << ": " << mismatch;
+      const std::string mismatch = openapi_.check(lower, tmpl, r);
+      EXPECT_TRUE(mismatch.empty())
+          << method << " " << path << " -> " << r.status << " " << r.raw_body << ": " << mismatch;
     }
     return r;
   }
-  static std::string fault(const RawReply& r) {
+  static std::string fault(const ApiResponse& r) {
     return r.body.is_object() && r.body.contains("fault_message")
                ? r.body["fault_message"].get<std::string>()
                : "";
   }
   // Firecracker's test helpers raise on any status >= 300 and match the fault with re.search.
-  void expect_fault(const RawReply& r, const std::string& phrase) {
+  void expect_fault(const ApiResponse& r, const std::string& phrase) {
     EXPECT_GE(r.status, 400) << fault(r);
     EXPECT_NE(fault(r).find(phrase), std::string::npos)
         << "wanted \"" << phrase << "\" in: " << fault(r);
