@@ -1,5 +1,6 @@
 // kiln: entry point. Parses the command line, starts the API server if asked, hands the
 // configuration to the VMM controller and turns the way the VM stopped into an exit status.
+#include <signal.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
@@ -18,6 +19,9 @@
 #include "vmm/terminal.h"
 
 int main(int argc, char** argv) {
+  // A console, log or socket reader that went away must not kill the VM: writes fail with
+  // EPIPE instead, and each writer handles that (console output is dropped, a socket closed).
+  ::signal(SIGPIPE, SIG_IGN);
   kiln::CliCommand cmd;
   try {
     cmd = kiln::parse_cli(argc, argv);

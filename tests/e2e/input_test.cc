@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -127,6 +128,29 @@ std::string socket_path(const TempDir& dir) {
 }
 
 // A body nested thousands deep gets 400 and the API goes on answering.
+// A reader that went away (`kiln run ... 2>&1 | head -1`, a closed log pipe) must not kill
+// Kiln with SIGPIPE: writes fail with EPIPE and Kiln goes on to its own exit status. The child
+// starts with SIGPIPE at its default (this test process ignores it, and exec would pass that on).
+TEST(CliInput, ClosedStderrPipeIsNotFatal) {
+  int fds[2];
+  ASSERT_EQ(::pipe(fds), 0);
+  ::close(fds[0]);  // nobody will read
+  const std::string bin = kiln_binary();
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    ::signal(SIGPIPE, SIG_DFL);
+    ::dup2(fds[1], 2);
+    ::execl(bin.c_str(), bin.c_str(), "run", "--kernel", "/nonexistent/kernel", nullptr);
+    ::_exit(127);
+  }
+  ::close(fds[1]);
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ASSERT_FALSE(WIFSIGNALED(status)) << "killed by signal " << WTERMSIG(status);
+  EXPECT_EQ(WEXITSTATUS(status), 2);
+}
+
 TEST(ApiInput, DeeplyNestedBodyIs400) {
   TempDir dir;
   const std::string sock = socket_path(dir);
