@@ -6,7 +6,8 @@
 
 namespace kiln {
 
-std::string Metrics::to_json_line() const {
+std::string Metrics::to_json_line(const std::string& id,
+                                  const std::map<std::string, std::string>& properties) const {
   auto v = [](const Counter& c) { return c.load(std::memory_order_relaxed); };
   const auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
                        std::chrono::system_clock::now().time_since_epoch())
@@ -39,7 +40,10 @@ std::string Metrics::to_json_line() const {
         {"tx_bytes", v(net_tx_bytes)},
         {"tx_errors", v(net_tx_errors)}}},
   };
-  return j.dump() + "\n";
+  if (!id.empty()) j["id"] = id;
+  if (!properties.empty()) j["properties"] = properties;
+  // Properties come from the API as UTF-8; replace keeps a line whatever they hold.
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
 }
 
 }  // namespace kiln

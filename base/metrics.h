@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <map>
 #include <string>
 
 namespace kiln {
@@ -36,8 +37,10 @@ struct Metrics {
 
   static void add(Counter& c, uint64_t n = 1) { c.fetch_add(n, std::memory_order_relaxed); }
   // {"utc_timestamp_ms": ..., "api": {...}, "vcpu": {...}, "block": {...},
-  //  "entropy": {...}, "net": {...}}
-  std::string to_json_line() const;
+  //  "entropy": {...}, "net": {...}}, with "id": `id` when not empty and "properties": {...}
+  // when not empty (PUT /metrics emit_id, properties).
+  std::string to_json_line(const std::string& id = "",
+                           const std::map<std::string, std::string>& properties = {}) const;
 };
 
 }  // namespace kiln

@@ -468,13 +468,7 @@ void VmmController::flush_metrics() {
     spdlog::warn("metrics: {}", errno_message("cannot open " + m.path));
     return;
   }
-  std::string line = metrics_.to_json_line();
-  if (m.emit_id || !m.properties.empty()) {
-    nlohmann::json counters = nlohmann::json::parse(line);
-    if (m.emit_id) counters["id"] = kInstanceId;
-    if (!m.properties.empty()) counters["properties"] = m.properties;
-    line = counters.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
-  }
+  const std::string line = metrics_.to_json_line(m.emit_id ? kInstanceId : "", m.properties);
   if (::write(fd.get(), line.data(), line.size()) != static_cast<ssize_t>(line.size()))
     spdlog::warn("metrics: {}", errno_message("cannot write " + m.path));
 }
