@@ -92,7 +92,7 @@ struct VmConfig {
   uint32_t vcpus = 1;
   uint64_t memory_mib = 128;
   bool smt = false;  // accepted for API compatibility; vCPUs are single-threaded cores
-  bool track_dirty_pages = false;           // accepted; used by snapshots later
+  bool track_dirty_pages = false;           // KVM logs written pages (KVM_MEM_LOG_DIRTY_PAGES)
   HugePages huge_pages = HugePages::kNone;  // how guest RAM is backed
   std::string kernel_path;
   std::string initrd_path;  // empty: none
