@@ -138,6 +138,49 @@ TEST(Routes, NumberTooLargeForJsonIs400) {
       << reply->fault_message;
 }
 
+// Bodies become typed requests; a refused body becomes an Invalid request for the controller
+// (which answers it after its state checks), carrying the fault and whether it could be read.
+TEST(Routes, BodiesBecomeTypedRequests) {
+  auto routed = api::route(put("/drives/data", R"({"drive_id": "data", "path_on_host": "/d.img",
+                                                   "is_root_device": false, "is_read_only": true})"));
+  const auto* command = std::get_if<VmmCommand>(&routed);
+  ASSERT_NE(command, nullptr);
+  const auto* drive = std::get_if<request::PutDrive>(&command->request);
+  ASSERT_NE(drive, nullptr);
+  EXPECT_EQ(drive->drive.id, "data");
+  EXPECT_EQ(drive->drive.path, "/d.img");
+  EXPECT_TRUE(drive->drive.read_only);
+  EXPECT_EQ(command->method, "Put");
+  EXPECT_EQ(command->path, "/drives/data");
+
+  routed = api::route(put("/machine-config", R"({"vcpu_count": 2, "mem_size_mib": 256,
+                                                  "cpu_template": "None"})"));
+  command = std::get_if<VmmCommand>(&routed);
+  ASSERT_NE(command, nullptr);
+  const auto* machine = std::get_if<request::PutMachineConfig>(&command->request);
+  ASSERT_NE(machine, nullptr);
+  EXPECT_EQ(machine->update.vcpus, 2u);
+  EXPECT_EQ(command->deprecated, std::vector<std::string>{"cpu_template"});
+
+  routed = api::route(put("/drives/data", R"({"drive_id": "data", "is_root_device": false})"));
+  command = std::get_if<VmmCommand>(&routed);
+  ASSERT_NE(command, nullptr);
+  const auto* invalid = std::get_if<request::Invalid>(&command->request);
+  ASSERT_NE(invalid, nullptr);
+  EXPECT_TRUE(invalid->shape_error);
+  EXPECT_NE(invalid->fault_message.find("missing field `path_on_host`"), std::string::npos)
+      << invalid->fault_message;
+
+  routed = api::route(put("/vsock", R"({"guest_cid": 1, "uds_path": "/tmp/v.sock"})"));
+  command = std::get_if<VmmCommand>(&routed);
+  ASSERT_NE(command, nullptr);
+  invalid = std::get_if<request::Invalid>(&command->request);
+  ASSERT_NE(invalid, nullptr);
+  EXPECT_FALSE(invalid->shape_error);
+  EXPECT_EQ(invalid->fault_message.rfind("vsock: guest_cid: must be between 3", 0), 0u)
+      << invalid->fault_message;
+}
+
 TEST(Routes, RepliesWithInvalidUtf8AreSerializedWithReplacement) {
   VmConfig config;
   config.kernel_path = "/k\xe9";
