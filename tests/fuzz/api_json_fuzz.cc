@@ -45,7 +45,7 @@ void check_invariants(const kiln::VmConfig& c) {
 
 // What the controller does with a configuration request before boot: the same state-apply
 // functions (vmm/vm_config_ops.h). A problem they report is a refusal, as a UsageError would be.
-void apply(kiln::VmConfig& config, const kiln::Request& r) {
+void apply_request(kiln::VmConfig& config, const kiln::Request& r) {
   namespace rq = kiln::request;
   std::optional<kiln::FieldProblem> problem;
   if (auto* p = std::get_if<rq::PutMachineConfig>(&r))
@@ -93,7 +93,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       request.body = body;
       auto routed = kiln::api::route(request);
       if (auto* command = std::get_if<kiln::VmmCommand>(&routed))
-        apply(config, command->request);
+        apply_request(config, command->request);
       else if (std::get<kiln::VmmReply>(routed).status < 400)
         abort();
     }
