@@ -29,8 +29,8 @@ void write_file(const std::string& path, const std::string& data) {
 void check_platform(const ImageConfig& c, const CacheOptions& o, const std::string& what) {
   if ((!c.os.empty() && c.os != o.os) ||
       (!c.architecture.empty() && c.architecture != o.architecture))
-    throw UsageError(what + ": the image is for " + c.os + "/" + c.architecture + ", not " +
-                     o.os + "/" + o.architecture);
+    throw UsageError(what + ": the image is for " + c.os + "/" + c.architecture + ", not " + o.os +
+                     "/" + o.architecture);
 }
 
 void verify_layer(const ImageSource& src, const LayerBlob& l) {
@@ -40,8 +40,8 @@ void verify_layer(const ImageSource& src, const LayerBlob& l) {
     const Digest got = layer_diff_id(file, l.what);
     if (got != *l.diff_id)
       throw UsageError(l.what + ": its uncompressed content does not match the config's " +
-                       "rootfs.diff_ids entry " + l.diff_id->str() + " (it hashes to " +
-                       got.str() + ")");
+                       "rootfs.diff_ids entry " + l.diff_id->str() + " (it hashes to " + got.str() +
+                       ")");
   }
 }
 
@@ -50,8 +50,7 @@ void verify_layer(const ImageSource& src, const LayerBlob& l) {
 std::string default_cache_dir() {
   if (const char* c = std::getenv("KILN_CACHE"); c && *c) return c;
   const char* home = std::getenv("HOME");
-  if (!home || !*home)
-    throw UsageError("no cache directory: set KILN_CACHE or HOME");
+  if (!home || !*home) throw UsageError("no cache directory: set KILN_CACHE or HOME");
   return std::string(home) + "/.cache/kiln";
 }
 

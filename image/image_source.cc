@@ -67,10 +67,14 @@ std::string layer_what(size_t i, const std::string& id) {
 
 const char* format_name(ImageFormat f) {
   switch (f) {
-    case ImageFormat::kOciLayout: return "OCI image layout";
-    case ImageFormat::kOciArchive: return "oci-archive";
-    case ImageFormat::kDockerArchive: return "docker-archive";
-    case ImageFormat::kDockerDir: return "docker-archive directory";
+    case ImageFormat::kOciLayout:
+      return "OCI image layout";
+    case ImageFormat::kOciArchive:
+      return "oci-archive";
+    case ImageFormat::kDockerArchive:
+      return "docker-archive";
+    case ImageFormat::kDockerDir:
+      return "docker-archive directory";
   }
   return "?";
 }
@@ -168,7 +172,8 @@ void ImageSource::archive_pass(const std::vector<std::string>& wanted, bool to_f
     std::vector<char> buf(1 << 20);
     for (;;) {
       const la_ssize_t n = archive_read_data(a.get(), buf.data(), buf.size());
-      if (n < 0) throw UsageError(what + ": reading " + name + ": " + archive_error_string(a.get()));
+      if (n < 0)
+        throw UsageError(what + ": reading " + name + ": " + archive_error_string(a.get()));
       if (n == 0) break;
       staged_bytes += static_cast<uint64_t>(n);
       if (staged_bytes > max_bytes)
@@ -195,8 +200,7 @@ std::string ImageSource::read_small(const std::string& path, const std::string& 
   }
   if (!small_.count(name)) archive_pass({name}, false, 0);
   auto it = small_.find(name);
-  if (it == small_.end())
-    throw UsageError(what + ": " + path + " is missing from " + ref_.path);
+  if (it == small_.end()) throw UsageError(what + ": " + path + " is missing from " + ref_.path);
   return it->second;
 }
 
@@ -225,8 +229,8 @@ ImagePlan ImageSource::plan() {
 }
 
 ImagePlan ImageSource::plan_oci() {
-  const nlohmann::json layout = parse_json_object(read_small("oci-layout", "oci-layout"),
-                                                  "oci-layout");
+  const nlohmann::json layout =
+      parse_json_object(read_small("oci-layout", "oci-layout"), "oci-layout");
   if (string_field(layout, "imageLayoutVersion", "oci-layout").empty())
     throw UsageError("oci-layout: imageLayoutVersion missing");
   OciIndex index = parse_oci_index(read_small("index.json", "index.json"), "index.json");
@@ -238,8 +242,8 @@ ImagePlan ImageSource::plan_oci() {
         d.is_index() || (d.media_type.empty() && text.find("\"manifests\"") != std::string::npos);
     if (!index_like) break;
     if (depth == kMaxIndexDepth)
-      throw UsageError(what + ": image indexes nested more than " +
-                       std::to_string(kMaxIndexDepth) + " deep");
+      throw UsageError(what + ": image indexes nested more than " + std::to_string(kMaxIndexDepth) +
+                       " deep");
     index = parse_oci_index(text, what);
     d = select_descriptor(index, "", os_, architecture_, what);
   }
@@ -290,8 +294,8 @@ ImagePlan ImageSource::plan_docker() {
                      " layers, manifest.json's Layers " + std::to_string(img.layers.size()) +
                      ": the layers cannot be verified");
   for (size_t i = 0; i < img.layers.size(); ++i)
-    plan.layers.push_back({img.layers[i], layer_what(i, img.layers[i]), std::nullopt,
-                           std::nullopt, diff_ids[i]});
+    plan.layers.push_back(
+        {img.layers[i], layer_what(i, img.layers[i]), std::nullopt, std::nullopt, diff_ids[i]});
   return plan;
 }
 

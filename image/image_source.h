@@ -28,8 +28,8 @@ struct ImageRef {
 ImageRef parse_image_ref(const std::string& text);
 
 struct LayerBlob {
-  std::string path;  // inside the layout or archive
-  std::string what;  // names the layer in errors: "layer 2 (sha256:...)"
+  std::string path;               // inside the layout or archive
+  std::string what;               // names the layer in errors: "layer 2 (sha256:...)"
   std::optional<Digest> digest;   // of the stored blob (OCI)
   std::optional<uint64_t> size;   // of the stored blob, when the manifest gives it
   std::optional<Digest> diff_id;  // of the uncompressed tar (docker-archive's only check)

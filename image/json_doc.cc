@@ -38,12 +38,18 @@ std::optional<size_t> nesting_exceeded(std::string_view text, size_t limit) {
 const char* type_name(nlohmann::json::value_t t) {
   using V = nlohmann::json::value_t;
   switch (t) {
-    case V::object: return "an object";
-    case V::array: return "an array";
-    case V::string: return "a string";
-    case V::boolean: return "a boolean";
-    case V::null: return "null";
-    default: return "a number";
+    case V::object:
+      return "an object";
+    case V::array:
+      return "an array";
+    case V::string:
+      return "a string";
+    case V::boolean:
+      return "a boolean";
+    case V::null:
+      return "null";
+    default:
+      return "a number";
   }
 }
 

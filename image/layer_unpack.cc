@@ -154,8 +154,8 @@ void LayerUnpacker::apply(const std::string& path, const std::string& what) {
       if (base == kOpaqueWhiteout) {
         opaque(root_, parent, own);
       } else {
-        const std::string hidden = (parent.empty() ? "" : parent + "/") +
-                                   base.substr(kWhiteoutPrefix.size());
+        const std::string hidden =
+            (parent.empty() ? "" : parent + "/") + base.substr(kWhiteoutPrefix.size());
         if (base.size() == kWhiteoutPrefix.size())
           throw UsageError(what + ": whiteout '" + rel + "' names no file");
         if (!own.count(hidden)) remove_tree(root_ + "/" + hidden);

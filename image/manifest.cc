@@ -30,8 +30,7 @@ Descriptor parse_descriptor(const nlohmann::json& j, const std::string& what) {
   }
   if (const auto* a = optional_field(j, "annotations", V::object, what)) {
     for (const auto& [k, v] : a->items()) {
-      if (!v.is_string())
-        throw UsageError(what + ".annotations." + k + ": a string was expected");
+      if (!v.is_string()) throw UsageError(what + ".annotations." + k + ": a string was expected");
       d.annotations[k] = v.get<std::string>();
     }
   }
@@ -89,7 +88,8 @@ OciIndex parse_oci_index(std::string_view text, const std::string& what) {
   OciIndex index;
   const auto& list = array_field(j, "manifests", kMaxManifests, what, true);
   for (size_t i = 0; i < list.size(); ++i)
-    index.manifests.push_back(parse_descriptor(list[i], what + ".manifests[" + std::to_string(i) + "]"));
+    index.manifests.push_back(
+        parse_descriptor(list[i], what + ".manifests[" + std::to_string(i) + "]"));
   return index;
 }
 
@@ -183,13 +183,12 @@ const Descriptor& select_descriptor(const OciIndex& index, std::string_view tag,
     }
   }
   if (found.size() == 1) return *found[0];
-  const std::string wanted = tag.empty() ? "an image for " + std::string(os) + "/" +
-                                               std::string(architecture)
-                                         : "an image tagged '" + std::string(tag) + "'";
+  const std::string wanted =
+      tag.empty() ? "an image for " + std::string(os) + "/" + std::string(architecture)
+                  : "an image tagged '" + std::string(tag) + "'";
   if (index.manifests.empty()) throw UsageError(what + ": lists no image");
   throw UsageError(what + ": " + (found.empty() ? "has no " : "has more than one ") + wanted +
-                   (tag.empty() && found.empty() ? "" : "") +
-                   "; it lists:" + listed +
+                   (tag.empty() && found.empty() ? "" : "") + "; it lists:" + listed +
                    (tag.empty() ? "\n(name one as PATH:TAG)" : ""));
 }
 
@@ -208,12 +207,12 @@ const DockerImageEntry& select_docker_image(const std::vector<DockerImageEntry>&
     if (match) found.push_back(&e);
   }
   if (found.size() == 1) return *found[0];
-  throw UsageError(what + ": " +
-                   (tag.empty() ? std::string("holds several images; name one as PATH:TAG")
-                                : (found.empty() ? "has no image tagged '"
-                                                 : "has several images tagged '") +
-                                      std::string(tag) + "'") +
-                   "; it lists:" + listed);
+  throw UsageError(
+      what + ": " +
+      (tag.empty() ? std::string("holds several images; name one as PATH:TAG")
+                   : (found.empty() ? "has no image tagged '" : "has several images tagged '") +
+                         std::string(tag) + "'") +
+      "; it lists:" + listed);
 }
 
 std::string checked_relative_path(std::string_view path, const std::string& what) {

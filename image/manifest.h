@@ -64,8 +64,7 @@ inline constexpr size_t kMaxLayers = 1024;
 
 OciIndex parse_oci_index(std::string_view text, const std::string& what);
 OciManifest parse_oci_manifest(std::string_view text, const std::string& what);
-std::vector<DockerImageEntry> parse_docker_manifest(std::string_view text,
-                                                    const std::string& what);
+std::vector<DockerImageEntry> parse_docker_manifest(std::string_view text, const std::string& what);
 
 // True for the layer media types Kiln unpacks (tar, gzip and zstd tar, OCI and Docker names,
 // the non-distributable variants); others (encrypted layers, ...) are refused by the caller.

@@ -78,7 +78,7 @@ bool read_in_root(const std::string& rootfs, const std::string& path, std::strin
   UniqueFd fd(static_cast<int>(::syscall(SYS_openat2, root.get(), path.c_str(), &how, sizeof how)));
   if (!fd) {
     if (errno == ENOENT || errno == ENOTDIR) return false;
-    throw_errno("cannot open " + path + " in " + rootfs);
+    throw UsageError(errno_message("cannot open " + path + " in the image " + rootfs));
   }
   out.clear();
   char buf[65536];
@@ -102,10 +102,10 @@ ResolvedUser resolve_user(const std::string& rootfs, const std::string& spec,
   if (user.empty() || (colon != std::string::npos && group.empty()))
     throw UsageError(what + ": '" + spec + "' is not USER[:GROUP]");
   std::string text;
-  const auto passwd = read_in_root(rootfs, "/etc/passwd", text) ? parse_db(text, true)
-                                                                 : std::vector<Entry>{};
-  const auto groups = read_in_root(rootfs, "/etc/group", text) ? parse_db(text, false)
-                                                                : std::vector<Entry>{};
+  const auto passwd =
+      read_in_root(rootfs, "/etc/passwd", text) ? parse_db(text, true) : std::vector<Entry>{};
+  const auto groups =
+      read_in_root(rootfs, "/etc/group", text) ? parse_db(text, false) : std::vector<Entry>{};
   ResolvedUser r;
   const auto uid = parse_id(user);
   const Entry* pw = nullptr;
@@ -114,8 +114,7 @@ ResolvedUser resolve_user(const std::string& rootfs, const std::string& spec,
       pw = &e;
       break;
     }
-  if (!uid && !pw)
-    throw UsageError(what + ": no user '" + user + "' in the image's /etc/passwd");
+  if (!uid && !pw) throw UsageError(what + ": no user '" + user + "' in the image's /etc/passwd");
   if (pw) {
     r.uid = pw->id;
     r.gid = pw->gid;

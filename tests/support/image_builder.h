@@ -71,7 +71,9 @@ inline std::string make_tar(const std::vector<TarEntry>& entries,
         archive_entry_set_filetype(ae, AE_IFREG);
         archive_entry_set_size(ae, static_cast<la_int64_t>(e.data.size()));
         break;
-      case TarEntry::kDir: archive_entry_set_filetype(ae, AE_IFDIR); break;
+      case TarEntry::kDir:
+        archive_entry_set_filetype(ae, AE_IFDIR);
+        break;
       case TarEntry::kSymlink:
         archive_entry_set_filetype(ae, AE_IFLNK);
         archive_entry_set_symlink(ae, e.data.c_str());
@@ -80,7 +82,9 @@ inline std::string make_tar(const std::vector<TarEntry>& entries,
         archive_entry_set_filetype(ae, AE_IFREG);
         archive_entry_set_hardlink(ae, e.data.c_str());
         break;
-      case TarEntry::kFifo: archive_entry_set_filetype(ae, AE_IFIFO); break;
+      case TarEntry::kFifo:
+        archive_entry_set_filetype(ae, AE_IFIFO);
+        break;
       case TarEntry::kCharDev:
         archive_entry_set_filetype(ae, AE_IFCHR);
         archive_entry_set_rdev(ae, makedev(1, 3));
@@ -149,9 +153,8 @@ inline nlohmann::json config_json(const std::vector<Layer>& layers,
 }
 
 inline nlohmann::json descriptor(const std::string& media_type, const std::string& blob) {
-  return {{"mediaType", media_type},
-          {"digest", image::sha256_of(blob).str()},
-          {"size", blob.size()}};
+  return {
+      {"mediaType", media_type}, {"digest", image::sha256_of(blob).str()}, {"size", blob.size()}};
 }
 
 // The files of an OCI image layout holding one image (tagged `tag` if not empty).

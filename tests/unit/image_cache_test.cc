@@ -32,12 +32,13 @@ class ImageCacheTest : public ::testing::Test {
                             file("var/upper", "u"), symlink("sh", "/bin/sh"),
                             hardlink("bin/sh2", "bin/sh")},
                            Compression::kZstd)};
-    config_ = test::config_json(layers_, {{"Entrypoint", {"/bin/sh"}},
-                                          {"Cmd", {"-c", "echo hi"}},
-                                          {"Env", {"PATH=/bin", "A=1"}},
-                                          {"WorkingDir", "/var"},
-                                          {"User", "0:0"},
-                                          {"ExposedPorts", {{"80/tcp", nlohmann::json::object()}}}});
+    config_ =
+        test::config_json(layers_, {{"Entrypoint", {"/bin/sh"}},
+                                    {"Cmd", {"-c", "echo hi"}},
+                                    {"Env", {"PATH=/bin", "A=1"}},
+                                    {"WorkingDir", "/var"},
+                                    {"User", "0:0"},
+                                    {"ExposedPorts", {{"80/tcp", nlohmann::json::object()}}}});
   }
 
   void check_tree(const UnpackedImage& img) {
@@ -156,8 +157,7 @@ TEST_F(ImageCacheTest, FlippedByteInLayerFailsNamingItAndLeavesNothing) {
   const std::string layout = work_.path() + "/layout";
   test::write_files(layout, oci.files);
   const std::string err = open_error(layout);
-  EXPECT_NE(err.find("layer 2 (sha256:" + sha256_of(layers_[1].blob).hex + ")"),
-            std::string::npos)
+  EXPECT_NE(err.find("layer 2 (sha256:" + sha256_of(layers_[1].blob).hex + ")"), std::string::npos)
       << err;
   EXPECT_NE(err.find("does not match"), std::string::npos) << err;
   expect_cache_empty();
@@ -221,8 +221,8 @@ TEST_F(ImageCacheTest, MissingBlobAndBadDigestNamed) {
 TEST_F(ImageCacheTest, HostileLayerLeavesNothing) {
   const std::string outside = work_.path() + "/outside";
   std::filesystem::create_directories(outside);
-  std::vector<test::Layer> evil = {
-      test::layer({symlink("evil", outside)}), test::layer({file("evil/file", "x")})};
+  std::vector<test::Layer> evil = {test::layer({symlink("evil", outside)}),
+                                   test::layer({file("evil/file", "x")})};
   const std::string layout = work_.path() + "/layout";
   test::write_files(layout, test::oci_layout(evil, test::config_json(evil)).files);
   const std::string err = open_error(layout);

@@ -57,17 +57,29 @@ class UnpackTest : public ::testing::Test {
 };
 
 TEST_F(UnpackTest, UnpacksFilesDirsLinksModesAndTimes) {
-  TarEntry exe = file("bin/tool", std::string("\x7f" "ELF\0\x01\xff", 7), 0755);
+  TarEntry exe = file("bin/tool",
+                      std::string("\x7f"
+                                  "ELF\0\x01\xff",
+                                  7),
+                      0755);
   exe.mtime = 1600000000;
   TarEntry conf = file("etc/conf", "key=value\n", 0600);
   conf.uid = 1234;
   conf.gid = 5678;
-  apply({dir("bin"), exe, dir("etc", 0700), conf, symlink("etc/link", "/etc/conf"),
-         symlink("rel", "bin/tool"), hardlink("bin/tool2", "bin/tool"),
+  apply({dir("bin"),
+         exe,
+         dir("etc", 0700),
+         conf,
+         symlink("etc/link", "/etc/conf"),
+         symlink("rel", "bin/tool"),
+         hardlink("bin/tool2", "bin/tool"),
          {"run/fifo", TarEntry::kFifo, "", 0600}});
-  EXPECT_EQ(read("bin/tool"), std::string("\x7f" "ELF\0\x01\xff", 7));
+  EXPECT_EQ(read("bin/tool"), std::string("\x7f"
+                                          "ELF\0\x01\xff",
+                                          7));
   EXPECT_EQ(read("etc/conf"), "key=value\n");
-  struct stat st {}, st2 {};
+  struct stat st {
+  }, st2{};
   ASSERT_EQ(::lstat((root_ + "/bin/tool").c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 07777, 0755u);
   EXPECT_EQ(st.st_mtime, 1600000000);
@@ -199,8 +211,7 @@ TEST_F(UnpackTest, EntryAndSizeLimits) {
   UnpackLimits limits;
   limits.max_entries = 3;
   try {
-    apply({file("1", ""), file("2", ""), file("3", ""), file("4", "")}, Compression::kGzip,
-          limits);
+    apply({file("1", ""), file("2", ""), file("3", ""), file("4", "")}, Compression::kGzip, limits);
     FAIL() << "4 entries accepted with a limit of 3";
   } catch (const UsageError& e) {
     EXPECT_NE(std::string(e.what()).find("more than 3 entries"), std::string::npos) << e.what();
@@ -245,7 +256,8 @@ TEST_F(UnpackTest, GarbageLayerIsAnError) {
 TEST(LayerDiffId, HashesTheUncompressedStream) {
   TempDir dir("/tmp", "kiln-diffid-");
   const auto tar = test::make_tar({file("a", "content")});
-  test::write_file(dir.path() + "/l.gz", test::make_tar({file("a", "content")}, Compression::kGzip));
+  test::write_file(dir.path() + "/l.gz",
+                   test::make_tar({file("a", "content")}, Compression::kGzip));
   test::write_file(dir.path() + "/l", tar);
   EXPECT_EQ(layer_diff_id(dir.path() + "/l.gz", "l"), sha256_of(tar));
   EXPECT_EQ(layer_diff_id(dir.path() + "/l", "l"), sha256_of(tar));
