@@ -2,7 +2,10 @@
 // with libarchive, unpacked byte for byte, every blob verified, the cache reused, bad images
 // leaving nothing behind.
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <filesystem>
 
@@ -229,6 +232,94 @@ TEST_F(ImageCacheTest, HostileLayerLeavesNothing) {
   EXPECT_NE(err.find("layer 2"), std::string::npos) << err;
   EXPECT_FALSE(std::filesystem::exists(outside + "/file"));
   expect_cache_empty();
+}
+
+TEST_F(ImageCacheTest, NestedIndexPicksLinuxAmd64) {
+  // index.json -> an image index listing arm64 and amd64 manifests -> the amd64 one.
+  auto oci = test::oci_layout(layers_, config_, "");
+  const auto top = nlohmann::json::parse(oci.files["index.json"]);
+  nlohmann::json amd64 = top["manifests"][0];
+  amd64["platform"] = {{"os", "linux"}, {"architecture", "amd64"}};
+  nlohmann::json arm64 = amd64;
+  arm64["digest"] = "sha256:" + std::string(64, '0');  // absent: must not be read
+  arm64["platform"]["architecture"] = "arm64";
+  const std::string nested = nlohmann::json{
+      {"schemaVersion", 2},
+      {"mediaType", "application/vnd.oci.image.index.v1+json"},
+      {"manifests",
+       {arm64, amd64}}}.dump();
+  oci.files["blobs/sha256/" + sha256_of(nested).hex] = nested;
+  nlohmann::json d = test::descriptor("application/vnd.oci.image.index.v1+json", nested);
+  d["annotations"] = {{"org.opencontainers.image.ref.name", "multi"}};
+  oci.files["index.json"] =
+      nlohmann::json{{"schemaVersion", 2}, {"manifests", nlohmann::json::array({d})}}.dump();
+  const std::string layout = work_.path() + "/layout";
+  test::write_files(layout, oci.files);
+  check_tree(open_image(layout + ":multi", options_));
+}
+
+TEST_F(ImageCacheTest, SizeMismatchNamed) {
+  auto oci = test::oci_layout(layers_, config_);
+  // The manifest claims one byte more for layer 1; the manifest's own digest is then updated
+  // too, so only the size is wrong.
+  auto index = nlohmann::json::parse(oci.files["index.json"]);
+  const std::string old_manifest =
+      oci.files["blobs/sha256/" + index["manifests"][0]["digest"].get<std::string>().substr(7)];
+  auto m = nlohmann::json::parse(old_manifest);
+  m["layers"][0]["size"] = m["layers"][0]["size"].get<uint64_t>() + 1;
+  const std::string manifest = m.dump();
+  oci.files["blobs/sha256/" + sha256_of(manifest).hex] = manifest;
+  index["manifests"][0] = test::descriptor("application/vnd.oci.image.manifest.v1+json", manifest);
+  oci.files["index.json"] = index.dump();
+  const std::string layout = work_.path() + "/layout";
+  test::write_files(layout, oci.files);
+  const std::string err = open_error(layout);
+  EXPECT_NE(err.find("layer 1 (sha256:" + sha256_of(layers_[0].blob).hex + "): size is"),
+            std::string::npos)
+      << err;
+  expect_cache_empty();
+}
+
+TEST_F(ImageCacheTest, KilledUnpackLeavesNoEntry) {
+  // Many small entries, so that the unpack is still running when the child is killed (tried
+  // up to three times: on a loaded machine the child may finish first).
+  std::vector<test::TarEntry> many;
+  for (int i = 0; i < 3000; ++i) many.push_back(file("f" + std::to_string(i), "x"));
+  std::vector<test::Layer> big = {test::layer(many, Compression::kNone)};
+  const std::string layout = work_.path() + "/layout";
+  test::write_files(layout, test::oci_layout(big, test::config_json(big)).files);
+  bool killed = false;
+  for (int attempt = 0; attempt < 3 && !killed; ++attempt) {
+    options_.cache_dir = work_.path() + "/cache" + std::to_string(attempt);
+    const std::string tmp = options_.cache_dir + "/images/tmp";
+    const pid_t child = ::fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+      try {
+        open_image(layout, options_);
+      } catch (...) {
+      }
+      ::_exit(0);
+    }
+    // Kill it as soon as its unpack directory has a rootfs with something in it.
+    for (bool seen = false; !seen;) {
+      std::error_code ec;
+      for (const auto& e : std::filesystem::directory_iterator(tmp, ec))
+        if (std::filesystem::exists(e.path() / "rootfs" / "f1")) seen = true;
+      if (!seen && ::waitpid(child, nullptr, WNOHANG) == child) break;  // finished: try again
+      if (seen) ::kill(child, SIGKILL);
+    }
+    int status = 0;
+    if (::waitpid(child, &status, 0) == child && WIFSIGNALED(status)) killed = true;
+  }
+  ASSERT_TRUE(killed) << "the unpack finished before it could be killed, three times";
+  for (const auto& e : std::filesystem::directory_iterator(options_.cache_dir + "/images"))
+    EXPECT_EQ(e.path().filename(), "tmp") << "a killed unpack left " << e.path();
+  // The next open unpacks the whole image.
+  const UnpackedImage img = open_image(layout, options_);
+  EXPECT_TRUE(img.unpacked);
+  EXPECT_EQ(img.stats.entries, 3000u);
+  EXPECT_EQ(test::read_file(img.rootfs + "/f2999"), "x");
 }
 
 TEST_F(ImageCacheTest, WrongPlatformRefused) {
