@@ -12,10 +12,10 @@ set -eu
 tool=${1:?usage: $0 PATH-TO-kiln-image-open}
 skip() { echo "SKIP: $*"; exit 77; }
 command -v podman >/dev/null 2>&1 || skip "podman is not installed (apt-get install podman)"
-busybox=$(command -v busybox || true)
-[ -n "$busybox" ] && file -L "$busybox" 2>/dev/null | grep -q "statically linked" ||
-  [ -x /bin/busybox ] || skip "no busybox-static"
-busybox=${busybox:-/bin/busybox}
+busybox=/bin/busybox
+[ -x "$busybox" ] || skip "no $busybox (apt-get install busybox-static)"
+# A dynamic busybox would not run in the unpacked root (no libraries there).
+! readelf -l "$busybox" 2>/dev/null | grep -q INTERP || skip "$busybox is not static (busybox-static)"
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/kiln-podman-image-XXXXXX")
 cleanup() {

@@ -151,6 +151,17 @@ TEST_F(ImageCacheTest, SameImageFromEveryFormatSharesOneEntry) {
   test::write_file(docker, test::tar_of_files(test::docker_archive(layers_, config_, "t:1")));
   EXPECT_TRUE(open_image(tar, options_).unpacked);
   EXPECT_FALSE(open_image(docker, options_).unpacked) << "keyed by the config digest";
+  // `docker save | gzip`: the whole archive compressed.
+  std::vector<test::TarEntry> entries;
+  for (const auto& [name, data] : test::docker_archive(layers_, config_, "t:1"))
+    entries.push_back(file(name, data));
+  const std::string gz = work_.path() + "/image.docker.tar.gz";
+  test::write_file(gz, test::make_tar(entries, Compression::kGzip));
+  const UnpackedImage img = open_image(gz, options_);
+  EXPECT_EQ(img.format, ImageFormat::kDockerArchive);
+  EXPECT_FALSE(img.unpacked);
+  options_.cache_dir += "-fresh";
+  check_tree(open_image(gz, options_));
 }
 
 TEST_F(ImageCacheTest, FlippedByteInLayerFailsNamingItAndLeavesNothing) {
@@ -168,6 +179,31 @@ TEST_F(ImageCacheTest, FlippedByteInLayerFailsNamingItAndLeavesNothing) {
   const std::string tar = work_.path() + "/bad.tar";
   test::write_file(tar, test::tar_of_files(oci.files));
   EXPECT_NE(open_error(tar).find("layer 2"), std::string::npos);
+  expect_cache_empty();
+}
+
+TEST_F(ImageCacheTest, DockerArchiveLayerLinks) {
+  // As podman writes it: <id>/layer.tar a symlink to ../<diff_id hex>.tar (the file after it).
+  auto files = test::docker_archive(layers_, config_, "t:1");
+  std::vector<test::TarEntry> entries;
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    const std::string name = "layer" + std::to_string(i) + "/layer.tar";
+    const std::string real = sha256_of(layers_[i].uncompressed).hex + ".tar";
+    entries.push_back(symlink(name, "../" + real));
+    entries.push_back(file(real, files[name]));
+    files.erase(name);
+  }
+  for (const auto& [name, data] : files) entries.push_back(file(name, data));
+  const std::string tar = work_.path() + "/links.tar";
+  test::write_file(tar, test::make_tar(entries));
+  check_tree(open_image(tar, options_));
+  // A link that leaves the archive is not followed anywhere.
+  entries[0] = symlink("layer0/layer.tar", "../../../etc/passwd");
+  entries.erase(entries.begin() + 1);
+  test::write_file(tar, test::make_tar(entries));
+  options_.cache_dir += "-2";
+  const std::string err = open_error(tar);
+  EXPECT_NE(err.find("layer0/layer.tar"), std::string::npos) << err;
   expect_cache_empty();
 }
 
