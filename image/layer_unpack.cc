@@ -79,10 +79,15 @@ bool check_ancestors(const std::string& root, const std::string& rel, const std:
   }
 }
 
+void remove_or_throw(const std::string& root, const std::string& rel, const std::string& what) {
+  if (!remove_tree(root + "/" + rel))
+    throw UsageError(what + ": cannot remove '" + rel + "' of a lower layer (permissions?)");
+}
+
 // Removes what the lower layers put in directory `dir` (relative, "" for the root) except the
 // paths this layer made.
 void opaque(const std::string& root, const std::string& dir,
-            const std::unordered_set<std::string>& own) {
+            const std::unordered_set<std::string>& own, const std::string& what) {
   const std::string path = dir.empty() ? root : root + "/" + dir;
   std::unique_ptr<DIR, int (*)(DIR*)> d(::opendir(path.c_str()), ::closedir);
   if (!d) return;
@@ -98,10 +103,10 @@ void opaque(const std::string& root, const std::string& dir,
       // This layer made the directory: only its lower content goes.
       struct stat st {};
       if (::lstat((root + "/" + rel).c_str(), &st) == 0 && S_ISDIR(st.st_mode))
-        opaque(root, rel, own);
+        opaque(root, rel, own, what);
       continue;
     }
-    remove_tree(root + "/" + rel);
+    remove_or_throw(root, rel, what);
   }
 }
 
@@ -152,13 +157,13 @@ void LayerUnpacker::apply(const std::string& path, const std::string& what) {
     if (base.starts_with(kWhiteoutPrefix)) {
       if (!check_ancestors(root_, rel, what)) continue;  // nothing below to hide
       if (base == kOpaqueWhiteout) {
-        opaque(root_, parent, own);
+        opaque(root_, parent, own, what);
       } else {
         const std::string hidden =
             (parent.empty() ? "" : parent + "/") + base.substr(kWhiteoutPrefix.size());
         if (base.size() == kWhiteoutPrefix.size())
           throw UsageError(what + ": whiteout '" + rel + "' names no file");
-        if (!own.count(hidden)) remove_tree(root_ + "/" + hidden);
+        if (!own.count(hidden)) remove_or_throw(root_, hidden, what);
       }
       continue;
     }
@@ -186,7 +191,7 @@ void LayerUnpacker::apply(const std::string& path, const std::string& what) {
       struct stat st {};
       if (::lstat(dest.c_str(), &st) == 0 && !(S_ISDIR(st.st_mode) && type == AE_IFDIR) &&
           !(hardlink && dest == archive_entry_hardlink(entry)))
-        remove_tree(dest);  // replaced by this layer's entry
+        remove_or_throw(root_, rel, what);  // replaced by this layer's entry
     }
     archive_entry_set_pathname(entry, dest.c_str());
     if (type == AE_IFREG && !hardlink && archive_entry_size(entry) > 0 &&

@@ -35,11 +35,29 @@ TempDir& TempDir::operator=(TempDir&& other) noexcept {
   return *this;
 }
 
-void remove_tree(const std::string& path) {
+bool remove_tree(const std::string& path) {
   std::error_code ec;
   // libstdc++'s remove_all looks at each entry with symlink_status: links are removed, never
   // followed.
   std::filesystem::remove_all(path, ec);
+  if (!ec) return true;
+  // Not root: an image's read-only directories (mode 0555, 0000) keep their entries. Make each
+  // directory writable by its owner (never through a symlink: the iterator does not follow
+  // them, and symlink_status sees links as links), then try again.
+  namespace fs = std::filesystem;
+  std::error_code walk;
+  if (fs::is_directory(fs::symlink_status(path, walk)))
+    fs::permissions(path, fs::perms::owner_all, fs::perm_options::add, walk);
+  for (fs::recursive_directory_iterator it(path, walk), end; !walk && it != end;
+       it.increment(walk)) {
+    std::error_code e;
+    if (fs::is_directory(it->symlink_status(e)))
+      fs::permissions(it->path(), fs::perms::owner_all,
+                      fs::perm_options::add | fs::perm_options::nofollow, e);
+  }
+  ec.clear();
+  fs::remove_all(path, ec);
+  return !ec;
 }
 
 }  // namespace kiln::image

@@ -26,7 +26,7 @@ class TempDir {
 };
 
 // Removes `path` and, if a directory, everything below it, without following symlinks; a
-// missing path is not an error.
-void remove_tree(const std::string& path);
+// missing path is not an error. Returns false if something could not be removed.
+bool remove_tree(const std::string& path);
 
 }  // namespace kiln::image

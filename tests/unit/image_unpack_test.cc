@@ -253,6 +253,29 @@ TEST_F(UnpackTest, GarbageLayerIsAnError) {
   }
 }
 
+TEST(ImageTempDir, RemovesReadOnlyTreesWithoutFollowingLinks) {
+  std::string path, outside;
+  TempDir keep("/tmp", "kiln-tempdir-outside-");
+  outside = keep.path();
+  test::write_file(outside + "/precious", "p");
+  {
+    TempDir t("/tmp", "kiln-tempdir-");
+    path = t.path();
+    std::filesystem::create_directories(path + "/ro/deeper");
+    test::write_file(path + "/ro/deeper/f", "x");
+    std::filesystem::create_directory_symlink(outside, path + "/ro/link");
+    ASSERT_EQ(::chmod((path + "/ro/deeper").c_str(), 0), 0);
+    ASSERT_EQ(::chmod((path + "/ro").c_str(), 0555), 0);
+    ASSERT_EQ(::chmod(outside.c_str(), 0555), 0);
+  }
+  EXPECT_FALSE(std::filesystem::exists(path));
+  EXPECT_EQ(test::read_file(outside + "/precious"), "p");
+  struct stat st {};
+  ASSERT_EQ(::stat(outside.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0555u) << "the link's target was not touched";
+  ::chmod(outside.c_str(), 0755);
+}
+
 TEST(LayerDiffId, HashesTheUncompressedStream) {
   TempDir dir("/tmp", "kiln-diffid-");
   const auto tar = test::make_tar({file("a", "content")});
