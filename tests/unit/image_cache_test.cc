@@ -141,6 +141,13 @@ TEST_F(ImageCacheTest, DockerArchiveUncompressedAndGzipLayers) {
   check_tree(img);
   EXPECT_EQ(img.config_digest, sha256_of(cfg.dump()));
   EXPECT_NE(open_error(tar + ":v2").find("no image tagged 'v2'"), std::string::npos);
+  // The same files unpacked into a directory.
+  const std::string dir = work_.path() + "/docker-dir";
+  test::write_files(dir, test::docker_archive(plain, cfg, "localhost/t:v1"));
+  options_.cache_dir += "-dir";
+  const UnpackedImage from_dir = open_image(dir, options_);
+  EXPECT_EQ(from_dir.format, ImageFormat::kDockerDir);
+  check_tree(from_dir);
 }
 
 TEST_F(ImageCacheTest, SameImageFromEveryFormatSharesOneEntry) {
