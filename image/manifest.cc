@@ -183,13 +183,12 @@ const Descriptor& select_descriptor(const OciIndex& index, std::string_view tag,
     }
   }
   if (found.size() == 1) return *found[0];
-  const std::string wanted =
-      tag.empty() ? "an image for " + std::string(os) + "/" + std::string(architecture)
-                  : "an image tagged '" + std::string(tag) + "'";
+  const std::string wanted = tag.empty()
+                                 ? "image for " + std::string(os) + "/" + std::string(architecture)
+                                 : "image tagged '" + std::string(tag) + "'";
   if (index.manifests.empty()) throw UsageError(what + ": lists no image");
   throw UsageError(what + ": " + (found.empty() ? "has no " : "has more than one ") + wanted +
-                   (tag.empty() && found.empty() ? "" : "") + "; it lists:" + listed +
-                   (tag.empty() ? "\n(name one as PATH:TAG)" : ""));
+                   "; it lists:" + listed + (tag.empty() ? "\n(name one as PATH:TAG)" : ""));
 }
 
 const DockerImageEntry& select_docker_image(const std::vector<DockerImageEntry>& images,

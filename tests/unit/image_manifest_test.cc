@@ -59,7 +59,7 @@ TEST(ImageManifest, IndexAndSelection) {
             std::string(64, 'b'));
   const std::string err =
       error_of([&] { select_descriptor(index, "nope", "linux", "amd64", "index.json"); });
-  EXPECT_NE(err.find("no an image tagged 'nope'"), std::string::npos) << err;
+  EXPECT_NE(err.find("has no image tagged 'nope'"), std::string::npos) << err;
   EXPECT_NE(err.find("busybox:1.36"), std::string::npos) << "lists what there is: " << err;
   EXPECT_NE(
       error_of([&] { select_descriptor(index, "", "linux", "s390x", "i"); }).find("linux/s390x"),
