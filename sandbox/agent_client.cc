@@ -64,7 +64,8 @@ bool read_line(int fd, std::string* line, Clock::time_point deadline) {
 AgentClient::AgentClient(UniqueFd stream) : ch_(std::move(stream)) {}
 
 UniqueFd AgentClient::connect_vsock(const std::string& uds_path, uint32_t port,
-                                    std::chrono::milliseconds timeout) {
+                                    std::chrono::milliseconds timeout,
+                                    const std::function<bool()>& keep_trying) {
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
   if (uds_path.size() >= sizeof addr.sun_path)
@@ -87,6 +88,10 @@ UniqueFd AgentClient::connect_vsock(const std::string& uds_path, uint32_t port,
       } else {
         last = "the guest did not accept on port " + std::to_string(port);
       }
+    }
+    if (keep_trying && !keep_trying()) {
+      last += "; the VM stopped";
+      break;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }

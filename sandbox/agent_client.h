@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -35,8 +36,10 @@ class AgentClient {
   // A stream to guest vsock port `port` through Kiln's vsock host side: connects to `uds_path`
   // and asks "CONNECT <port>\n", retrying (the VM may still be booting: no socket yet, or the
   // guest refusing) until "OK <n>\n" or `timeout`. Throws kiln::Error naming what failed.
+  // `keep_trying` (if set) is asked between attempts; false gives up at once (the VM died).
   static UniqueFd connect_vsock(const std::string& uds_path, uint32_t port,
-                                std::chrono::milliseconds timeout);
+                                std::chrono::milliseconds timeout,
+                                const std::function<bool()>& keep_trying = {});
 
   // Sends the host's hello and waits for the agent's (its version and timings).
   agent::Hello handshake(std::chrono::milliseconds timeout);

@@ -196,24 +196,31 @@ void Agent::pump_stdin(Conn& c, Process& p) {
   }
 }
 
-void Agent::pump_output(Conn& c, Process& p, int which) {
+bool Agent::pump_output(Conn& c, Process& p, int which) {
   Output& o = p.out[which];
-  if (!o.fd || o.credit == 0) return;
+  if (!o.fd || o.credit == 0) return true;
   std::vector<uint8_t> buf(std::min<size_t>(o.credit, kMaxData));
   ssize_t n = read(o.fd.get(), buf.data(), buf.size());
-  if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
+  if (n < 0 && (errno == EAGAIN || errno == EINTR)) return false;
   if (n <= 0) {  // EOF, or EIO: a pty whose last slave closed
     o.fd.reset();
-    return;
+    return true;
   }
   buf.resize(static_cast<size_t>(n));
   o.credit -= static_cast<uint32_t>(n);
   c.ch.send(Data{p.id, which == 0 ? Stream::Stdout : Stream::Stderr, std::move(buf)});
+  return true;
 }
 
 void Agent::finish(Conn& c) {
   for (auto it = c.procs.begin(); it != c.procs.end();) {
     Process& p = *it->second;
+    // An exited process's output is what its pipes hold now: drained as credit allows, then
+    // done, even if a child it left behind still holds them open (that child's later output
+    // is not this process's; it is killed at power-off).
+    for (int i = 0; p.exited && i < 2; ++i)
+      while (p.out[i].fd && p.out[i].credit)
+        if (!pump_output(c, p, i)) p.out[i].fd.reset();
     if (!p.exited || p.out[0].fd || p.out[1].fd) {
       ++it;
       continue;

@@ -70,7 +70,8 @@ class Agent {
   // ProtocolError for an id never started.
   Process* find(Conn& c, uint32_t id, const char* what);
   void pump_stdin(Conn& c, Process& p);
-  void pump_output(Conn& c, Process& p, int which);
+  // Reads what credit allows into a data message; false if nothing was there (EAGAIN).
+  bool pump_output(Conn& c, Process& p, int which);
   void reap(Process& p);
   void finish(Conn& c);  // sends exits of finished processes
   void drop(std::list<Conn>::iterator it);

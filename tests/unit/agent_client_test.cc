@@ -136,6 +136,17 @@ TEST(AgentClient, EnvCwdAndUmaskApplied) {
   EXPECT_EQ(out.text(), "bar baz\n/tmp\n0027\n");
 }
 
+// A child left behind holding stdout open does not keep the exit from being reported.
+TEST(AgentClient, ExitReportedWhileAnOrphanHoldsStdout) {
+  Session s;
+  Capture out, err;
+  EXPECT_EQ(s.run({"sh", "-c", "sleep 30 & echo $!"}, {-1, out.fd(), err.fd()}), 0);
+  std::string pid = out.text();
+  ASSERT_FALSE(pid.empty());
+  EXPECT_EQ(pid.back(), '\n');
+  EXPECT_EQ(kill(std::stoi(pid), SIGKILL), 0);  // it was still running
+}
+
 TEST(AgentClient, StartFailureNamesTheCause) {
   Session s;
   Capture out, err;
