@@ -33,7 +33,7 @@ struct RunOptions {
   std::vector<std::string> env, command;
   std::string workdir = "/";
   bool interactive = false;
-  bool keep_console = false;
+  std::string console_log;  // empty: a temporary file, shown only when the VM fails
   unsigned cpus = 1, memory = 256, boot_timeout = 300;
 };
 
@@ -104,7 +104,8 @@ int wait_vm(pid_t pid, std::chrono::milliseconds timeout) {
 
 int run(const RunOptions& o) {
   TempDir dir;
-  std::string uds = (dir.path() / "vsock").string(), log = (dir.path() / "console.log").string();
+  std::string uds = (dir.path() / "vsock").string();
+  std::string log = o.console_log.empty() ? (dir.path() / "console.log").string() : o.console_log;
   std::vector<std::string> args{"kiln",
                                 "run",
                                 "--kernel",
@@ -167,7 +168,6 @@ int run(const RunOptions& o) {
                  vm_status);
     if (status == 0) status = kExitKiln;
   }
-  if (o.keep_console) std::fprintf(stderr, "%s", tail_of(log, 1 << 20).c_str());
   return status;
 }
 
@@ -190,7 +190,8 @@ int sandbox_main(int argc, char** argv) {
         return v.empty() || v[0] != '/' ? "-w needs an absolute path" : "";
       });
   r->add_flag("-i,--interactive", o.interactive, "connect Kiln's stdin to the workload");
-  r->add_flag("--console", o.keep_console, "print the guest's console after the run");
+  r->add_option("--console-log", o.console_log,
+                "write the guest's console (and kiln run's log) here");
   r->add_option("--cpus", o.cpus, "vCPUs")->check(CLI::Range(1, 254));
   r->add_option("--memory", o.memory, "guest memory in MiB")->check(CLI::Range(32, 65536));
   r->add_option("--boot-timeout", o.boot_timeout, "seconds to wait for the agent")
