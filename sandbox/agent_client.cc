@@ -1,6 +1,7 @@
 #include "sandbox/agent_client.h"
 
 #include <poll.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -200,6 +201,8 @@ void AgentClient::send_stdin(uint32_t id, Proc& p) {
 void AgentClient::pump(int timeout_ms) {
   std::vector<pollfd> fds{
       {ch_.fd(), static_cast<short>(POLLIN | (ch_.pending() ? POLLOUT : 0)), 0}};
+  if (signal_fd_ >= 0) fds.push_back({signal_fd_, POLLIN, 0});
+  size_t first_stdin = fds.size();
   std::vector<uint32_t> ids;
   // Stdin is read only while the channel is not backed up and the agent granted credit.
   if (ch_.pending() < kMaxFrame)
@@ -221,8 +224,14 @@ void AgentClient::pump(int timeout_ms) {
     }
     if (fds[0].revents & POLLOUT && !ch_.write())
       throw kiln::Error("the connection to the agent broke while writing");
-    for (size_t i = 1; i < fds.size(); ++i)
-      if (fds[i].revents) send_stdin(ids[i - 1], procs_.at(ids[i - 1]));
+    if (signal_fd_ >= 0 && fds[1].revents) {
+      signalfd_siginfo si;
+      while (::read(signal_fd_, &si, sizeof si) == sizeof si)
+        for (auto& [id, p] : procs_)
+          if (p.started && !p.exited) ch_.send(Signal{id, static_cast<int32_t>(si.ssi_signo)});
+    }
+    for (size_t i = first_stdin; i < fds.size(); ++i)
+      if (fds[i].revents) send_stdin(ids[i - first_stdin], procs_.at(ids[i - first_stdin]));
   }
   if (ch_.pending() && !ch_.write()) throw kiln::Error("the connection to the agent broke");
 }

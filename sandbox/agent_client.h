@@ -51,6 +51,10 @@ class AgentClient {
   void signal(uint32_t id, int sig);
   void resize(uint32_t id, uint16_t rows, uint16_t cols);
 
+  // While pumping, signals read from this signalfd are sent to every started process
+  // (SIGINT/SIGTERM to Kiln go to the workload first).
+  void forward_signals(int signal_fd) { signal_fd_ = signal_fd; }
+
   // Pumps stdio of every process until `id` exited; returns its exit.
   agent::Exit wait(uint32_t id);
   // start + wait: the exit status (code, or 128 + signal).
@@ -82,6 +86,7 @@ class AgentClient {
   std::optional<agent::Hello> hello_;
   uint32_t next_id_ = 1;
   std::map<uint32_t, Proc> procs_;
+  int signal_fd_ = -1;
 };
 
 }  // namespace kiln::sandbox

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -70,8 +71,21 @@ pid_t spawn_vm(const std::vector<std::string>& args, const std::string& log) {
   std::vector<char*> argv;
   for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);
+  // Its own process group, so a terminal's ^C reaches the workload (through the agent) rather
+  // than stopping the VM; default signal mask and dispositions.
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  sigset_t none, all;
+  sigemptyset(&none);
+  sigfillset(&all);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setsigdefault(&attr, &all);
+  posix_spawnattr_setpgroup(&attr, 0);
+  posix_spawnattr_setflags(&attr,
+                           POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP);
   pid_t pid;
-  int err = posix_spawn(&pid, "/proc/self/exe", &fa, nullptr, argv.data(), environ);
+  int err = posix_spawn(&pid, "/proc/self/exe", &fa, &attr, argv.data(), environ);
+  posix_spawnattr_destroy(&attr);
   posix_spawn_file_actions_destroy(&fa);
   if (err) throw_errno("start the VM (kiln run)", err);
   return pid;
@@ -103,6 +117,13 @@ int wait_vm(pid_t pid, std::chrono::milliseconds timeout) {
 }
 
 int run(const RunOptions& o) {
+  // SIGINT, SIGTERM and SIGHUP go to the workload (read through a signalfd while pumping).
+  sigset_t set;
+  sigemptyset(&set);
+  for (int sig : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&set, sig);
+  sigprocmask(SIG_BLOCK, &set, nullptr);
+  UniqueFd signals(signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK));
+  if (!signals) throw_errno("signalfd");
   TempDir dir;
   std::string uds = (dir.path() / "vsock").string();
   std::string log = o.console_log.empty() ? (dir.path() / "console.log").string() : o.console_log;
@@ -145,6 +166,7 @@ int run(const RunOptions& o) {
         AgentClient::connect_vsock(uds, agent::kDefaultPort, std::chrono::seconds(o.boot_timeout),
                                    [&] { return waitpid(vm, &status, WNOHANG) == 0; });
     AgentClient client(std::move(stream));
+    client.forward_signals(signals.get());
     client.handshake(10s);
     agent::Start s;
     s.argv = o.command;

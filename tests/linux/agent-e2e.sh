@@ -5,7 +5,7 @@
 # per boot and exits with its status once the agent powered the VM off (ACPI S5: kiln run 0).
 # Cases: stdout byte-exact; exit 3; stderr kept apart; a signal (137); -e/-w and the hostname;
 # stdin (-i); an orphan holding stdout (reaped, VM still powers off); 1 MiB of binary data
-# through stdout (sha256).
+# through stdout (sha256); SIGTERM to kiln reaching the workload.
 #
 #   tests/linux/agent-e2e.sh          prepare, boot (here on VMX/SVM KVM, else in the
 #                                     nested-KVM VM: scripts/nested-kvm/), check
@@ -49,6 +49,20 @@ boots() {
   in="$out/stdin.in" sb stdin -i "$out/stdin.ext4" -- sh -c 'cat; echo end'
   sb orphan "$out/orphan.ext4" -- sh -c 'sleep 1000 & echo parent-done'
   sb blob "$out/blob.ext4" -- cat /blob.bin
+  # SIGTERM to kiln reaches the workload, whose trap decides the status. (timeout passes the
+  # SIGTERM it gets on to kiln.)
+  cp "$out/rootfs.ext4" "$out/sigterm.ext4"
+  timeout -k 5 600 build/kiln sandbox run --console-log "$out/sigterm.console" \
+    "$out/sigterm.ext4" -- sh -c 'trap "echo got-term; exit 7" TERM; echo waiting
+                                 while :; do sleep 1; done' \
+    < /dev/null > "$out/sigterm.out" 2> "$out/sigterm.err" &
+  local pid=$! i
+  for i in $(seq 1500); do grep -q waiting "$out/sigterm.out" && break; sleep 0.2; done
+  kill -TERM "$pid"
+  wait "$pid"
+  echo $? > "$out/sigterm.rc"
+  rm -f "$out/sigterm.ext4"
+  echo "agent-e2e: sigterm: exit $(cat "$out/sigterm.rc")"
 }
 
 check() {
@@ -75,6 +89,7 @@ check() {
   expect envcwd 0 $'bar /tmp kiln\n'
   expect stdin 0 $'line one\nline two\nend\n'
   expect orphan 0 $'parent-done\n'
+  expect sigterm 7 $'waiting\ngot-term\n'
   local want got
   want=$(sha256sum < "$out/blob.bin") got=$(sha256sum < "$out/blob.out" 2>/dev/null)
   if [ "$(cat "$out/blob.rc" 2>/dev/null)" = 0 ] && [ "$want" = "$got" ]; then ok blob
