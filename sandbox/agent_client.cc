@@ -1,6 +1,8 @@
 #include "sandbox/agent_client.h"
 
 #include <poll.h>
+#include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -227,8 +229,14 @@ void AgentClient::pump(int timeout_ms) {
     if (signal_fd_ >= 0 && fds[1].revents) {
       signalfd_siginfo si;
       while (::read(signal_fd_, &si, sizeof si) == sizeof si)
-        for (auto& [id, p] : procs_)
-          if (p.started && !p.exited) ch_.send(Signal{id, static_cast<int32_t>(si.ssi_signo)});
+        for (auto& [id, p] : procs_) {
+          if (!p.started || p.exited) continue;
+          winsize ws{};
+          if (si.ssi_signo != SIGWINCH)
+            ch_.send(Signal{id, static_cast<int32_t>(si.ssi_signo)});
+          else if (p.terminal && ioctl(p.io.out, TIOCGWINSZ, &ws) == 0)
+            ch_.send(Resize{id, ws.ws_row, ws.ws_col});  // the host terminal's new size
+        }
     }
     for (size_t i = first_stdin; i < fds.size(); ++i)
       if (fds[i].revents) send_stdin(ids[i - first_stdin], procs_.at(ids[i - first_stdin]));
@@ -243,6 +251,7 @@ int32_t AgentClient::start(Start& s, Stdio io) {
   ch_.send(s);
   Proc& p = procs_[s.id];
   p.io = io;
+  p.terminal = s.terminal;
   while (!p.started && !p.failed) pump(-1);
   if (p.failed) {
     std::string why = p.error;

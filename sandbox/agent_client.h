@@ -52,7 +52,8 @@ class AgentClient {
   void resize(uint32_t id, uint16_t rows, uint16_t cols);
 
   // While pumping, signals read from this signalfd are sent to every started process
-  // (SIGINT/SIGTERM to Kiln go to the workload first).
+  // (SIGINT/SIGTERM to Kiln go to the workload first); SIGWINCH resizes the terminal of each
+  // process started with one to the size of its host stdout.
   void forward_signals(int signal_fd) { signal_fd_ = signal_fd; }
 
   // Pumps stdio of every process until `id` exited; returns its exit.
@@ -65,6 +66,7 @@ class AgentClient {
     Stdio io;
     bool started = false;
     int32_t pid = 0;
+    bool terminal = false;
     bool failed = false;
     std::string error;
     bool exited = false;

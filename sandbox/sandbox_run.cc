@@ -3,15 +3,18 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/ioctl.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <thread>
 
@@ -34,6 +37,7 @@ struct RunOptions {
   std::vector<std::string> env, command;
   std::string workdir = "/";
   bool interactive = false;
+  bool tty = false;
   std::string console_log;  // empty: a temporary file, shown only when the VM fails
   unsigned cpus = 1, memory = 256, boot_timeout = 300;
 };
@@ -41,6 +45,25 @@ struct RunOptions {
 fs::path self_dir() {
   return fs::read_symlink("/proc/self/exe").parent_path();
 }
+
+// The host terminal in raw mode while the workload has its own terminal (keys go through to
+// it as typed: ^C is the guest's), restored on scope exit.
+class RawMode {
+ public:
+  explicit RawMode(int fd) : fd_(fd) {
+    if (tcgetattr(fd_, &saved_) < 0) throw_errno("tcgetattr");
+    termios raw = saved_;
+    cfmakeraw(&raw);
+    if (tcsetattr(fd_, TCSANOW, &raw) < 0) throw_errno("tcsetattr");
+  }
+  ~RawMode() { tcsetattr(fd_, TCSANOW, &saved_); }
+  RawMode(const RawMode&) = delete;
+  RawMode& operator=(const RawMode&) = delete;
+
+ private:
+  int fd_;
+  termios saved_;
+};
 
 // A temporary directory for the vsock socket and the console log, removed at the end.
 class TempDir {
@@ -120,7 +143,7 @@ int run(const RunOptions& o) {
   // SIGINT, SIGTERM and SIGHUP go to the workload (read through a signalfd while pumping).
   sigset_t set;
   sigemptyset(&set);
-  for (int sig : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&set, sig);
+  for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGWINCH}) sigaddset(&set, sig);
   sigprocmask(SIG_BLOCK, &set, nullptr);
   UniqueFd signals(signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK));
   if (!signals) throw_errno("signalfd");
@@ -173,6 +196,17 @@ int run(const RunOptions& o) {
     s.env = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root"};
     for (const auto& e : o.env) s.env.push_back(e);
     s.cwd = o.workdir;
+    std::optional<RawMode> raw;
+    if (o.tty) {
+      s.terminal = true;
+      winsize ws{};
+      if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_row && ws.ws_col) {
+        s.rows = ws.ws_row;
+        s.cols = ws.ws_col;
+      }
+      s.env.push_back("TERM=" + std::string(getenv("TERM") ? getenv("TERM") : "xterm"));
+      if (o.interactive && isatty(STDIN_FILENO)) raw.emplace(STDIN_FILENO);
+    }
     status = client.run(s, {o.interactive ? STDIN_FILENO : -1, STDOUT_FILENO, STDERR_FILENO});
   } catch (const StartError& e) {
     std::fprintf(stderr, "kiln sandbox: %s\n", e.what());
@@ -212,6 +246,9 @@ int sandbox_main(int argc, char** argv) {
         return v.empty() || v[0] != '/' ? "-w needs an absolute path" : "";
       });
   r->add_flag("-i,--interactive", o.interactive, "connect Kiln's stdin to the workload");
+  r->add_flag("-t,--tty", o.tty,
+              "give the workload a terminal (stdout and stderr joined; the host terminal in raw "
+              "mode with -i; its size, and SIGWINCH)");
   r->add_option("--console-log", o.console_log,
                 "write the guest's console (and kiln run's log) here");
   r->add_option("--cpus", o.cpus, "vCPUs")->check(CLI::Range(1, 254));

@@ -5,7 +5,9 @@
 # per boot and exits with its status once the agent powered the VM off (ACPI S5: kiln run 0).
 # Cases: stdout byte-exact; exit 3; stderr kept apart; a signal (137); -e/-w and the hostname;
 # stdin (-i); an orphan holding stdout (reaped, VM still powers off); 1 MiB of binary data
-# through stdout (sha256); SIGTERM to kiln reaching the workload.
+# through stdout (sha256); SIGTERM to kiln reaching the workload; -t (a pty, 24x80 without a
+# host terminal). kiln run's own status is checked by `kiln sandbox run`: an unclean VM exit
+# is reported on stderr, which each case expects exactly.
 #
 #   tests/linux/agent-e2e.sh          prepare, boot (here on VMX/SVM KVM, else in the
 #                                     nested-KVM VM: scripts/nested-kvm/), check
@@ -49,6 +51,7 @@ boots() {
   in="$out/stdin.in" sb stdin -i "$out/stdin.ext4" -- sh -c 'cat; echo end'
   sb orphan "$out/orphan.ext4" -- sh -c 'sleep 1000 & echo parent-done'
   sb blob "$out/blob.ext4" -- cat /blob.bin
+  sb tty -t "$out/tty.ext4" -- sh -c 'test -t 0 && test -t 1 && test -t 2 && echo tty; stty size'
   # SIGTERM to kiln reaches the workload, whose trap decides the status. (timeout passes the
   # SIGTERM it gets on to kiln.)
   cp "$out/rootfs.ext4" "$out/sigterm.ext4"
@@ -90,6 +93,7 @@ check() {
   expect stdin 0 $'line one\nline two\nend\n'
   expect orphan 0 $'parent-done\n'
   expect sigterm 7 $'waiting\ngot-term\n'
+  expect tty 0 $'tty\r\n24 80\r\n'
   local want got
   want=$(sha256sum < "$out/blob.bin") got=$(sha256sum < "$out/blob.out" 2>/dev/null)
   if [ "$(cat "$out/blob.rc" 2>/dev/null)" = 0 ] && [ "$want" = "$got" ]; then ok blob
