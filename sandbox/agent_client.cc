@@ -252,7 +252,13 @@ int32_t AgentClient::start(Start& s, Stdio io) {
   Proc& p = procs_[s.id];
   p.io = io;
   p.terminal = s.terminal;
-  while (!p.started && !p.failed) pump(-1);
+  // Starting is fork + exec: an agent that does not answer within a minute is broken.
+  auto deadline = Clock::now() + std::chrono::seconds(60);
+  while (!p.started && !p.failed) {
+    if (ms_left(deadline) == 0)
+      throw kiln::Error("the agent did not answer the start of '" + s.argv[0] + "' within 60 s");
+    pump(ms_left(deadline));
+  }
   if (p.failed) {
     std::string why = p.error;
     procs_.erase(s.id);

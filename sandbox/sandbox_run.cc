@@ -177,17 +177,24 @@ int run(const RunOptions& o) {
       }
     }
   } reap{vm};
+  int vm_exit = -1;  // set when kiln run ended while Kiln waited for the agent
   auto vm_failed = [&](const std::string& what) {
-    int st = wait_vm(vm, 1ms);
+    int st = vm_exit >= 0 ? vm_exit : wait_vm(vm, 1ms);
     reap.pid = 0;
+    std::string console = tail_of(log);
     return kiln::Error(what + (st >= 0 ? "; kiln run exited " + std::to_string(st) : "") +
-                       "; its console:\n" + tail_of(log));
+                       "; its console:\n" + (console.empty() ? "(empty)" : console));
+  };
+  auto vm_running = [&] {
+    int st;
+    if (waitpid(vm, &st, WNOHANG) != vm) return true;
+    vm_exit = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    return false;
   };
   int status;
   try {
-    UniqueFd stream =
-        AgentClient::connect_vsock(uds, agent::kDefaultPort, std::chrono::seconds(o.boot_timeout),
-                                   [&] { return waitpid(vm, &status, WNOHANG) == 0; });
+    UniqueFd stream = AgentClient::connect_vsock(uds, agent::kDefaultPort,
+                                                 std::chrono::seconds(o.boot_timeout), vm_running);
     AgentClient client(std::move(stream));
     client.forward_signals(signals.get());
     client.handshake(10s);
