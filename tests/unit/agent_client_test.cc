@@ -136,6 +136,30 @@ TEST(AgentClient, EnvCwdAndUmaskApplied) {
   EXPECT_EQ(out.text(), "bar baz\n/tmp\n0027\n");
 }
 
+TEST(AgentClient, CredentialsLimitsAndNoNewPrivileges) {
+  Session s;
+  Capture out, err;
+  agent::Start st;
+  st.rlimits = {{"nofile", 64, 64}};
+  st.no_new_privileges = true;
+  EXPECT_EQ(s.run({"sh", "-c", "ulimit -n; grep NoNewPrivs /proc/self/status"},
+                  {-1, out.fd(), err.fd()}, st),
+            0);
+  EXPECT_EQ(out.text(), "64\nNoNewPrivs:\t1\n");
+  agent::Start bad;
+  bad.rlimits = {{"bogus", 1, 1}};
+  EXPECT_THROW(s.run({"true"}, {-1, out.fd(), err.fd()}, bad), StartError);
+  if (geteuid() != 0) GTEST_SKIP() << "uid, gid and groups need root";
+  Capture ids;
+  agent::Start user;
+  user.uid = 1234;
+  user.gid = 2345;
+  user.groups = {5, 6};
+  EXPECT_EQ(s.run({"sh", "-c", "echo $(id -u) $(id -g) $(id -G)"}, {-1, ids.fd(), err.fd()}, user),
+            0);
+  EXPECT_EQ(ids.text(), "1234 2345 2345 5 6\n");
+}
+
 // A child left behind holding stdout open does not keep the exit from being reported.
 TEST(AgentClient, ExitReportedWhileAnOrphanHoldsStdout) {
   Session s;
