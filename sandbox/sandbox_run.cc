@@ -38,6 +38,7 @@ struct RunOptions {
   std::string workdir = "/";
   bool interactive = false;
   bool tty = false;
+  bool timings = false;
   std::string console_log;  // empty: a temporary file, shown only when the VM fails
   unsigned cpus = 1, memory = 256, boot_timeout = 300;
 };
@@ -140,6 +141,10 @@ int wait_vm(pid_t pid, std::chrono::milliseconds timeout) {
 }
 
 int run(const RunOptions& o) {
+  auto t0 = std::chrono::steady_clock::now();
+  auto ms_since = [&t0] {
+    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  };
   // SIGINT, SIGTERM and SIGHUP go to the workload (read through a signalfd while pumping).
   sigset_t set;
   sigemptyset(&set);
@@ -197,7 +202,8 @@ int run(const RunOptions& o) {
                                                  std::chrono::seconds(o.boot_timeout), vm_running);
     AgentClient client(std::move(stream));
     client.forward_signals(signals.get());
-    client.handshake(10s);
+    agent::Hello hello = client.handshake(10s);
+    double ready_ms = ms_since();
     agent::Start s;
     s.argv = o.command;
     s.env = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root"};
@@ -214,7 +220,14 @@ int run(const RunOptions& o) {
       s.env.push_back("TERM=" + std::string(getenv("TERM") ? getenv("TERM") : "xterm"));
       if (o.interactive && isatty(STDIN_FILENO)) raw.emplace(STDIN_FILENO);
     }
-    status = client.run(s, {o.interactive ? STDIN_FILENO : -1, STDOUT_FILENO, STDERR_FILENO});
+    client.start(s, {o.interactive ? STDIN_FILENO : -1, STDOUT_FILENO, STDERR_FILENO});
+    double started_ms = ms_since();
+    status = client.wait(s.id).status();
+    if (o.timings)
+      std::fprintf(stderr,
+                   "kiln sandbox: agent ready %.1f ms (kernel boot to agent %.1f ms, agent "
+                   "start-up %.1f ms), workload started %.1f ms, exited %.1f ms\n",
+                   ready_ms, hello.boot_ns / 1e6, hello.startup_ns / 1e6, started_ms, ms_since());
   } catch (const StartError& e) {
     std::fprintf(stderr, "kiln sandbox: %s\n", e.what());
     return std::string(e.what()).find("No such file") != std::string::npos ? 127 : 126;
@@ -253,6 +266,9 @@ int sandbox_main(int argc, char** argv) {
         return v.empty() || v[0] != '/' ? "-w needs an absolute path" : "";
       });
   r->add_flag("-i,--interactive", o.interactive, "connect Kiln's stdin to the workload");
+  r->add_flag("--timings", o.timings,
+              "print the phases' times on stderr: agent ready (with the agent's own report), "
+              "workload started, exited (from Kiln's start)");
   r->add_flag("-t,--tty", o.tty,
               "give the workload a terminal (stdout and stderr joined; the host terminal in raw "
               "mode with -i; its size, and SIGWINCH)");
