@@ -4,6 +4,10 @@
     base -> arch, boot, devices -> vmm -> api -> main (vmm/main.cc)
     base -> image (container images; nothing below main includes it yet)
 
+beside them, the guest agent and the sandbox host side, which must not reach into the VMM:
+
+    base -> agent (its protocol, core and PID-1 code) -> sandbox (the host's agent client)
+
 A file in a layer may include headers of its own layer and of the layers below it, never above.
 Prints each violation as FILE:LINE: LAYER includes HEADER (LAYER') and exits 1 if any."""
 import pathlib
@@ -19,6 +23,8 @@ BELOW = {
     "vmm": {"base", "arch", "boot", "devices", "vmm"},
     "api": {"base", "arch", "boot", "devices", "vmm", "api"},
     "image": {"base", "image"},  # container images: beside vmm/, on base/ only
+    "agent": {"base", "agent"},
+    "sandbox": {"base", "agent", "sandbox"},
 }
 TOP = {"vmm/main.cc"}  # the composition root links everything
 # Known, named exceptions that are being removed; each says why it is still here.

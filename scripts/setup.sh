@@ -44,6 +44,6 @@ meson compile -C build
 
 # The Linux guest kit: kernel (built once from linux-source-6.1, then cached outside the build
 # tree: ~/.cache/kiln/guest-kernel/) and a busybox ext4 root file system.
-scripts/build-guest-kernel.sh
+scripts/build-guest-kernel.sh --out build/guest-kernel  # kiln sandbox finds it there
 scripts/build-rootfs.sh
 echo "setup: done; the VMM is build/kiln. Run the tests with: scripts/test.sh"

@@ -7,6 +7,7 @@
 
 #include <cstdio>
 #include <memory>
+#include <string_view>
 #include <variant>
 
 #include "api/cli.h"
@@ -15,6 +16,7 @@
 #include "base/error.h"
 #include "base/fd_limit.h"
 #include "base/stop.h"
+#include "sandbox/sandbox_run.h"
 #include "vmm/controller.h"
 #include "vmm/terminal.h"
 
@@ -22,6 +24,8 @@ int main(int argc, char** argv) {
   // A console, log or socket reader that went away must not kill the VM: writes fail with
   // EPIPE instead, and each writer handles that (console output is dropped, a socket closed).
   ::signal(SIGPIPE, SIG_IGN);
+  if (argc > 1 && std::string_view(argv[1]) == "sandbox")  // workloads: sandbox/sandbox_run.cc
+    return kiln::sandbox::sandbox_main(argc - 1, argv + 1);
   kiln::CliCommand cmd;
   try {
     cmd = kiln::parse_cli(argc, argv);

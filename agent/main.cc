@@ -1,0 +1,201 @@
+// kiln-agent: PID 1 of a Kiln sandbox guest, started from the agent's initramfs as /init.
+// Mounts the API file systems and the workload's root (agent/boot_config.h), switches into it,
+// brings up lo, then serves the host over vsock (agent/core/agent.h) as a real init: reaps
+// every orphan, forwards SIGTERM/SIGINT to the workload, and powers the VM off (ACPI S5, so
+// `kiln run` exits 0) once a process ran and nothing is left: no process, no connection.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <linux/vm_sockets.h>
+#include <net/if.h>
+#include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/reboot.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+
+#include "agent/boot_config.h"
+#include "agent/core/agent.h"
+
+namespace kiln::agent {
+namespace {
+
+uint64_t now_ns(clockid_t clock) {
+  timespec ts;
+  clock_gettime(clock, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+[[noreturn]] void fail(const std::string& what, int err = errno) {
+  throw std::runtime_error(what + ": " + std::strerror(err));
+}
+
+void mount_fs(const char* source, const char* target, const char* type, unsigned long flags,
+              const char* data = nullptr) {
+  if (mkdir(target, 0755) < 0 && errno != EEXIST) fail(std::string("mkdir ") + target);
+  if (mount(source, target, type, flags, data) < 0)
+    fail(std::string("mount ") + type + " on " + target);
+}
+
+std::string read_file(const char* path) {
+  std::ifstream f(path);
+  std::stringstream s;
+  s << f.rdbuf();
+  return s.str();
+}
+
+// Waits for the root's block device (virtio probing may still run when init starts).
+void wait_for_device(const std::string& path) {
+  for (int i = 0; i < 500; ++i) {
+    struct stat st;
+    if (stat(path.c_str(), &st) == 0) return;
+    usleep(10000);
+  }
+  throw std::runtime_error("root device " + path + " did not appear within 5 s " +
+                           "(is the disk given to kiln, and is kiln.root= right?)");
+}
+
+// The workload's root at /newroot, then made "/": initramfs cannot pivot_root, so the new root
+// is moved onto / and chrooted into (as switch_root does). /dev and /proc move along.
+void switch_root(const BootConfig& cfg) {
+  if (cfg.rootfstype != "virtiofs") wait_for_device(cfg.root);
+  unsigned long flags = cfg.read_only ? MS_RDONLY : 0;
+  mount_fs(cfg.root.c_str(), "/newroot", cfg.rootfstype.c_str(), flags,
+           cfg.rootflags.empty() ? nullptr : cfg.rootflags.c_str());
+  for (const char* d : {"dev", "proc"}) {
+    std::string target = std::string("/newroot/") + d;
+    if (mkdir(target.c_str(), 0755) < 0 && errno != EEXIST)
+      fail("mkdir " + target + " (a read-only root needs /dev and /proc)");
+    if (mount((std::string("/") + d).c_str(), target.c_str(), nullptr, MS_MOVE, nullptr) < 0)
+      fail("move /" + std::string(d) + " into the new root");
+  }
+  unlink("/init");  // free the initramfs' copy (this process keeps its mapping)
+  if (chdir("/newroot") < 0) fail("chdir /newroot");
+  if (mount(".", "/", nullptr, MS_MOVE, nullptr) < 0) fail("move the new root onto /");
+  if (chroot(".") < 0) fail("chroot");
+  if (chdir("/") < 0) fail("chdir /");
+}
+
+// The rest of the API file systems, inside the new root. A read-only root without the mount
+// points gets a clear error.
+void mount_api_filesystems() {
+  mount_fs("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC);
+  mount_fs("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "gid=5,mode=620,ptmxmode=666");
+  mount_fs("shm", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777");
+  mount_fs("run", "/run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=755");
+  mount_fs("tmp", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777");
+  // /dev/ptmx through devpts' own (devtmpfs' node is for the initial instance: the same one).
+}
+
+void bring_up_lo() {
+  UniqueFd s(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  if (!s) fail("socket for lo");
+  ifreq ifr{};
+  std::strncpy(ifr.ifr_name, "lo", IFNAMSIZ - 1);
+  if (ioctl(s.get(), SIOCGIFFLAGS, &ifr) < 0) fail("SIOCGIFFLAGS lo");
+  ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+  if (ioctl(s.get(), SIOCSIFFLAGS, &ifr) < 0) fail("SIOCSIFFLAGS lo");
+}
+
+UniqueFd listen_vsock(uint32_t port) {
+  UniqueFd s(socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!s) fail("vsock socket (does the VM have a vsock device?)");
+  sockaddr_vm addr{};
+  addr.svm_family = AF_VSOCK;
+  addr.svm_cid = VMADDR_CID_ANY;
+  addr.svm_port = port;
+  if (bind(s.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) < 0)
+    fail("bind vsock port " + std::to_string(port));
+  if (listen(s.get(), 16) < 0) fail("listen on vsock");
+  return s;
+}
+
+[[noreturn]] void power_off() {
+  kill(-1, SIGTERM);
+  for (int i = 0; i < 20; ++i) {  // up to 200 ms for the rest to go
+    while (waitpid(-1, nullptr, WNOHANG) > 0) {
+    }
+    if (kill(-1, 0) < 0 && errno == ESRCH) break;
+    usleep(10000);
+  }
+  kill(-1, SIGKILL);
+  sync();
+  reboot(RB_POWER_OFF);
+  for (;;) pause();  // PID 1 must not exit
+}
+
+int run() {
+  uint64_t start_boot = now_ns(CLOCK_BOOTTIME), start = now_ns(CLOCK_MONOTONIC);
+  signal(SIGPIPE, SIG_IGN);
+  mount_fs("devtmpfs", "/dev", "devtmpfs", MS_NOSUID, "mode=0755");
+  mount_fs("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC);
+  BootConfig cfg = parse_boot_config(read_file("/proc/cmdline"));
+  switch_root(cfg);
+  mount_api_filesystems();
+  if (sethostname(cfg.hostname.data(), cfg.hostname.size()) < 0) fail("sethostname");
+  bring_up_lo();
+
+  sigset_t set;
+  sigemptyset(&set);
+  for (int s : {SIGCHLD, SIGTERM, SIGINT, SIGHUP}) sigaddset(&set, s);
+  sigprocmask(SIG_BLOCK, &set, nullptr);
+  UniqueFd sfd(signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK));
+  if (!sfd) fail("signalfd");
+
+  UniqueFd listener = listen_vsock(cfg.port);
+  Hello hello;
+  hello.software = "kiln-agent " KILN_VERSION;
+  hello.boot_ns = start_boot;
+  hello.startup_ns = now_ns(CLOCK_MONOTONIC) - start;
+  Agent agent(hello);
+  agent.set_listener(std::move(listener));
+  fprintf(stderr,
+          "kiln-agent: ready on vsock port %u (kernel boot %.1f ms, agent start-up %.1f ms)\n",
+          cfg.port, start_boot / 1e6, hello.startup_ns / 1e6);
+
+  for (;;) {
+    if (agent.poll_once(-1, sfd.get())) {
+      signalfd_siginfo si;
+      while (read(sfd.get(), &si, sizeof si) == sizeof si) {
+        if (si.ssi_signo == SIGCHLD) continue;
+        agent.signal_all(static_cast<int>(si.ssi_signo == SIGHUP ? SIGTERM : si.ssi_signo));
+      }
+    }
+    int status;
+    pid_t pid;
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) agent.child_exited(pid, status);
+    if (agent.started_total() > 0 && agent.running() == 0 && agent.connections() == 0) break;
+  }
+  fprintf(stderr, "kiln-agent: workload done, powering off\n");
+  power_off();
+}
+
+}  // namespace
+}  // namespace kiln::agent
+
+int main() {
+  if (getpid() != 1) {
+    fprintf(stderr, "kiln-agent: runs as PID 1 in a Kiln guest (the initramfs' /init)\n");
+    return 2;
+  }
+  try {
+    kiln::agent::run();
+  } catch (const std::exception& e) {
+    fprintf(stderr, "kiln-agent: %s; powering off\n", e.what());
+    sync();
+    reboot(RB_POWER_OFF);
+  }
+  for (;;) pause();
+}

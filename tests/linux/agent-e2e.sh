@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# The guest agent booted for real: `kiln sandbox run` boots the kit's kernel with the agent's
+# initramfs (build/agent/kiln-agent.cpio) and a busybox ext4 image as the workload's root
+# (kiln.root=/dev/vda kiln.rootfstype=ext4), reaches kiln-agent over vsock, runs one command
+# per boot and exits with its status once the agent powered the VM off (ACPI S5: kiln run 0).
+# Cases: stdout byte-exact; exit 3; stderr kept apart; a signal (137); -e/-w and the hostname;
+# stdin (-i); an orphan holding stdout (reaped, VM still powers off); 1 MiB of binary data
+# through stdout (sha256); SIGTERM to kiln reaching the workload; -t (a pty, 24x80 without a
+# host terminal). kiln run's own status is checked by `kiln sandbox run`: an unclean VM exit
+# is reported on stderr, which each case expects exactly.
+#
+#   tests/linux/agent-e2e.sh          prepare, boot (here on VMX/SVM KVM, else in the
+#                                     nested-KVM VM: scripts/nested-kvm/), check
+#   tests/linux/agent-e2e.sh boots    only the boots, here (what the nested VM runs)
+# Outputs stay in build/agent-test/ (NAME.out, NAME.err, NAME.rc, NAME.console).
+set -uo pipefail
+repo="$(cd "$(dirname "$0")/../.." && pwd)"
+out="$repo/build/agent-test"
+cd "$repo"
+# shellcheck source=../../scripts/lib/kvm-host.sh
+. "$repo/scripts/lib/kvm-host.sh"
+
+prepare() {
+  rm -rf "$out" && mkdir -p "$out"
+  scripts/build-guest-kernel.sh --out build/guest-kernel >/dev/null || return 1
+  [ -f build/agent/kiln-agent.cpio ] || { echo "agent-e2e: build/agent/kiln-agent.cpio missing (ninja -C build)" >&2; return 1; }
+  head -c 1048576 /dev/urandom > "$out/blob.bin"
+  scripts/build-rootfs.sh --out "$out/rootfs.ext4" --size 24 \
+    --add "$out/blob.bin:/blob.bin" >/dev/null || return 1
+}
+
+boots() {
+  # One boot per case, each on its own copy of the image (a run writes to its disk).
+  sb() {  # NAME [sandbox options] -- CMD...; stdin from $in (default /dev/null)
+    local name=$1 start
+    shift
+    cp "$out/rootfs.ext4" "$out/$name.ext4"
+    start=$(date +%s)
+    timeout -k 5 600 build/kiln sandbox run --console-log "$out/$name.console" "$@" \
+      < "${in:-/dev/null}" > "$out/$name.out" 2> "$out/$name.err"
+    echo $? > "$out/$name.rc"
+    rm -f "$out/$name.ext4"
+    echo "agent-e2e: $name: exit $(cat "$out/$name.rc") after $(($(date +%s) - start)) s"
+  }
+  sb echo "$out/echo.ext4" -- echo hi
+  sb exit3 "$out/exit3.ext4" -- sh -c 'exit 3'
+  sb stderr "$out/stderr.ext4" -- sh -c 'echo to-out; echo to-err >&2; echo more-out'
+  sb signal "$out/signal.ext4" -- sh -c 'kill -9 $$'
+  sb envcwd -e FOO=bar -w /tmp "$out/envcwd.ext4" -- sh -c 'echo "$FOO $(pwd) $(hostname)"'
+  printf 'line one\nline two\n' > "$out/stdin.in"
+  in="$out/stdin.in" sb stdin -i "$out/stdin.ext4" -- sh -c 'cat; echo end'
+  sb orphan "$out/orphan.ext4" -- sh -c 'sleep 1000 & echo parent-done'
+  sb blob "$out/blob.ext4" -- cat /blob.bin
+  sb tty -t "$out/tty.ext4" -- sh -c 'test -t 0 && test -t 1 && test -t 2 && echo tty; stty size'
+  # SIGTERM to kiln reaches the workload, whose trap decides the status. (timeout passes the
+  # SIGTERM it gets on to kiln.)
+  cp "$out/rootfs.ext4" "$out/sigterm.ext4"
+  timeout -k 5 600 build/kiln sandbox run --console-log "$out/sigterm.console" \
+    "$out/sigterm.ext4" -- sh -c 'trap "echo got-term; exit 7" TERM; echo waiting
+                                 while :; do sleep 1; done' \
+    < /dev/null > "$out/sigterm.out" 2> "$out/sigterm.err" &
+  local pid=$! i
+  for i in $(seq 1500); do grep -q waiting "$out/sigterm.out" && break; sleep 0.2; done
+  kill -TERM "$pid"
+  wait "$pid"
+  echo $? > "$out/sigterm.rc"
+  rm -f "$out/sigterm.ext4"
+  echo "agent-e2e: sigterm: exit $(cat "$out/sigterm.rc")"
+}
+
+check() {
+  local pass=0 fail=0
+  ok() { echo "PASS $1"; pass=$((pass + 1)); }
+  bad() { echo "FAIL $1: $2"; fail=$((fail + 1)); }
+  expect() {  # NAME RC STDOUT [STDERR]
+    local name=$1 rc=$2 want_out=$3 want_err=${4:-}
+    local got_rc got_out got_err
+    got_rc=$(cat "$out/$name.rc" 2>/dev/null || echo none)
+    got_out=$(cat "$out/$name.out" 2>/dev/null; echo x) got_out=${got_out%x}
+    got_err=$(cat "$out/$name.err" 2>/dev/null; echo x) got_err=${got_err%x}
+    if [ "$got_rc" != "$rc" ]; then bad "$name" "exit $got_rc, want $rc; stderr: $got_err"
+    elif [ "$got_out" != "$want_out" ]; then bad "$name" "stdout '$got_out', want '$want_out'"
+    elif [ "$got_err" != "$want_err" ]; then bad "$name" "stderr '$got_err', want '$want_err'"
+    elif ! grep -q "kiln-agent: workload done, powering off" "$out/$name.console"; then
+      bad "$name" "the agent did not power off (console: $out/$name.console)"
+    else ok "$name"; fi
+  }
+  expect echo 0 $'hi\n'
+  expect exit3 3 ''
+  expect stderr 0 $'to-out\nmore-out\n' $'to-err\n'
+  expect signal 137 ''
+  expect envcwd 0 $'bar /tmp kiln\n'
+  expect stdin 0 $'line one\nline two\nend\n'
+  expect orphan 0 $'parent-done\n'
+  expect sigterm 7 $'waiting\ngot-term\n'
+  expect tty 0 $'tty\r\n24 80\r\n'
+  local want got
+  want=$(sha256sum < "$out/blob.bin") got=$(sha256sum < "$out/blob.out" 2>/dev/null)
+  if [ "$(cat "$out/blob.rc" 2>/dev/null)" = 0 ] && [ "$want" = "$got" ]; then ok blob
+  else bad blob "exit $(cat "$out/blob.rc" 2>/dev/null), sha256 $got, want $want"; fi
+  # The agent's readiness line: its start-up time on the console.
+  if grep -q "kiln-agent: ready on vsock port 1024" "$out/echo.console"; then ok ready
+  else bad ready "no readiness line on the console"; fi
+  grep -h "kiln-agent: ready" "$out"/*.console | head -3
+  echo "agent-e2e: $pass passed, $fail failed"
+  [ $fail -eq 0 ]
+}
+
+case "${1:-all}" in
+  boots) boots ;;
+  check) check ;;
+  all)
+    prepare || exit 1
+    if [ "$(kvm_host_kind)" = hardware ]; then boots
+    else scripts/nested-kvm/run-in-vm.sh --rw "$repo" tests/linux/agent-e2e.sh boots; fi
+    check ;;
+  *) echo "usage: $0 [boots|check]" >&2; exit 2 ;;
+esac
