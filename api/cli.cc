@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "api/config_files.h"
+#include "api/fs_json.h"
 #include "api/json_fields.h"
 #include "api/utf8.h"
 #include "api/vm_json.h"
@@ -160,6 +161,67 @@ void add_net_spec(VmConfig& config, const std::string& spec) {
   }
 }
 
+void add_fs_spec(VmConfig& config, const std::string& spec) {
+  const std::string flag = "--fs " + spec;
+  // Flag keys <-> the fields of the share object (api/fs_json.cc checks them).
+  static const std::pair<const char*, const char*> kKeys[] = {
+      {"tag", "tag"},
+      {"path", "path"},
+      {"id", "fs_id"},
+      {"ro", "read_only"},
+      {"cache", "cache"},
+      {"queues", "num_request_queues"},
+      {"allow-setid-and-devices", "allow_setid_and_devices"}};
+  nlohmann::json share = nlohmann::json::object();
+  for (const std::string& part : split_commas(spec)) {
+    const size_t eq = part.find('=');
+    const std::string key = part.substr(0, eq),
+                      value = eq == std::string::npos ? "" : part.substr(eq + 1);
+    const auto* known = std::find_if(std::begin(kKeys), std::end(kKeys),
+                                     [&](const auto& k) { return key == k.first; });
+    if (known == std::end(kKeys))
+      throw UsageError(flag + ": unknown option '" + part +
+                       "' (expected tag=, path=, id=, cache=, queues=, ro or "
+                       "allow-setid-and-devices)");
+    const bool is_switch = key == "ro" || key == "allow-setid-and-devices";
+    if (is_switch != (eq == std::string::npos) || (!is_switch && value.empty()))
+      throw UsageError(flag + ": '" + part + "': " +
+                       (is_switch ? key + " takes no value" : "expected " + key + "=VALUE"));
+    if (share.contains(known->second)) throw UsageError(flag + ": " + key + " given twice");
+    if (is_switch) {
+      share[known->second] = true;
+    } else if (key == "queues") {
+      uint64_t n = 0;
+      const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
+      if (ec != std::errc() || end != value.data() + value.size())
+        throw UsageError(flag + ": queues: '" + value + "' is not a number");
+      share[known->second] = n;
+    } else {
+      if (key != "path") api::require_utf8(flag + ": " + key, value);  // host paths are bytes
+      share[known->second] = value;
+    }
+  }
+  for (const char* required : {"tag", "path"})
+    if (!share.contains(required))
+      throw UsageError(flag + ": " + required + "=" + (required[0] == 't' ? "NAME" : "DIR") +
+                       " is required");
+  if (!share.contains("fs_id")) share["fs_id"] = "fs" + std::to_string(config.fs.size());
+  const std::string id = share["fs_id"];
+  if (std::any_of(config.fs.begin(), config.fs.end(),
+                  [&](const FsConfig& s) { return s.fs_id == id; }))
+    throw UsageError(flag + ": id=" + id + " is already used by another share");
+  try {
+    api::apply_fs(config, id, share, "--fs");
+  } catch (const api::FieldError& e) {
+    const auto* key = std::find_if(std::begin(kKeys), std::end(kKeys),
+                                   [&](const auto& k) { return e.field() == k.second; });
+    const std::string prefix = "--fs: " + e.field() + ": ";
+    const std::string what = e.what();
+    throw UsageError(flag + ": " + (key == std::end(kKeys) ? e.field() : key->first) + ": " +
+                     what.substr(std::min(prefix.size(), what.size())));
+  }
+}
+
 CliCommand parse_cli(int argc, const char* const* argv) {
   CliCommand cmd;
   CLI::App app{"Kiln: a KVM virtual machine monitor for microVMs", "kiln"};
@@ -235,6 +297,12 @@ CliCommand parse_cli(int argc, const char* const* argv) {
   run->add_option("--net", nets,
                   "virtio-net device on a host TAP: tap=NAME[,mac=xx:xx:xx:xx:xx:xx][,id=ID] "
                   "(repeatable; the TAP is created if missing; without mac= the guest picks one)");
+  std::vector<std::string> shares;
+  run->add_option("--fs", shares,
+                  "Share a host directory over virtio-fs: tag=NAME,path=DIR[,ro][,cache=never|"
+                  "auto|always][,id=ID][,queues=N][,allow-setid-and-devices] (repeatable; the "
+                  "guest mounts it with 'mount -t virtiofs NAME DIR'; root on it: --cmdline "
+                  "'... rootfstype=virtiofs root=NAME rw')");
   run->add_option("--api-sock", cmd.api_socket, "Also serve the management API on this socket");
 
   try {
@@ -268,6 +336,7 @@ CliCommand parse_cli(int argc, const char* const* argv) {
       if (rng_opt->count()) c.entropy = parse_rng_spec(rng);
       if (!console_mode.empty()) api::apply_console(c, {{"mode", console_mode}});
       for (const std::string& n : nets) add_net_spec(c, n);
+      for (const std::string& s : shares) add_fs_spec(c, s);
       if (c.kernel_path.empty())
         throw UsageError("kiln run: --kernel is required (or kernel_image_path in --config)");
       struct stat st {};

@@ -55,10 +55,12 @@ std::variant<VmmCommand, VmmReply> route(const HttpRequest& r) {
   struct IdRoute {
     const char* prefix;
     K put, patch;
+    bool has_patch = true;
   };
   static const IdRoute kIdRoutes[] = {
       {"/drives/", K::kPutDrive, K::kPatchDrive},
       {"/network-interfaces/", K::kPutNetworkInterface, K::kPatchNetworkInterface},
+      {"/fs/", K::kPutFs, K::kPutFs, false},
   };
   const IdRoute* id_route = nullptr;
   for (const IdRoute& candidate : kIdRoutes) {
@@ -72,7 +74,7 @@ std::variant<VmmCommand, VmmReply> route(const HttpRequest& r) {
   if (id_route) {
     if (r.method == "PUT")
       command.kind = id_route->put;
-    else if (r.method == "PATCH")
+    else if (r.method == "PATCH" && id_route->has_patch)
       command.kind = id_route->patch;
     else
       return method_not_allowed(r);

@@ -33,9 +33,10 @@ struct VmmCommand {
     kPutEntropy,
     kPutSerial,
     kPutVsock,
+    kPutFs,  // Kiln's own: a virtio-fs share
   };
   Kind kind;
-  std::string id;  // {drive_id} / {iface_id} from the path
+  std::string id;  // {drive_id} / {iface_id} / {fs_id} from the path
   nlohmann::json body;
   std::string text;  // the body as received: error messages give positions in it
 };

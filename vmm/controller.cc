@@ -10,6 +10,7 @@
 
 #include <cstring>
 
+#include "api/fs_json.h"
 #include "api/json_fields.h"
 #include "api/vm_json.h"
 #include "base/error.h"
@@ -105,6 +106,8 @@ std::pair<const char*, std::string> request_of(const VmmCommand& c) {
       return {"Put", "/serial"};
     case K::kPutVsock:
       return {"Put", "/vsock"};
+    case K::kPutFs:
+      return {"Put", "/fs/" + c.id};
   }
   return {"?", "?"};
 }
@@ -323,6 +326,9 @@ VmmReply VmmController::dispatch(const VmmCommand& c) {
       break;
     case K::kPutVsock:
       api::apply_vsock(next, c.body);
+      break;
+    case K::kPutFs:  // the directory is checked here (api::fs_problem) and opened at boot
+      api::apply_fs(next, c.id, c.body);
       break;
     case K::kInstanceStart:
       return start_instance();

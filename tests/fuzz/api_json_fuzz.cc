@@ -7,6 +7,7 @@
 #include <string>
 #include <variant>
 
+#include "api/fs_json.h"
 #include "api/routes.h"
 #include "api/vm_json.h"
 #include "base/error.h"
@@ -25,6 +26,7 @@ constexpr Endpoint kEndpoints[] = {
     {"PUT", "/logger"},         {"PUT", "/metrics"},
     {"PUT", "/entropy"},        {"PUT", "/serial"},
     {"PUT", "/vsock"},          {"PUT", "/network-interfaces/eth0"},
+    {"PUT", "/fs/share0"},      {"PUT", "/fs/root"},
     {"PUT", "/config-file"},  // not a route: exercises the whole-configuration parser
 };
 
@@ -37,6 +39,10 @@ void check_invariants(const kiln::VmConfig& c) {
     if (c.drives[i].path.empty() || c.drives[i].id.empty()) abort();
   }
   if (roots > 1) abort();
+  for (const kiln::FsConfig& s : c.fs)
+    if (s.tag.empty() || s.tag.size() > kiln::FsConfig::kMaxTagBytes || s.path.empty() ||
+        s.num_request_queues < 1 || s.num_request_queues > kiln::FsConfig::kMaxRequestQueues)
+      abort();
 }
 
 void apply(kiln::VmConfig& config, const kiln::VmmCommand& c) {
@@ -71,6 +77,9 @@ void apply(kiln::VmConfig& config, const kiln::VmmCommand& c) {
       break;
     case K::kPutNetworkInterface:
       kiln::api::apply_network_interface(config, c.id, c.body);
+      break;
+    case K::kPutFs:
+      kiln::api::apply_fs(config, c.id, c.body);
       break;
     default:
       break;
