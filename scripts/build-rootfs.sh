@@ -168,7 +168,7 @@ done
 
 added=""
 for spec in "${adds[@]}"; do added+=" ${spec#*:}"; done
-bb_version=$("$busybox" | head -n1 | awk '{print $2}')
+bb_version=$("$busybox" | awk 'NR == 1 {print $2}')  # reads it all: no SIGPIPE under pipefail
 
 # --- Or write the directory -------------------------------------------------------------------
 if [ -n "$dir" ]; then
