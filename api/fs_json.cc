@@ -56,7 +56,7 @@ void apply_fs(VmConfig& config, const std::string& id, const json& body, const s
   FsConfig fs;
   fs.fs_id = f.required<std::string>("fs_id");
   fs.tag = f.required<std::string>("tag");
-  fs.path = f.required<std::string>("path");
+  auto path = f.optional<std::string>("path");
   fs.read_only = f.optional<bool>("read_only").value_or(false);
   auto cache = f.optional<std::string>("cache");
   fs.allow_setid_and_devices = f.optional<bool>("allow_setid_and_devices").value_or(false);
@@ -70,6 +70,8 @@ void apply_fs(VmConfig& config, const std::string& id, const json& body, const s
     throw FieldError(what, "socket",
                      "vhost-user-fs (an external virtiofsd) is not supported: Kiln serves the "
                      "directory itself; give \"path\" instead");
+  if (!path) throw FieldError::shape(what, "path", "missing field `path`");
+  fs.path = *path;
   if (queue_size)
     throw FieldError(what, "queue_size",
                      "cannot be set in Kiln (its virtio-fs queues have " +

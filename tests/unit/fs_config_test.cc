@@ -139,6 +139,8 @@ TEST(FsConfig, ApiObjectIsCheckedAndReplacesBySameId) {
           "queue_size");
   refused("b", {{"fs_id", "b"}, {"tag", "x"}, {"path", dir.path()}, {"socket", "/v.sock"}},
           "socket");
+  refused("b", {{"fs_id", "b"}, {"tag", "x"}, {"socket", "/v.sock"}},
+          "socket");  // Cloud Hypervisor's
   refused("b", {{"fs_id", "b"}, {"tag", "x"}, {"path", dir.path()}, {"read_only", "yes"}},
           "read_only");
   refused("b", {{"fs_id", "b"}, {"tag", "x"}, {"path", dir.path()}, {"turbo", true}}, "turbo");
