@@ -657,11 +657,11 @@ TEST_F(FsTest, NamesMustBeOneComponent) {
   EXPECT_EQ(fs->call(FUSE_SYMLINK, 1, FuseArgs().str("..").str("x")).error(), -EINVAL);
   // A name without its NUL.
   const std::string unterminated = "abc";
-  EXPECT_NE(fs->call(FUSE_LOOKUP, 1,
+  EXPECT_EQ(fs->call(FUSE_LOOKUP, 1,
                      FuseArgs().raw(std::span(reinterpret_cast<const uint8_t*>(unterminated.data()),
                                               unterminated.size())))
                 .error(),
-            0);
+            -EINVAL);
   EXPECT_FALSE(stdfs::exists(stdfs::path(dir.path()).parent_path() / "escape"));
 }
 

@@ -150,7 +150,7 @@ int64_t FuseServer::op_mknod(Req& r) {
   if (!dir) return -ESTALE;
   if (const int err = read_name(r, name_)) return err;
   if (options_.read_only) return -EROFS;
-  const mode_t type = in.mode & S_IFMT;
+  const mode_t type = (in.mode & S_IFMT) ? (in.mode & S_IFMT) : S_IFREG;  // mknod(2): 0 is S_IFREG
   dev_t rdev = 0;
   switch (type) {
     case S_IFREG:

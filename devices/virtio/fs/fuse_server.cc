@@ -246,7 +246,8 @@ int64_t FuseServer::op_statfs(Req& r) {
 }
 
 int FuseServer::read_name(Req& r, std::string& name) {
-  if (!r.in.read_cstring(name, NAME_MAX)) return -ENAMETOOLONG;  // or not NUL-terminated
+  // No NUL before the end of the request: malformed; else longer than NAME_MAX.
+  if (!r.in.read_cstring(name, NAME_MAX)) return r.in.remaining() == 0 ? -EINVAL : -ENAMETOOLONG;
   if (name.empty() || name == "." || name == ".." || name.find('/') != std::string::npos)
     return -EINVAL;
   return 0;
