@@ -5,16 +5,17 @@
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <charconv>
+#include <cstdint>
 #include <utility>
 #include <vector>
 
 #include "api/config_files.h"
-#include "api/fs_json.h"
 #include "api/json_fields.h"
 #include "api/utf8.h"
 #include "api/vm_json.h"
 #include "base/error.h"
 #include "base/stop.h"
+#include "vmm/vm_config_ops.h"
 
 namespace kiln {
 
@@ -26,12 +27,11 @@ EntropyConfig parse_rng_spec(const std::string& spec) {
   if (spec.empty()) return entropy;
   uint64_t rate = 0;
   const auto [end, ec] = std::from_chars(spec.data(), spec.data() + spec.size(), rate);
-  // The bounds of a TokenBucket's size (PUT /entropy's rate_limiter.bandwidth.size).
-  if (ec != std::errc() || end != spec.data() + spec.size() || rate == 0 ||
-      rate > TokenBucketConfig::kMaxTokens)
+  entropy.bandwidth = TokenBucketConfig{rate, 0, 1000};
+  // The bounds of a TokenBucket (PUT /entropy's rate_limiter.bandwidth.size).
+  if (ec != std::errc() || end != spec.data() + spec.size() || validate(*entropy.bandwidth))
     throw UsageError("--rng=" + spec +
                      ": must be a number of bytes per second between 1 and 2^63-1");
-  entropy.bandwidth = TokenBucketConfig{rate, 0, 1000};
   return entropy;
 }
 
@@ -83,13 +83,18 @@ DriveConfig parse_drive_spec(const std::string& spec) {
       // The API's drive_id rule (PUT /drives, config files): one validator for all front ends.
       drive.id = part.substr(3);
       api::require_utf8("--disk " + spec + ": id", drive.id);
-      if (auto problem = api::resource_id_problem(drive.id))
+      // An empty id= is an id that is not one (without id=, the drive has none).
+      if (auto problem = resource_id_problem(drive.id))
         throw UsageError("--disk " + spec + ": id: " + *problem);
     } else {
       throw UsageError("--disk " + spec + ": unknown option '" + part +
                        "' (expected ro or id=NAME)");
     }
   }
+  // The drive's own rules, as for PUT /drives and the config files.
+  if (auto p = validate(drive))
+    throw UsageError("--disk " + spec + ": " + (p->field == "drive_id" ? "id" : "path") + ": " +
+                     p->problem);
   return drive;
 }
 
@@ -118,52 +123,65 @@ VsockConfig parse_vsock_spec(const std::string& spec) {
   }
   if (!have_cid) throw UsageError(flag + "cid=N is required");
   if (!have_uds) throw UsageError(flag + "uds=PATH is required");
-  if (auto p = api::vsock_problem(vsock))
+  if (auto p = validate(vsock))
     throw UsageError(flag + (p->field == "guest_cid" ? "cid " : "uds ") + p->problem);
   return vsock;
 }
 
+void add_disk_spec(VmConfig& config, const std::string& spec) {
+  const DriveConfig drive = parse_drive_spec(spec);
+  // The API replaces a drive given twice; two flags for one id are a mistake.
+  if (!drive.id.empty() && std::any_of(config.drives.begin(), config.drives.end(),
+                                       [&](const DriveConfig& d) { return d.id == drive.id; }))
+    throw UsageError("--disk " + spec + ": id: drive \"" + drive.id +
+                     "\" is already given (by another --disk, --rootfs or the config file)");
+  config.drives.push_back(drive);
+}
+
 void add_net_spec(VmConfig& config, const std::string& spec) {
   const std::string flag = "--net " + spec;
-  nlohmann::json iface = nlohmann::json::object();
-  std::string id = "net" + std::to_string(config.nets.size());
+  NetConfig net;
+  net.iface_id = "net" + std::to_string(config.nets.size());
+  std::optional<std::string> tap, mac, id;
   for (const std::string& part : split_commas(spec)) {
     const size_t eq = part.find('=');
     const std::string key = part.substr(0, eq),
                       value = eq == std::string::npos ? "" : part.substr(eq + 1);
     if (eq == std::string::npos || value.empty())
       throw UsageError(flag + ": '" + part + "' is not KEY=VALUE (tap=NAME, mac=MAC or id=ID)");
-    const char* field = key == "tap"   ? "host_dev_name"
-                        : key == "mac" ? "guest_mac"
-                        : key == "id"  ? "iface_id"
-                                       : nullptr;
-    if (!field)
+    std::optional<std::string>* slot = key == "tap"   ? &tap
+                                       : key == "mac" ? &mac
+                                       : key == "id"  ? &id
+                                                      : nullptr;
+    if (!slot)
       throw UsageError(flag + ": unknown option '" + key + "' (expected tap=, mac= or id=)");
-    if (iface.contains(field)) throw UsageError(flag + ": " + key + "= given twice");
+    if (*slot) throw UsageError(flag + ": " + key + "= given twice");
     api::require_utf8(flag + ": " + key, value);
-    iface[field] = value;
+    *slot = value;
   }
-  if (!iface.contains("host_dev_name")) throw UsageError(flag + ": tap=NAME is required");
-  if (iface.contains("iface_id")) id = iface["iface_id"];
-  iface["iface_id"] = id;
+  if (!tap) throw UsageError(flag + ": tap=NAME is required");
+  net.host_dev_name = *tap;
+  if (id) net.iface_id = *id;
   if (std::any_of(config.nets.begin(), config.nets.end(),
-                  [&](const NetConfig& n) { return n.iface_id == id; }))
-    throw UsageError(flag + ": id=" + id + " is already used by another interface");
-  try {
-    api::apply_network_interface(config, id, iface, "--net");
-  } catch (const api::FieldError& e) {
-    // Name the flag's keys, not the JSON fields.
-    const std::string& f = e.field();
-    const std::string key = f == "host_dev_name" ? "tap" : f == "guest_mac" ? "mac" : "id";
-    const std::string prefix = "--net: " + f + ": ";
-    const std::string what = e.what();
-    throw UsageError(flag + ": " + key + ": " + what.substr(std::min(prefix.size(), what.size())));
+                  [&](const NetConfig& n) { return n.iface_id == net.iface_id; }))
+    throw UsageError(flag + ": id=" + net.iface_id + " is already used by another interface");
+  // The interface's own rules and those against the others, as for PUT /network-interfaces;
+  // named by the flag's keys, not the API's fields.
+  auto fail = [&](const std::string& field, const std::string& problem) {
+    const std::string key = field == "host_dev_name" ? "tap" : field == "guest_mac" ? "mac" : "id";
+    return UsageError(flag + ": " + key + ": " + problem);
+  };
+  if (auto p = validate(net)) throw fail(p->field, p->problem);  // id and tap, before mac
+  if (mac) {
+    net.guest_mac = MacAddress::parse(*mac);
+    if (!net.guest_mac) throw fail("guest_mac", "\"" + *mac + "\" is not a MAC xx:xx:xx:xx:xx:xx");
   }
+  if (auto p = add_network_interface(config, net)) throw fail(p->field, p->problem);
 }
 
 void add_fs_spec(VmConfig& config, const std::string& spec) {
   const std::string flag = "--fs " + spec;
-  // Flag keys <-> the fields of the share object (api/fs_json.cc checks them).
+  // Flag keys <-> the share object's fields, in which validate() and add_fs() name problems.
   static const std::pair<const char*, const char*> kKeys[] = {
       {"tag", "tag"},
       {"path", "path"},
@@ -172,14 +190,19 @@ void add_fs_spec(VmConfig& config, const std::string& spec) {
       {"cache", "cache"},
       {"queues", "num_request_queues"},
       {"allow-setid-and-devices", "allow_setid_and_devices"}};
-  nlohmann::json share = nlohmann::json::object();
+  auto fail = [&](const std::string& field, const std::string& problem) {
+    const auto* key = std::find_if(std::begin(kKeys), std::end(kKeys),
+                                   [&](const auto& k) { return field == k.second; });
+    return UsageError(flag + ": " + (key == std::end(kKeys) ? field : key->first) + ": " + problem);
+  };
+  FsConfig fs;
+  std::vector<std::string> given;
   for (const std::string& part : split_commas(spec)) {
     const size_t eq = part.find('=');
     const std::string key = part.substr(0, eq),
                       value = eq == std::string::npos ? "" : part.substr(eq + 1);
-    const auto* known = std::find_if(std::begin(kKeys), std::end(kKeys),
-                                     [&](const auto& k) { return key == k.first; });
-    if (known == std::end(kKeys))
+    if (std::none_of(std::begin(kKeys), std::end(kKeys),
+                     [&](const auto& k) { return key == k.first; }))
       throw UsageError(flag + ": unknown option '" + part +
                        "' (expected tag=, path=, id=, cache=, queues=, ro or "
                        "allow-setid-and-devices)");
@@ -187,39 +210,42 @@ void add_fs_spec(VmConfig& config, const std::string& spec) {
     if (is_switch != (eq == std::string::npos) || (!is_switch && value.empty()))
       throw UsageError(flag + ": '" + part + "': " +
                        (is_switch ? key + " takes no value" : "expected " + key + "=VALUE"));
-    if (share.contains(known->second)) throw UsageError(flag + ": " + key + " given twice");
-    if (is_switch) {
-      share[known->second] = true;
-    } else if (key == "queues") {
+    if (std::find(given.begin(), given.end(), key) != given.end())
+      throw UsageError(flag + ": " + key + " given twice");
+    given.push_back(key);
+    if (key != "path") api::require_utf8(flag + ": " + key, value);  // host paths are bytes
+    if (key == "tag") {
+      fs.tag = value;
+    } else if (key == "path") {
+      fs.path = value;
+    } else if (key == "id") {
+      fs.fs_id = value;
+    } else if (key == "ro") {
+      fs.read_only = true;
+    } else if (key == "allow-setid-and-devices") {
+      fs.allow_setid_and_devices = true;
+    } else if (key == "cache") {
+      const char* const kModes[] = {"never", "auto", "always"};  // FsCacheMode's order
+      const auto* mode = std::find(std::begin(kModes), std::end(kModes), value);
+      if (mode == std::end(kModes))
+        throw fail("cache", "'" + value + "' is not never, auto or always");
+      fs.cache = static_cast<FsCacheMode>(mode - std::begin(kModes));
+    } else {  // queues
       uint64_t n = 0;
       const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
       if (ec != std::errc() || end != value.data() + value.size())
-        throw UsageError(flag + ": queues: '" + value + "' is not a number");
-      share[known->second] = n;
-    } else {
-      if (key != "path") api::require_utf8(flag + ": " + key, value);  // host paths are bytes
-      share[known->second] = value;
+        throw fail("num_request_queues", "'" + value + "' is not a number");
+      fs.num_request_queues = static_cast<uint32_t>(std::min<uint64_t>(n, UINT32_MAX));
     }
   }
-  for (const char* required : {"tag", "path"})
-    if (!share.contains(required))
-      throw UsageError(flag + ": " + required + "=" + (required[0] == 't' ? "NAME" : "DIR") +
-                       " is required");
-  if (!share.contains("fs_id")) share["fs_id"] = "fs" + std::to_string(config.fs.size());
-  const std::string id = share["fs_id"];
+  if (fs.tag.empty()) throw UsageError(flag + ": tag=NAME is required");
+  if (fs.path.empty()) throw UsageError(flag + ": path=DIR is required");
+  if (fs.fs_id.empty()) fs.fs_id = "fs" + std::to_string(config.fs.size());
   if (std::any_of(config.fs.begin(), config.fs.end(),
-                  [&](const FsConfig& s) { return s.fs_id == id; }))
-    throw UsageError(flag + ": id=" + id + " is already used by another share");
-  try {
-    api::apply_fs(config, id, share, "--fs");
-  } catch (const api::FieldError& e) {
-    const auto* key = std::find_if(std::begin(kKeys), std::end(kKeys),
-                                   [&](const auto& k) { return e.field() == k.second; });
-    const std::string prefix = "--fs: " + e.field() + ": ";
-    const std::string what = e.what();
-    throw UsageError(flag + ": " + (key == std::end(kKeys) ? e.field() : key->first) + ": " +
-                     what.substr(std::min(prefix.size(), what.size())));
-  }
+                  [&](const FsConfig& s) { return s.fs_id == fs.fs_id; }))
+    throw UsageError(flag + ": id=" + fs.fs_id + " is already used by another share");
+  // The share's own rules and those against the others, as for PUT /fs/{fs_id}.
+  if (auto p = add_fs(config, fs)) throw fail(p->field, p->problem);
 }
 
 CliCommand parse_cli(int argc, const char* const* argv) {
@@ -317,24 +343,25 @@ CliCommand parse_cli(int argc, const char* const* argv) {
       api::require_utf8("--cmdline", c.cmdline);
       if (cpus->count()) c.vcpus = flags.vcpus;
       if (memory->count() || huge->count()) {
-        // Through the API's machine-config rules, which check the two together.
-        nlohmann::json patch = nlohmann::json::object();
-        if (memory->count()) patch["mem_size_mib"] = flags.memory_mib;
-        if (huge->count()) patch["huge_pages"] = huge_pages;
+        // Through machine-config's rules (as a PATCH), which check the two together.
+        const std::string flag = huge->count() ? "--huge-pages: " : "--memory: ";
+        MachineConfigUpdate patch;
+        if (memory->count()) patch.memory_mib = flags.memory_mib;
         try {
-          api::apply_machine_config(c, patch, true);
+          if (huge->count()) patch.huge_pages = api::parse_huge_pages(huge_pages, "machine-config");
+          api::check("machine-config", apply_machine_config(c, patch, true));
         } catch (const api::FieldError& e) {
-          throw UsageError(std::string(huge->count() ? "--huge-pages: " : "--memory: ") + e.what());
+          throw UsageError(flag + e.what());
         }
       }
       if (!rootfs.empty()) {
         std::erase_if(c.drives, [](const DriveConfig& d) { return d.is_root; });
         c.drives.insert(c.drives.begin(), DriveConfig{rootfs, false, "rootfs", true});
       }
-      for (const std::string& d : disks) c.drives.push_back(parse_drive_spec(d));
+      for (const std::string& d : disks) add_disk_spec(c, d);
       if (!vsock.empty()) c.vsock = parse_vsock_spec(vsock);
       if (rng_opt->count()) c.entropy = parse_rng_spec(rng);
-      if (!console_mode.empty()) api::apply_console(c, {{"mode", console_mode}});
+      if (!console_mode.empty()) set_console(c, api::parse_console({{"mode", console_mode}}));
       for (const std::string& n : nets) add_net_spec(c, n);
       for (const std::string& s : shares) add_fs_spec(c, s);
       if (c.kernel_path.empty())

@@ -22,6 +22,9 @@ struct CliCommand {
 // Parses a --disk value "PATH[,ro][,id=NAME]". Throws kiln::UsageError naming the bad part.
 DriveConfig parse_drive_spec(const std::string& spec);
 
+// Adds the drive of a --disk value; an id another drive has already is refused.
+void add_disk_spec(VmConfig& config, const std::string& spec);
+
 // Parses a --vsock value "cid=N,uds=PATH". Throws kiln::UsageError naming the flag and field.
 VsockConfig parse_vsock_spec(const std::string& spec);
 // Adds the interface of a --net value "tap=NAME[,mac=MAC][,id=ID]" (default id: net<N>).

@@ -2,39 +2,134 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <map>
+#include <type_traits>
 
+#include "api/fs_json.h"
 #include "api/json_fields.h"
 #include "api/nesting.h"
 #include "api/utf8.h"
+#include "api/vm_json.h"
 
 namespace kiln::api {
 
 namespace {
 
-using K = VmmCommand::Kind;
 using nlohmann::json;
 
-// Method -> command kind, for each fixed path.
-const std::map<std::string, std::map<std::string, K>>& fixed_routes() {
-  static const std::map<std::string, std::map<std::string, K>> routes = {
-      {"/", {{"GET", K::kGetInstanceInfo}}},
-      {"/version", {{"GET", K::kGetVersion}}},
-      {"/vm/config", {{"GET", K::kGetVmConfig}}},
+// The requests of the API, by what they are called on; each reads its body (if any) into the
+// typed request. `id` is {drive_id} / {iface_id} / {fs_id} from the path.
+enum class Op {
+  kGetInstanceInfo,
+  kGetVersion,
+  kGetVmConfig,
+  kGetMachineConfig,
+  kPutMachineConfig,
+  kPatchMachineConfig,
+  kPutBootSource,
+  kPutDrive,
+  kPatchDrive,
+  kPutNetworkInterface,
+  kPatchNetworkInterface,
+  kActions,
+  kPatchVm,
+  kPutLogger,
+  kPutMetrics,
+  kPutEntropy,
+  kPutSerial,
+  kPutVsock,
+  kPutFs,  // Kiln's own
+};
+
+// Method -> request, for each fixed path.
+const std::map<std::string, std::map<std::string, Op>>& fixed_routes() {
+  static const std::map<std::string, std::map<std::string, Op>> routes = {
+      {"/", {{"GET", Op::kGetInstanceInfo}}},
+      {"/version", {{"GET", Op::kGetVersion}}},
+      {"/vm/config", {{"GET", Op::kGetVmConfig}}},
       {"/machine-config",
-       {{"GET", K::kGetMachineConfig},
-        {"PUT", K::kPutMachineConfig},
-        {"PATCH", K::kPatchMachineConfig}}},
-      {"/boot-source", {{"PUT", K::kPutBootSource}}},
-      {"/actions", {{"PUT", K::kInstanceStart}}},  // refined by action_type below
-      {"/vm", {{"PATCH", K::kPauseVm}}},           // refined by state below
-      {"/logger", {{"PUT", K::kPutLogger}}},
-      {"/metrics", {{"PUT", K::kPutMetrics}}},
-      {"/entropy", {{"PUT", K::kPutEntropy}}},
-      {"/serial", {{"PUT", K::kPutSerial}}},
-      {"/vsock", {{"PUT", K::kPutVsock}}},
+       {{"GET", Op::kGetMachineConfig},
+        {"PUT", Op::kPutMachineConfig},
+        {"PATCH", Op::kPatchMachineConfig}}},
+      {"/boot-source", {{"PUT", Op::kPutBootSource}}},
+      {"/actions", {{"PUT", Op::kActions}}},
+      {"/vm", {{"PATCH", Op::kPatchVm}}},
+      {"/logger", {{"PUT", Op::kPutLogger}}},
+      {"/metrics", {{"PUT", Op::kPutMetrics}}},
+      {"/entropy", {{"PUT", Op::kPutEntropy}}},
+      {"/serial", {{"PUT", Op::kPutSerial}}},
+      {"/vsock", {{"PUT", Op::kPutVsock}}},
   };
   return routes;
+}
+
+// PUT /actions' action_type.
+Request parse_action(const json& body) {
+  JsonFields f(body, "actions");
+  const auto type = f.required<std::string>("action_type");
+  f.reject_unknown();
+  if (type == "InstanceStart") return request::InstanceStart{};
+  if (type == "SendCtrlAltDel") return request::SendCtrlAltDel{};
+  if (type == "FlushMetrics") return request::FlushMetrics{};
+  throw unknown_variant("actions", "action_type", type,
+                        {"FlushMetrics", "InstanceStart", "SendCtrlAltDel"});
+}
+
+// PATCH /vm's state.
+Request parse_vm_state(const json& body) {
+  JsonFields f(body, "vm");
+  const auto state = f.required<std::string>("state");
+  f.reject_unknown();
+  if (state == "Paused") return request::Pause{};
+  if (state == "Resumed") return request::Resume{};
+  throw unknown_variant("vm", "state", state, {"Paused", "Resumed"});
+}
+
+// The typed request for `op` with its body. Throws FieldError for a body it refuses.
+Request parse_request(Op op, const std::string& id, const json& body) {
+  namespace rq = request;
+  switch (op) {
+    case Op::kGetInstanceInfo:
+      return rq::GetInstanceInfo{};
+    case Op::kGetVersion:
+      return rq::GetVersion{};
+    case Op::kGetVmConfig:
+      return rq::GetVmConfig{};
+    case Op::kGetMachineConfig:
+      return rq::GetMachineConfig{};
+    case Op::kPutMachineConfig:
+      return rq::PutMachineConfig{parse_machine_config(body, false)};
+    case Op::kPatchMachineConfig:
+      return rq::PatchMachineConfig{parse_machine_config(body, true)};
+    case Op::kPutBootSource:
+      return rq::PutBootSource{parse_boot_source(body)};
+    case Op::kPutDrive:
+      return rq::PutDrive{parse_drive(body, id)};
+    case Op::kPatchDrive:
+      return parse_drive_patch(body, id);
+    case Op::kPutNetworkInterface:
+      return rq::PutNetworkInterface{parse_network_interface(body, id)};
+    case Op::kPatchNetworkInterface:
+      return parse_network_interface_patch(body, id);
+    case Op::kActions:
+      return parse_action(body);
+    case Op::kPatchVm:
+      return parse_vm_state(body);
+    case Op::kPutLogger:
+      return rq::PutLogger{parse_logger(body)};
+    case Op::kPutMetrics:
+      return rq::PutMetrics{parse_metrics(body)};
+    case Op::kPutEntropy:
+      return rq::PutEntropy{parse_entropy(body)};
+    case Op::kPutSerial:
+      return rq::PutSerial{parse_serial(body)};
+    case Op::kPutVsock:
+      return rq::PutVsock{parse_vsock(body)};
+    case Op::kPutFs:
+      return rq::PutFs{parse_fs(body, id)};
+  }
+  throw UsageError("unsupported request");
 }
 
 bool needs_body(const std::string& method) {
@@ -50,17 +145,18 @@ VmmReply method_not_allowed(const HttpRequest& r) {
 }  // namespace
 
 std::variant<VmmCommand, VmmReply> route(const HttpRequest& r) {
-  VmmCommand command{K::kGetInstanceInfo, "", nullptr, ""};
-  // Paths with an id: prefix -> {PUT, PATCH} kinds.
+  Op op = Op::kGetInstanceInfo;
+  std::string id;
+  // Paths with an id: prefix -> {PUT, PATCH} requests.
   struct IdRoute {
     const char* prefix;
-    K put, patch;
+    Op put, patch;
     bool has_patch = true;
   };
   static const IdRoute kIdRoutes[] = {
-      {"/drives/", K::kPutDrive, K::kPatchDrive},
-      {"/network-interfaces/", K::kPutNetworkInterface, K::kPatchNetworkInterface},
-      {"/fs/", K::kPutFs, K::kPutFs, false},
+      {"/drives/", Op::kPutDrive, Op::kPatchDrive},
+      {"/network-interfaces/", Op::kPutNetworkInterface, Op::kPatchNetworkInterface},
+      {"/fs/", Op::kPutFs, Op::kPutFs, false},
   };
   const IdRoute* id_route = nullptr;
   for (const IdRoute& candidate : kIdRoutes) {
@@ -68,14 +164,14 @@ std::variant<VmmCommand, VmmReply> route(const HttpRequest& r) {
     if (r.path.rfind(prefix, 0) == 0 && r.path.size() > prefix.size() &&
         r.path.find('/', prefix.size()) == std::string::npos) {
       id_route = &candidate;
-      command.id = r.path.substr(prefix.size());
+      id = r.path.substr(prefix.size());
     }
   }
   if (id_route) {
     if (r.method == "PUT")
-      command.kind = id_route->put;
+      op = id_route->put;
     else if (r.method == "PATCH" && id_route->has_patch)
-      command.kind = id_route->patch;
+      op = id_route->patch;
     else
       return method_not_allowed(r);
   } else {
@@ -85,11 +181,12 @@ std::variant<VmmCommand, VmmReply> route(const HttpRequest& r) {
                                       " (no API resource at this path)");
     auto method = path->second.find(r.method);
     if (method == path->second.end()) return method_not_allowed(r);
-    command.kind = method->second;
+    op = method->second;
   }
 
   if (r.method == "GET" && !r.body.empty())
     return VmmReply::fault(400, "GET request cannot have a body.");
+  json body = nullptr;
   if (needs_body(r.method)) {
     if (r.body.empty())
       return VmmReply::fault(400, "Empty " + r.method + " request. (it needs a JSON body)");
@@ -102,44 +199,59 @@ std::variant<VmmCommand, VmmReply> route(const HttpRequest& r) {
                                               "offset {})",
                                               static_cast<unsigned char>(r.body[*at]), *at));
     try {
-      command.body = json::parse(r.body);
+      body = json::parse(r.body);
     } catch (const json::exception& e) {  // parse_error, or out_of_range: a number too large
       return VmmReply::fault(400,
                              std::string("An error occurred when deserializing the json body of a "
                                          "request: the body is not valid JSON: ") +
                                  e.what());
     }
-    command.text = r.body;
   }
+  VmmCommand command;
+  // Firecracker's log words: "Put", "/drives/rootfs", the body as read.
+  command.method = r.method.substr(0, 1) + r.method.substr(1);
+  std::transform(command.method.begin() + 1, command.method.end(), command.method.begin() + 1,
+                 [](unsigned char c) { return std::tolower(c); });
+  command.path = r.path;
+  if (!body.is_null()) command.body = body.dump(-1, ' ', false, json::error_handler_t::replace);
+  if (op == Op::kPutMachineConfig || op == Op::kPatchMachineConfig)
+    command.deprecated = deprecated_fields("machine-config", body);
+  else if (op == Op::kPutVsock)
+    command.deprecated = deprecated_fields("vsock", body);
   try {
-    if (r.path == "/actions") {
-      JsonFields f(command.body, "actions");
-      const auto type = f.required<std::string>("action_type");
-      f.reject_unknown();
-      if (type == "InstanceStart")
-        command.kind = K::kInstanceStart;
-      else if (type == "SendCtrlAltDel")
-        command.kind = K::kSendCtrlAltDel;
-      else if (type == "FlushMetrics")
-        command.kind = K::kFlushMetrics;
-      else
-        throw unknown_variant("actions", "action_type", type,
-                              {"FlushMetrics", "InstanceStart", "SendCtrlAltDel"});
-    } else if (r.path == "/vm") {
-      JsonFields f(command.body, "vm");
-      const auto state = f.required<std::string>("state");
-      f.reject_unknown();
-      if (state == "Paused")
-        command.kind = K::kPauseVm;
-      else if (state == "Resumed")
-        command.kind = K::kResumeVm;
-      else
-        throw unknown_variant("vm", "state", state, {"Paused", "Resumed"});
-    }
+    command.request = parse_request(op, id, body);
   } catch (const FieldError& e) {
-    return VmmReply::fault(400, api_fault_message(e, r.body));
+    // Actions and VM states are answered at once; a configuration body goes to the controller,
+    // which answers it after its state checks (and logs and counts it).
+    if (op == Op::kActions || op == Op::kPatchVm)
+      return VmmReply::fault(400, api_fault_message(e, r.body));
+    command.request = request::Invalid{api_fault_message(e, r.body), e.is_shape_error(),
+                                       op == Op::kPatchDrive || op == Op::kPatchNetworkInterface};
   }
   return command;
+}
+
+json reply_json(const VmmReply& reply) {
+  if (reply.status >= 400) return {{"fault_message", reply.fault_message}};
+  return std::visit(
+      [](const auto& body) -> json {
+        using T = std::decay_t<decltype(body)>;
+        if constexpr (std::is_same_v<T, InstanceInfo>) {
+          return {{"app_name", body.app_name},
+                  {"id", body.id},
+                  {"state", body.state},
+                  {"vmm_version", body.vmm_version}};
+        } else if constexpr (std::is_same_v<T, VersionInfo>) {
+          return {{"firecracker_version", body.version}};
+        } else if constexpr (std::is_same_v<T, VmConfig>) {
+          return vm_config_json(body);
+        } else if constexpr (std::is_same_v<T, MachineConfigInfo>) {
+          return machine_config_json(body);
+        } else {
+          return nullptr;
+        }
+      },
+      reply.body);
 }
 
 HttpResponse to_http(const VmmReply& reply) {
@@ -148,8 +260,8 @@ HttpResponse to_http(const VmmReply& reply) {
   response.headers = reply.headers;
   // Strings Kiln accepts as bytes (host paths) may not be UTF-8: they are replaced by U+FFFD
   // rather than failing the reply.
-  if (!reply.body.is_null())
-    response.body = reply.body.dump(-1, ' ', false, json::error_handler_t::replace);
+  const json body = reply_json(reply);
+  if (!body.is_null()) response.body = body.dump(-1, ' ', false, json::error_handler_t::replace);
   return response;
 }
 

@@ -16,11 +16,6 @@ namespace {
 
 using nlohmann::json;
 
-constexpr uint32_t kMaxVcpus = 1024;
-constexpr uint64_t kMinMemoryMib = 16;
-constexpr uint64_t kMaxMemoryMib = uint64_t{1} << 20;
-constexpr size_t kMaxIdLength = 64;
-
 const char* const kLogLevels[] = {"Error", "Warning", "Info", "Debug", "Trace", "Off"};
 
 bool equals_ignoring_case(const std::string& a, const char* b) {
@@ -32,24 +27,28 @@ bool equals_ignoring_case(const std::string& a, const char* b) {
 
 }  // namespace
 
-void apply_machine_config(VmConfig& config, const json& body, bool patch) {
+void check(const std::string& object, const std::optional<FieldProblem>& problem) {
+  if (problem) throw FieldError(object, problem->field, problem->problem);
+}
+
+HugePages parse_huge_pages(const std::string& name, const std::string& object) {
+  auto backing = huge_pages_from_name(name);
+  if (!backing) throw FieldError(object, "huge_pages", "must be one of None, Transparent, 2M");
+  return *backing;
+}
+
+MachineConfigUpdate parse_machine_config(const json& body, bool patch) {
   JsonFields f(body, "machine-config");
-  auto vcpus = patch ? f.optional<uint32_t>("vcpu_count") : f.required<uint32_t>("vcpu_count");
-  auto mem = patch ? f.optional<uint64_t>("mem_size_mib") : f.required<uint64_t>("mem_size_mib");
-  auto smt = f.optional<bool>("smt");
-  auto dirty = f.optional<bool>("track_dirty_pages");
+  MachineConfigUpdate u;
+  u.vcpus = patch ? f.optional<uint32_t>("vcpu_count") : f.required<uint32_t>("vcpu_count");
+  u.memory_mib =
+      patch ? f.optional<uint64_t>("mem_size_mib") : f.required<uint64_t>("mem_size_mib");
+  u.smt = f.optional<bool>("smt");
+  u.track_dirty_pages = f.optional<bool>("track_dirty_pages");
   auto cpu_template = f.optional<std::string>("cpu_template");
   auto huge_pages = f.optional<std::string>("huge_pages");
   f.reject_unknown();
-  if (vcpus && (*vcpus == 0 || *vcpus > kMaxVcpus))
-    throw FieldError("machine-config", "vcpu_count", "must be between 1 and 1024");
-  if (mem && *mem == 0)
-    throw FieldError("machine-config", "mem_size_mib",
-                     "The memory size (MiB) is either 0, or not a multiple of the configured page "
-                     "size. Kiln needs between 16 and 1048576");
-  if (mem && (*mem < kMinMemoryMib || *mem > kMaxMemoryMib))
-    throw FieldError("machine-config", "mem_size_mib", "must be between 16 and 1048576");
-  if (smt && *smt) throw FieldError("machine-config", "smt", "true is not supported by Kiln");
+  check("machine-config", validate(u));
   if (cpu_template && *cpu_template != "None") {
     const std::initializer_list<const char*> kTemplates = {"C3",  "T2",   "T2S", "T2CL",
                                                            "T2A", "V1N1", "None"};
@@ -59,41 +58,19 @@ void apply_machine_config(VmConfig& config, const json& body, bool patch) {
     throw FieldError("machine-config", "cpu_template",
                      "\"" + *cpu_template + "\" is not supported by Kiln, only \"None\"");
   }
-  std::optional<HugePages> backing = patch ? config.huge_pages : HugePages::kNone;
-  if (huge_pages && !(backing = huge_pages_from_name(*huge_pages)))
-    throw FieldError("machine-config", "huge_pages", "must be one of None, Transparent, 2M");
-  // 2 MiB pages back whole 2 MiB: the size must be a multiple (checked on the values that
-  // would result, so a refused request changes nothing).
-  if (*backing == HugePages::k2M && mem.value_or(config.memory_mib) % 2 != 0)
-    throw FieldError("machine-config", huge_pages ? "huge_pages" : "mem_size_mib",
-                     "huge_pages 2M needs mem_size_mib to be a multiple of 2");
-  if (vcpus) config.vcpus = *vcpus;
-  if (mem) config.memory_mib = *mem;
-  config.huge_pages = *backing;
-  if (smt) config.smt = *smt;
-  if (dirty) config.track_dirty_pages = *dirty;
+  if (huge_pages) u.huge_pages = parse_huge_pages(*huge_pages, "machine-config");
+  return u;
 }
 
-void apply_boot_source(VmConfig& config, const json& body) {
+BootSourceConfig parse_boot_source(const json& body) {
   JsonFields f(body, "boot-source");
-  auto kernel = f.required<std::string>("kernel_image_path");
-  auto args = f.optional<std::string>("boot_args");
-  auto initrd = f.optional<std::string>("initrd_path");
+  BootSourceConfig boot;
+  boot.kernel_path = f.required<std::string>("kernel_image_path");
+  boot.cmdline = f.optional<std::string>("boot_args");
+  boot.initrd_path = f.optional<std::string>("initrd_path").value_or("");
   f.reject_unknown();
-  if (kernel.empty()) throw FieldError("boot-source", "kernel_image_path", "is empty");
-  config.kernel_path = kernel;
-  config.cmdline = args.value_or(kDefaultCmdline);
-  config.initrd_path = initrd.value_or("");
-}
-
-std::optional<std::string> resource_id_problem(const std::string& id) {
-  const bool valid =
-      !id.empty() && id.size() <= kMaxIdLength && std::all_of(id.begin(), id.end(), [](char c) {
-        return std::isalnum(static_cast<unsigned char>(c)) || c == '_';
-      });
-  if (valid) return std::nullopt;
-  return "must be 1 to 64 letters, digits or underscores (API Resource IDs can only contain "
-         "alphanumeric characters and underscores)";
+  check("boot-source", validate(boot));
+  return boot;
 }
 
 void check_resource_id(const std::string& what, const std::string& field, const std::string& id) {
@@ -108,8 +85,7 @@ void check_path_id(const std::string& what, const std::string& field, const std:
                          "\" in the body, \"" + path_id + "\" in the path)");
 }
 
-void apply_drive(VmConfig& config, const std::string& id, const json& body,
-                 const std::string& what) {
+DriveConfig parse_drive(const json& body, const std::string& path_id, const std::string& what) {
   JsonFields f(body, what);
   auto drive_id = f.required<std::string>("drive_id");
   auto path = f.optional<std::string>("path_on_host");
@@ -121,14 +97,14 @@ void apply_drive(VmConfig& config, const std::string& id, const json& body,
   auto limiter = f.optional<json>("rate_limiter");
   auto socket = f.optional<std::string>("socket");
   f.reject_unknown();
-  check_path_id(what, "drive_id", drive_id, id);
-  check_resource_id(what, "drive_id", drive_id);
+  check_path_id(what, "drive_id", drive_id, path_id);
+  check_resource_id(what, "drive_id", drive_id);  // the API needs an id (validate: if given)
   if (socket) throw FieldError(what, "socket", "vhost-user drives are not supported by Kiln");
   if (!path) throw FieldError::shape(what, "path_on_host", "missing field `path_on_host`");
-  if (path->empty()) throw FieldError(what, "path_on_host", "is empty");
-  CacheType cache_type = CacheType::kUnsafe;
+  DriveConfig drive{*path, read_only.value_or(false), drive_id, is_root, CacheType::kUnsafe};
+  check(what, validate(drive));
   if (cache && *cache == "Writeback") {
-    cache_type = CacheType::kWriteback;
+    drive.cache_type = CacheType::kWriteback;
   } else if (cache && *cache != "Unsafe") {
     throw unknown_variant(what, "cache_type", *cache, {"Unsafe", "Writeback"});
   }
@@ -143,32 +119,27 @@ void apply_drive(VmConfig& config, const std::string& id, const json& body,
                      "is not supported by Kiln (the root drive is always root=/dev/vda); leave it "
                      "out");
   if (limiter) refuse_rate_limiter(*limiter, what + ".rate_limiter", "drives");
-
-  DriveConfig drive{*path, read_only.value_or(false), drive_id, is_root, cache_type};
-  auto existing = std::find_if(config.drives.begin(), config.drives.end(),
-                               [&](const DriveConfig& d) { return d.id == id; });
-  if (is_root) {
-    auto other_root = std::find_if(config.drives.begin(), config.drives.end(),
-                                   [&](const DriveConfig& d) { return d.is_root && d.id != id; });
-    if (other_root != config.drives.end())
-      throw FieldError(what, "is_root_device",
-                       "A root block device already exists! (drive \"" + other_root->id +
-                           "\" is the root device)");
-  }
-  if (existing != config.drives.end()) config.drives.erase(existing);
-  if (is_root) {
-    config.drives.insert(config.drives.begin(), drive);
-  } else {
-    config.drives.push_back(drive);
-  }
+  return drive;
 }
 
-void apply_logger(VmConfig& config, const json& body) {
+request::PatchDrive parse_drive_patch(const json& body, const std::string& path_id) {
+  JsonFields f(body, "drive");
+  auto drive_id = f.required<std::string>("drive_id");
+  auto path = f.optional<std::string>("path_on_host");
+  auto limiter = f.optional<json>("rate_limiter");
+  f.reject_unknown();
+  check_path_id("drive", "drive_id", drive_id, path_id);
+  if (limiter) refuse_rate_limiter(*limiter, "drive.rate_limiter", "drives");
+  return {drive_id, path, limiter.has_value()};
+}
+
+LoggerUpdate parse_logger(const json& body) {
   JsonFields f(body, "logger");
-  auto path = f.optional<std::string>("log_path");
+  LoggerUpdate u;
+  u.path = f.optional<std::string>("log_path");
   auto level = f.optional<std::string>("level");
-  auto show_level = f.optional<bool>("show_level");
-  auto show_origin = f.optional<bool>("show_log_origin");
+  u.show_level = f.optional<bool>("show_level");
+  u.show_log_origin = f.optional<bool>("show_log_origin");
   auto module = f.optional<std::string>("module");
   f.reject_unknown();
   // Level names are case-insensitive, as in Firecracker.
@@ -182,20 +153,18 @@ void apply_logger(VmConfig& config, const json& body) {
   if (module)
     throw FieldError("logger", "module",
                      "filtering the log by module is not supported by Kiln; leave it out");
-  if (path) config.logger.path = *path;
-  if (level) config.logger.level = *known;
-  if (show_level) config.logger.show_level = *show_level;
-  if (show_origin) config.logger.show_log_origin = *show_origin;
+  if (level) u.level = *known;
+  return u;
 }
 
-void apply_metrics(VmConfig& config, const json& body) {
+MetricsConfig parse_metrics(const json& body) {
   JsonFields f(body, "metrics");
   auto path = f.required<std::string>("metrics_path");
   auto emit_id = f.optional<bool>("emit_id");
   auto properties = f.optional<json>("properties");
   f.reject_unknown();
-  if (path.empty()) throw FieldError("metrics", "metrics_path", "is empty");
   MetricsConfig metrics{path, emit_id.value_or(false), {}};
+  check("metrics", validate(metrics));
   if (properties) {
     if (!properties->is_object())
       throw FieldError::shape("metrics", "properties",
@@ -209,23 +178,17 @@ void apply_metrics(VmConfig& config, const json& body) {
       metrics.properties[it.key()] = it->get<std::string>();
     }
   }
-  config.metrics = std::move(metrics);
+  return metrics;
 }
 
-void apply_console(VmConfig& config, const json& body) {
+ConsoleMode parse_console(const json& body) {
   JsonFields f(body, "console");
   auto mode = f.required<std::string>("mode");
   f.reject_unknown();
-  if (mode == "serial") {
-    config.console = ConsoleMode::kSerial;
-  } else if (mode == "virtio") {
-    config.console = ConsoleMode::kVirtio;
-    if (config.cmdline == kDefaultCmdline) config.cmdline = kDefaultVirtioConsoleCmdline;
-  } else if (mode == "none") {
-    config.console = ConsoleMode::kNone;
-  } else {
-    throw FieldError("console", "mode", "must be \"serial\", \"virtio\" or \"none\"");
-  }
+  if (mode == "serial") return ConsoleMode::kSerial;
+  if (mode == "virtio") return ConsoleMode::kVirtio;
+  if (mode == "none") return ConsoleMode::kNone;
+  throw FieldError("console", "mode", "must be \"serial\", \"virtio\" or \"none\"");
 }
 
 TokenBucketConfig parse_token_bucket(const json& body, const std::string& what) {
@@ -235,18 +198,9 @@ TokenBucketConfig parse_token_bucket(const json& body, const std::string& what) 
   auto burst = f.optional<uint64_t>("one_time_burst");
   b.refill_time_ms = f.required<uint64_t>("refill_time");
   f.reject_unknown();
-  const std::string max_tokens = std::to_string(TokenBucketConfig::kMaxTokens);
-  if (b.size == 0 || b.size > TokenBucketConfig::kMaxTokens)
-    throw FieldError(what, "size", "must be between 1 and " + max_tokens + " (2^63-1)");
-  if (burst && *burst > TokenBucketConfig::kMaxTokens)
-    throw FieldError(what, "one_time_burst", "must be at most " + max_tokens + " (2^63-1)");
-  if (b.refill_time_ms == 0 || b.refill_time_ms > TokenBucketConfig::kMaxRefillTimeMs)
-    throw FieldError(what, "refill_time",
-                     "must be between 1 and " +
-                         std::to_string(TokenBucketConfig::kMaxRefillTimeMs) +
-                         " (ms, about 292 years)");
   b.one_time_burst = burst.value_or(0);
   b.one_time_burst_set = burst.has_value();
+  check(what, validate(b));
   return b;
 }
 
@@ -278,7 +232,7 @@ void refuse_rate_limiter(const json& body, const std::string& what, const std::s
   }
 }
 
-void apply_entropy(VmConfig& config, const json& body) {
+EntropyConfig parse_entropy(const json& body) {
   JsonFields f(body, "entropy");
   auto limiter = f.optional<json>("rate_limiter");
   f.reject_unknown();
@@ -290,7 +244,7 @@ void apply_entropy(VmConfig& config, const json& body) {
                        "is not supported for entropy; limit bytes with \"bandwidth\"");
     entropy.bandwidth = parsed.bandwidth;
   }
-  config.entropy = entropy;
+  return entropy;
 }
 
 json entropy_json(const VmConfig& config) {
@@ -301,7 +255,7 @@ json entropy_json(const VmConfig& config) {
   return {{"rate_limiter", limiter}};
 }
 
-void apply_serial(VmConfig& config, const json& body) {
+std::string parse_serial(const json& body) {
   JsonFields f(body, "serial");
   auto path = f.optional<std::string>("serial_out_path");
   auto limiter = f.optional<json>("rate_limiter");
@@ -311,43 +265,26 @@ void apply_serial(VmConfig& config, const json& body) {
     throw FieldError("serial", "rate_limiter",
                      "rate limiting the serial output is not supported by Kiln; leave it out");
   }
-  config.serial_out_path = path.value_or("");
+  return path.value_or("");
 }
 
-std::optional<VsockProblem> vsock_problem(const VsockConfig& vsock) {
-  if (vsock.guest_cid < 3 || vsock.guest_cid > 0xfffffffeu)
-    return VsockProblem{"guest_cid", "must be between 3 and 4294967294 (0-2 are reserved)"};
-  if (vsock.uds_path.empty()) return VsockProblem{"uds_path", "is empty"};
-  // The longest per-port path, <uds_path>_4294967295, must fit in sockaddr_un.
-  if (vsock.uds_path.size() + 11 >= sizeof(sockaddr_un::sun_path))
-    return VsockProblem{"uds_path", "is too long (at most " +
-                                        std::to_string(sizeof(sockaddr_un::sun_path) - 12) +
-                                        " bytes, so that <uds_path>_<port> fits a Unix socket)"};
-  std::string dir = std::filesystem::path(vsock.uds_path).parent_path().string();
-  if (dir.empty()) dir = ".";
-  struct stat st {};
-  if (::stat(dir.c_str(), &st) < 0 || !S_ISDIR(st.st_mode))
-    return VsockProblem{"uds_path", "directory " + dir + " does not exist"};
-  return std::nullopt;
-}
-
-void apply_vsock(VmConfig& config, const json& body) {
+VsockConfig parse_vsock(const json& body) {
   JsonFields f(body, "vsock");
   VsockConfig vsock;
   vsock.guest_cid = f.required<uint64_t>("guest_cid");
   vsock.uds_path = f.required<std::string>("uds_path");
   vsock.vsock_id = f.optional<std::string>("vsock_id").value_or("");
   f.reject_unknown();
-  if (auto p = vsock_problem(vsock)) throw FieldError("vsock", p->field, p->problem);
-  config.vsock = vsock;
+  check("vsock", validate(vsock));
+  return vsock;
 }
 
-json machine_config_json(const VmConfig& config) {
-  return json{{"vcpu_count", config.vcpus},
-              {"mem_size_mib", config.memory_mib},
-              {"smt", config.smt},
-              {"track_dirty_pages", config.track_dirty_pages},
-              {"huge_pages", std::string(huge_pages_name(config.huge_pages))}};
+json machine_config_json(const MachineConfigInfo& m) {
+  return json{{"vcpu_count", m.vcpus},
+              {"mem_size_mib", m.memory_mib},
+              {"smt", m.smt},
+              {"track_dirty_pages", m.track_dirty_pages},
+              {"huge_pages", std::string(huge_pages_name(m.huge_pages))}};
 }
 
 json drive_json(const DriveConfig& d) {
@@ -393,7 +330,8 @@ json vm_config_json(const VmConfig& config) {
             {"boot-source", boot},
             {"cpu-config", nullptr},
             {"logger", logger},
-            {"machine-config", machine_config_json(config)},
+            {"machine-config", machine_config_json({config.vcpus, config.memory_mib, config.smt,
+                                                    config.track_dirty_pages, config.huge_pages})},
             {"metrics", metrics},
             {"mmds-config", nullptr},
             {"network-interfaces", network_interfaces_json(config)},
@@ -433,8 +371,10 @@ void apply_full_config(VmConfig& config, const json& document) {
   }
   f.reject_unknown();
   if (!boot) throw FieldError::shape("configuration", "boot-source", "missing field `boot-source`");
-  apply_boot_source(config, *boot);
-  if (machine) apply_machine_config(config, *machine, false);
+  check("boot-source", apply_boot_source(config, parse_boot_source(*boot)));
+  if (machine)
+    check("machine-config",
+          apply_machine_config(config, parse_machine_config(*machine, false), false));
   if (drives) {
     if (!drives->is_array()) throw FieldError("configuration", "drives", "must be an array");
     for (size_t i = 0; i < drives->size(); ++i) {
@@ -443,15 +383,29 @@ void apply_full_config(VmConfig& config, const json& document) {
       const std::string id = d.is_object() && d.contains("drive_id") && d["drive_id"].is_string()
                                  ? d["drive_id"].get<std::string>()
                                  : "";
-      apply_drive(config, id, d, what);
+      check(what, add_drive(config, parse_drive(d, id, what)));
     }
   }
-  if (network) apply_network_interfaces(config, *network);
-  if (logger) apply_logger(config, *logger);
-  if (metrics) apply_metrics(config, *metrics);
-  if (entropy) apply_entropy(config, *entropy);
-  if (console) apply_console(config, *console);
-  if (vsock) apply_vsock(config, *vsock);
+  if (network) {
+    if (!network->is_array())
+      throw FieldError("configuration", "network-interfaces", "must be an array");
+    for (size_t i = 0; i < network->size(); ++i) {
+      const json& n = (*network)[i];
+      const std::string id = n.is_object() && n.contains("iface_id") && n["iface_id"].is_string()
+                                 ? n["iface_id"].get<std::string>()
+                                 : "";
+      const std::string what = "network-interfaces[" + std::to_string(i) + "]";
+      if (std::any_of(config.nets.begin(), config.nets.end(),
+                      [&](const NetConfig& other) { return other.iface_id == id; }))
+        throw FieldError(what, "iface_id", "\"" + id + "\" appears twice");
+      check(what, add_network_interface(config, parse_network_interface(n, id, what)));
+    }
+  }
+  if (logger) apply_logger(config, parse_logger(*logger));
+  if (metrics) check("metrics", set_metrics(config, parse_metrics(*metrics)));
+  if (entropy) set_entropy(config, parse_entropy(*entropy));
+  if (console) set_console(config, parse_console(*console));
+  if (vsock) check("vsock", set_vsock(config, parse_vsock(*vsock)));
   if (fs) apply_fs_list(config, *fs);
 }
 

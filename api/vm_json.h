@@ -1,6 +1,9 @@
-// Firecracker's JSON objects <-> Kiln's VmConfig. Used by the HTTP API (one object per request)
-// and by --config-file / --config (a whole configuration). All validation of those objects is
-// here: errors are FieldError (a UsageError) naming the object and field.
+// Firecracker's JSON objects <-> Kiln's typed configuration objects (vmm/vm_config_ops.h). Used
+// by the HTTP API (one object per request, api/routes.cc) and by --config-file / --config (a
+// whole configuration). Reading an object checks its shape (types, missing and unknown fields,
+// enum values) and the values it allows on its own (the validators of vmm/vm_config_ops.h);
+// errors are FieldError (a UsageError) naming the object and field. What needs the
+// configuration the object goes into is checked when it is applied.
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -9,47 +12,46 @@
 #include <string>
 #include <vector>
 
+#include "api/json_fields.h"
+#include "vmm/command.h"
 #include "vmm/vm_config.h"
+#include "vmm/vm_config_ops.h"
 
 namespace kiln::api {
 
-// machine-config: PUT replaces (vcpu_count and mem_size_mib required), PATCH updates.
-void apply_machine_config(VmConfig& config, const nlohmann::json& body, bool patch);
-void apply_boot_source(VmConfig& config, const nlohmann::json& body);
-// PUT /drives/{id}: adds or replaces drive `id` (the body's drive_id must match). The root
-// device is kept first.
-void apply_drive(VmConfig& config, const std::string& id, const nlohmann::json& body,
-                 const std::string& what = "drive");
-// PUT /network-interfaces/{id}: adds or replaces interface `id` (the body's iface_id must match);
-// a TAP name or MAC used by another interface is refused.
-void apply_network_interface(VmConfig& config, const std::string& id, const nlohmann::json& body,
-                             const std::string& what = "network-interface");
-// PATCH /network-interfaces/{id}: checks the body (iface_id; rate limiters: {} or absent, Kiln
-// has no net rate limiting) and that the interface exists.
-void check_network_interface_patch(const VmConfig& config, const std::string& id,
-                                   const nlohmann::json& body);
-// The config file's "network-interfaces" array (ids must be unique).
-void apply_network_interfaces(VmConfig& config, const nlohmann::json& list);
+// Throws FieldError(object, problem->field, problem->problem) when there is a problem.
+void check(const std::string& object, const std::optional<FieldProblem>& problem);
+
+// machine-config: PUT needs vcpu_count and mem_size_mib, PATCH does not.
+MachineConfigUpdate parse_machine_config(const nlohmann::json& body, bool patch);
+// A huge_pages name (None, Transparent, 2M), or a FieldError on "<object>: huge_pages".
+HugePages parse_huge_pages(const std::string& name, const std::string& object);
+BootSourceConfig parse_boot_source(const nlohmann::json& body);
+// PUT /drives/{id}: the body's drive_id must be `path_id`.
+DriveConfig parse_drive(const nlohmann::json& body, const std::string& path_id,
+                        const std::string& what = "drive");
+// PATCH /drives/{id}: path_on_host and/or an empty rate_limiter.
+request::PatchDrive parse_drive_patch(const nlohmann::json& body, const std::string& path_id);
+// PUT /network-interfaces/{id}: the body's iface_id must be `path_id`.
+NetConfig parse_network_interface(const nlohmann::json& body, const std::string& path_id,
+                                  const std::string& what = "network-interface");
+// PATCH /network-interfaces/{id}: iface_id; rate limiters {} or absent (Kiln has none).
+request::PatchNetworkInterface parse_network_interface_patch(const nlohmann::json& body,
+                                                             const std::string& path_id);
+// A guest_mac value, or a FieldError on "<what>: guest_mac".
+MacAddress parse_guest_mac(const std::string& text, const std::string& what);
 nlohmann::json network_interfaces_json(const VmConfig& config);
-void apply_logger(VmConfig& config, const nlohmann::json& body);
-void apply_metrics(VmConfig& config, const nlohmann::json& body);
-void apply_entropy(VmConfig& config, const nlohmann::json& body);
-void apply_serial(VmConfig& config, const nlohmann::json& body);
-// Kiln's own "console" object: {"mode": "serial" | "virtio" | "none"}. With virtio, a command
-// line still at Kiln's default gets console=hvc0 instead of console=ttyS0.
-void apply_console(VmConfig& config, const nlohmann::json& body);
-// PUT /vsock (Firecracker's Vsock object: guest_cid, uds_path, deprecated vsock_id).
-void apply_vsock(VmConfig& config, const nlohmann::json& body);
-// What is wrong with a vsock configuration: the field ("guest_cid", "uds_path") and the
-// problem, or nullopt. Shared by the API, the config files and --vsock.
-struct VsockProblem {
-  std::string field;
-  std::string problem;
-};
-std::optional<VsockProblem> vsock_problem(const VsockConfig& vsock);
+LoggerUpdate parse_logger(const nlohmann::json& body);
+MetricsConfig parse_metrics(const nlohmann::json& body);
+EntropyConfig parse_entropy(const nlohmann::json& body);
+std::string parse_serial(const nlohmann::json& body);  // serial_out_path
+// Kiln's own "console" object: {"mode": "serial" | "virtio" | "none"}.
+ConsoleMode parse_console(const nlohmann::json& body);
+// Firecracker's Vsock object: guest_cid, uds_path, deprecated vsock_id.
+VsockConfig parse_vsock(const nlohmann::json& body);
 
 // Firecracker's TokenBucket object ({size, one_time_burst, refill_time}) <-> TokenBucketConfig.
-// Every field is bounded (TokenBucketConfig's limits); a bad one is a FieldError naming it.
+// Every field is bounded (validate(TokenBucketConfig)); a bad one is a FieldError naming it.
 TokenBucketConfig parse_token_bucket(const nlohmann::json& body, const std::string& what);
 nlohmann::json token_bucket_json(const TokenBucketConfig& bucket);
 // Firecracker's RateLimiter object ({bandwidth, ops}); {} limits nothing.
@@ -59,9 +61,7 @@ RateLimiterConfig parse_rate_limiter(const nlohmann::json& body, const std::stri
 void refuse_rate_limiter(const nlohmann::json& body, const std::string& what,
                          const std::string& device);
 
-// An API resource id (drive_id, iface_id): 1 to 64 letters, digits or '_'. Shared by the API,
-// the config files and the --disk/--net flags: the problem, or nullopt; or a FieldError.
-std::optional<std::string> resource_id_problem(const std::string& id);
+// A FieldError for an API resource id (drive_id, iface_id) that is not one.
 void check_resource_id(const std::string& what, const std::string& field, const std::string& id);
 // The body's id must be the path's ({drive_id} / {iface_id}).
 void check_path_id(const std::string& what, const std::string& field, const std::string& body_id,
@@ -70,11 +70,12 @@ void check_path_id(const std::string& what, const std::string& field, const std:
 // machine-config's cpu_template, vsock's vsock_id.
 std::vector<std::string> deprecated_fields(const std::string& object, const nlohmann::json& body);
 
-nlohmann::json machine_config_json(const VmConfig& config);
+nlohmann::json machine_config_json(const MachineConfigInfo& machine);
 // GET /vm/config: Firecracker's full-configuration shape.
 nlohmann::json vm_config_json(const VmConfig& config);
 
-// A whole configuration (Firecracker's --config-file JSON) applied on top of `config`.
+// A whole configuration (Firecracker's --config-file JSON) applied on top of `config`, object
+// by object through the same functions as the API's requests.
 void apply_full_config(VmConfig& config, const nlohmann::json& document);
 
 }  // namespace kiln::api

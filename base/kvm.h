@@ -36,7 +36,13 @@ class VmFd {
  public:
   explicit VmFd(const KvmSystem& kvm);
   int fd() const { return fd_.get(); }
-  void set_user_memory_region(uint32_t slot, uint64_t gpa, uint64_t size, void* host);
+  // `log_dirty`: KVM records every page the guest writes (KVM_MEM_LOG_DIRTY_PAGES), read and
+  // cleared with take_dirty_log().
+  void set_user_memory_region(uint32_t slot, uint64_t gpa, uint64_t size, void* host,
+                              bool log_dirty = false);
+  // KVM_GET_DIRTY_LOG for a slot of `size` bytes: one bit per 4 KiB page written since the last
+  // call (or since the slot was made), and KVM starts a new log.
+  std::vector<uint64_t> take_dirty_log(uint32_t slot, uint64_t size);
   void create_irqchip();
   void create_pit2();
   void set_tss_addr(uint64_t addr);

@@ -1,57 +1,137 @@
-// The one command type between Kiln's front ends (HTTP API, config files, CLI) and the VMM
-// controller, and its reply. Bodies are the API's JSON objects; the controller validates them.
+// The one command type between Kiln's front ends and the VMM controller, and its reply. A
+// command carries a request api/ has already parsed and checked on its own (types, shapes, the
+// values each object allows: vmm/vm_config_ops.h); the controller does what needs its state
+// (booted or not, the other drives and interfaces, files it can open). Replies are data too;
+// api/ serializes them.
 #pragma once
-
-#include <nlohmann/json.hpp>
 
 #include <string>
 #include <utility>
+#include <variant>
 #include <vector>
+
+#include "vmm/vm_config.h"
+#include "vmm/vm_config_ops.h"
 
 namespace kiln {
 
-struct VmmCommand {
-  enum class Kind {
-    kGetInstanceInfo,
-    kGetVersion,
-    kGetVmConfig,
-    kGetMachineConfig,
-    kPutMachineConfig,
-    kPatchMachineConfig,
-    kPutBootSource,
-    kPutDrive,
-    kPatchDrive,
-    kPutNetworkInterface,
-    kPatchNetworkInterface,
-    kInstanceStart,
-    kSendCtrlAltDel,
-    kFlushMetrics,
-    kPauseVm,
-    kResumeVm,
-    kPutLogger,
-    kPutMetrics,
-    kPutEntropy,
-    kPutSerial,
-    kPutVsock,
-    kPutFs,  // Kiln's own: a virtio-fs share
-  };
-  Kind kind;
-  std::string id;  // {drive_id} / {iface_id} / {fs_id} from the path
-  nlohmann::json body;
-  std::string text;  // the body as received: error messages give positions in it
+namespace request {
+
+struct GetInstanceInfo {};
+struct GetVersion {};
+struct GetVmConfig {};
+struct GetMachineConfig {};
+struct PutMachineConfig {
+  MachineConfigUpdate update;
+};
+struct PatchMachineConfig {
+  MachineConfigUpdate update;
+};
+struct PutBootSource {
+  BootSourceConfig boot;
+};
+struct PutDrive {
+  DriveConfig drive;
+};
+// After boot: a new image for drive `id`; `rate_limiter` was given (as {}, all Kiln accepts).
+struct PatchDrive {
+  std::string id;
+  std::optional<std::string> path;
+  bool rate_limiter = false;
+};
+struct PutNetworkInterface {
+  NetConfig net;
+};
+// After boot: Firecracker updates rate limiters here; Kiln accepts only {} (checked in api/).
+struct PatchNetworkInterface {
+  std::string id;
+};
+struct InstanceStart {};
+struct SendCtrlAltDel {};
+struct FlushMetrics {};
+struct Pause {};
+struct Resume {};
+struct PutLogger {
+  LoggerUpdate update;
+};
+struct PutMetrics {
+  MetricsConfig metrics;
+};
+struct PutEntropy {
+  EntropyConfig entropy;
+};
+struct PutSerial {
+  std::string serial_out_path;  // empty: the console's output
+};
+struct PutVsock {
+  VsockConfig vsock;
+};
+// Kiln's own: a virtio-fs share (PUT /fs/{fs_id}).
+struct PutFs {
+  FsConfig fs;
+};
+// A body api/ refused (wrong shape, a value the object does not allow). The controller answers
+// it after its state checks, as for any request, so every request is logged and counted alike.
+struct Invalid {
+  std::string fault_message;
+  bool shape_error = false;  // the body could not be read (so no Deprecation header)
+  bool after_boot = false;   // the request is one for a running VM (PATCH /drives, ...)
 };
 
+}  // namespace request
+
+using Request = std::variant<
+    request::GetInstanceInfo, request::GetVersion, request::GetVmConfig, request::GetMachineConfig,
+    request::PutMachineConfig, request::PatchMachineConfig, request::PutBootSource,
+    request::PutDrive, request::PatchDrive, request::PutNetworkInterface,
+    request::PatchNetworkInterface, request::InstanceStart, request::SendCtrlAltDel,
+    request::FlushMetrics, request::Pause, request::Resume, request::PutLogger, request::PutMetrics,
+    request::PutEntropy, request::PutSerial, request::PutVsock, request::PutFs, request::Invalid>;
+
+struct VmmCommand {
+  Request request;
+  // For the log, in Firecracker's words: "Put", "/drives/rootfs", the body as JSON text
+  // (empty: none).
+  std::string method;
+  std::string path;
+  std::string body;
+  // Deprecated fields the body uses (machine-config's cpu_template, vsock's vsock_id): the
+  // reply gets "Deprecation: true" once the body was read, whether the request succeeds or not.
+  std::vector<std::string> deprecated;
+};
+
+// Replies' data.
+struct InstanceInfo {
+  std::string app_name;
+  std::string id;
+  std::string state;  // "Not started", "Running", "Paused"
+  std::string vmm_version;
+};
+struct VersionInfo {
+  std::string version;
+};
+struct MachineConfigInfo {
+  uint32_t vcpus = 1;
+  uint64_t memory_mib = 0;
+  bool smt = false;
+  bool track_dirty_pages = false;
+  HugePages huge_pages = HugePages::kNone;
+};
+using ReplyBody =
+    std::variant<std::monostate, InstanceInfo, VersionInfo, VmConfig, MachineConfigInfo>;
+
 struct VmmReply {
-  int status = 204;     // HTTP status
-  nlohmann::json body;  // null: no body; errors: {"fault_message": "..."}
+  int status = 204;           // HTTP status
+  ReplyBody body;             // monostate: no body
+  std::string fault_message;  // for status >= 400: {"fault_message": "..."}
   // Extra response headers, e.g. {"Deprecation", "true"} when the request used a deprecated
   // field. Names and values are the API's own constants, never request data.
   std::vector<std::pair<std::string, std::string>> headers;
 
-  static VmmReply ok(nlohmann::json body) { return {200, std::move(body), {}}; }
-  static VmmReply no_content() { return {204, nullptr, {}}; }
+  static VmmReply ok(ReplyBody body) { return {200, std::move(body), "", {}}; }
+  static VmmReply no_content() { return {}; }
   static VmmReply fault(int status, const std::string& message) {
-    return {status, nlohmann::json{{"fault_message", message}}, {}};
+    return {status, std::monostate{}, message, {}};
   }
 };
 

@@ -10,9 +10,6 @@
 
 #include <cstring>
 
-#include "api/fs_json.h"
-#include "api/json_fields.h"
-#include "api/vm_json.h"
 #include "base/error.h"
 
 namespace kiln {
@@ -22,6 +19,8 @@ namespace {
 constexpr int kMetricsPeriodSeconds = 60;
 // Firecracker's id for an instance started without --id (Kiln has no --id).
 constexpr const char* kInstanceId = "anonymous-instance";
+
+constexpr int kAppendFlags = O_WRONLY | O_APPEND | O_CREAT;
 
 constexpr const char* kNotAfterBoot =
     "The requested operation is not supported after starting the microVM.";
@@ -49,68 +48,19 @@ std::string cannot_open(const std::string& path, int flags) {
   return fd ? "" : os_error(errno);
 }
 
-// Requests whose body can use a deprecated field, by the object vm_json knows them as.
-const char* deprecatable_object(VmmCommand::Kind kind) {
-  using K = VmmCommand::Kind;
-  switch (kind) {
-    case K::kPutMachineConfig:
-    case K::kPatchMachineConfig:
-      return "machine-config";
-    case K::kPutVsock:
-      return "vsock";
-    default:
-      return nullptr;
-  }
+// "drive: is_root_device: A root block device already exists! ...": the object, then the
+// problem as a FieldError reads in api/.
+std::string fault_of(const char* object, const FieldProblem& p) {
+  return std::string(object) + ": " + p.field + ": " + p.problem;
 }
 
-// The request a command came from, in Firecracker's log wording: {"Put", "/drives/rootfs"}.
-std::pair<const char*, std::string> request_of(const VmmCommand& c) {
-  using K = VmmCommand::Kind;
-  switch (c.kind) {
-    case K::kGetInstanceInfo:
-      return {"Get", "/"};
-    case K::kGetVersion:
-      return {"Get", "/version"};
-    case K::kGetVmConfig:
-      return {"Get", "/vm/config"};
-    case K::kGetMachineConfig:
-      return {"Get", "/machine-config"};
-    case K::kPutMachineConfig:
-      return {"Put", "/machine-config"};
-    case K::kPatchMachineConfig:
-      return {"Patch", "/machine-config"};
-    case K::kPutBootSource:
-      return {"Put", "/boot-source"};
-    case K::kPutDrive:
-      return {"Put", "/drives/" + c.id};
-    case K::kPatchDrive:
-      return {"Patch", "/drives/" + c.id};
-    case K::kPutNetworkInterface:
-      return {"Put", "/network-interfaces/" + c.id};
-    case K::kPatchNetworkInterface:
-      return {"Patch", "/network-interfaces/" + c.id};
-    case K::kInstanceStart:
-    case K::kSendCtrlAltDel:
-    case K::kFlushMetrics:
-      return {"Put", "/actions"};
-    case K::kPauseVm:
-    case K::kResumeVm:
-      return {"Patch", "/vm"};
-    case K::kPutLogger:
-      return {"Put", "/logger"};
-    case K::kPutMetrics:
-      return {"Put", "/metrics"};
-    case K::kPutEntropy:
-      return {"Put", "/entropy"};
-    case K::kPutSerial:
-      return {"Put", "/serial"};
-    case K::kPutVsock:
-      return {"Put", "/vsock"};
-    case K::kPutFs:
-      return {"Put", "/fs/" + c.id};
-  }
-  return {"?", "?"};
-}
+// Overloaded lambdas for std::visit.
+template <class... F>
+struct Overloaded : F... {
+  using F::operator()...;
+};
+template <class... F>
+Overloaded(F...) -> Overloaded<F...>;
 
 spdlog::level::level_enum spdlog_level(const std::string& level) {
   if (level == "Error") return spdlog::level::err;
@@ -172,7 +122,7 @@ int VmmController::run(bool start_now) {
   if (start_now) {
     apply_logger();
     VmmReply reply = start_instance();
-    if (reply.status >= 400) throw UsageError(reply.body["fault_message"].get<std::string>());
+    if (reply.status >= 400) throw UsageError(reply.fault_message);
   }
   while (!stopped_) loop_.run_once();
   spdlog::log(stopped_->exit_code == kExitGuestStopped ? spdlog::level::info : spdlog::level::err,
@@ -217,166 +167,171 @@ void VmmController::run_command(std::pair<VmmCommand, Done>& item) noexcept {
 
 VmmReply VmmController::handle(const VmmCommand& c) {
   // Requests and refusals are logged (at Info and Error) as Firecracker logs them.
-  const auto [method, path] = request_of(c);
-  if (c.body.is_null())
-    spdlog::info("The API server received a {} request on \"{}\".", method, path);
+  if (c.body.empty())
+    spdlog::info("The API server received a {} request on \"{}\".", c.method, c.path);
   else
-    spdlog::info("The API server received a {} request on \"{}\" with body {}.", method, path,
-                 c.body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
-  VmmReply reply;
+    spdlog::info("The API server received a {} request on \"{}\" with body {}.", c.method, c.path,
+                 c.body);
   bool body_read = true;  // the body had its object's shape (parsed as Firecracker would)
+  VmmReply reply;
   try {
-    reply = dispatch(c);
-  } catch (const api::FieldError& e) {
-    // A body of the wrong shape reads as in Firecracker, whose clients match on these words.
-    reply = VmmReply::fault(400, api::api_fault_message(e, c.text));
-    body_read = !e.is_shape_error();
+    reply = dispatch(c.request, body_read);
   } catch (const UsageError& e) {
     reply = VmmReply::fault(400, e.what());
   }
   // As Firecracker: a body that was read and uses a deprecated field is answered with
   // "Deprecation: true", whether the request then succeeds or not.
-  const char* object = deprecatable_object(c.kind);
-  const std::vector<std::string> deprecated =
-      object && body_read ? api::deprecated_fields(object, c.body) : std::vector<std::string>{};
-  for (const std::string& field : deprecated)
-    spdlog::warn("{} {}: {} field is deprecated.", method == std::string("Put") ? "PUT" : "PATCH",
-                 path, field);
-  if (!deprecated.empty()) reply.headers.emplace_back("Deprecation", "true");
+  if (body_read) {
+    for (const std::string& field : c.deprecated)
+      spdlog::warn("{} {}: {} field is deprecated.", c.method == "Put" ? "PUT" : "PATCH", c.path,
+                   field);
+    if (!c.deprecated.empty()) reply.headers.emplace_back("Deprecation", "true");
+  }
   if (reply.status >= 400)
     spdlog::error("Received Error. Status code: {} {}. Message: {}", reply.status,
-                  reply.status == 400 ? "Bad Request" : "Error",
-                  reply.body.value("fault_message", ""));
+                  reply.status == 400 ? "Bad Request" : "Error", reply.fault_message);
   return reply;
 }
 
-VmmReply VmmController::dispatch(const VmmCommand& c) {
-  using K = VmmCommand::Kind;
+VmmReply VmmController::dispatch(const Request& r, bool& body_read) {
+  namespace rq = request;
   const bool booted = state_ != State::kNotStarted;
-  switch (c.kind) {
-    case K::kGetInstanceInfo: {
-      const char* state = state_ == State::kNotStarted ? "Not started"
-                          : state_ == State::kRunning  ? "Running"
-                                                       : "Paused";
-      return VmmReply::ok({{"app_name", "Kiln"},
-                           {"id", kInstanceId},
-                           {"state", state},
-                           {"vmm_version", KILN_VERSION}});
-    }
-    case K::kGetVersion:
-      return VmmReply::ok({{"firecracker_version", KILN_VERSION}});
-    case K::kGetVmConfig:
-      return VmmReply::ok(api::vm_config_json(config_));
-    case K::kGetMachineConfig:
-      return VmmReply::ok(api::machine_config_json(config_));
-    case K::kPatchDrive:
-      if (!booted) return VmmReply::fault(400, kNotBeforeBoot);
-      return patch_drive(c);
-    case K::kPatchNetworkInterface:
-      if (!booted) return VmmReply::fault(400, kNotBeforeBoot);
-      // Firecracker only updates rate limiters here; Kiln accepts and ignores them.
-      api::check_network_interface_patch(config_, c.id, c.body);
-      return VmmReply::no_content();
-    case K::kSendCtrlAltDel:
-      if (!booted) return VmmReply::fault(400, kNotBeforeBoot);
-      return send_ctrl_alt_del();
-    case K::kFlushMetrics:
-      // As Firecracker: only a running VM has metrics to flush; without PUT /metrics there is
-      // nothing to write and the answer is still 204.
-      if (!booted) return VmmReply::fault(400, kNotBeforeBoot);
-      flush_metrics();
-      return VmmReply::no_content();
-    case K::kPauseVm:
-    case K::kResumeVm:
-      if (!booted) return VmmReply::fault(400, kNotBeforeBoot);
-      return set_paused(c.kind == K::kPauseVm);
-    default:
-      break;
-  }
-  // Everything else configures the VM: only before it starts.
-  if (booted) return VmmReply::fault(400, kNotAfterBoot);
-  VmConfig next = config_;  // apply to a copy: a rejected request changes nothing
-  switch (c.kind) {
-    case K::kPutMachineConfig:
-      api::apply_machine_config(next, c.body, false);
-      break;
-    case K::kPatchMachineConfig:
-      api::apply_machine_config(next, c.body, true);
-      break;
-    case K::kPutBootSource:
-      api::apply_boot_source(next, c.body);
-      break;
-    case K::kPutDrive:
-      api::apply_drive(next, c.id, c.body);
-      break;
-    case K::kPutNetworkInterface:
-      api::apply_network_interface(next, c.id, c.body);
-      break;
-    case K::kPutLogger:
-      api::apply_logger(next, c.body);
-      break;
-    case K::kPutMetrics:
-      api::apply_metrics(next, c.body);
-      break;
-    case K::kPutEntropy:
-      api::apply_entropy(next, c.body);
-      break;
-    case K::kPutSerial:
-      api::apply_serial(next, c.body);
-      break;
-    case K::kPutVsock:
-      api::apply_vsock(next, c.body);
-      break;
-    case K::kPutFs:  // the directory is checked here (api::fs_problem) and opened at boot
-      api::apply_fs(next, c.id, c.body);
-      break;
-    case K::kInstanceStart:
-      return start_instance();
-    default:
-      return VmmReply::fault(400, "unsupported request");
-  }
-  if (auto problem = check_files(c, next); !problem.empty()) return VmmReply::fault(400, problem);
-  config_ = std::move(next);
-  if (c.kind == K::kPutLogger) apply_logger();
-  return VmmReply::no_content();
+  // Requests for a running VM; the rest configure it and are only taken before it starts.
+  const bool after_boot =
+      std::holds_alternative<rq::PatchDrive>(r) ||
+      std::holds_alternative<rq::PatchNetworkInterface>(r) ||
+      std::holds_alternative<rq::SendCtrlAltDel>(r) ||
+      std::holds_alternative<rq::FlushMetrics>(r) || std::holds_alternative<rq::Pause>(r) ||
+      std::holds_alternative<rq::Resume>(r) ||
+      (std::holds_alternative<rq::Invalid>(r) && std::get<rq::Invalid>(r).after_boot);
+  const bool any_time =
+      std::holds_alternative<rq::GetInstanceInfo>(r) || std::holds_alternative<rq::GetVersion>(r) ||
+      std::holds_alternative<rq::GetVmConfig>(r) || std::holds_alternative<rq::GetMachineConfig>(r);
+  if (after_boot && !booted) return VmmReply::fault(400, kNotBeforeBoot);
+  if (!after_boot && !any_time && booted) return VmmReply::fault(400, kNotAfterBoot);
+
+  VmConfig next = config_;  // configuration requests apply to a copy: a refusal changes nothing
+  // The outcome of a configuration request: its problem (named with `object`), or applied.
+  auto applied = [&](const char* object, const std::optional<FieldProblem>& problem,
+                     std::string file_problem = "") {
+    if (problem) return VmmReply::fault(400, fault_of(object, *problem));
+    if (!file_problem.empty()) return VmmReply::fault(400, file_problem);
+    config_ = std::move(next);
+    return VmmReply::no_content();
+  };
+  return std::visit(
+      Overloaded{
+          [&](const rq::GetInstanceInfo&) {
+            const char* state = state_ == State::kNotStarted ? "Not started"
+                                : state_ == State::kRunning  ? "Running"
+                                                             : "Paused";
+            return VmmReply::ok(InstanceInfo{"Kiln", kInstanceId, state, KILN_VERSION});
+          },
+          [&](const rq::GetVersion&) { return VmmReply::ok(VersionInfo{KILN_VERSION}); },
+          [&](const rq::GetVmConfig&) { return VmmReply::ok(config_); },
+          [&](const rq::GetMachineConfig&) {
+            return VmmReply::ok(MachineConfigInfo{config_.vcpus, config_.memory_mib, config_.smt,
+                                                  config_.track_dirty_pages, config_.huge_pages});
+          },
+          [&](const rq::PatchDrive& p) { return patch_drive(p); },
+          [&](const rq::PatchNetworkInterface& p) {
+            // Firecracker only updates rate limiters here; Kiln accepts {} and changes nothing.
+            if (std::none_of(config_.nets.begin(), config_.nets.end(),
+                             [&](const NetConfig& n) { return n.iface_id == p.id; }))
+              return VmmReply::fault(400,
+                                     "network-interface: iface_id: no network interface "
+                                     "with id \"" +
+                                         p.id + "\"");
+            return VmmReply::no_content();
+          },
+          [&](const rq::SendCtrlAltDel&) { return send_ctrl_alt_del(); },
+          [&](const rq::FlushMetrics&) {
+            // As Firecracker: only a running VM has metrics to flush; without PUT /metrics
+            // there is nothing to write and the answer is still 204.
+            flush_metrics();
+            return VmmReply::no_content();
+          },
+          [&](const rq::Pause&) { return set_paused(true); },
+          [&](const rq::Resume&) { return set_paused(false); },
+          [&](const rq::Invalid& invalid) {
+            body_read = !invalid.shape_error;
+            return VmmReply::fault(400, invalid.fault_message);
+          },
+          [&](const rq::InstanceStart&) { return start_instance(); },
+          [&](const rq::PutMachineConfig& p) {
+            return applied("machine-config", apply_machine_config(next, p.update, false));
+          },
+          [&](const rq::PatchMachineConfig& p) {
+            return applied("machine-config", apply_machine_config(next, p.update, true));
+          },
+          [&](const rq::PutBootSource& p) {
+            auto problem = kiln::apply_boot_source(next, p.boot);
+            return applied("boot-source", problem, problem ? "" : boot_source_file_problem(next));
+          },
+          [&](const rq::PutDrive& p) {
+            auto problem = add_drive(next, p.drive);
+            return applied("drive", problem, problem ? "" : drive_file_problem(p.drive));
+          },
+          [&](const rq::PutNetworkInterface& p) {
+            return applied("network-interface", add_network_interface(next, p.net));
+          },
+          [&](const rq::PutLogger& p) {
+            kiln::apply_logger(next, p.update);
+            VmmReply reply = applied("logger", std::nullopt, logger_file_problem(next.logger));
+            if (reply.status < 400) apply_logger();
+            return reply;
+          },
+          [&](const rq::PutMetrics& p) {
+            auto problem = set_metrics(next, p.metrics);
+            return applied("metrics", problem, problem ? "" : metrics_file_problem(p.metrics));
+          },
+          [&](const rq::PutEntropy& p) {
+            set_entropy(next, p.entropy);
+            return applied("entropy", std::nullopt);
+          },
+          [&](const rq::PutSerial& p) {
+            set_serial(next, p.serial_out_path);
+            return applied("serial", std::nullopt);
+          },
+          [&](const rq::PutVsock& p) { return applied("vsock", set_vsock(next, p.vsock)); },
+          // The directory is checked here and opened by the device at InstanceStart.
+          [&](const rq::PutFs& p) { return applied("fs", add_fs(next, p.fs)); },
+      },
+      r);
 }
 
-std::string VmmController::check_files(const VmmCommand& c, const VmConfig& next) const {
-  // Files named by a request are checked when it arrives (as Firecracker does), not only at
-  // InstanceStart; the devices open them again then.
-  using K = VmmCommand::Kind;
-  constexpr int kAppend = O_WRONLY | O_APPEND | O_CREAT;
+// Files named by a request are checked when it arrives (as Firecracker does), not only at
+// InstanceStart; the devices open them again then. Each returns empty, or the fault message.
+std::string VmmController::boot_source_file_problem(const VmConfig& next) {
   std::string why;
-  switch (c.kind) {
-    case K::kPutBootSource:
-      if (!(why = cannot_open(next.kernel_path, O_RDONLY)).empty())
-        return "Boot source error: The kernel file cannot be opened: " + why +
-               " (kernel_image_path " + next.kernel_path + ")";
-      if (!next.initrd_path.empty() && !(why = cannot_open(next.initrd_path, O_RDONLY)).empty())
-        return "Boot source error: The initrd file cannot be opened: " + why + " (initrd_path " +
-               next.initrd_path + ")";
-      return "";
-    case K::kPutDrive:
-      for (const DriveConfig& d : next.drives) {
-        if (d.id != c.id) continue;
-        if (!(why = cannot_open(d.path, d.read_only ? O_RDONLY : O_RDWR)).empty())
-          return "Drive config error: Cannot open the drive file: " + why + " (path_on_host " +
-                 d.path + ")";
-      }
-      return "";
-    case K::kPutLogger:
-      if (!next.logger.path.empty() && !(why = cannot_open(next.logger.path, kAppend)).empty())
-        return "Logger error: Cannot open the log file: " + why + " (log_path " + next.logger.path +
-               ")";
-      return "";
-    case K::kPutMetrics:
-      if (!(why = cannot_open(next.metrics.path, kAppend)).empty())
-        return "Metrics error: Cannot open the metrics file: " + why + " (metrics_path " +
-               next.metrics.path + ")";
-      return "";
-    default:
-      return "";
-  }
+  if (!(why = cannot_open(next.kernel_path, O_RDONLY)).empty())
+    return "Boot source error: The kernel file cannot be opened: " + why + " (kernel_image_path " +
+           next.kernel_path + ")";
+  if (!next.initrd_path.empty() && !(why = cannot_open(next.initrd_path, O_RDONLY)).empty())
+    return "Boot source error: The initrd file cannot be opened: " + why + " (initrd_path " +
+           next.initrd_path + ")";
+  return "";
+}
+
+std::string VmmController::drive_file_problem(const DriveConfig& d) {
+  const std::string why = cannot_open(d.path, d.read_only ? O_RDONLY : O_RDWR);
+  if (why.empty()) return "";
+  return "Drive config error: Cannot open the drive file: " + why + " (path_on_host " + d.path +
+         ")";
+}
+
+std::string VmmController::logger_file_problem(const LoggerConfig& logger) {
+  if (logger.path.empty()) return "";
+  const std::string why = cannot_open(logger.path, kAppendFlags);
+  if (why.empty()) return "";
+  return "Logger error: Cannot open the log file: " + why + " (log_path " + logger.path + ")";
+}
+
+std::string VmmController::metrics_file_problem(const MetricsConfig& metrics) {
+  const std::string why = cannot_open(metrics.path, kAppendFlags);
+  if (why.empty()) return "";
+  return "Metrics error: Cannot open the metrics file: " + why + " (metrics_path " + metrics.path +
+         ")";
 }
 
 VmmReply VmmController::start_instance() {
@@ -438,30 +393,23 @@ VmmReply VmmController::send_ctrl_alt_del() {
                          "presses are still queued); try again later");
 }
 
-VmmReply VmmController::patch_drive(const VmmCommand& c) {
-  api::JsonFields f(c.body, "drive");
-  auto drive_id = f.required<std::string>("drive_id");
-  auto path = f.optional<std::string>("path_on_host");
-  auto limiter = f.optional<nlohmann::json>("rate_limiter");
-  f.reject_unknown();
-  api::check_path_id("drive", "drive_id", drive_id, c.id);
+VmmReply VmmController::patch_drive(const request::PatchDrive& p) {
   auto it = std::find_if(config_.drives.begin(), config_.drives.end(),
-                         [&](const DriveConfig& d) { return d.id == c.id; });
+                         [&](const DriveConfig& d) { return d.id == p.id; });
   if (it == config_.drives.end())
-    return VmmReply::fault(400, "Drive config error: drive \"" + c.id + "\" not found");
-  if (limiter) api::refuse_rate_limiter(*limiter, "drive.rate_limiter", "drives");
-  if (!path && !limiter)
+    return VmmReply::fault(400, "Drive config error: drive \"" + p.id + "\" not found");
+  if (!p.path && !p.rate_limiter)
     return VmmReply::fault(400,
                            "Drive config error: the request changes nothing: a virtio-block "
                            "drive is updated with path_on_host (or an empty rate_limiter)");
-  if (path) {
+  if (p.path) {
     // Firecracker's words for an image that cannot be opened; the device reopens and checks it.
-    const std::string why = cannot_open(*path, it->read_only ? O_RDONLY : O_RDWR);
+    const std::string why = cannot_open(*p.path, it->read_only ? O_RDONLY : O_RDWR);
     if (!why.empty())
       return VmmReply::fault(
-          400, "Drive config error: Error manipulating the backing file: " + why + " " + *path);
-    vmm_->replace_drive(c.id, *path);
-    it->path = *path;
+          400, "Drive config error: Error manipulating the backing file: " + why + " " + *p.path);
+    vmm_->replace_drive(p.id, *p.path);
+    it->path = *p.path;
   }
   return VmmReply::no_content();
 }

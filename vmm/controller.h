@@ -40,12 +40,16 @@ class VmmController {
   enum class State { kNotStarted, kRunning, kPaused };
   void run_command(std::pair<VmmCommand, Done>& item) noexcept;
   VmmReply handle(const VmmCommand& command);
-  VmmReply dispatch(const VmmCommand& command);
-  // Empty, or the fault message for a file the new configuration names that cannot be opened.
-  std::string check_files(const VmmCommand& command, const VmConfig& next) const;
+  // `body_read` is cleared for a body api/ could not read (no Deprecation header then).
+  VmmReply dispatch(const Request& request, bool& body_read);
+  // Empty, or the fault message for a file a request names that cannot be opened.
+  static std::string boot_source_file_problem(const VmConfig& next);
+  static std::string drive_file_problem(const DriveConfig& drive);
+  static std::string logger_file_problem(const LoggerConfig& logger);
+  static std::string metrics_file_problem(const MetricsConfig& metrics);
   VmmReply start_instance();
   VmmReply set_paused(bool paused);
-  VmmReply patch_drive(const VmmCommand& command);
+  VmmReply patch_drive(const request::PatchDrive& patch);
   VmmReply send_ctrl_alt_del();
   void flush_metrics();
   void stop(StopReason reason);

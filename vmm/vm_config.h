@@ -76,8 +76,8 @@ struct NetConfig {
 };
 
 // A host directory shared with the guest over virtio-fs (--fs, [[fs]], "fs", PUT /fs/{fs_id};
-// Kiln's own, modelled on Cloud Hypervisor's `fs`). Checked by api::fs_problem for every front
-// end; the guest mounts it with `mount -t virtiofs TAG DIR`.
+// Kiln's own, modelled on Cloud Hypervisor's `fs`). Checked by validate() and add_fs()
+// (vm_config_ops.h) for every front end; the guest mounts it with `mount -t virtiofs TAG DIR`.
 enum class FsCacheMode { kNever, kAuto, kAlways };  // see virtio::FsCache
 struct FsConfig {
   static constexpr size_t kMaxTagBytes = 36;  // virtio_fs_config.tag
@@ -110,7 +110,7 @@ struct VmConfig {
   uint32_t vcpus = 1;
   uint64_t memory_mib = 128;
   bool smt = false;  // accepted for API compatibility; vCPUs are single-threaded cores
-  bool track_dirty_pages = false;           // accepted; used by snapshots later
+  bool track_dirty_pages = false;           // KVM logs written pages (KVM_MEM_LOG_DIRTY_PAGES)
   HugePages huge_pages = HugePages::kNone;  // how guest RAM is backed
   std::string kernel_path;
   std::string initrd_path;  // empty: none

@@ -8,6 +8,7 @@
 #include <sys/signalfd.h>
 
 #include <array>
+#include <bit>
 #include <thread>
 
 #include "arch/x86_64/acpi/tables.h"
@@ -72,7 +73,8 @@ Vmm::~Vmm() {
 void Vmm::setup_memory() {
   uint32_t slot = 0;
   for (const GuestRegion& region : memory_.regions()) {
-    vm_.set_user_memory_region(slot++, region.base, region.size(), region.mapping.data());
+    vm_.set_user_memory_region(slot++, region.base, region.size(), region.mapping.data(),
+                               config_.track_dirty_pages);
   }
 }
 
@@ -215,10 +217,22 @@ StopReason Vmm::shutdown() {
     loop_.stop();
     loop_thread_.join();
     console_output_.drain(1000);  // what a slow console reader has not taken yet
+    if (config_.track_dirty_pages) log_dirty_pages();
     ::pthread_sigmask(SIG_SETMASK, &saved_mask_, nullptr);
     started_ = false;
   }
   return stop_.wait();
+}
+
+void Vmm::log_dirty_pages() {
+  uint64_t dirty = 0, pages = 0;
+  uint32_t slot = 0;
+  for (const GuestRegion& region : memory_.regions()) {
+    for (uint64_t word : vm_.take_dirty_log(slot++, region.size())) dirty += std::popcount(word);
+    pages += region.size() / 4096;
+  }
+  spdlog::info("dirty page tracking: {} of {} guest pages written since the last log", dirty,
+               pages);
 }
 
 StopReason Vmm::run() {

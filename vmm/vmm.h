@@ -60,6 +60,8 @@ class Vmm {
   void console_resized();
 
  private:
+  // With track_dirty_pages: how many guest pages KVM saw written (info log; the log restarts).
+  void log_dirty_pages();
   void setup_memory();
   void setup_devices();
   boot::LinuxBootInfo load_kernel();

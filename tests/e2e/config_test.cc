@@ -2,6 +2,8 @@
 // naming the file, line (TOML) and key, CLI flags overriding file values.
 #include <gtest/gtest.h>
 
+#include <regex>
+
 #include "tests/e2e/kiln_process.h"
 
 namespace kiln::e2e {
@@ -65,7 +67,7 @@ TEST(ConfigFiles, FsSharesAreCheckedBeforeBoot) {
       {"tag=data,path=" + file.path(), "is not a directory"},
       {"tag=" + std::string(37, 't') + ",path=/tmp", "tag: must be 1 to 36 bytes"},
       {"path=/tmp", "tag=NAME is required"},
-      {"tag=data,path=/tmp,cache=maybe", "cache: unknown variant `maybe`"},
+      {"tag=data,path=/tmp,cache=maybe", "cache: 'maybe' is not never, auto or always"},
       {"tag=data,path=/tmp,socket=/v.sock", "unknown option 'socket=/v.sock'"},
   };
   for (const auto& [spec, word] : flags) {
@@ -122,6 +124,29 @@ TEST(ConfigFiles, FirecrackerJsonBoots) {
   KilnRun r = run_kiln({"--config-file", json.path()});
   ASSERT_EQ(r.exit_code, 0) << describe(r);
   EXPECT_NE(r.out.find("VBLK dev=0 serial=rootfs"), std::string::npos) << describe(r);
+}
+
+// machine-config's track_dirty_pages turns on KVM's dirty log: the pages the guest wrote are
+// counted when it stops (and without it nothing is logged).
+TEST(ConfigFiles, TrackDirtyPagesLogsWrittenGuestPages) {
+  KILN_REQUIRE_KVM();
+  const std::string kernel = guest_path("hello");
+  for (bool track : {true, false}) {
+    TempFile json("{\"boot-source\": {\"kernel_image_path\": \"" + kernel +
+                  "\"}, \"machine-config\": {\"vcpu_count\": 1, \"mem_size_mib\": 64, "
+                  "\"track_dirty_pages\": " +
+                  (track ? "true" : "false") + "}}");
+    KilnRun r = run_kiln({"--log-level", "info", "--config-file", json.path()});
+    ASSERT_EQ(r.exit_code, 0) << describe(r);
+    std::smatch m;
+    const bool logged = std::regex_search(
+        r.err, m, std::regex("dirty page tracking: (\\d+) of (\\d+) guest pages written"));
+    ASSERT_EQ(logged, track) << describe(r);
+    if (!track) continue;
+    EXPECT_GT(std::stoul(m[1]), 0u) << describe(r);  // the guest's stack, at least
+    EXPECT_LT(std::stoul(m[1]), std::stoul(m[2])) << describe(r);
+    EXPECT_EQ(std::stoul(m[2]), 64u * 256) << describe(r);  // 64 MiB of 4 KiB pages
+  }
 }
 
 }  // namespace

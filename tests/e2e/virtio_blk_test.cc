@@ -92,6 +92,12 @@ TEST(VirtioBlkBadInput, RefusedBeforeBoot) {
       {{"--disk", ok.path() + ",rw"}, "unknown option 'rw'"},
       {{"--disk", ok.path() + ",id=" + std::string(65, 'a')}, "id: must be 1 to 64 letters"},
       {{"--disk", ok.path() + ",id=a-b"}, "id: must be 1 to 64 letters"},  // as PUT /drives
+      {{"--disk", ok.path() + ",id="}, "id: must be 1 to 64 letters"},
+      // One id, one drive (the API would replace the first; two flags are a mistake).
+      {{"--disk", ok.path() + ",id=data", "--disk", ok.path() + ",ro,id=data"},
+       "--disk " + ok.path() + ",ro,id=data: id: drive \"data\" is already given"},
+      {{"--rootfs", ok.path(), "--disk", ok.path() + ",id=rootfs"},
+       "id: drive \"rootfs\" is already given"},
       {{"--rootfs", "/nonexistent/root.img"}, "/nonexistent/root.img"},
   };
   for (const Case& c : cases) {

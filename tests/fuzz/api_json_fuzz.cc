@@ -1,16 +1,19 @@
 // libFuzzer target for the API's JSON bodies: routes an arbitrary request body to every
-// endpoint's parser (the same functions the controller and config files use) and checks that a
-// body is either refused with a UsageError or leaves a configuration that holds its invariants.
+// endpoint's typed parser (api/vm_json.cc, as the API and the config files use it), applies the
+// typed request with the controller's state-apply functions (vmm/vm_config_ops.cc) and checks
+// that a body is either refused (a UsageError, an Invalid request, a FieldProblem) or leaves a
+// configuration that holds its invariants.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
+#include <optional>
 #include <string>
 #include <variant>
 
-#include "api/fs_json.h"
 #include "api/routes.h"
 #include "api/vm_json.h"
 #include "base/error.h"
+#include "vmm/vm_config_ops.h"
 
 namespace {
 
@@ -45,45 +48,36 @@ void check_invariants(const kiln::VmConfig& c) {
       abort();
 }
 
-void apply(kiln::VmConfig& config, const kiln::VmmCommand& c) {
-  using K = kiln::VmmCommand::Kind;
-  switch (c.kind) {
-    case K::kPutMachineConfig:
-      kiln::api::apply_machine_config(config, c.body, false);
-      break;
-    case K::kPatchMachineConfig:
-      kiln::api::apply_machine_config(config, c.body, true);
-      break;
-    case K::kPutBootSource:
-      kiln::api::apply_boot_source(config, c.body);
-      break;
-    case K::kPutDrive:
-      kiln::api::apply_drive(config, c.id, c.body);
-      break;
-    case K::kPutLogger:
-      kiln::api::apply_logger(config, c.body);
-      break;
-    case K::kPutMetrics:
-      kiln::api::apply_metrics(config, c.body);
-      break;
-    case K::kPutEntropy:
-      kiln::api::apply_entropy(config, c.body);
-      break;
-    case K::kPutSerial:
-      kiln::api::apply_serial(config, c.body);
-      break;
-    case K::kPutVsock:
-      kiln::api::apply_vsock(config, c.body);
-      break;
-    case K::kPutNetworkInterface:
-      kiln::api::apply_network_interface(config, c.id, c.body);
-      break;
-    case K::kPutFs:
-      kiln::api::apply_fs(config, c.id, c.body);
-      break;
-    default:
-      break;
-  }
+// What the controller does with a configuration request before boot: the same state-apply
+// functions (vmm/vm_config_ops.h). A problem they report is a refusal, as a UsageError would be.
+void apply_request(kiln::VmConfig& config, const kiln::Request& r) {
+  namespace rq = kiln::request;
+  std::optional<kiln::FieldProblem> problem;
+  if (auto* p = std::get_if<rq::PutMachineConfig>(&r))
+    problem = kiln::apply_machine_config(config, p->update, false);
+  else if (auto* p = std::get_if<rq::PatchMachineConfig>(&r))
+    problem = kiln::apply_machine_config(config, p->update, true);
+  else if (auto* p = std::get_if<rq::PutBootSource>(&r))
+    problem = kiln::apply_boot_source(config, p->boot);
+  else if (auto* p = std::get_if<rq::PutDrive>(&r))
+    problem = kiln::add_drive(config, p->drive);
+  else if (auto* p = std::get_if<rq::PutLogger>(&r))
+    kiln::apply_logger(config, p->update);
+  else if (auto* p = std::get_if<rq::PutMetrics>(&r))
+    problem = kiln::set_metrics(config, p->metrics);
+  else if (auto* p = std::get_if<rq::PutEntropy>(&r))
+    kiln::set_entropy(config, p->entropy);
+  else if (auto* p = std::get_if<rq::PutSerial>(&r))
+    kiln::set_serial(config, p->serial_out_path);
+  else if (auto* p = std::get_if<rq::PutVsock>(&r))
+    problem = kiln::set_vsock(config, p->vsock);
+  else if (auto* p = std::get_if<rq::PutNetworkInterface>(&r))
+    problem = kiln::add_network_interface(config, p->net);
+  else if (auto* p = std::get_if<rq::PutFs>(&r))
+    problem = kiln::add_fs(config, p->fs);
+  else if (auto* p = std::get_if<rq::Invalid>(&r); p && p->fault_message.empty())
+    abort();  // a refusal always says why
+  if (problem && (problem->field.empty() || problem->problem.empty())) abort();
 }
 
 }  // namespace
@@ -106,7 +100,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       request.body = body;
       auto routed = kiln::api::route(request);
       if (auto* command = std::get_if<kiln::VmmCommand>(&routed))
-        apply(config, *command);
+        apply_request(config, command->request);
       else if (std::get<kiln::VmmReply>(routed).status < 400)
         abort();
     }

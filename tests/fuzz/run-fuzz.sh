@@ -1,7 +1,6 @@
 #!/bin/sh
 # Builds and runs a libFuzzer target: tests/fuzz/run-fuzz.sh TARGET SECONDS [libFuzzer flags...]
-#   TARGET   http (tests/fuzz/http_parser_fuzz.cc), api (tests/fuzz/api_json_fuzz.cc),
-#            fuse (tests/fuzz/fuse_fuzz.cc: virtio-fs's FUSE server over a temporary share)
+#   TARGET   http (tests/fuzz/http_parser_fuzz.cc), api (tests/fuzz/api_json_fuzz.cc)
 #   SECONDS  -max_total_time
 # Needs Debian's clang and libclang-rt-14-dev. Builds into $KILN_FUZZ_OUT (default build/fuzz);
 # new corpus entries go to $KILN_FUZZ_OUT/corpus-TARGET (the seed corpus in
@@ -28,17 +27,12 @@ case $target in
     ;;
   api)
     sources="tests/fuzz/api_json_fuzz.cc api/routes.cc api/json_fields.cc api/vm_json.cc api/net_json.cc api/fs_json.cc
-             base/mac_address.cc api/http/http.cc api/utf8.cc api/nesting.cc"
+             base/mac_address.cc api/http/http.cc api/utf8.cc api/nesting.cc
+             vmm/vm_config_ops.cc"
     extra_flags="-max_len=4096"
     ;;
-  fuse)
-    sources="tests/fuzz/fuse_fuzz.cc devices/virtio/fs/fuse_server.cc devices/virtio/fs/fuse_entry_ops.cc
-             devices/virtio/fs/fuse_file_ops.cc devices/virtio/fs/fuse_dir_ops.cc
-             devices/virtio/fs/fuse_xattr_ops.cc devices/virtio/fs/inode_table.cc"
-    extra_flags="-max_len=16384"
-    ;;
   *)
-    echo "$0: unknown fuzz target '$target' (known: http, api, fuse)" >&2
+    echo "$0: unknown fuzz target '$target' (known: http, api)" >&2
     exit 2
     ;;
 esac
@@ -52,7 +46,7 @@ mkdir -p "$out/corpus-$target"
 bin=$out/$target-fuzz
 # shellcheck disable=SC2086  # $sources is a word list
 (cd "$repo" && "$cxx" -std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined \
-  -fno-sanitize-recover=undefined -Wall -Wextra -Werror -D_GNU_SOURCE -DSPDLOG_FMT_EXTERNAL -I"$repo" $sources -lfmt -o "$bin")
+  -fno-sanitize-recover=undefined -Wall -Wextra -Werror -I"$repo" $sources -lfmt -o "$bin")
 
 echo "fuzzing $target for ${seconds}s"
 # shellcheck disable=SC2086

@@ -113,9 +113,8 @@ TEST(Routes, DeeplyNestedBodyIs400) {
   const auto* reply = std::get_if<VmmReply>(&routed);
   ASSERT_NE(reply, nullptr) << "the body reached the controller";
   EXPECT_EQ(reply->status, 400);
-  EXPECT_NE(reply->body.value("fault_message", "").find("nested more than 32 levels"),
-            std::string::npos)
-      << reply->body;
+  EXPECT_NE(reply->fault_message.find("nested more than 32 levels"), std::string::npos)
+      << reply->fault_message;
   EXPECT_TRUE(std::holds_alternative<VmmCommand>(
       api::route(put("/machine-config", R"({"vcpu_count": 1, "mem_size_mib": 128})"))));
 }
@@ -125,8 +124,7 @@ TEST(Routes, BodyThatIsNotUtf8Is400NamingTheByte) {
   const auto* reply = std::get_if<VmmReply>(&routed);
   ASSERT_NE(reply, nullptr);
   EXPECT_EQ(reply->status, 400);
-  EXPECT_EQ(reply->body.value("fault_message", ""),
-            "the body is not valid UTF-8 (byte 0xe9 at offset 17)");
+  EXPECT_EQ(reply->fault_message, "the body is not valid UTF-8 (byte 0xe9 at offset 17)");
 }
 
 // Found by the api fuzzer: a number nlohmann cannot hold is out_of_range, not parse_error; it
@@ -136,14 +134,59 @@ TEST(Routes, NumberTooLargeForJsonIs400) {
   const auto* reply = std::get_if<VmmReply>(&routed);
   ASSERT_NE(reply, nullptr);
   EXPECT_EQ(reply->status, 400);
-  EXPECT_NE(reply->body.value("fault_message", "").find("number overflow"), std::string::npos)
-      << reply->body;
+  EXPECT_NE(reply->fault_message.find("number overflow"), std::string::npos)
+      << reply->fault_message;
+}
+
+// Bodies become typed requests; a refused body becomes an Invalid request for the controller
+// (which answers it after its state checks), carrying the fault and whether it could be read.
+TEST(Routes, BodiesBecomeTypedRequests) {
+  auto routed = api::route(put("/drives/data", R"({"drive_id": "data", "path_on_host": "/d.img",
+                                                   "is_root_device": false, "is_read_only": true})"));
+  const auto* command = std::get_if<VmmCommand>(&routed);
+  ASSERT_NE(command, nullptr);
+  const auto* drive = std::get_if<request::PutDrive>(&command->request);
+  ASSERT_NE(drive, nullptr);
+  EXPECT_EQ(drive->drive.id, "data");
+  EXPECT_EQ(drive->drive.path, "/d.img");
+  EXPECT_TRUE(drive->drive.read_only);
+  EXPECT_EQ(command->method, "Put");
+  EXPECT_EQ(command->path, "/drives/data");
+
+  routed = api::route(put("/machine-config", R"({"vcpu_count": 2, "mem_size_mib": 256,
+                                                  "cpu_template": "None"})"));
+  command = std::get_if<VmmCommand>(&routed);
+  ASSERT_NE(command, nullptr);
+  const auto* machine = std::get_if<request::PutMachineConfig>(&command->request);
+  ASSERT_NE(machine, nullptr);
+  EXPECT_EQ(machine->update.vcpus, 2u);
+  EXPECT_EQ(command->deprecated, std::vector<std::string>{"cpu_template"});
+
+  routed = api::route(put("/drives/data", R"({"drive_id": "data", "is_root_device": false})"));
+  command = std::get_if<VmmCommand>(&routed);
+  ASSERT_NE(command, nullptr);
+  const auto* invalid = std::get_if<request::Invalid>(&command->request);
+  ASSERT_NE(invalid, nullptr);
+  EXPECT_TRUE(invalid->shape_error);
+  EXPECT_NE(invalid->fault_message.find("missing field `path_on_host`"), std::string::npos)
+      << invalid->fault_message;
+
+  routed = api::route(put("/vsock", R"({"guest_cid": 1, "uds_path": "/tmp/v.sock"})"));
+  command = std::get_if<VmmCommand>(&routed);
+  ASSERT_NE(command, nullptr);
+  invalid = std::get_if<request::Invalid>(&command->request);
+  ASSERT_NE(invalid, nullptr);
+  EXPECT_FALSE(invalid->shape_error);
+  EXPECT_EQ(invalid->fault_message.rfind("vsock: guest_cid: must be between 3", 0), 0u)
+      << invalid->fault_message;
 }
 
 TEST(Routes, RepliesWithInvalidUtf8AreSerializedWithReplacement) {
-  const api::HttpResponse r = api::to_http(VmmReply::ok({{"path", "/k\xe9"}}));
+  VmConfig config;
+  config.kernel_path = "/k\xe9";
+  const api::HttpResponse r = api::to_http(VmmReply::ok(config));
   EXPECT_EQ(r.status, 200);
-  EXPECT_EQ(r.body, "{\"path\":\"/k\xef\xbf\xbd\"}");
+  EXPECT_NE(r.body.find("\"kernel_image_path\":\"/k\xef\xbf\xbd\""), std::string::npos) << r.body;
 }
 
 // Runs a VmmController's command loop on this thread; a watchdog stops it with SIGTERM after
@@ -188,9 +231,9 @@ TEST_F(ControllerLoop, ConfigWithNonUtf8PathIsServedAndTheLoopGoesOn) {
   config.kernel_path = "/guests/idle-\xe9.elf";
   VmmController controller(config, ConsoleFds{-1, -1});
   std::vector<api::HttpResponse> replies;
-  controller.submit({VmmCommand::Kind::kGetVmConfig, "", nullptr, ""},
+  controller.submit({request::GetVmConfig{}, "Get", "/vm/config", "", {}},
                     [&](VmmReply r) { replies.push_back(api::to_http(r)); });
-  controller.submit({VmmCommand::Kind::kGetInstanceInfo, "", nullptr, ""}, [&](VmmReply r) {
+  controller.submit({request::GetInstanceInfo{}, "Get", "/", "", {}}, [&](VmmReply r) {
     replies.push_back(api::to_http(r));
     stop_loop();
   });
@@ -206,9 +249,9 @@ TEST_F(ControllerLoop, ConfigWithNonUtf8PathIsServedAndTheLoopGoesOn) {
 TEST_F(ControllerLoop, ThrowingReplyCallbackDoesNotStopTheLoop) {
   VmmController controller(VmConfig{}, ConsoleFds{-1, -1});
   bool answered = false;
-  controller.submit({VmmCommand::Kind::kGetVersion, "", nullptr, ""},
+  controller.submit({request::GetVersion{}, "Get", "/version", "", {}},
                     [](VmmReply) { throw std::runtime_error("front end failed"); });
-  controller.submit({VmmCommand::Kind::kGetVersion, "", nullptr, ""}, [&](VmmReply r) {
+  controller.submit({request::GetVersion{}, "Get", "/version", "", {}}, [&](VmmReply r) {
     answered = r.status == 200;
     stop_loop();
   });

@@ -1,5 +1,6 @@
 // virtio-fs shares in the front ends: --fs, the config files' "fs" / [[fs]], PUT /fs/{fs_id}
-// and GET /vm/config all go through one check (api::fs_problem) and name the field they refuse.
+// and GET /vm/config all go through one check (validate(FsConfig) and add_fs) and name the field
+// they refuse.
 #include <gtest/gtest.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -15,6 +16,7 @@
 #include "api/vm_json.h"
 #include "base/error.h"
 #include "tests/support/test_files.h"
+#include "vmm/vm_config_ops.h"
 
 namespace kiln {
 namespace {
@@ -35,6 +37,11 @@ class TempDir {
  private:
   std::string path_;
 };
+
+// PUT /fs/{id} as the controller takes it: the body read, then added to the configuration.
+void put_fs(VmConfig& c, const std::string& id, const json& body) {
+  api::check("fs", add_fs(c, api::parse_fs(body, id)));
+}
 
 // The message of the UsageError `f` throws, or "" when it does not throw.
 template <typename F>
@@ -80,7 +87,7 @@ TEST(FsConfig, BadFlagsNameTheKey) {
       {"tag=a\tb" + d, "tag: must not contain NUL or control characters"},
       {"tag=x,path=/nonexistent/kiln", "path: /nonexistent/kiln: No such file or directory"},
       {"tag=x,path=" + file.path(), "path: " + file.path() + " is not a directory"},
-      {"tag=x" + d + ",cache=sometimes", "cache: unknown variant `sometimes`"},
+      {"tag=x" + d + ",cache=sometimes", "cache: 'sometimes' is not never, auto or always"},
       {"tag=x" + d + ",queues=0", "queues: must be between 1 and 16"},
       {"tag=x" + d + ",queues=17", "queues: must be between 1 and 16"},
       {"tag=x" + d + ",queues=99999999999", "queues: must be between 1 and 16"},
@@ -114,10 +121,10 @@ TEST(FsConfig, ApiObjectIsCheckedAndReplacesBySameId) {
   TempDir dir, other;
   VmConfig c;
   json body = {{"fs_id", "share"}, {"tag", "data"}, {"path", dir.path()}};
-  api::apply_fs(c, "share", body);
+  put_fs(c, "share", body);
   body["path"] = other.path();
   body["read_only"] = true;
-  api::apply_fs(c, "share", body);  // replaces, and its own tag is no conflict
+  put_fs(c, "share", body);  // replaces, and its own tag is no conflict
   ASSERT_EQ(c.fs.size(), 1u);
   EXPECT_EQ(c.fs[0].path, other.path());
   EXPECT_TRUE(c.fs[0].read_only);
@@ -125,7 +132,7 @@ TEST(FsConfig, ApiObjectIsCheckedAndReplacesBySameId) {
   auto refused = [&](const std::string& id, const json& b, const std::string& field) {
     VmConfig before = c;
     try {
-      api::apply_fs(c, id, b);
+      put_fs(c, id, b);
       ADD_FAILURE() << b << " was accepted";
     } catch (const api::FieldError& e) {
       EXPECT_EQ(e.field(), field) << e.what();
@@ -205,15 +212,29 @@ TEST(FsConfig, ConfigFilesNameTheEntryAndLine) {
 }
 
 TEST(FsConfig, RoutePutOnlyWithAnId) {
+  TempDir dir;
   api::HttpRequest r;
   r.method = "PUT";
   r.path = "/fs/share0";
-  r.body = R"({"fs_id": "share0", "tag": "t", "path": "/tmp"})";
+  r.body = R"({"fs_id": "share0", "tag": "t", "path": ")" + dir.path() + R"(", "cache": "never"})";
   auto routed = api::route(r);
   const auto* command = std::get_if<VmmCommand>(&routed);
   ASSERT_NE(command, nullptr);
-  EXPECT_EQ(command->kind, VmmCommand::Kind::kPutFs);
-  EXPECT_EQ(command->id, "share0");
+  const auto* put = std::get_if<request::PutFs>(&command->request);
+  ASSERT_NE(put, nullptr);
+  EXPECT_EQ(put->fs.fs_id, "share0");
+  EXPECT_EQ(put->fs.path, dir.path());
+  EXPECT_EQ(put->fs.cache, FsCacheMode::kNever);
+  EXPECT_EQ(command->path, "/fs/share0");
+  // A body it refuses reaches the controller as Invalid, naming the field.
+  r.body = R"({"fs_id": "share0", "tag": "t", "path": "/tmp", "queue_size": 1024})";
+  routed = api::route(r);
+  command = std::get_if<VmmCommand>(&routed);
+  ASSERT_NE(command, nullptr);
+  const auto* invalid = std::get_if<request::Invalid>(&command->request);
+  ASSERT_NE(invalid, nullptr);
+  EXPECT_NE(invalid->fault_message.find("fs: queue_size"), std::string::npos)
+      << invalid->fault_message;
   r.method = "PATCH";
   routed = api::route(r);
   ASSERT_TRUE(std::holds_alternative<VmmReply>(routed));
