@@ -209,7 +209,7 @@ std::variant<VmmCommand, VmmReply> route(const HttpRequest& r) {
   }
   VmmCommand command;
   // Firecracker's log words: "Put", "/drives/rootfs", the body as read.
-  command.method = r.method.substr(0, 1) + r.method.substr(1);
+  command.method = r.method;
   std::transform(command.method.begin() + 1, command.method.end(), command.method.begin() + 1,
                  [](unsigned char c) { return std::tolower(c); });
   command.path = r.path;
@@ -226,6 +226,9 @@ std::variant<VmmCommand, VmmReply> route(const HttpRequest& r) {
     if (op == Op::kActions || op == Op::kPatchVm)
       return VmmReply::fault(400, api_fault_message(e, r.body));
     command.request = request::Invalid{api_fault_message(e, r.body), e.is_shape_error(),
+                                       op == Op::kPatchDrive || op == Op::kPatchNetworkInterface};
+  } catch (const UsageError& e) {  // any other refusal, answered as the controller would
+    command.request = request::Invalid{e.what(), false,
                                        op == Op::kPatchDrive || op == Op::kPatchNetworkInterface};
   }
   return command;

@@ -1,11 +1,7 @@
 #include "api/vm_json.h"
 
-#include <sys/stat.h>
-#include <sys/un.h>
-
 #include <algorithm>
 #include <cstring>
-#include <filesystem>
 
 #include "api/fs_json.h"
 #include "api/json_fields.h"

@@ -1,6 +1,8 @@
 #!/bin/sh
 # Builds and runs a libFuzzer target: tests/fuzz/run-fuzz.sh TARGET SECONDS [libFuzzer flags...]
-#   TARGET   http (tests/fuzz/http_parser_fuzz.cc), api (tests/fuzz/api_json_fuzz.cc)
+#   TARGET   http (tests/fuzz/http_parser_fuzz.cc), api (tests/fuzz/api_json_fuzz.cc),
+#            fuse (tests/fuzz/fuse_fuzz.cc: virtio-fs's FUSE server over a temporary share),
+#            image (tests/fuzz/image_fuzz.cc: container images' JSON documents)
 #   SECONDS  -max_total_time
 # Needs Debian's clang and libclang-rt-14-dev. Builds into $KILN_FUZZ_OUT (default build/fuzz);
 # new corpus entries go to $KILN_FUZZ_OUT/corpus-TARGET (the seed corpus in
@@ -31,8 +33,20 @@ case $target in
              vmm/vm_config_ops.cc"
     extra_flags="-max_len=4096"
     ;;
+  fuse)
+    sources="tests/fuzz/fuse_fuzz.cc devices/virtio/fs/fuse_server.cc devices/virtio/fs/fuse_entry_ops.cc
+             devices/virtio/fs/fuse_file_ops.cc devices/virtio/fs/fuse_dir_ops.cc
+             devices/virtio/fs/fuse_xattr_ops.cc devices/virtio/fs/inode_table.cc"
+    extra_flags="-max_len=16384"
+    ;;
+  image)
+    sources="tests/fuzz/image_fuzz.cc image/manifest.cc image/image_config.cc image/json_doc.cc
+             image/digest.cc"
+    extra_flags="-max_len=8192"
+    libs="-lcrypto"
+    ;;
   *)
-    echo "$0: unknown fuzz target '$target' (known: http, api)" >&2
+    echo "$0: unknown fuzz target '$target' (known: http, api, fuse, image)" >&2
     exit 2
     ;;
 esac
@@ -46,7 +60,7 @@ mkdir -p "$out/corpus-$target"
 bin=$out/$target-fuzz
 # shellcheck disable=SC2086  # $sources is a word list
 (cd "$repo" && "$cxx" -std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined \
-  -fno-sanitize-recover=undefined -Wall -Wextra -Werror -I"$repo" $sources -lfmt -o "$bin")
+  -fno-sanitize-recover=undefined -Wall -Wextra -Werror -D_GNU_SOURCE -DSPDLOG_FMT_EXTERNAL -I"$repo" $sources -lfmt ${libs:-} -o "$bin")
 
 echo "fuzzing $target for ${seconds}s"
 # shellcheck disable=SC2086

@@ -821,6 +821,31 @@ TEST_F(FuseServerLimits, FullTablesAnswerEnfileAndEmfile) {
   EXPECT_EQ(call(s, FUSE_RELEASE, c, FuseArgs().obj(rel)).error(), 0);
   EXPECT_EQ(s.handle_count(), 1u);
   EXPECT_EQ(call(s, FUSE_OPEN, c, FuseArgs().obj(op)).error(), 0);
+
+  // READDIRPLUS with the inode table full: every entry is listed, the new ones with nodeid 0.
+  for (uint64_t fh_left = 1; fh_left < 10; ++fh_left) {
+    fuse_release_in any{};
+    any.fh = fh_left;
+    call(s, FUSE_RELEASE, c, FuseArgs().obj(any));
+  }
+  const uint64_t dfh = call(s, FUSE_OPENDIR, 1, FuseArgs().obj(op)).as<fuse_open_out>().fh;
+  ASSERT_NE(dfh, 0u);
+  fuse_read_in rd{};
+  rd.fh = dfh;
+  rd.size = 4000;
+  const FuseReply plus = call(s, FUSE_READDIRPLUS, 1, FuseArgs().obj(rd));
+  ASSERT_EQ(plus.error(), 0);
+  size_t entries = 0, with_id = 0;
+  for (size_t pos = 0; pos < plus.data.size();) {
+    fuse_direntplus dp{};
+    std::memcpy(&dp, plus.data.data() + pos, sizeof(dp));
+    ++entries;
+    with_id += dp.entry_out.nodeid != 0;
+    pos += FUSE_DIRENT_ALIGN(sizeof(dp) + dp.dirent.namelen);
+  }
+  EXPECT_EQ(entries, 5u);  // . .. a b c
+  EXPECT_EQ(with_id, 2u);  // b and c, already held; a has no room
+  EXPECT_EQ(s.inode_count(), 3u);
 }
 
 }  // namespace
