@@ -5,6 +5,7 @@
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <charconv>
+#include <cstdint>
 #include <utility>
 #include <vector>
 
@@ -178,6 +179,75 @@ void add_net_spec(VmConfig& config, const std::string& spec) {
   if (auto p = add_network_interface(config, net)) throw fail(p->field, p->problem);
 }
 
+void add_fs_spec(VmConfig& config, const std::string& spec) {
+  const std::string flag = "--fs " + spec;
+  // Flag keys <-> the share object's fields, in which validate() and add_fs() name problems.
+  static const std::pair<const char*, const char*> kKeys[] = {
+      {"tag", "tag"},
+      {"path", "path"},
+      {"id", "fs_id"},
+      {"ro", "read_only"},
+      {"cache", "cache"},
+      {"queues", "num_request_queues"},
+      {"allow-setid-and-devices", "allow_setid_and_devices"}};
+  auto fail = [&](const std::string& field, const std::string& problem) {
+    const auto* key = std::find_if(std::begin(kKeys), std::end(kKeys),
+                                   [&](const auto& k) { return field == k.second; });
+    return UsageError(flag + ": " + (key == std::end(kKeys) ? field : key->first) + ": " + problem);
+  };
+  FsConfig fs;
+  std::vector<std::string> given;
+  for (const std::string& part : split_commas(spec)) {
+    const size_t eq = part.find('=');
+    const std::string key = part.substr(0, eq),
+                      value = eq == std::string::npos ? "" : part.substr(eq + 1);
+    if (std::none_of(std::begin(kKeys), std::end(kKeys),
+                     [&](const auto& k) { return key == k.first; }))
+      throw UsageError(flag + ": unknown option '" + part +
+                       "' (expected tag=, path=, id=, cache=, queues=, ro or "
+                       "allow-setid-and-devices)");
+    const bool is_switch = key == "ro" || key == "allow-setid-and-devices";
+    if (is_switch != (eq == std::string::npos) || (!is_switch && value.empty()))
+      throw UsageError(flag + ": '" + part + "': " +
+                       (is_switch ? key + " takes no value" : "expected " + key + "=VALUE"));
+    if (std::find(given.begin(), given.end(), key) != given.end())
+      throw UsageError(flag + ": " + key + " given twice");
+    given.push_back(key);
+    if (key != "path") api::require_utf8(flag + ": " + key, value);  // host paths are bytes
+    if (key == "tag") {
+      fs.tag = value;
+    } else if (key == "path") {
+      fs.path = value;
+    } else if (key == "id") {
+      fs.fs_id = value;
+    } else if (key == "ro") {
+      fs.read_only = true;
+    } else if (key == "allow-setid-and-devices") {
+      fs.allow_setid_and_devices = true;
+    } else if (key == "cache") {
+      const char* const kModes[] = {"never", "auto", "always"};  // FsCacheMode's order
+      const auto* mode = std::find(std::begin(kModes), std::end(kModes), value);
+      if (mode == std::end(kModes))
+        throw fail("cache", "'" + value + "' is not never, auto or always");
+      fs.cache = static_cast<FsCacheMode>(mode - std::begin(kModes));
+    } else {  // queues
+      uint64_t n = 0;
+      const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
+      if (ec != std::errc() || end != value.data() + value.size())
+        throw fail("num_request_queues", "'" + value + "' is not a number");
+      fs.num_request_queues = static_cast<uint32_t>(std::min<uint64_t>(n, UINT32_MAX));
+    }
+  }
+  if (fs.tag.empty()) throw UsageError(flag + ": tag=NAME is required");
+  if (fs.path.empty()) throw UsageError(flag + ": path=DIR is required");
+  if (fs.fs_id.empty()) fs.fs_id = "fs" + std::to_string(config.fs.size());
+  if (std::any_of(config.fs.begin(), config.fs.end(),
+                  [&](const FsConfig& s) { return s.fs_id == fs.fs_id; }))
+    throw UsageError(flag + ": id=" + fs.fs_id + " is already used by another share");
+  // The share's own rules and those against the others, as for PUT /fs/{fs_id}.
+  if (auto p = add_fs(config, fs)) throw fail(p->field, p->problem);
+}
+
 CliCommand parse_cli(int argc, const char* const* argv) {
   CliCommand cmd;
   CLI::App app{"Kiln: a KVM virtual machine monitor for microVMs", "kiln"};
@@ -253,6 +323,12 @@ CliCommand parse_cli(int argc, const char* const* argv) {
   run->add_option("--net", nets,
                   "virtio-net device on a host TAP: tap=NAME[,mac=xx:xx:xx:xx:xx:xx][,id=ID] "
                   "(repeatable; the TAP is created if missing; without mac= the guest picks one)");
+  std::vector<std::string> shares;
+  run->add_option("--fs", shares,
+                  "Share a host directory over virtio-fs: tag=NAME,path=DIR[,ro][,cache=never|"
+                  "auto|always][,id=ID][,queues=N][,allow-setid-and-devices] (repeatable; the "
+                  "guest mounts it with 'mount -t virtiofs NAME DIR'; root on it: --cmdline "
+                  "'... rootfstype=virtiofs root=NAME rw')");
   run->add_option("--api-sock", cmd.api_socket, "Also serve the management API on this socket");
 
   try {
@@ -287,6 +363,7 @@ CliCommand parse_cli(int argc, const char* const* argv) {
       if (rng_opt->count()) c.entropy = parse_rng_spec(rng);
       if (!console_mode.empty()) set_console(c, api::parse_console({{"mode", console_mode}}));
       for (const std::string& n : nets) add_net_spec(c, n);
+      for (const std::string& s : shares) add_fs_spec(c, s);
       if (c.kernel_path.empty())
         throw UsageError("kiln run: --kernel is required (or kernel_image_path in --config)");
       struct stat st {};

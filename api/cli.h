@@ -31,6 +31,11 @@ VsockConfig parse_vsock_spec(const std::string& spec);
 // Throws kiln::UsageError naming the flag and the bad part.
 void add_net_spec(VmConfig& config, const std::string& spec);
 
+// Adds the share of a --fs value "tag=NAME,path=DIR[,ro][,cache=MODE][,id=ID][,queues=N]
+// [,allow-setid-and-devices]" (default id: fs<N>). Throws kiln::UsageError naming the flag and
+// the bad part.
+void add_fs_spec(VmConfig& config, const std::string& spec);
+
 // Parses argv. Help, version and errors are printed here (to stdout / stderr).
 CliCommand parse_cli(int argc, const char* const* argv);
 

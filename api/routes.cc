@@ -6,6 +6,7 @@
 #include <map>
 #include <type_traits>
 
+#include "api/fs_json.h"
 #include "api/json_fields.h"
 #include "api/nesting.h"
 #include "api/utf8.h"
@@ -18,7 +19,7 @@ namespace {
 using nlohmann::json;
 
 // The requests of the API, by what they are called on; each reads its body (if any) into the
-// typed request. `id` is {drive_id} / {iface_id} from the path.
+// typed request. `id` is {drive_id} / {iface_id} / {fs_id} from the path.
 enum class Op {
   kGetInstanceInfo,
   kGetVersion,
@@ -38,6 +39,7 @@ enum class Op {
   kPutEntropy,
   kPutSerial,
   kPutVsock,
+  kPutFs,  // Kiln's own
 };
 
 // Method -> request, for each fixed path.
@@ -124,6 +126,8 @@ Request parse_request(Op op, const std::string& id, const json& body) {
       return rq::PutSerial{parse_serial(body)};
     case Op::kPutVsock:
       return rq::PutVsock{parse_vsock(body)};
+    case Op::kPutFs:
+      return rq::PutFs{parse_fs(body, id)};
   }
   throw UsageError("unsupported request");
 }
@@ -147,10 +151,12 @@ std::variant<VmmCommand, VmmReply> route(const HttpRequest& r) {
   struct IdRoute {
     const char* prefix;
     Op put, patch;
+    bool has_patch = true;
   };
   static const IdRoute kIdRoutes[] = {
       {"/drives/", Op::kPutDrive, Op::kPatchDrive},
       {"/network-interfaces/", Op::kPutNetworkInterface, Op::kPatchNetworkInterface},
+      {"/fs/", Op::kPutFs, Op::kPutFs, false},
   };
   const IdRoute* id_route = nullptr;
   for (const IdRoute& candidate : kIdRoutes) {
@@ -164,7 +170,7 @@ std::variant<VmmCommand, VmmReply> route(const HttpRequest& r) {
   if (id_route) {
     if (r.method == "PUT")
       op = id_route->put;
-    else if (r.method == "PATCH")
+    else if (r.method == "PATCH" && id_route->has_patch)
       op = id_route->patch;
     else
       return method_not_allowed(r);

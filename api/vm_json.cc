@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "api/fs_json.h"
 #include "api/json_fields.h"
 
 namespace kiln::api {
@@ -320,21 +321,23 @@ json vm_config_json(const VmConfig& config) {
     vsock = {{"guest_cid", config.vsock->guest_cid}, {"uds_path", config.vsock->uds_path}};
     if (!config.vsock->vsock_id.empty()) vsock["vsock_id"] = config.vsock->vsock_id;
   }
-  return json{
-      {"balloon", nullptr},
-      {"drives", drives},
-      {"boot-source", boot},
-      {"cpu-config", nullptr},
-      {"logger", logger},
-      {"machine-config", machine_config_json({config.vcpus, config.memory_mib, config.smt,
-                                              config.track_dirty_pages, config.huge_pages})},
-      {"metrics", metrics},
-      {"mmds-config", nullptr},
-      {"network-interfaces", network_interfaces_json(config)},
-      {"vsock", vsock},
-      {"entropy", entropy_json(config)},
-      {"memory-hotplug", nullptr},
-      {"pmem", json::array()}};
+  json full{{"balloon", nullptr},
+            {"drives", drives},
+            {"boot-source", boot},
+            {"cpu-config", nullptr},
+            {"logger", logger},
+            {"machine-config", machine_config_json({config.vcpus, config.memory_mib, config.smt,
+                                                    config.track_dirty_pages, config.huge_pages})},
+            {"metrics", metrics},
+            {"mmds-config", nullptr},
+            {"network-interfaces", network_interfaces_json(config)},
+            {"vsock", vsock},
+            {"entropy", entropy_json(config)},
+            {"memory-hotplug", nullptr},
+            {"pmem", json::array()}};
+  // Kiln's own key, only when used: without shares the object is exactly Firecracker's.
+  if (!config.fs.empty()) full["fs"] = fs_json(config);
+  return full;
 }
 
 std::vector<std::string> deprecated_fields(const std::string& object, const json& body) {
@@ -357,6 +360,7 @@ void apply_full_config(VmConfig& config, const json& document) {
   auto network = f.optional<json>("network-interfaces");
   auto console = f.optional<json>("console");
   auto vsock = f.optional<json>("vsock");
+  auto fs = f.optional<json>("fs");
   for (const char* unsupported_now : {"balloon", "mmds-config", "cpu-config"}) {
     if (f.optional<json>(unsupported_now))
       throw FieldError("configuration", unsupported_now, "is not supported by Kiln yet");
@@ -398,6 +402,7 @@ void apply_full_config(VmConfig& config, const json& document) {
   if (entropy) set_entropy(config, parse_entropy(*entropy));
   if (console) set_console(config, parse_console(*console));
   if (vsock) check("vsock", set_vsock(config, parse_vsock(*vsock)));
+  if (fs) apply_fs_list(config, *fs);
 }
 
 }  // namespace kiln::api

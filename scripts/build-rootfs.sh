@@ -5,9 +5,15 @@
 # every run.
 #
 #   scripts/build-rootfs.sh [--out FILE] [--size MiB] [--add HOSTFILE:GUESTPATH]...
+#   scripts/build-rootfs.sh --dir DIR [--add HOSTFILE:GUESTPATH]...
 #
 #   --out FILE   image to write (default ${KILN_CACHE:-$HOME/.cache/kiln}/rootfs/rootfs.ext4)
 #   --size MiB   image size (default 64)
+#   --dir DIR    write the tree to directory DIR instead of an image, for a root on virtio-fs
+#                (kiln run --fs tag=root,path=DIR --cmdline "... rootfstype=virtiofs root=root
+#                rw"). DIR must not exist, be empty, or be an earlier --dir tree (it is replaced).
+#                Its files belong to the user who ran the script (root only when run as root);
+#                the guest sees those owners.
 #   --add H:G    copy host file H to guest path G (repeatable), keeping its mode. Adding
 #                /etc/kiln-test.sh makes the image a test image (see below).
 #
@@ -20,19 +26,23 @@
 # With reboot=k on the kernel command line (Kiln's default) the reboot goes through the i8042
 # reset and `kiln run` exits with status 0. (`poweroff -f` would only halt: no ACPI yet.)
 # Everything in the image is owned by root (fixed with debugfs when built by a non-root user).
-# The last line printed is "rootfs: PATH".
+# The last line printed is "rootfs: PATH" (the image, or the --dir directory).
 set -euo pipefail
 
 out="${KILN_CACHE:-$HOME/.cache/kiln}/rootfs/rootfs.ext4"
 size=64
+size_given=""
+dir=""
 adds=()
-usage() { sed -n '2,24s/^# \{0,1\}//p' "$0"; }
+usage() { sed -n '2,31s/^# \{0,1\}//p' "$0"; }
 while (($#)); do
   case "$1" in
     --out) [ $# -ge 2 ] || { echo "build-rootfs: --out needs a file" >&2; exit 2; }; out=$2; shift ;;
     --out=*) out=${1#--out=} ;;
-    --size) [ $# -ge 2 ] || { echo "build-rootfs: --size needs MiB" >&2; exit 2; }; size=$2; shift ;;
-    --size=*) size=${1#--size=} ;;
+    --size) [ $# -ge 2 ] || { echo "build-rootfs: --size needs MiB" >&2; exit 2; }; size=$2; size_given=1; shift ;;
+    --size=*) size=${1#--size=}; size_given=1 ;;
+    --dir) [ $# -ge 2 ] || { echo "build-rootfs: --dir needs a directory" >&2; exit 2; }; dir=$2; shift ;;
+    --dir=*) dir=${1#--dir=} ;;
     --add) [ $# -ge 2 ] || { echo "build-rootfs: --add needs HOSTFILE:GUESTPATH" >&2; exit 2; }
            adds+=("$2"); shift ;;
     --add=*) adds+=("${1#--add=}") ;;
@@ -45,6 +55,7 @@ done
 log() { echo "build-rootfs: $*" >&2; }
 die() { log "error: $*"; exit 2; }
 [[ $size =~ ^[0-9]+$ ]] && ((size >= 8)) || die "--size must be a whole number of MiB, at least 8"
+[ -z "$dir" ] || [ -z "$size_given" ] || die "--size is for images; a --dir tree has no size"
 
 # --- Tools -----------------------------------------------------------------------------------
 busybox=/bin/busybox
@@ -71,8 +82,17 @@ for i in "${!adds[@]}"; do
   [ "$host" = "${adds[$i]}" ] || [ -z "$host" ] || adds[$i]="$(realpath -m -- "$host"):${adds[$i]#*:}"
 done
 out=$(realpath -m -- "$out")
-
-stage=$(mktemp -d "${TMPDIR:-/tmp}/kiln-rootfs.XXXXXX")
+if [ -n "$dir" ]; then
+  dir=$(realpath -m -- "$dir")
+  # Replaced only when it is empty or an earlier tree of ours (marked /.kiln-rootfs).
+  if [ -e "$dir" ] && ! { [ -d "$dir" ] && { [ -f "$dir/.kiln-rootfs" ] || [ -z "$(ls -A "$dir")" ]; }; }; then
+    die "--dir $dir exists and is neither empty nor an earlier build-rootfs --dir tree"
+  fi
+  mkdir -p "$(dirname "$dir")"
+  stage=$(mktemp -d "$dir.tmp.XXXXXX")  # beside DIR: moved into place at the end
+else
+  stage=$(mktemp -d "${TMPDIR:-/tmp}/kiln-rootfs.XXXXXX")
+fi
 trap 'rm -rf "$stage"' EXIT
 cd "$stage"
 mkdir -p bin sbin usr/bin usr/sbin etc proc sys dev tmp run root mnt var/log
@@ -146,6 +166,21 @@ for spec in "${adds[@]}"; do
   chmod "$(stat -c %a "$host")" "$stage$guest"
 done
 
+added=""
+for spec in "${adds[@]}"; do added+=" ${spec#*:}"; done
+bb_version=$("$busybox" | awk 'NR == 1 {print $2}')  # reads it all: no SIGPIPE under pipefail
+
+# --- Or write the directory -------------------------------------------------------------------
+if [ -n "$dir" ]; then
+  chmod 0755 "$stage"
+  : >"$stage/.kiln-rootfs"
+  rm -rf "$dir"
+  mv "$stage" "$dir"
+  log "wrote a directory tree owned by $(id -un): busybox $bb_version, /init${added}"
+  echo "rootfs: $dir"
+  exit 0
+fi
+
 # --- Write the image ---------------------------------------------------------------------------
 mkdir -p "$(dirname "$out")"
 tmp_img="$out.tmp.$$"
@@ -166,7 +201,5 @@ if [ "$(id -u)" -ne 0 ]; then
   }
 fi
 mv -f "$tmp_img" "$out"
-added=""
-for spec in "${adds[@]}"; do added+=" ${spec#*:}"; done
-log "wrote a ${size} MiB ext4 image: busybox $("$busybox" | head -n1 | awk '{print $2}'), /init${added}"
+log "wrote a ${size} MiB ext4 image: busybox $bb_version, /init${added}"
 echo "rootfs: $out"

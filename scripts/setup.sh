@@ -16,6 +16,7 @@ packages=(
   clang libclang-rt-14-dev                                            # libFuzzer targets
   curl                                                                # API tests (curl sequence)
   e2fsprogs busybox-static                                            # rootfs images (mkfs.ext4 -d, debugfs)
+  stress-ng attr                                                      # Linux test: virtio-fs stress, xattrs
   qemu-system-x86                                                     # guest self-check, benchmarks
 )
 # Where guests cannot run directly (no /dev/kvm, or a PVM /dev/kvm: scripts/lib/kvm-host.sh),

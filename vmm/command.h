@@ -66,6 +66,10 @@ struct PutSerial {
 struct PutVsock {
   VsockConfig vsock;
 };
+// Kiln's own: a virtio-fs share (PUT /fs/{fs_id}).
+struct PutFs {
+  FsConfig fs;
+};
 // A body api/ refused (wrong shape, a value the object does not allow). The controller answers
 // it after its state checks, as for any request, so every request is logged and counted alike.
 struct Invalid {
@@ -76,14 +80,13 @@ struct Invalid {
 
 }  // namespace request
 
-using Request =
-    std::variant<request::GetInstanceInfo, request::GetVersion, request::GetVmConfig,
-                 request::GetMachineConfig, request::PutMachineConfig, request::PatchMachineConfig,
-                 request::PutBootSource, request::PutDrive, request::PatchDrive,
-                 request::PutNetworkInterface, request::PatchNetworkInterface,
-                 request::InstanceStart, request::SendCtrlAltDel, request::FlushMetrics,
-                 request::Pause, request::Resume, request::PutLogger, request::PutMetrics,
-                 request::PutEntropy, request::PutSerial, request::PutVsock, request::Invalid>;
+using Request = std::variant<
+    request::GetInstanceInfo, request::GetVersion, request::GetVmConfig, request::GetMachineConfig,
+    request::PutMachineConfig, request::PatchMachineConfig, request::PutBootSource,
+    request::PutDrive, request::PatchDrive, request::PutNetworkInterface,
+    request::PatchNetworkInterface, request::InstanceStart, request::SendCtrlAltDel,
+    request::FlushMetrics, request::Pause, request::Resume, request::PutLogger, request::PutMetrics,
+    request::PutEntropy, request::PutSerial, request::PutVsock, request::PutFs, request::Invalid>;
 
 struct VmmCommand {
   Request request;

@@ -294,6 +294,8 @@ VmmReply VmmController::dispatch(const Request& r, bool& body_read) {
             return applied("serial", std::nullopt);
           },
           [&](const rq::PutVsock& p) { return applied("vsock", set_vsock(next, p.vsock)); },
+          // The directory is checked here and opened by the device at InstanceStart.
+          [&](const rq::PutFs& p) { return applied("fs", add_fs(next, p.fs)); },
       },
       r);
 }

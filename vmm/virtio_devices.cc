@@ -3,6 +3,7 @@
 #include <sys/epoll.h>
 
 #include "base/error.h"
+#include "devices/virtio/fs/fs_device.h"
 #include "devices/virtio/net/net_device.h"
 #include "devices/virtio/rng/rng_device.h"
 #include "devices/virtio/vsock/vsock_device.h"
@@ -36,6 +37,14 @@ VirtioDevices::VirtioDevices(const VmConfig& config, const GuestMemory& mem, Met
   if (config.vsock) {
     add(std::make_shared<virtio::VsockDevice>(
             virtio::VsockOptions{config.vsock->guest_cid, config.vsock->uds_path}),
+        mem);
+  }
+  for (const FsConfig& f : config.fs) {
+    const virtio::FsCache cache = f.cache == FsCacheMode::kNever    ? virtio::FsCache::kNever
+                                  : f.cache == FsCacheMode::kAlways ? virtio::FsCache::kAlways
+                                                                    : virtio::FsCache::kAuto;
+    add(std::make_shared<virtio::FsDevice>(virtio::FsOptions{
+            f.tag, f.path, f.read_only, cache, f.allow_setid_and_devices, f.num_request_queues}),
         mem);
   }
   if (config.console == ConsoleMode::kVirtio) {

@@ -32,8 +32,8 @@ struct ConsoleHooks {
 
 class VirtioDevices {
  public:
-  // Throws kiln::UsageError for a bad drive (missing, unreadable, size, locked) or a TAP that
-  // cannot be opened (no CAP_NET_ADMIN, busy, not a TAP).
+  // Throws kiln::UsageError for a bad drive (missing, unreadable, size, locked), a TAP that
+  // cannot be opened (no CAP_NET_ADMIN, busy, not a TAP) or a shared directory that is gone.
   VirtioDevices(const VmConfig& config, const GuestMemory& mem, Metrics& metrics,
                 ConsoleHooks console = {});
 

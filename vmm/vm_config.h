@@ -2,6 +2,7 @@
 // the VMM is built only from it.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -74,6 +75,23 @@ struct NetConfig {
   std::optional<uint16_t> mtu;          // VIRTIO_NET_F_MTU when set (68 to 65535)
 };
 
+// A host directory shared with the guest over virtio-fs (--fs, [[fs]], "fs", PUT /fs/{fs_id};
+// Kiln's own, modelled on Cloud Hypervisor's `fs`). Checked by validate() and add_fs()
+// (vm_config_ops.h) for every front end; the guest mounts it with `mount -t virtiofs TAG DIR`.
+enum class FsCacheMode { kNever, kAuto, kAlways };  // see virtio::FsCache
+struct FsConfig {
+  static constexpr size_t kMaxTagBytes = 36;  // virtio_fs_config.tag
+  // Each request queue is an ioeventfd and a virtqueue the guest may fill; Linux 6.1 uses one.
+  static constexpr uint32_t kMaxRequestQueues = 16;
+  std::string fs_id;  // the API's resource id (default fs0, fs1, ...)
+  std::string tag;    // 1..36 bytes, unique
+  std::string path;   // an existing host directory
+  bool read_only = false;
+  FsCacheMode cache = FsCacheMode::kAuto;
+  bool allow_setid_and_devices = false;  // set-uid/set-gid files and device nodes on the host
+  uint32_t num_request_queues = 1;
+};
+
 // PUT /metrics: the file and what each line carries besides the counters.
 struct MetricsConfig {
   std::string path;                               // empty: no metrics
@@ -104,6 +122,7 @@ struct VmConfig {
   std::optional<EntropyConfig> entropy;  // a virtio-rng device when set
   ConsoleMode console = ConsoleMode::kSerial;
   std::optional<VsockConfig> vsock;  // PUT /vsock, --vsock
+  std::vector<FsConfig> fs;          // virtio-fs shares, after the other devices but the console
   LoggerConfig logger;
 };
 

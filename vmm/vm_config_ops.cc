@@ -5,6 +5,8 @@
 #include <sys/un.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 
 namespace kiln {
@@ -81,6 +83,22 @@ std::optional<FieldProblem> validate(const VsockConfig& vsock) {
   struct stat st {};
   if (::stat(dir.c_str(), &st) < 0 || !S_ISDIR(st.st_mode))
     return FieldProblem{"uds_path", "directory " + dir + " does not exist"};
+  return std::nullopt;
+}
+
+std::optional<FieldProblem> validate(const FsConfig& fs) {
+  if (auto problem = resource_id_problem(fs.fs_id)) return FieldProblem{"fs_id", *problem};
+  if (fs.tag.empty() || fs.tag.size() > FsConfig::kMaxTagBytes)
+    return FieldProblem{"tag", "must be 1 to " + std::to_string(FsConfig::kMaxTagBytes) +
+                                   " bytes (what `mount -t virtiofs TAG DIR` names), not " +
+                                   std::to_string(fs.tag.size())};
+  if (std::any_of(fs.tag.begin(), fs.tag.end(),
+                  [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; }))
+    return FieldProblem{"tag", "must not contain NUL or control characters"};
+  if (fs.num_request_queues < 1 || fs.num_request_queues > FsConfig::kMaxRequestQueues)
+    return FieldProblem{"num_request_queues",
+                        "must be between 1 and " + std::to_string(FsConfig::kMaxRequestQueues)};
+  if (fs.path.empty()) return FieldProblem{"path", "is empty"};
   return std::nullopt;
 }
 
@@ -165,6 +183,29 @@ std::optional<FieldProblem> add_network_interface(VmConfig& config, const NetCon
     *existing = net;
   } else {
     config.nets.push_back(net);
+  }
+  return std::nullopt;
+}
+
+std::optional<FieldProblem> add_fs(VmConfig& config, const FsConfig& fs) {
+  if (auto problem = validate(fs)) return problem;
+  struct stat st {};
+  if (::stat(fs.path.c_str(), &st) != 0)
+    return FieldProblem{
+        "path", fs.path + ": " + std::strerror(errno) + " (the shared directory must exist)"};
+  if (!S_ISDIR(st.st_mode)) return FieldProblem{"path", fs.path + " is not a directory"};
+  for (const FsConfig& other : config.fs) {
+    if (other.fs_id == fs.fs_id) continue;  // replaced below
+    if (other.tag == fs.tag)
+      return FieldProblem{"tag", "\"" + fs.tag + "\" is already the tag of share \"" + other.fs_id +
+                                     "\" (tags must be unique)"};
+  }
+  auto existing = std::find_if(config.fs.begin(), config.fs.end(),
+                               [&](const FsConfig& other) { return other.fs_id == fs.fs_id; });
+  if (existing != config.fs.end()) {
+    *existing = fs;
+  } else {
+    config.fs.push_back(fs);
   }
   return std::nullopt;
 }

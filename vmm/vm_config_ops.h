@@ -58,6 +58,9 @@ std::optional<FieldProblem> validate(const NetConfig& net);      // iface_id, ho
 std::optional<FieldProblem> validate(const VsockConfig& vsock);  // guest_cid, uds_path
 std::optional<FieldProblem> validate(const TokenBucketConfig& bucket);  // size, refill_time, ...
 std::optional<FieldProblem> validate(const MetricsConfig& metrics);     // metrics_path
+// fs_id, tag (1 to 36 bytes, no control characters; every front end has made it UTF-8 text),
+// path not empty, num_request_queues (1 to FsConfig::kMaxRequestQueues).
+std::optional<FieldProblem> validate(const FsConfig& fs);
 
 // Each validates its object, then applies it to `config`.
 // PATCH keeps the current huge_pages when none is given; 2M needs an even memory size.
@@ -75,6 +78,9 @@ std::optional<FieldProblem> set_metrics(VmConfig& config, const MetricsConfig& m
 void set_entropy(VmConfig& config, const EntropyConfig& entropy);
 void set_serial(VmConfig& config, const std::string& serial_out_path);
 std::optional<FieldProblem> set_vsock(VmConfig& config, const VsockConfig& vsock);
+// Adds or replaces the share with this fs_id; the path must be an existing directory and the tag
+// must not be another share's.
+std::optional<FieldProblem> add_fs(VmConfig& config, const FsConfig& fs);
 // With virtio, a command line still at Kiln's default gets console=hvc0 instead of ttyS0.
 void set_console(VmConfig& config, ConsoleMode mode);
 

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <fstream>
 #include <thread>
 
@@ -241,6 +242,55 @@ TEST_F(ApiTest, VsockIsConfiguredBeforeBootAndValidated) {
   // Rejected requests changed nothing.
   EXPECT_EQ(call("get", "/vm/config", "/vm/config").body["vsock"]["guest_cid"], 52);
   EXPECT_EQ(api_request(socket_, "GET", "/vsock").status, 405);
+}
+
+TEST_F(ApiTest, FsSharesAreConfiguredBeforeBootAndValidated) {
+  start();
+  EXPECT_FALSE(call("get", "/vm/config", "/vm/config").body.contains("fs"));  // Firecracker's keys
+  const char* tmp = std::getenv("TMPDIR");
+  std::string dir = std::string(tmp && *tmp ? tmp : "/tmp") + "/kiln-api-fs-XXXXXX";
+  ASSERT_NE(::mkdtemp(dir.data()), nullptr);
+  const std::string route = "/fs/{fs_id}";
+  json share = {{"fs_id", "share0"}, {"tag", "data"}, {"path", dir}, {"cache", "never"}};
+  EXPECT_EQ(call("put", "/fs/share0", route, share).status, 204);
+  share["read_only"] = true;
+  EXPECT_EQ(call("put", "/fs/share0", route, share).status, 204);  // replaces itself
+  EXPECT_EQ(call("put", "/fs/share1", route, {{"fs_id", "share1"}, {"tag", "root"}, {"path", dir}})
+                .status,
+            204);
+  struct Bad {
+    std::string id;
+    json body;
+    std::string word;
+  } bad[] = {
+      {"share2", {{"fs_id", "share2"}, {"tag", "data"}, {"path", dir}}, "tag: \"data\" is already"},
+      {"share2", {{"fs_id", "other"}, {"tag", "x"}, {"path", dir}}, "fs_id"},
+      {"share2", {{"fs_id", "share2"}, {"tag", std::string(37, 't')}, {"path", dir}}, "tag"},
+      {"share2", {{"fs_id", "share2"}, {"tag", "x"}, {"path", "/nonexistent/kiln"}}, "path"},
+      {"share2", {{"fs_id", "share2"}, {"tag", "x"}, {"path", dir}, {"cache", "x"}}, "cache"},
+      {"share2",
+       {{"fs_id", "share2"}, {"tag", "x"}, {"path", dir}, {"queue_size", 1024}},
+       "queue_size"},
+      {"share2", {{"fs_id", "share2"}, {"tag", "x"}}, "path"},
+  };
+  for (const Bad& b : bad) {
+    auto r = call("put", "/fs/" + b.id, route, b.body, false);
+    EXPECT_EQ(r.status, 400) << b.body.dump();
+    EXPECT_NE(fault(r).find(b.word), std::string::npos) << b.body.dump() << ": " << fault(r);
+  }
+  json shown = call("get", "/vm/config", "/vm/config").body["fs"];
+  ASSERT_EQ(shown.size(), 2u) << shown.dump();  // the refused requests changed nothing
+  EXPECT_EQ(shown[0], json({{"fs_id", "share0"},
+                            {"tag", "data"},
+                            {"path", dir},
+                            {"read_only", true},
+                            {"cache", "never"},
+                            {"allow_setid_and_devices", false},
+                            {"num_request_queues", 1}}));
+  EXPECT_EQ(shown[1]["tag"], "root");
+  EXPECT_EQ(api_request(socket_, "PATCH", "/fs/share0", share.dump()).status, 405);
+  EXPECT_EQ(api_request(socket_, "GET", "/fs/share0").status, 405);
+  ::rmdir(dir.c_str());
 }
 
 TEST_F(ApiTest, HugePagesAreValidatedAndReported) {

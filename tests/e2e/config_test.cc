@@ -58,6 +58,46 @@ TEST(ConfigFiles, JsonErrorsNameFileAndKey) {
   EXPECT_NE(r.err.find("not valid JSON"), std::string::npos) << describe(r);
 }
 
+// --fs, [[fs]] and "fs": bad shares stop kiln before anything runs (exit 2), naming the key.
+TEST(ConfigFiles, FsSharesAreCheckedBeforeBoot) {
+  const std::string kernel = guest_path("hello");
+  TempFile file("x");
+  const std::pair<std::string, std::string> flags[] = {
+      {"tag=data,path=/nonexistent/kiln", "--fs tag=data,path=/nonexistent/kiln: path: "},
+      {"tag=data,path=" + file.path(), "is not a directory"},
+      {"tag=" + std::string(37, 't') + ",path=/tmp", "tag: must be 1 to 36 bytes"},
+      {"path=/tmp", "tag=NAME is required"},
+      {"tag=data,path=/tmp,cache=maybe", "cache: 'maybe' is not never, auto or always"},
+      {"tag=data,path=/tmp,socket=/v.sock", "unknown option 'socket=/v.sock'"},
+  };
+  for (const auto& [spec, word] : flags) {
+    KilnRun r = run_kiln({"run", "--kernel", kernel, "--fs", spec});
+    EXPECT_EQ(r.exit_code, 2) << spec << ": " << describe(r);
+    EXPECT_NE(r.err.find(word), std::string::npos) << spec << ": " << describe(r);
+  }
+  KilnRun dup = run_kiln(
+      {"run", "--kernel", kernel, "--fs", "tag=data,path=/tmp", "--fs", "tag=data,path=/"});
+  EXPECT_EQ(dup.exit_code, 2) << describe(dup);
+  EXPECT_NE(dup.err.find("--fs tag=data,path=/: tag: \"data\" is already the tag of share"),
+            std::string::npos)
+      << describe(dup);
+
+  TempFile toml("[boot-source]\nkernel_image_path = \"" + kernel +
+                "\"\n[[fs]]\nfs_id = \"root\"\ntag = \"root\"\npath = \"/nonexistent/kiln\"\n");
+  KilnRun t = run_kiln({"run", "--config", toml.path()});
+  EXPECT_EQ(t.exit_code, 2) << describe(t);
+  EXPECT_NE(t.err.find(toml.path() + ":6: fs[0]: path: /nonexistent/kiln"), std::string::npos)
+      << describe(t);
+
+  TempFile json("{\"boot-source\": {\"kernel_image_path\": \"" + kernel +
+                "\"}, \"fs\": [{\"fs_id\": \"a\", \"tag\": \"a\", \"path\": \"/tmp\", "
+                "\"num_request_queues\": 0}]}");
+  KilnRun j = run_kiln({"--config-file", json.path()});
+  EXPECT_EQ(j.exit_code, 2) << describe(j);
+  EXPECT_NE(j.err.find("fs[0]: num_request_queues: must be between 1 and 16"), std::string::npos)
+      << describe(j);
+}
+
 TEST(ConfigFiles, TomlBootsAndFlagsOverrideIt) {
   KILN_REQUIRE_KVM();
   TempFile toml("[boot-source]\nkernel_image_path = \"" + guest_path("cmdline") +

@@ -29,6 +29,7 @@ constexpr Endpoint kEndpoints[] = {
     {"PUT", "/logger"},         {"PUT", "/metrics"},
     {"PUT", "/entropy"},        {"PUT", "/serial"},
     {"PUT", "/vsock"},          {"PUT", "/network-interfaces/eth0"},
+    {"PUT", "/fs/share0"},      {"PUT", "/fs/root"},
     {"PUT", "/config-file"},  // not a route: exercises the whole-configuration parser
 };
 
@@ -41,6 +42,10 @@ void check_invariants(const kiln::VmConfig& c) {
     if (c.drives[i].path.empty() || c.drives[i].id.empty()) abort();
   }
   if (roots > 1) abort();
+  for (const kiln::FsConfig& s : c.fs)
+    if (s.tag.empty() || s.tag.size() > kiln::FsConfig::kMaxTagBytes || s.path.empty() ||
+        s.num_request_queues < 1 || s.num_request_queues > kiln::FsConfig::kMaxRequestQueues)
+      abort();
 }
 
 // What the controller does with a configuration request before boot: the same state-apply
@@ -68,6 +73,8 @@ void apply_request(kiln::VmConfig& config, const kiln::Request& r) {
     problem = kiln::set_vsock(config, p->vsock);
   else if (auto* p = std::get_if<rq::PutNetworkInterface>(&r))
     problem = kiln::add_network_interface(config, p->net);
+  else if (auto* p = std::get_if<rq::PutFs>(&r))
+    problem = kiln::add_fs(config, p->fs);
   else if (auto* p = std::get_if<rq::Invalid>(&r); p && p->fault_message.empty())
     abort();  // a refusal always says why
   if (problem && (problem->field.empty() || problem->problem.empty())) abort();

@@ -11,6 +11,19 @@
 #    through its i8042 and kiln exits 0 (tests/linux/ctrl-alt-del.sh).
 #  - stdin: the kit's interactive shell gets its commands from a pipe given before the guest
 #    reads anything (`printf 'echo ...; poweroff -f\n' | kiln run ...`): none may be lost.
+#  - fs: the kit's kernel, root on the ext4 image, three virtio-fs shares of directories in
+#    build/linux-test (on the host, or the nested VM's 9p view of them) and one in the runner's
+#    /tmp: the guest mounts them (mount -t virtiofs), creates, writes, reads, renames,
+#    hard-links, symlinks, truncates, chmods, sets and reads an xattr (attr's setfattr and
+#    getfattr), fsyncs and deletes; the host then sees exactly that (contents, modes, link count,
+#    symlink target, xattr, a 1 MiB file's checksum). Files the host wrote before boot are read
+#    with cache=auto and cache=never; the read-only share refuses every write; symlinks in the
+#    share to a file outside it (absolute and ../) do not show that file's content; stress-ng's
+#    file-system stressors (data verification on) run against the /tmp share with no failure.
+#    stress-ng and attr are dynamically linked: they are copied in with the libraries ldd names.
+#  - fsroot: no image at all: root on a virtio-fs share of a build-rootfs.sh --dir tree
+#    (rootfstype=virtiofs root=root rw); the kit's init runs from it and a file it writes is in
+#    the directory afterwards.
 #  - debian: the distribution's own kernel (/boot/vmlinuz-VER with its initramfs, as Debian's
 #    linux-image-amd64 installs it) with the kit's image as root: the Debian kernel ran, its
 #    initramfs found the virtio-blk disk through Kiln's DSDT, both vCPUs came up, the kit's init
@@ -86,6 +99,101 @@ PAYLOAD
   scripts/build-rootfs.sh --out "$out/debian-rootfs.ext4" --size 32 \
     --add "$out/debian-payload.sh:/etc/kiln-test.sh" >/dev/null || return 1
   debian_kernel > "$out/debian-version"
+  prepare_fs
+}
+
+# --add HOST:GUEST for dynamically linked programs and every library ldd names (same paths in
+# the guest; the guest sets LD_LIBRARY_PATH, it has no ld.so.cache).
+add_programs() {
+  local p bin
+  for p in "$@"; do
+    bin=$(command -v "$p") || { echo "linux-e2e: $p missing (scripts/setup.sh installs it)" >&2; return 1; }
+    echo "$bin"
+    ldd "$bin" | awk '/=> \// {print $3} /^\t\/[^ ]*ld-linux/ {print $1}'
+  done | sort -u | sed 's/.*/--add &:&/'
+}
+
+prepare_fs() {
+  local token
+  token=$(cat "$out/token")
+  mkdir -p "$out/fs-rw" "$out/fs-never" "$out/fs-ro"
+  echo "auto-$token" > "$out/fs-rw/host-before.txt"
+  echo "never-$token" > "$out/fs-never/host-before.txt"
+  echo "ro-$token" > "$out/fs-ro/ro-file.txt"
+  # Outside every share: no guest may read it through the share's symlinks.
+  od -An -N8 -tx8 /dev/urandom | tr -d ' ' | sed 's/^/secret-/' > "$out/fs-secret"
+  cp "$out/fs-secret" "$out/outside-secret.txt"
+  ln -s "$out/outside-secret.txt" "$out/fs-rw/escape-abs"
+  ln -s ../outside-secret.txt "$out/fs-rw/escape-rel"
+
+  cat > "$out/fs-payload.sh" <<'PAYLOAD'
+#!/bin/sh
+export LD_LIBRARY_PATH=/lib/x86_64-linux-gnu:/usr/lib/x86_64-linux-gnu
+t=$(cat /etc/kiln-token)
+say() { echo "LINUX-E2E-FS: $*"; }
+ok() { if "$@"; then say "ok $name"; else say "FAILED $name"; fi; }
+mkdir -p /mnt/rw /mnt/never /mnt/ro /mnt/stress
+for m in rw:kilnrw never:kilnnever ro:kilnro stress:kilnstress; do
+  mount -t virtiofs "${m#*:}" "/mnt/${m%%:*}" && say "mounted ${m#*:}"
+done
+say "mounts $(awk '$3 == "virtiofs" {printf "%s:%s:%s ", $1, $2, substr($4, 1, 2)}' /proc/mounts)"
+say "host-auto $(cat /mnt/rw/host-before.txt)"
+say "host-never $(cat /mnt/never/host-before.txt)"
+
+w=/mnt/rw/work
+mkdir "$w" && cd "$w" || say "FAILED mkdir"
+name=create_write_read; echo "hello-$t" > a.txt; ok test "$(cat a.txt)" = "hello-$t"
+name=rename; mv a.txt b.txt; ok test -f b.txt -a ! -e a.txt
+name=hard_link; ln b.txt hard.txt; ok test "$(stat -c %h b.txt)" = 2
+name=symlink; ln -s b.txt sym.txt; ok test "$(readlink sym.txt):$(cat sym.txt)" = "b.txt:hello-$t"
+name=truncate; printf 0123456789 > trunc.txt; truncate -s 4 trunc.txt; ok test "$(cat trunc.txt)" = 0123
+name=truncate_grow; truncate -s 8192 grown.bin; ok test "$(stat -c %s grown.bin)" = 8192
+name=chmod; chmod 0640 b.txt; ok test "$(stat -c %a hard.txt)" = 640
+name=xattr; setfattr -n user.kiln -v "$t" b.txt
+ok test "$(getfattr --only-values -n user.kiln hard.txt)" = "$t"
+name=fsync; dd if=/dev/urandom of=big.bin bs=64k count=16 2>/dev/null; ok sync big.bin
+say "big.bin md5 $(md5sum big.bin | cut -d' ' -f1)"
+name=delete; echo gone > gone.txt; rm gone.txt; mkdir gone.dir; rmdir gone.dir
+ok test ! -e gone.txt -a ! -e gone.dir
+name=rename_over; echo new > new.txt; echo old > old.txt; mv new.txt old.txt; ok test "$(cat old.txt)" = new
+name=readdir; ok test "$(ls | tr '\n' ' ')" = "b.txt big.bin grown.bin hard.txt old.txt sym.txt trunc.txt "
+cd /
+for l in escape-abs escape-rel; do
+  if cat "/mnt/rw/$l" 2>/dev/null | grep -q secret-; then say "FAILED escape $l"; else say "escape blocked $l"; fi
+done
+
+name=ro_read; ok test "$(cat /mnt/ro/ro-file.txt)" = "ro-$t"
+for op in "touch /mnt/ro/new.txt" "mkdir /mnt/ro/new.dir" "rm /mnt/ro/ro-file.txt" \
+          "chmod 0600 /mnt/ro/ro-file.txt" "mv /mnt/ro/ro-file.txt /mnt/ro/moved.txt"; do
+  if $op 2>/dev/null; then say "FAILED ro allowed: $op"; else say "ro refused: $op"; fi
+done
+if echo x >> /mnt/ro/ro-file.txt; then say "FAILED ro allowed: append"; else say "ro refused: append"; fi
+
+cd /mnt/stress
+stress-ng --temp-path /mnt/stress --verify --timeout 15s --metrics-brief \
+  --hdd 1 --hdd-bytes 4M --hdd-write-size 16K --dentry 1 --dir 1 \
+  --rename 1 --fallocate 1 --fallocate-bytes 4M --seek 1 --seek-size 4M 2>&1
+say "stress-ng exit status $?"
+cd /
+umount /mnt/rw /mnt/never /mnt/ro /mnt/stress && say "unmounted"
+poweroff -f
+PAYLOAD
+  local programs
+  programs=$(add_programs stress-ng setfattr getfattr) || return 1
+  # shellcheck disable=SC2086  # one option and one path per word
+  scripts/build-rootfs.sh --out "$out/fs-rootfs.ext4" --size 96 \
+    --add "$out/fs-payload.sh:/etc/kiln-test.sh" --add "$out/token:/etc/kiln-token" \
+    $programs >/dev/null || return 1
+
+  cat > "$out/fsroot-payload.sh" <<'PAYLOAD'
+#!/bin/sh
+echo "LINUX-E2E-FSROOT: root $(awk '$2 == "/" {print $1, $3, substr($4, 1, 2)}' /proc/mounts)"
+echo "guest-wrote $(cat /etc/kiln-token)" > /guest-wrote.txt
+sync /guest-wrote.txt && echo "LINUX-E2E-FSROOT: wrote /guest-wrote.txt"
+poweroff -f
+PAYLOAD
+  scripts/build-rootfs.sh --dir "$out/fs-rootdir" --add "$out/fsroot-payload.sh:/etc/kiln-test.sh" \
+    --add "$out/token:/etc/kiln-token" >/dev/null || return 1
 }
 
 # Runs each boot where kiln can run guests; each writes console-NAME.log and rc-NAME.
@@ -110,12 +218,68 @@ boots() {
   run stdin 300 sh -c "printf 'echo LINUX-E2E-STDIN:%s; poweroff -f\n' '$token' |
     build/kiln run --kernel '$kernel' --rootfs '$out/stdin-rootfs.ext4' --memory 128" \
     > "$out/console-stdin.log" 2>&1
+  # The stress share is in the runner's /tmp (tmpfs in the nested VM): stress-ng's load stays
+  # off the 9p view of the repository; its own verification is the check.
+  local stress
+  stress=$(mktemp -d "${TMPDIR:-/tmp}/kiln-fs-stress.XXXXXX")
+  run fs 600 build/kiln run --kernel "$kernel" --rootfs "$out/fs-rootfs.ext4" --cmdline "$cmdline" \
+    --memory 256 --fs "tag=kilnrw,path=$out/fs-rw" --fs "tag=kilnnever,path=$out/fs-never,cache=never" \
+    --fs "tag=kilnro,path=$out/fs-ro,ro" --fs "tag=kilnstress,path=$stress,cache=always" \
+    < /dev/null > "$out/console-fs.log" 2>&1
+  rm -rf "$stress"
+  run fsroot 300 build/kiln run --kernel "$kernel" --fs "tag=root,path=$out/fs-rootdir" \
+    --cmdline "$cmdline rootfstype=virtiofs root=root rw" --memory 128 \
+    < /dev/null > "$out/console-fsroot.log" 2>&1
   v=$(cat "$out/debian-version")
   if [ -n "$v" ]; then
     run debian 900 build/kiln run --kernel "/boot/vmlinuz-$v" --initrd "/boot/initrd.img-$v" \
       --rootfs "$out/debian-rootfs.ext4" --cmdline "$cmdline" --memory 512 --cpus "$cpus" \
       < /dev/null > "$out/console-debian.log" 2>&1
   fi
+}
+
+# The fs and fsroot boots (called from check, with its helpers).
+check_fs() {
+  local w="$out/fs-rw/work" name secret
+  secret=$(cat "$out/fs-secret" 2>/dev/null)
+  check_ fs_kiln_exit_0 rc fs
+  check_ fs_mounted log fs "LINUX-E2E-FS: mounts kilnrw:/mnt/rw:rw kilnnever:/mnt/never:rw kilnro:/mnt/ro:rw kilnstress:/mnt/stress:rw"
+  check_ fs_host_file_cache_auto log fs "LINUX-E2E-FS: host-auto auto-$token"
+  check_ fs_host_file_cache_never log fs "LINUX-E2E-FS: host-never never-$token"
+  for name in create_write_read rename hard_link symlink truncate truncate_grow chmod xattr fsync \
+              delete rename_over readdir ro_read; do
+    check_ "fs_guest_$name" log fs "LINUX-E2E-FS: ok $name"
+  done
+  check_ fs_no_guest_failure not_log fs "LINUX-E2E-FS: FAILED"
+  # What the host sees afterwards.
+  check_ fs_host_content test "$(cat "$w/b.txt" 2>/dev/null)" = "hello-$token"
+  check_ fs_host_renamed test ! -e "$w/a.txt"
+  check_ fs_host_hard_link test "$(stat -c '%h %i' "$w/b.txt" 2>/dev/null)" = \
+    "$(stat -c '2 %i' "$w/hard.txt" 2>/dev/null)"
+  check_ fs_host_symlink test "$(readlink "$w/sym.txt" 2>/dev/null)" = b.txt
+  check_ fs_host_mode test "$(stat -c %a "$w/b.txt" 2>/dev/null)" = 640
+  check_ fs_host_truncated test "$(cat "$w/trunc.txt" 2>/dev/null):$(stat -c %s "$w/grown.bin" 2>/dev/null)" = "0123:8192"
+  check_ fs_host_xattr test "$(getfattr --only-values -n user.kiln "$w/b.txt" 2>/dev/null)" = "$token"
+  local md5
+  md5=$(md5sum "$w/big.bin" 2>/dev/null | cut -d' ' -f1)
+  check_ fs_host_data test -n "$md5" -a "$(stat -c %s "$w/big.bin" 2>/dev/null)" = 1048576
+  check_ fs_host_data_matches log fs "LINUX-E2E-FS: big.bin md5 ${md5:-none}"
+  check_ fs_host_deleted test ! -e "$w/gone.txt" -a ! -e "$w/gone.dir" -a ! -e "$w/new.txt"
+  check_ fs_host_listing test "$(LC_ALL=C ls "$w" 2>/dev/null | tr '\n' ' ')" = \
+    "b.txt big.bin grown.bin hard.txt old.txt sym.txt trunc.txt "
+  check_ fs_symlink_escape_abs log fs "LINUX-E2E-FS: escape blocked escape-abs"
+  check_ fs_symlink_escape_rel log fs "LINUX-E2E-FS: escape blocked escape-rel"
+  check_ fs_secret_never_shown test -n "$secret" -a -z "$(grep -a -F -- "$secret" "$out/console-fs.log" 2>/dev/null)"
+  check_ fs_ro_refused test "$(grep -a -c "LINUX-E2E-FS: ro refused" "$out/console-fs.log" 2>/dev/null)" = 6
+  check_ fs_ro_unchanged test "$(LC_ALL=C ls "$out/fs-ro" 2>/dev/null):$(stat -c %a "$out/fs-ro/ro-file.txt"):$(cat "$out/fs-ro/ro-file.txt")" = \
+    "ro-file.txt:644:ro-$token"
+  check_ fs_stress_ng_passed log fs "LINUX-E2E-FS: stress-ng exit status 0"
+  check_ fs_stress_ng_ran log fs "successful run completed"
+  check_ fs_unmounted log fs "LINUX-E2E-FS: unmounted"
+  check_ fsroot_kiln_exit_0 rc fsroot
+  check_ fsroot_root_is_virtiofs log fsroot "LINUX-E2E-FSROOT: root root virtiofs rw"
+  check_ fsroot_init_ran log fsroot "kiln-init: running /etc/kiln-test.sh"
+  check_ fsroot_guest_file test "$(cat "$out/fs-rootdir/guest-wrote.txt" 2>/dev/null)" = "guest-wrote $token"
 }
 
 check() {
@@ -137,6 +301,7 @@ check() {
   }
   rc() { [ "$(cat "$out/rc-$1" 2>/dev/null)" = 0 ]; }
   log() { grep -a -q -E -- "$2" "$out/console-$1.log" 2>/dev/null; }
+  not_log() { [ -f "$out/console-$1.log" ] && ! grep -a -q -E -- "$2" "$out/console-$1.log"; }
 
   check_ kiln_exit_status_0 rc kit
   check_ disk_found log kit "virtio_blk virtio0: \[vda\]"
@@ -158,6 +323,7 @@ check() {
   # The echo's output line (not the echoed input: the shell prints the command it read too).
   check_ stdin_piped_commands_ran log stdin "^LINUX-E2E-STDIN:$token"
   check_ stdin_poweroff_exit_0 rc stdin
+  check_fs
   if [ -n "$(cat "$out/debian-version" 2>/dev/null)" ]; then
     local v
     v=$(cat "$out/debian-version")
