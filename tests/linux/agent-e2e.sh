@@ -11,7 +11,9 @@
 #
 #   tests/linux/agent-e2e.sh          prepare, boot (here on VMX/SVM KVM, else in the
 #                                     nested-KVM VM: scripts/nested-kvm/), check
+#   tests/linux/agent-e2e.sh prepare  the kernel, the image (scripts/test.sh runs the phases)
 #   tests/linux/agent-e2e.sh boots    only the boots, here (what the nested VM runs)
+#   tests/linux/agent-e2e.sh check    check the outputs; writes build/agent-test/junit.xml
 # Outputs stay in build/agent-test/ (NAME.out, NAME.err, NAME.rc, NAME.console).
 set -uo pipefail
 repo="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -69,9 +71,12 @@ boots() {
 }
 
 check() {
-  local pass=0 fail=0
-  ok() { echo "PASS $1"; pass=$((pass + 1)); }
-  bad() { echo "FAIL $1: $2"; fail=$((fail + 1)); }
+  local pass=0 fail=0 cases=""
+  ok() { echo "PASS $1"; pass=$((pass + 1)); cases+="<testcase classname=\"agent\" name=\"$1\"/>"; }
+  bad() {
+    echo "FAIL $1: $2"; fail=$((fail + 1))
+    cases+="<testcase classname=\"agent\" name=\"$1\"><failure message=\"failed\"/></testcase>"
+  }
   expect() {  # NAME RC STDOUT [STDERR]
     local name=$1 rc=$2 want_out=$3 want_err=${4:-}
     local got_rc got_out got_err
@@ -102,11 +107,13 @@ check() {
   if grep -q "kiln-agent: ready on vsock port 1024" "$out/echo.console"; then ok ready
   else bad ready "no readiness line on the console"; fi
   grep -h "kiln-agent: ready" "$out"/*.console | head -3
+  echo "<testsuites><testsuite name=\"agent\">$cases</testsuite></testsuites>" > "$out/junit.xml"
   echo "agent-e2e: $pass passed, $fail failed"
   [ $fail -eq 0 ]
 }
 
 case "${1:-all}" in
+  prepare) prepare ;;
   boots) boots ;;
   check) check ;;
   all)
@@ -114,5 +121,5 @@ case "${1:-all}" in
     if [ "$(kvm_host_kind)" = hardware ]; then boots
     else scripts/nested-kvm/run-in-vm.sh --rw "$repo" tests/linux/agent-e2e.sh boots; fi
     check ;;
-  *) echo "usage: $0 [boots|check]" >&2; exit 2 ;;
+  *) echo "usage: $0 [prepare|boots|check]" >&2; exit 2 ;;
 esac
