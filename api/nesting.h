@@ -8,13 +8,13 @@
 #include <optional>
 #include <string_view>
 
+#include "base/json_nesting.h"
+
 namespace kiln::api {
 
 inline constexpr size_t kMaxNesting = 32;
 
-// The 1-based line where the nesting of arrays and objects in the JSON `text` first exceeds
-// `limit`, or nullopt. Brackets inside strings do not count. Invalid JSON is not diagnosed
-// here: the parser does that.
+// base/json_nesting.h's scan with the configuration bound.
 std::optional<size_t> json_nesting_exceeded(std::string_view text, size_t limit = kMaxNesting);
 
 // The same for TOML: arrays, inline tables and table headers; brackets in strings (basic,

@@ -7,33 +7,11 @@
 #include <optional>
 
 #include "base/error.h"
+#include "base/json_nesting.h"
 #include "base/unique_fd.h"
 
 namespace kiln::image {
 namespace {
-
-// The same scan as api/nesting.h (which image/ may not include): brackets outside strings.
-std::optional<size_t> nesting_exceeded(std::string_view text, size_t limit) {
-  size_t depth = 0, line = 1;
-  bool in_string = false;
-  for (size_t i = 0; i < text.size(); ++i) {
-    const char c = text[i];
-    if (c == '\n') ++line;
-    if (in_string) {
-      if (c == '\\')
-        ++i;
-      else if (c == '"')
-        in_string = false;
-    } else if (c == '"') {
-      in_string = true;
-    } else if (c == '[' || c == '{') {
-      if (++depth > limit) return line;
-    } else if ((c == ']' || c == '}') && depth > 0) {
-      --depth;
-    }
-  }
-  return std::nullopt;
-}
 
 const char* type_name(nlohmann::json::value_t t) {
   using V = nlohmann::json::value_t;
@@ -59,7 +37,7 @@ nlohmann::json parse_json_document(std::string_view text, const std::string& wha
   if (text.size() > kMaxJsonBytes)
     throw UsageError(what + ": " + std::to_string(text.size()) + " bytes, more than the " +
                      std::to_string(kMaxJsonBytes) + " a JSON document of an image may have");
-  if (auto line = nesting_exceeded(text, kMaxJsonNesting))
+  if (auto line = json_nesting_exceeded(text, kMaxJsonNesting))
     throw UsageError(what + ": nested more than " + std::to_string(kMaxJsonNesting) +
                      " levels deep (line " + std::to_string(*line) + ")");
   nlohmann::json j = nlohmann::json::parse(text, nullptr, false);

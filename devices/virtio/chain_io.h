@@ -25,4 +25,10 @@ bool chain_read(const GuestMemory& mem, const DescriptorChain& chain, uint64_t o
 bool chain_write(const GuestMemory& mem, const DescriptorChain& chain, uint64_t offset,
                  std::span<const uint8_t> in);
 
+// File I/O straight on a chain's iovecs (zero copy): preadv/pwritev of `fd` at `offset` until
+// `iov` is done, end of file (a read) or an error. `iov` is consumed (advanced in place: the
+// caller's scratch vector, so nothing is copied per request). Returns the bytes moved, or
+// -errno when nothing moved.
+int64_t file_transfer(int fd, bool write, std::vector<iovec>& iov, uint64_t offset);
+
 }  // namespace kiln::virtio

@@ -29,7 +29,7 @@ case $target in
     ;;
   api)
     sources="tests/fuzz/api_json_fuzz.cc api/routes.cc api/json_fields.cc api/vm_json.cc api/net_json.cc api/fs_json.cc
-             base/mac_address.cc api/http/http.cc api/utf8.cc api/nesting.cc
+             base/mac_address.cc api/http/http.cc api/utf8.cc api/nesting.cc base/json_nesting.cc
              vmm/vm_config_ops.cc"
     extra_flags="-max_len=4096"
     ;;
@@ -41,7 +41,7 @@ case $target in
     ;;
   image)
     sources="tests/fuzz/image_fuzz.cc image/manifest.cc image/image_config.cc image/json_doc.cc
-             image/digest.cc"
+             image/digest.cc base/json_nesting.cc"
     extra_flags="-max_len=8192"
     libs="-lcrypto"
     ;;

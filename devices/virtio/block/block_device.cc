@@ -63,32 +63,6 @@ void write_status(const GuestMemory& mem, const DescriptorChain& chain, uint8_t 
   chain_write(mem, chain, chain.writable_bytes - 1, std::span(&status, 1));
 }
 
-// preadv/pwritev until the whole iovec list is transferred (`iov` is consumed: the caller's
-// scratch vector, so no copy per request).
-bool transfer_all(int fd, bool write, std::vector<iovec>& iov, uint64_t offset) {
-  size_t first = 0;
-  while (first < iov.size()) {
-    const int count = static_cast<int>(std::min<size_t>(iov.size() - first, IOV_MAX));
-    const off_t off = static_cast<off_t>(offset);
-    const iovec& v = iov[first];
-    // One buffer (a 4 KiB request, typically): plain pread/pwrite, cheaper in the kernel.
-    const ssize_t n = count == 1 ? (write ? ::pwrite(fd, v.iov_base, v.iov_len, off)
-                                          : ::pread(fd, v.iov_base, v.iov_len, off))
-                                 : (write ? ::pwritev(fd, &iov[first], count, off)
-                                          : ::preadv(fd, &iov[first], count, off));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;  // error, or end of file inside capacity (image shrank)
-    offset += static_cast<uint64_t>(n);
-    size_t left = static_cast<size_t>(n);
-    while (first < iov.size() && left >= iov[first].iov_len) left -= iov[first++].iov_len;
-    if (left) {
-      iov[first].iov_base = static_cast<uint8_t*>(iov[first].iov_base) + left;
-      iov[first].iov_len -= left;
-    }
-  }
-  return true;
-}
-
 }  // namespace
 
 BlockDevice::BlockDevice(const BlockOptions& options) : options_(options) {
@@ -284,7 +258,8 @@ uint8_t BlockDevice::do_read_write(bool write, uint64_t sector, std::vector<iove
                                    uint64_t len) {
   if (len % kSectorSize != 0 || !in_range(sector, len / kSectorSize, capacity_))
     return kStatusIoErr;
-  if (!transfer_all(backing_.fd.get(), write, iov, sector * kSectorSize)) {
+  if (file_transfer(backing_.fd.get(), write, iov, sector * kSectorSize) !=
+      static_cast<int64_t>(len)) {
     if (log_limit_.allow())
       spdlog::warn("virtio-blk {}: {} of {} bytes at sector {} failed: {}", backing_.path,
                    write ? "write" : "read", len, sector, std::strerror(errno));

@@ -10,41 +10,13 @@
 #include <cerrno>
 #include <climits>
 
+#include "devices/virtio/chain_io.h"
 #include "devices/virtio/fs/fuse_server.h"
 
 namespace kiln::virtio {
 
 using fs::Handle;
 using fs::Inode;
-
-namespace {
-
-// preadv/pwritev over `iov` (consumed) from `offset` until done, end of file (reads) or an
-// error. Returns the bytes moved, or -errno when nothing was.
-int64_t transfer(int fd, bool write, std::vector<iovec>& iov, uint64_t offset) {
-  size_t first = 0;
-  int64_t done = 0;
-  while (first < iov.size()) {
-    const int count = static_cast<int>(std::min<size_t>(iov.size() - first, IOV_MAX));
-    const off_t off = static_cast<off_t>(offset);
-    const ssize_t n =
-        write ? ::pwritev(fd, &iov[first], count, off) : ::preadv(fd, &iov[first], count, off);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return done > 0 ? done : -errno;
-    if (n == 0) break;
-    done += n;
-    offset += static_cast<uint64_t>(n);
-    size_t left = static_cast<size_t>(n);
-    while (first < iov.size() && left >= iov[first].iov_len) left -= iov[first++].iov_len;
-    if (left) {
-      iov[first].iov_base = static_cast<uint8_t*>(iov[first].iov_base) + left;
-      iov[first].iov_len -= left;
-    }
-  }
-  return done;
-}
-
-}  // namespace
 
 // The host open flags for the guest's: access mode and the flags that only change how I/O
 // behaves; never O_CREAT/O_EXCL (CREATE does that), O_PATH, O_TMPFILE, O_NOATIME (needs
@@ -135,7 +107,7 @@ int64_t FuseServer::op_read(Req& r) {
   }
   iov_.clear();
   r.out.iovecs_at(kOutHdr, in.size, iov_);
-  return transfer(h->fd.get(), false, iov_, in.offset);
+  return file_transfer(h->fd.get(), false, iov_, in.offset);
 }
 
 int64_t FuseServer::op_write(Req& r) {
@@ -150,7 +122,7 @@ int64_t FuseServer::op_write(Req& r) {
   if (!h || h->dir || !h->writable) return -EBADF;
   iov_.clear();
   r.in.take_iovecs(in.size, iov_);
-  const int64_t n = transfer(h->fd.get(), true, iov_, in.offset);
+  const int64_t n = file_transfer(h->fd.get(), true, iov_, in.offset);
   if (n < 0) return n;
   fuse_write_out out{};
   out.size = static_cast<uint32_t>(n);
