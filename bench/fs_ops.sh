@@ -5,11 +5,13 @@
 #
 #   sh bench/fs_ops.sh DIR LABEL [MiB] [FILES]
 #
-# Phases: write MiB (default 64) in 1 MiB blocks with conv=fsync; drop the page cache (root
-# only; noted as drop_caches=0 where it cannot); read the file twice (the second read may come
-# from this side's page cache); create FILES (default 500) small files with the shell's own
-# redirection, stat them (one stat process), unlink them (one rm process). Times are monotonic
-# nanoseconds from /proc/timer_list (root), else /proc/uptime (10 ms).
+# Phases: an untimed warm-up (the file written and unlinked once: under nested KVM the first
+# touch of each guest page is a costly nested page fault, which made the first share's write
+# 2-5x slower than the second's); write MiB (default 64) in 1 MiB blocks with conv=fsync; drop
+# the page cache (root only; noted as drop_caches=0 where it cannot); read the file twice (the
+# second read may come from this side's page cache); create FILES (default 500) small files
+# with the shell's own redirection, stat them (one stat process), unlink them (one rm process).
+# Times are monotonic nanoseconds from /proc/timer_list (root), else /proc/uptime (10 ms).
 d=$1 label=$2 mib=${3:-64} n=${4:-500}
 bb=busybox
 say() { echo "FSBENCH $label $*"; }
@@ -28,6 +30,8 @@ rate() { $bb awk -v op="$1" -v u="$2" -v c="$3" -v a="$4" -v b="$5" 'BEGIN {
 w=$d/fsbench-$$
 $bb rm -rf "$w" && $bb mkdir -p "$w/m" || { say "FAILED mkdir $w"; exit 1; }
 
+$bb dd if=/dev/zero of="$w/big" bs=1M count="$mib" conv=fsync 2>/dev/null || say "FAILED warm-up"
+$bb rm -f "$w/big"
 t0=$(now)
 $bb dd if=/dev/zero of="$w/big" bs=1M count="$mib" conv=fsync 2>/dev/null || say "FAILED write"
 t1=$(now)
