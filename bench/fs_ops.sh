@@ -16,6 +16,7 @@ d=$1 label=$2 mib=${3:-64} n=${4:-500}
 bb=busybox
 say() { echo "FSBENCH $label $*"; }
 [ -d "$d" ] || { say "FAILED no directory $d"; exit 1; }
+# shellcheck disable=SC2016  # awk's own $3 and $1
 if [ -r /proc/timer_list ]; then
   now() { $bb awk '/^now at/ {print $3; exit}' /proc/timer_list; }
   say "clock=timer_list"
@@ -25,10 +26,11 @@ else
 fi
 # Prints "OP_UNIT=RATE OP_s=SECONDS" for COUNT units done between START and END nanoseconds.
 rate() { $bb awk -v op="$1" -v u="$2" -v c="$3" -v a="$4" -v b="$5" 'BEGIN {
-  s = (b - a) / 1e9; if (s <= 0) s = 1e-9; printf "%s_%s=%.1f %s_s=%.4f\n", op, u, c / s, op, s }'; }
+  s = (b - a) / 1e9; if (s <= 0) s = 1e-9
+  printf "%s_%s=%.1f %s_s=%.4f\n", op, u, c / s, op, s }'; }
 
 w=$d/fsbench-$$
-$bb rm -rf "$w" && $bb mkdir -p "$w/m" || { say "FAILED mkdir $w"; exit 1; }
+if ! $bb rm -rf "$w" || ! $bb mkdir -p "$w/m"; then say "FAILED mkdir $w"; exit 1; fi
 
 $bb dd if=/dev/zero of="$w/big" bs=1M count="$mib" conv=fsync 2>/dev/null || say "FAILED warm-up"
 $bb rm -f "$w/big"
@@ -38,7 +40,11 @@ t1=$(now)
 say "$(rate write MBps "$mib" "$t0" "$t1")"
 
 $bb sync
-if echo 3 2>/dev/null > /proc/sys/vm/drop_caches; then say "drop_caches=1"; else say "drop_caches=0"; fi
+if echo 3 2>/dev/null > /proc/sys/vm/drop_caches; then
+  say "drop_caches=1"
+else
+  say "drop_caches=0"
+fi
 t0=$(now)
 $bb dd if="$w/big" of=/dev/null bs=1M 2>/dev/null || say "FAILED read"
 t1=$(now)
@@ -53,8 +59,10 @@ files=$(i=1; while [ $i -le "$n" ]; do echo "$w/m/f$i"; i=$((i + 1)); done)
 t0=$(now)
 for f in $files; do echo x > "$f"; done
 t1=$(now)
+# shellcheck disable=SC2086  # one path per word
 $bb stat -c %s $files > /dev/null || say "FAILED stat"
 t2=$(now)
+# shellcheck disable=SC2086
 $bb rm $files || say "FAILED unlink"
 t3=$(now)
 say "$(rate create per_s "$n" "$t0" "$t1")"

@@ -75,26 +75,33 @@ PAYLOAD
     "${run[@]}"
   else
     where="nested-KVM VM (QEMU TCG, guest on nested KVM)"
-    echo "bench: guests cannot run here ($(kvm_host_kind) /dev/kvm): the fs figures come from the nested-KVM VM" >&2
+    echo "bench: guests cannot run here ($(kvm_host_kind) /dev/kvm): the fs figures come" \
+      "from the nested-KVM VM" >&2
     NESTED_KVM_SMP=${NESTED_KVM_SMP:-1} NESTED_KVM_MEM=${NESTED_KVM_MEM:-2048} \
       scripts/nested-kvm/run-in-vm.sh --rw "$repo" "${run[@]}"
   fi
   echo
-  echo "virtio-fs from a Linux guest (cache=auto and cache=always) beside the shared directory: $where"
-  case $where in nested*) echo "(everything is emulated there and each guest exit costs a nested-KVM round trip: absolute figures are slow, the ratios are the result)" ;; esac
+  echo "virtio-fs from a Linux guest (cache=auto and cache=always) beside the shared directory:"
+  echo "  $where"
+  case $where in nested*)
+    echo "(everything is emulated there and each guest exit costs a nested-KVM round trip:"
+    echo " absolute figures are slow, the ratios are the result)" ;;
+  esac
   awk -F'[ =]' '
     $1 == "FSBENCH" && $3 ~ /_(MBps|per_s)$/ {
       v[$2, $3] = $4; if (!($3 in seen)) { seen[$3] = 1; ops[++n] = $3 } }
     $1 == "FSBENCH" && $3 == "drop_caches" { dc[$2] = $4 }
     function ratio(a, b) { return (a != "" && b > 0) ? sprintf("%.2f", a / b) : "-" }
     END {
-      printf "%-13s %12s %10s %6s   %12s %6s\n", "op", "guest (auto)", "host dir", "ratio", "guest always", "ratio"
+      f = "%-13s %12s %10s %6s   %12s %6s\n"
+      printf f, "op", "guest (auto)", "host dir", "ratio", "guest always", "ratio"
       for (i = 1; i <= n; i++) {
         k = ops[i]; g = v["guest", k]; a = v["guest_always", k]; h = v["host", k]
-        printf "%-13s %12s %10s %6s   %12s %6s\n", k, g, h, ratio(g, h), a, ratio(a, h)
+        printf f, k, g, h, ratio(g, h), a, ratio(a, h)
       }
       print "ratio = guest / host dir (1.00 = as fast as the directory itself); MBps = MiB/s"
-      printf "drop_caches before the first read: guest %s, guest always %s, host %s (1 = done)\n", dc["guest"], dc["guest_always"], dc["host"]
+      printf "drop_caches before the first read: guest %s, guest always %s, host %s (1 = done)\n",
+        dc["guest"], dc["guest_always"], dc["host"]
     }' "$out/fs-results.txt" | tee "$out/fs-table.txt"
   cat <<'NOTE'
 The reread with cache=auto goes through the device again: the share gives no FOPEN_KEEP_CACHE,
