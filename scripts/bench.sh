@@ -27,15 +27,16 @@ repo="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$repo"
 
 runs=10 density_s=10 boot=0 boot_runs=1 blk_runs=3 vsock_runs=3 vsock_mib=256 build=1 fs=0
+other=""  # the last option that --fs does not take
 while (($#)); do
   case "$1" in
-    --runs) runs=$2; shift ;;
-    --density-seconds) density_s=$2; shift ;;
-    --boot) boot=1 ;;
-    --boot-runs) boot_runs=$2; shift ;;
-    --blk-runs) blk_runs=$2; shift ;;
-    --vsock-runs) vsock_runs=$2; shift ;;
-    --vsock-mib) vsock_mib=$2; shift ;;
+    --runs) runs=$2; other=$1; shift ;;
+    --density-seconds) density_s=$2; other=$1; shift ;;
+    --boot) boot=1; other=$1 ;;
+    --boot-runs) boot_runs=$2; other=$1; shift ;;
+    --blk-runs) blk_runs=$2; other=$1; shift ;;
+    --vsock-runs) vsock_runs=$2; other=$1; shift ;;
+    --vsock-mib) vsock_mib=$2; other=$1; shift ;;
     --no-build) build=0 ;;
     --fs) fs=1 ;;
     -h|--help) sed -n '2,24s/^# \{0,1\}//p' "$0"; exit 0 ;;
@@ -43,6 +44,10 @@ while (($#)); do
   esac
   shift
 done
+if ((fs)) && [ -n "$other" ]; then
+  echo "bench: --fs runs only the virtio-fs figures and takes no $other (run them separately)" >&2
+  exit 2
+fi
 
 # --fs: the kit's kernel and an image whose /etc/kiln-test.sh mounts the share and runs
 # bench/fs_ops.sh; bench/fs_guest_bench.sh boots it and runs the same script on the directory.
