@@ -5,6 +5,7 @@
 #
 #   scripts/bench.sh [--runs N] [--density-seconds S] [--boot] [--boot-runs N]
 #                    [--blk-runs N] [--vsock-runs N] [--vsock-mib N] [--no-build]
+#   scripts/bench.sh --fs [--no-build]
 #
 #   --runs N             runs per start-up / footprint / first-instruction figure (default 10)
 #   --density-seconds S  how long to keep starting idle VMs (default 10)
@@ -13,6 +14,9 @@
 #   --blk-runs N, --vsock-runs N   runs of bench/blk_bench (also bench/net_bench, as root) and
 #                        bench/vsock_bench (default 3)
 #   --vsock-mib N        MiB per direction for vsock_bench (default 256)
+#   --fs                 only the virtio-fs figures from a Linux guest (bench/fs_ops.sh: 64 MiB
+#                        write, read, reread; 500 creates, stats, unlinks) beside the same
+#                        operations on the shared directory itself; writes build/bench/fs-*.txt
 #
 # Where /dev/kvm works everything runs here. Where it does not, the Kiln-and-QEMU figures run
 # inside the nested-KVM VM (scripts/nested-kvm/run-in-vm.sh, everything emulated: absolute times
@@ -22,22 +26,96 @@ set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$repo"
 
-runs=10 density_s=10 boot=0 boot_runs=1 blk_runs=3 vsock_runs=3 vsock_mib=256 build=1
+runs=10 density_s=10 boot=0 boot_runs=1 blk_runs=3 vsock_runs=3 vsock_mib=256 build=1 fs=0
+other=""  # the last option that --fs does not take
 while (($#)); do
   case "$1" in
-    --runs) runs=$2; shift ;;
-    --density-seconds) density_s=$2; shift ;;
-    --boot) boot=1 ;;
-    --boot-runs) boot_runs=$2; shift ;;
-    --blk-runs) blk_runs=$2; shift ;;
-    --vsock-runs) vsock_runs=$2; shift ;;
-    --vsock-mib) vsock_mib=$2; shift ;;
+    --runs) runs=$2; other=$1; shift ;;
+    --density-seconds) density_s=$2; other=$1; shift ;;
+    --boot) boot=1; other=$1 ;;
+    --boot-runs) boot_runs=$2; other=$1; shift ;;
+    --blk-runs) blk_runs=$2; other=$1; shift ;;
+    --vsock-runs) vsock_runs=$2; other=$1; shift ;;
+    --vsock-mib) vsock_mib=$2; other=$1; shift ;;
     --no-build) build=0 ;;
-    -h|--help) sed -n '2,20s/^# \{0,1\}//p' "$0"; exit 0 ;;
+    --fs) fs=1 ;;
+    -h|--help) sed -n '2,24s/^# \{0,1\}//p' "$0"; exit 0 ;;
     *) echo "bench: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
   shift
 done
+if ((fs)) && [ -n "$other" ]; then
+  echo "bench: --fs runs only the virtio-fs figures and takes no $other (run them separately)" >&2
+  exit 2
+fi
+
+# --fs: the kit's kernel and an image whose /etc/kiln-test.sh mounts the share and runs
+# bench/fs_ops.sh; bench/fs_guest_bench.sh boots it and runs the same script on the directory.
+if ((fs)); then
+  out="$repo/build/bench"
+  mkdir -p "$out"
+  rm -f "$out"/fs-*.txt "$out"/fs-console.log
+  if ((build)); then
+    [ -d build ] || meson setup build >/dev/null
+    ninja -C build kiln
+  fi
+  vmlinux="$(scripts/build-guest-kernel.sh | sed -n 's/^vmlinux: //p')"
+  cat > "$out/fs-payload.sh" <<'PAYLOAD'
+#!/bin/sh
+mkdir -p /mnt/bench
+mount -t virtiofs bench /mnt/bench || echo "FSBENCH guest FAILED mount"
+mkdir -p /mnt/benchalways
+mount -t virtiofs benchalways /mnt/benchalways || echo "FSBENCH guest_always FAILED mount"
+sh /etc/kiln-fs-ops.sh /mnt/bench guest
+sh /etc/kiln-fs-ops.sh /mnt/benchalways guest_always
+poweroff -f
+PAYLOAD
+  scripts/build-rootfs.sh --out "$out/fs-rootfs.ext4" --size 32 \
+    --add "$out/fs-payload.sh:/etc/kiln-test.sh" --add "$repo/bench/fs_ops.sh:/etc/kiln-fs-ops.sh" \
+    >/dev/null
+  . "$repo/scripts/lib/kvm-host.sh"
+  run=(bench/fs_guest_bench.sh "$repo/build/kiln" "$vmlinux" "$out/fs-rootfs.ext4" "$out")
+  if kvm_runs_guests; then
+    where="this host (KVM)"
+    "${run[@]}"
+  else
+    where="nested-KVM VM (QEMU TCG, guest on nested KVM)"
+    echo "bench: guests cannot run here ($(kvm_host_kind) /dev/kvm): the fs figures come" \
+      "from the nested-KVM VM" >&2
+    NESTED_KVM_SMP=${NESTED_KVM_SMP:-1} NESTED_KVM_MEM=${NESTED_KVM_MEM:-2048} \
+      scripts/nested-kvm/run-in-vm.sh --rw "$repo" "${run[@]}"
+  fi
+  echo
+  echo "virtio-fs from a Linux guest (cache=auto and cache=always) beside the shared directory:"
+  echo "  $where"
+  case $where in nested*)
+    echo "(everything is emulated there and each guest exit costs a nested-KVM round trip:"
+    echo " absolute figures are slow, the ratios are the result)" ;;
+  esac
+  awk -F'[ =]' '
+    $1 == "FSBENCH" && $3 ~ /_(MBps|per_s)$/ {
+      v[$2, $3] = $4; if (!($3 in seen)) { seen[$3] = 1; ops[++n] = $3 } }
+    $1 == "FSBENCH" && $3 == "drop_caches" { dc[$2] = $4 }
+    function ratio(a, b) { return (a != "" && b > 0) ? sprintf("%.2f", a / b) : "-" }
+    END {
+      f = "%-13s %12s %10s %6s   %12s %6s\n"
+      printf f, "op", "guest (auto)", "host dir", "ratio", "guest always", "ratio"
+      for (i = 1; i <= n; i++) {
+        k = ops[i]; g = v["guest", k]; a = v["guest_always", k]; h = v["host", k]
+        printf f, k, g, h, ratio(g, h), a, ratio(a, h)
+      }
+      print "ratio = guest / host dir (1.00 = as fast as the directory itself); MBps = MiB/s"
+      printf "drop_caches before the first read: guest %s, guest always %s, host %s (1 = done)\n",
+        dc["guest"], dc["guest_always"], dc["host"]
+    }' "$out/fs-results.txt" | tee "$out/fs-table.txt"
+  cat <<'NOTE'
+The reread with cache=auto goes through the device again: the share gives no FOPEN_KEEP_CACHE,
+so Linux drops a file's cached pages at each open (as with virtiofsd's cache=auto); with
+cache=always the reread comes from the guest's page cache. The host's directory is on tmpfs in
+the nested VM, so its "read after drop_caches" is from memory too.
+NOTE
+  exit 0
+fi
 
 # The kiln measured is the release build a user deploys (README "Production build"): -O3, LTO,
 # static-pie. The benches, spawn_probe and the test guests come from the usual build/.
