@@ -36,7 +36,8 @@ case $target in
   fuse)
     sources="tests/fuzz/fuse_fuzz.cc devices/virtio/fs/fuse_server.cc devices/virtio/fs/fuse_entry_ops.cc
              devices/virtio/fs/fuse_file_ops.cc devices/virtio/fs/fuse_dir_ops.cc
-             devices/virtio/fs/fuse_xattr_ops.cc devices/virtio/fs/inode_table.cc"
+             devices/virtio/fs/fuse_xattr_ops.cc devices/virtio/fs/inode_table.cc
+             devices/virtio/chain_io.cc"
     extra_flags="-max_len=16384"
     ;;
   image)

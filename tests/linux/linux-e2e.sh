@@ -15,9 +15,10 @@
 #    build/linux-test (on the host, or the nested VM's 9p view of them) and one in the runner's
 #    /tmp: the guest mounts them (mount -t virtiofs), creates, writes, reads, renames,
 #    hard-links, symlinks, truncates, chmods, sets and reads an xattr (attr's setfattr and
-#    getfattr), fsyncs and deletes; the host then sees exactly that (contents, modes, link count,
-#    symlink target, xattr, a 1 MiB file's checksum). Files the host wrote before boot are read
-#    with cache=auto and cache=never; the read-only share refuses every write; symlinks in the
+#    getfattr), fsyncs and deletes; the host then sees exactly that (contents, modes, link
+#    count, symlink target, xattr, a 1 MiB file's checksum). Files the host wrote before boot are read
+#    with cache=auto and cache=never, and files it rewrites while the guest runs (after the guest
+#    read them) are seen again (never: at once; auto: after its 1 s timeout); the read-only share refuses every write; symlinks in the
 #    share to a file outside it (absolute and ../) do not show that file's content; stress-ng's
 #    file-system stressors (data verification on) run against the /tmp share with no failure.
 #    stress-ng and attr are dynamically linked: they are copied in with the libraries ldd names.
@@ -119,6 +120,8 @@ prepare_fs() {
   mkdir -p "$out/fs-rw" "$out/fs-never" "$out/fs-ro"
   echo "auto-$token" > "$out/fs-rw/host-before.txt"
   echo "never-$token" > "$out/fs-never/host-before.txt"
+  echo before > "$out/fs-rw/live.txt"
+  echo before > "$out/fs-never/live.txt"
   echo "ro-$token" > "$out/fs-ro/ro-file.txt"
   # Outside every share: no guest may read it through the share's symlinks.
   od -An -N8 -tx8 /dev/urandom | tr -d ' ' | sed 's/^/secret-/' > "$out/fs-secret"
@@ -139,6 +142,16 @@ done
 say "mounts $(awk '$3 == "virtiofs" {printf "%s:%s:%s ", $1, $2, substr($4, 1, 2)}' /proc/mounts)"
 say "host-auto $(cat /mnt/rw/host-before.txt)"
 say "host-never $(cat /mnt/never/host-before.txt)"
+# Changes the host makes while the guest runs: the guest reads (and caches) live.txt, asks the
+# host to rewrite it (live-ready) and reads it again once the host says it did (host-changed):
+# at once with cache=never, after the 1 s attribute timeout with cache=auto.
+cat /mnt/rw/live.txt /mnt/never/live.txt > /dev/null
+touch /mnt/rw/live-ready
+i=0; while [ ! -e /mnt/rw/host-changed ] && [ $i -lt 120 ]; do sleep 1; i=$((i + 1)); done
+say "live-never $(cat /mnt/never/live.txt)"
+sleep 2
+say "live-auto $(cat /mnt/rw/live.txt)"
+rm -f /mnt/rw/live-ready /mnt/rw/host-changed
 
 w=/mnt/rw/work
 mkdir "$w" && cd "$w" || say "FAILED mkdir"
@@ -222,10 +235,17 @@ boots() {
   # off the 9p view of the repository; its own verification is the check.
   local stress
   stress=$(mktemp -d "${TMPDIR:-/tmp}/kiln-fs-stress.XXXXXX")
+  # The host side of the payload's live-change check (bounded like the boot).
+  (i=0; while [ ! -e "$out/fs-rw/live-ready" ] && [ $i -lt 600 ]; do sleep 1; i=$((i + 1)); done
+   echo "changed-$token-auto" > "$out/fs-rw/live.txt"
+   echo "changed-$token-never" > "$out/fs-never/live.txt"
+   touch "$out/fs-rw/host-changed") &
+  local live=$!
   run fs 600 build/kiln run --kernel "$kernel" --rootfs "$out/fs-rootfs.ext4" --cmdline "$cmdline" \
     --memory 256 --fs "tag=kilnrw,path=$out/fs-rw" --fs "tag=kilnnever,path=$out/fs-never,cache=never" \
     --fs "tag=kilnro,path=$out/fs-ro,ro" --fs "tag=kilnstress,path=$stress,cache=always" \
     < /dev/null > "$out/console-fs.log" 2>&1
+  kill "$live" 2>/dev/null; wait "$live" 2>/dev/null
   rm -rf "$stress"
   run fsroot 300 build/kiln run --kernel "$kernel" --fs "tag=root,path=$out/fs-rootdir" \
     --cmdline "$cmdline rootfstype=virtiofs root=root rw" --memory 128 \
@@ -246,6 +266,8 @@ check_fs() {
   check_ fs_mounted log fs "LINUX-E2E-FS: mounts kilnrw:/mnt/rw:rw kilnnever:/mnt/never:rw kilnro:/mnt/ro:rw kilnstress:/mnt/stress:rw"
   check_ fs_host_file_cache_auto log fs "LINUX-E2E-FS: host-auto auto-$token"
   check_ fs_host_file_cache_never log fs "LINUX-E2E-FS: host-never never-$token"
+  check_ fs_live_host_change_cache_never log fs "LINUX-E2E-FS: live-never changed-$token-never"
+  check_ fs_live_host_change_cache_auto log fs "LINUX-E2E-FS: live-auto changed-$token-auto"
   for name in create_write_read rename hard_link symlink truncate truncate_grow chmod xattr fsync \
               delete rename_over readdir ro_read; do
     check_ "fs_guest_$name" log fs "LINUX-E2E-FS: ok $name"
