@@ -22,8 +22,8 @@ enum class FsCache { kNever, kAuto, kAlways };
 
 struct FsOptions {
   static constexpr size_t kMaxTagBytes = 36;  // virtio_fs_config.tag
-  std::string tag;   // 1..36 bytes, what `mount -t virtiofs TAG DIR` names
-  std::string path;  // the host directory (must exist and be a directory)
+  std::string tag;                            // 1..36 bytes, what `mount -t virtiofs TAG DIR` names
+  std::string path;                           // the host directory (must exist and be a directory)
   bool read_only = false;
   FsCache cache = FsCache::kAuto;
   // Off by default: the guest cannot create set-uid/set-gid files or device nodes on the host.
