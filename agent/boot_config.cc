@@ -5,6 +5,35 @@
 
 namespace kiln::agent {
 
+namespace {
+
+// TAG:DIR[:ro]; DIR absolute, without "." or ".." components (it is created in the root).
+Volume parse_volume(const std::string& v) {
+  auto bad = [&v](const std::string& why) {
+    return std::runtime_error("kiln.volume='" + v + "': " + why + " (want TAG:/DIR[:ro])");
+  };
+  Volume vol;
+  auto c1 = v.find(':');
+  if (c1 == std::string::npos || c1 == 0) throw bad("no tag");
+  vol.tag = v.substr(0, c1);
+  std::string rest = v.substr(c1 + 1);
+  auto c2 = rest.find(':');
+  if (c2 != std::string::npos) {
+    if (rest.substr(c2 + 1) != "ro") throw bad("the only option is ro");
+    vol.read_only = true;
+    rest.resize(c2);
+  }
+  if (rest.size() < 2 || rest[0] != '/') throw bad("the directory must be absolute, not /");
+  std::istringstream parts(rest);
+  std::string part;
+  while (std::getline(parts, part, '/'))
+    if (part == "." || part == "..") throw bad("'.' and '..' are not allowed");
+  vol.target = rest;
+  return vol;
+}
+
+}  // namespace
+
 BootConfig parse_boot_config(const std::string& cmdline) {
   BootConfig c;
   std::istringstream in(cmdline);
@@ -44,10 +73,13 @@ BootConfig parse_boot_config(const std::string& cmdline) {
       } catch (const std::exception&) {
         throw std::runtime_error("kiln.port='" + value + "' is not a port number");
       }
+    } else if (key == "kiln.volume") {
+      if (c.volumes.size() >= 64) throw std::runtime_error("more than 64 kiln.volume= given");
+      c.volumes.push_back(parse_volume(value));
     } else {
       throw std::runtime_error("unknown parameter " + key +
                                " (known: kiln.root, kiln.rootfstype, kiln.rootflags, "
-                               "kiln.hostname, kiln.port)");
+                               "kiln.hostname, kiln.port, kiln.volume)");
     }
   }
   if (c.root.empty()) throw std::runtime_error("kiln.root= is missing (e.g. kiln.root=/dev/vda)");

@@ -5,12 +5,20 @@
 //   kiln.rootflags=OPTS      mount data, e.g. "ro" or "discard" (default: none)
 //   kiln.hostname=NAME       default "kiln"
 //   kiln.port=N              the vsock port to listen on (default 1024)
+//   kiln.volume=TAG:DIR[:ro] mount virtio-fs share TAG at DIR (absolute) in the workload's
+//                            root, read-only with ":ro"; repeatable, mounted in order
 #pragma once
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace kiln::agent {
+
+struct Volume {
+  std::string tag, target;
+  bool read_only = false;
+};
 
 struct BootConfig {
   std::string root;
@@ -19,6 +27,7 @@ struct BootConfig {
   bool read_only = false;  // "ro" in rootflags
   std::string hostname = "kiln";
   uint32_t port = 1024;
+  std::vector<Volume> volumes;
 };
 
 // Parses a kernel command line; throws std::runtime_error naming a bad parameter.

@@ -99,6 +99,24 @@ void mount_api_filesystems() {
   // /dev/ptmx through devpts' own (devtmpfs' node is for the initial instance: the same one).
 }
 
+// Each kiln.volume share at its directory in the workload's root (created with its parents).
+void mount_volumes(const BootConfig& cfg) {
+  for (const auto& v : cfg.volumes) {
+    std::string path;
+    std::istringstream parts(v.target.substr(1));
+    std::string part;
+    while (std::getline(parts, part, '/')) {
+      if (part.empty()) continue;
+      path += "/" + part;
+      if (mkdir(path.c_str(), 0755) < 0 && errno != EEXIST)
+        fail("mkdir " + path + " for volume " + v.tag);
+    }
+    if (mount(v.tag.c_str(), v.target.c_str(), "virtiofs",
+              MS_NOSUID | MS_NODEV | (v.read_only ? MS_RDONLY : 0), nullptr) < 0)
+      fail("mount volume " + v.tag + " on " + v.target);
+  }
+}
+
 void bring_up_lo() {
   UniqueFd s(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
   if (!s) fail("socket for lo");
@@ -144,6 +162,7 @@ int run() {
   BootConfig cfg = parse_boot_config(read_file("/proc/cmdline"));
   switch_root(cfg);
   mount_api_filesystems();
+  mount_volumes(cfg);
   if (sethostname(cfg.hostname.data(), cfg.hostname.size()) < 0) fail("sethostname");
   bring_up_lo();
 

@@ -32,9 +32,57 @@ namespace {
 
 constexpr int kExitKiln = 125;
 
+struct Volume {
+  std::string host, guest;
+  bool read_only = false;
+};
+
+// -v HOSTDIR:GUESTDIR[:ro]. GUESTDIR goes on the guest's kernel command line, so it must be
+// one word: absolute, no whitespace, no ':' and no '.'/'..' components.
+Volume parse_volume(const std::string& v) {
+  auto bad = [&v](const std::string& why) {
+    return kiln::Error("-v " + v + ": " + why + " (want HOSTDIR:GUESTDIR[:ro])");
+  };
+  Volume vol;
+  auto c1 = v.find(':');
+  if (c1 == std::string::npos || c1 == 0) throw bad("no host directory");
+  vol.host = v.substr(0, c1);
+  std::string rest = v.substr(c1 + 1);
+  if (auto c2 = rest.find(':'); c2 != std::string::npos) {
+    std::string opt = rest.substr(c2 + 1);
+    if (opt != "ro" && opt != "rw") throw bad("unknown option '" + opt + "' (ro or rw)");
+    vol.read_only = opt == "ro";
+    rest.resize(c2);
+  }
+  if (rest.size() < 2 || rest[0] != '/') throw bad("GUESTDIR must be absolute and not /");
+  if (rest.find_first_of(" \t\n\r") != std::string::npos || rest.size() > 1024)
+    throw bad("GUESTDIR must not contain whitespace");
+  for (const auto& part : fs::path(rest))
+    if (part == "." || part == "..") throw bad("GUESTDIR must not contain '.' or '..'");
+  if (vol.host.find(',') != std::string::npos) throw bad("HOSTDIR must not contain ','");
+  if (!fs::is_directory(vol.host)) throw bad("HOSTDIR " + vol.host + " is not a directory");
+  vol.guest = rest;
+  return vol;
+}
+
+// -u UID[:GID], numeric (names would need the root's /etc/passwd; GID defaults to UID).
+void parse_user(const std::string& v, std::optional<uint32_t>& uid, std::optional<uint32_t>& gid) {
+  auto number = [&v](const std::string& s) {
+    if (s.empty() || s.size() > 10 || s.find_first_not_of("0123456789") != std::string::npos)
+      throw kiln::Error("-u " + v + ": want numeric UID[:GID] (names are not supported yet)");
+    unsigned long n = std::stoul(s);
+    if (n >= 0xffffffffUL) throw kiln::Error("-u " + v + ": id out of range");
+    return static_cast<uint32_t>(n);
+  };
+  auto colon = v.find(':');
+  uid = number(v.substr(0, colon));
+  gid = colon == std::string::npos ? *uid : number(v.substr(colon + 1));
+}
+
 struct RunOptions {
-  std::string kernel, initrd, image;
-  std::vector<std::string> env, command;
+  std::string kernel, initrd, root;
+  std::vector<std::string> env, command, volumes;
+  std::optional<uint32_t> uid, gid;
   std::string workdir = "/";
   bool interactive = false;
   bool tty = false;
@@ -155,23 +203,29 @@ int run(const RunOptions& o) {
   TempDir dir;
   std::string uds = (dir.path() / "vsock").string();
   std::string log = o.console_log.empty() ? (dir.path() / "console.log").string() : o.console_log;
-  std::vector<std::string> args{"kiln",
-                                "run",
-                                "--kernel",
-                                o.kernel,
-                                "--initrd",
-                                o.initrd,
-                                "--disk",
-                                o.image,
-                                "--vsock",
-                                "cid=3,uds=" + uds,
-                                "--cpus",
-                                std::to_string(o.cpus),
-                                "--memory",
-                                std::to_string(o.memory),
-                                "--cmdline",
-                                "console=ttyS0 reboot=k panic=1 quiet kiln.root=/dev/vda "
-                                "kiln.rootfstype=ext4"};
+  std::vector<std::string> args{"kiln",     "run",
+                                "--kernel", o.kernel,
+                                "--initrd", o.initrd,
+                                "--vsock",  "cid=3,uds=" + uds,
+                                "--cpus",   std::to_string(o.cpus),
+                                "--memory", std::to_string(o.memory)};
+  std::string cmdline = "console=ttyS0 reboot=k panic=1 quiet";
+  // ROOT: a directory is shared over virtio-fs (tag kiln-root), a file is the disk /dev/vda.
+  if (fs::is_directory(o.root)) {
+    args.insert(args.end(), {"--fs", "tag=kiln-root,path=" + o.root});
+    cmdline += " kiln.root=kiln-root kiln.rootfstype=virtiofs";
+  } else {
+    args.insert(args.end(), {"--disk", o.root});
+    cmdline += " kiln.root=/dev/vda kiln.rootfstype=ext4";
+  }
+  for (size_t i = 0; i < o.volumes.size(); ++i) {
+    Volume v = parse_volume(o.volumes[i]);
+    std::string tag = "kiln-v" + std::to_string(i);
+    args.insert(args.end(),
+                {"--fs", "tag=" + tag + ",path=" + v.host + (v.read_only ? ",ro" : "")});
+    cmdline += " kiln.volume=" + tag + ":" + v.guest + (v.read_only ? ":ro" : "");
+  }
+  args.insert(args.end(), {"--cmdline", cmdline});
   pid_t vm = spawn_vm(args, log);
   struct Reap {
     pid_t pid;
@@ -209,6 +263,10 @@ int run(const RunOptions& o) {
     s.env = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root"};
     for (const auto& e : o.env) s.env.push_back(e);
     s.cwd = o.workdir;
+    if (o.uid) {
+      s.uid = *o.uid;
+      s.gid = *o.gid;
+    }
     std::optional<RawMode> raw;
     if (o.tty) {
       s.terminal = true;
@@ -253,14 +311,15 @@ int sandbox_main(int argc, char** argv) {
   CLI::App app{"Run workloads in microVMs booted with kiln-agent", "kiln sandbox"};
   app.require_subcommand(1);
   RunOptions o;
-  CLI::App* r = app.add_subcommand("run", "Run CMD in a fresh microVM with IMAGE as its root");
+  CLI::App* r = app.add_subcommand("run", "Run CMD in a fresh microVM with ROOT as its root");
   r->add_option("--kernel", o.kernel, "guest kernel (default: guest-kernel/vmlinux beside kiln)");
   r->add_option("--initrd", o.initrd,
                 "agent initramfs (default: agent/kiln-agent.cpio beside kiln)");
   r->add_option("-e,--env", o.env, "K=V in the workload's environment")
       ->check([](const std::string& v) {
         return v.find('=') == std::string::npos || v[0] == '=' ? "-e needs K=V" : "";
-      });
+      })
+      ->allow_extra_args(false);
   r->add_option("-w,--workdir", o.workdir, "the workload's working directory (absolute)")
       ->check([](const std::string& v) {
         return v.empty() || v[0] != '/' ? "-w needs an absolute path" : "";
@@ -278,9 +337,17 @@ int sandbox_main(int argc, char** argv) {
   r->add_option("--memory", o.memory, "guest memory in MiB")->check(CLI::Range(32, 65536));
   r->add_option("--boot-timeout", o.boot_timeout, "seconds to wait for the agent")
       ->check(CLI::Range(1, 3600));
-  r->add_option("IMAGE", o.image, "ext4 image: the workload's root (/dev/vda)")
+  std::string user;
+  r->add_option("-u,--user", user,
+                "UID[:GID] to run the workload as (numeric; GID defaults to UID)");
+  r->add_option("-v,--volume", o.volumes,
+                "HOSTDIR:GUESTDIR[:ro]: share a host directory at GUESTDIR (virtio-fs)")
+      ->allow_extra_args(false);
+  r->add_option("ROOT", o.root,
+                "the workload's root: a directory (shared over virtio-fs) or an ext4 image "
+                "(the disk /dev/vda)")
       ->required()
-      ->check(CLI::ExistingFile);
+      ->check(CLI::ExistingPath);
   r->add_option("CMD", o.command, "the command and its arguments (after --)")->required();
   try {
     app.parse(argc, argv);
@@ -289,6 +356,11 @@ int sandbox_main(int argc, char** argv) {
     return rc == 0 ? 0 : kExitKiln;
   }
   try {
+    if (!user.empty()) parse_user(user, o.uid, o.gid);
+    if (o.volumes.size() > 16) throw kiln::Error("-v: at most 16 volumes");
+    for (const auto& v : o.volumes) parse_volume(v);  // refused before anything starts
+    if (fs::is_directory(o.root) && o.root.find(',') != std::string::npos)
+      throw kiln::Error("ROOT " + o.root + ": a directory root must not contain ','");
     if (o.kernel.empty()) o.kernel = (self_dir() / "guest-kernel" / "vmlinux").string();
     if (o.initrd.empty()) o.initrd = (self_dir() / "agent" / "kiln-agent.cpio").string();
     for (const auto& [what, path] : {std::pair{"--kernel", o.kernel}, {"--initrd", o.initrd}})

@@ -6,7 +6,8 @@
 # Cases: stdout byte-exact; exit 3; stderr kept apart; a signal (137); -e/-w and the hostname;
 # stdin (-i); an orphan holding stdout (reaped, VM still powers off); 1 MiB of binary data
 # through stdout (sha256); SIGTERM to kiln reaching the workload; -t (a pty, 24x80 without a
-# host terminal). kiln run's own status is checked by `kiln sandbox run`: an unclean VM exit
+# host terminal); a directory as the root (virtio-fs: a host file read, a guest write seen on
+# the host); -u UID:GID; -v volumes, read-write and read-only. kiln run's own status is checked by `kiln sandbox run`: an unclean VM exit
 # is reported on stderr, which each case expects exactly.
 #
 #   tests/linux/agent-e2e.sh          prepare, boot (here on VMX/SVM KVM, else in the
@@ -29,6 +30,11 @@ prepare() {
   head -c 1048576 /dev/urandom > "$out/blob.bin"
   scripts/build-rootfs.sh --out "$out/rootfs.ext4" --size 24 \
     --add "$out/blob.bin:/blob.bin" >/dev/null || return 1
+  scripts/build-rootfs.sh --dir "$out/rootdir" >/dev/null || return 1
+  echo host-marker > "$out/rootdir/marker"
+  mkdir -p "$out/vol" "$out/volro"
+  echo vol-in > "$out/vol/in"
+  echo volro-in > "$out/volro/in"
 }
 
 boots() {
@@ -54,6 +60,10 @@ boots() {
   sb orphan "$out/orphan.ext4" -- sh -c 'sleep 1000 & echo parent-done'
   sb blob "$out/blob.ext4" -- cat /blob.bin
   sb tty -t "$out/tty.ext4" -- sh -c 'test -t 0 && test -t 1 && test -t 2 && echo tty; stty size'
+  sb dirroot "$out/rootdir" -- sh -c 'cat /marker; echo from-guest > /written'
+  sb user -u 1000:1001 "$out/user.ext4" -- sh -c 'id -u; id -g; touch /tmp/f && stat -c "%u %g" /tmp/f'
+  sb volume -v "$out/vol:/data" -v "$out/volro:/mnt/ro:ro" "$out/volume.ext4" -- sh -c \
+    'cat /data/in /mnt/ro/in; echo vol-out > /data/out; (echo x > /mnt/ro/f) 2>/dev/null || echo ro-refused'
   # SIGTERM to kiln reaches the workload, whose trap decides the status. (timeout passes the
   # SIGTERM it gets on to kiln.)
   cp "$out/rootfs.ext4" "$out/sigterm.ext4"
@@ -99,6 +109,13 @@ check() {
   expect orphan 0 $'parent-done\n'
   expect sigterm 7 $'waiting\ngot-term\n'
   expect tty 0 $'tty\r\n24 80\r\n'
+  expect dirroot 0 $'host-marker\n'
+  if [ "$(cat "$out/rootdir/written" 2>/dev/null)" = from-guest ]; then ok dirroot-write
+  else bad dirroot-write "the guest's /written is not on the host ($out/rootdir/written)"; fi
+  expect user 0 $'1000\n1001\n1000 1001\n'
+  expect volume 0 $'vol-in\nvolro-in\nro-refused\n'
+  if [ "$(cat "$out/vol/out" 2>/dev/null)" = vol-out ] && [ ! -e "$out/volro/f" ]; then ok volume-host
+  else bad volume-host "vol/out missing or volro/f written"; fi
   local want got
   want=$(sha256sum < "$out/blob.bin") got=$(sha256sum < "$out/blob.out" 2>/dev/null)
   if [ "$(cat "$out/blob.rc" 2>/dev/null)" = 0 ] && [ "$want" = "$got" ]; then ok blob

@@ -50,5 +50,24 @@ TEST(AgentBootConfig, BadParametersAreNamed) {
             "kiln.hostname is longer than 64 bytes");
 }
 
+TEST(AgentBootConfig, VolumesInOrderWithReadOnly) {
+  auto c = parse_boot_config("kiln.root=/dev/vda kiln.volume=v0:/data kiln.volume=v1:/srv/a/b:ro");
+  ASSERT_EQ(c.volumes.size(), 2u);
+  EXPECT_EQ(c.volumes[0].tag, "v0");
+  EXPECT_EQ(c.volumes[0].target, "/data");
+  EXPECT_FALSE(c.volumes[0].read_only);
+  EXPECT_EQ(c.volumes[1].tag, "v1");
+  EXPECT_EQ(c.volumes[1].target, "/srv/a/b");
+  EXPECT_TRUE(c.volumes[1].read_only);
+}
+
+TEST(AgentBootConfig, BadVolumesAreRefused) {
+  for (const char* v : {"v0", ":/data", "v0:data", "v0:/", "v0:/a/../etc", "v0:/a/./b",
+                        "v0:/data:rw", "v0:/data:ro:x"}) {
+    std::string e = error_of(std::string("kiln.root=/dev/vda kiln.volume=") + v);
+    EXPECT_EQ(e.rfind(std::string("kiln.volume='") + v + "'", 0), 0u) << v << ": " << e;
+  }
+}
+
 }  // namespace
 }  // namespace kiln::agent
