@@ -73,13 +73,16 @@ BootConfig parse_boot_config(const std::string& cmdline) {
       } catch (const std::exception&) {
         throw std::runtime_error("kiln.port='" + value + "' is not a port number");
       }
+    } else if (key == "kiln.overlay") {
+      if (value != "tmpfs") throw std::runtime_error("kiln.overlay='" + value + "': only tmpfs");
+      c.overlay = true;
     } else if (key == "kiln.volume") {
       if (c.volumes.size() >= 64) throw std::runtime_error("more than 64 kiln.volume= given");
       c.volumes.push_back(parse_volume(value));
     } else {
       throw std::runtime_error("unknown parameter " + key +
                                " (known: kiln.root, kiln.rootfstype, kiln.rootflags, "
-                               "kiln.hostname, kiln.port, kiln.volume)");
+                               "kiln.hostname, kiln.port, kiln.overlay, kiln.volume)");
     }
   }
   if (c.root.empty()) throw std::runtime_error("kiln.root= is missing (e.g. kiln.root=/dev/vda)");

@@ -5,6 +5,8 @@
 //   kiln.rootflags=OPTS      mount data, e.g. "ro" or "discard" (default: none)
 //   kiln.hostname=NAME       default "kiln"
 //   kiln.port=N              the vsock port to listen on (default 1024)
+//   kiln.overlay=tmpfs       the root (mounted read-only) under an overlay whose writes go to
+//                            a tmpfs: the workload may write, the shared root is not changed
 //   kiln.volume=TAG:DIR[:ro] mount virtio-fs share TAG at DIR (absolute) in the workload's
 //                            root, read-only with ":ro"; repeatable, mounted in order
 #pragma once
@@ -25,6 +27,7 @@ struct BootConfig {
   std::string rootfstype = "ext4";
   std::string rootflags;
   bool read_only = false;  // "ro" in rootflags
+  bool overlay = false;    // kiln.overlay=tmpfs
   std::string hostname = "kiln";
   uint32_t port = 1024;
   std::vector<Volume> volumes;

@@ -71,9 +71,19 @@ void wait_for_device(const std::string& path) {
 // is moved onto / and chrooted into (as switch_root does). /dev and /proc move along.
 void switch_root(const BootConfig& cfg) {
   if (cfg.rootfstype != "virtiofs") wait_for_device(cfg.root);
-  unsigned long flags = cfg.read_only ? MS_RDONLY : 0;
-  mount_fs(cfg.root.c_str(), "/newroot", cfg.rootfstype.c_str(), flags,
-           cfg.rootflags.empty() ? nullptr : cfg.rootflags.c_str());
+  unsigned long flags = cfg.read_only || cfg.overlay ? MS_RDONLY : 0;
+  const char* data = cfg.rootflags.empty() ? nullptr : cfg.rootflags.c_str();
+  if (cfg.overlay) {
+    // The shared root read-only at /lower, writes to /rw (a tmpfs), the union at /newroot.
+    mount_fs(cfg.root.c_str(), "/lower", cfg.rootfstype.c_str(), flags, data);
+    mount_fs("rw", "/rw", "tmpfs", MS_NOSUID | MS_NODEV, "mode=755");
+    for (const char* d : {"/rw/upper", "/rw/work"})
+      if (mkdir(d, 0755) < 0) fail(std::string("mkdir ") + d);
+    mount_fs("overlay", "/newroot", "overlay", 0,
+             "lowerdir=/lower,upperdir=/rw/upper,workdir=/rw/work");
+  } else {
+    mount_fs(cfg.root.c_str(), "/newroot", cfg.rootfstype.c_str(), flags, data);
+  }
   for (const char* d : {"dev", "proc"}) {
     std::string target = std::string("/newroot/") + d;
     if (mkdir(target.c_str(), 0755) < 0 && errno != EEXIST)

@@ -19,6 +19,9 @@
 #include <thread>
 
 #include "base/error.h"
+#include "image/image_cache.h"
+#include "image/image_source.h"
+#include "image/run_spec.h"
 #include "sandbox/agent_client.h"
 
 extern char** environ;
@@ -31,6 +34,18 @@ using namespace std::chrono_literals;
 namespace {
 
 constexpr int kExitKiln = 125;
+
+struct RunOptions {
+  std::string kernel, initrd, root;
+  std::vector<std::string> env, command, volumes;
+
+  std::optional<std::string> workdir, user;
+  bool interactive = false;
+  bool tty = false;
+  bool timings = false;
+  std::string console_log;  // empty: a temporary file, shown only when the VM fails
+  unsigned cpus = 1, memory = 256, boot_timeout = 300;
+};
 
 struct Volume {
   std::string host, guest;
@@ -65,31 +80,93 @@ Volume parse_volume(const std::string& v) {
   return vol;
 }
 
-// -u UID[:GID], numeric (names would need the root's /etc/passwd; GID defaults to UID).
-void parse_user(const std::string& v, std::optional<uint32_t>& uid, std::optional<uint32_t>& gid) {
+enum class RootKind { kDirectory, kDisk, kImage };
+
+// An ext4 file system has its superblock magic 0xEF53 at byte 1080.
+bool is_ext4(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  char m[2] = {};
+  return f.seekg(1080) && f.read(m, 2) && m[0] == '\x53' && m[1] == '\xef';
+}
+
+// A directory with an OCI layout's "oci-layout" or a docker-save tree's "manifest.json" is an
+// image; another directory is a root to share; an ext4 file is a disk; anything else (a tar,
+// or PATH:TAG) is tried as an image archive.
+RootKind root_kind(const std::string& root) {
+  if (fs::is_directory(root))
+    return fs::exists(fs::path(root) / "oci-layout") || fs::exists(fs::path(root) / "manifest.json")
+               ? RootKind::kImage
+               : RootKind::kDirectory;
+  if (fs::is_regular_file(root) && is_ext4(root)) return RootKind::kDisk;
+  return RootKind::kImage;
+}
+
+// -u UID[:GID] for a directory or disk root, numeric (GID defaults to UID).
+std::pair<uint32_t, uint32_t> parse_user(const std::string& v) {
   auto number = [&v](const std::string& s) {
     if (s.empty() || s.size() > 10 || s.find_first_not_of("0123456789") != std::string::npos)
-      throw kiln::Error("-u " + v + ": want numeric UID[:GID] (names are not supported yet)");
+      throw kiln::Error("-u " + v +
+                        ": want numeric UID[:GID] (names are resolved only in container images)");
     unsigned long n = std::stoul(s);
     if (n >= 0xffffffffUL) throw kiln::Error("-u " + v + ": id out of range");
     return static_cast<uint32_t>(n);
   };
   auto colon = v.find(':');
-  uid = number(v.substr(0, colon));
-  gid = colon == std::string::npos ? *uid : number(v.substr(colon + 1));
+  uint32_t uid = number(v.substr(0, colon));
+  return {uid, colon == std::string::npos ? uid : number(v.substr(colon + 1))};
 }
 
-struct RunOptions {
-  std::string kernel, initrd, root;
-  std::vector<std::string> env, command, volumes;
-  std::optional<uint32_t> uid, gid;
-  std::string workdir = "/";
-  bool interactive = false;
-  bool tty = false;
-  bool timings = false;
-  std::string console_log;  // empty: a temporary file, shown only when the VM fails
-  unsigned cpus = 1, memory = 256, boot_timeout = 300;
+// What the agent starts, and the root the VM gets: the command line as given for a directory
+// or a disk; an image's defaults (Entrypoint, Cmd, Env, WorkingDir, User) under the flags for
+// an image, whose cached root is shared read-only under a tmpfs overlay (runs never change it).
+struct Workload {
+  agent::Start start;
+  std::vector<std::string> vm_args;
+  std::string cmdline;
 };
+
+Workload plan_workload(const RunOptions& o) {
+  Workload w;
+  agent::Start& s = w.start;
+  switch (root_kind(o.root)) {
+    case RootKind::kDirectory:
+    case RootKind::kDisk: {
+      if (o.command.empty()) throw kiln::Error("CMD is required unless ROOT is a container image");
+      bool dir = root_kind(o.root) == RootKind::kDirectory;
+      w.vm_args = dir ? std::vector<std::string>{"--fs", "tag=kiln-root,path=" + o.root}
+                      : std::vector<std::string>{"--disk", o.root};
+      w.cmdline = dir ? " kiln.root=kiln-root kiln.rootfstype=virtiofs"
+                      : " kiln.root=/dev/vda kiln.rootfstype=ext4";
+      s.argv = o.command;
+      s.env = {image::kDefaultPath, "HOME=/root"};
+      for (const auto& e : o.env) s.env.push_back(e);
+      s.cwd = o.workdir.value_or("/");
+      if (o.user) std::tie(s.uid, s.gid) = parse_user(*o.user);
+      break;
+    }
+    case RootKind::kImage: {
+      image::UnpackedImage img = image::open_image(o.root);
+      image::RunOverrides ov;
+      ov.command = o.command;
+      ov.env = o.env;
+      ov.working_dir = o.workdir;
+      ov.user = o.user;
+      image::RunSpec spec = image::make_run_spec(img.config, ov, img.rootfs);
+      if (img.rootfs.find(',') != std::string::npos)
+        throw kiln::Error("the image cache " + img.rootfs + " contains ','; set KILN_CACHE");
+      w.vm_args = {"--fs", "tag=kiln-root,path=" + img.rootfs + ",ro"};
+      w.cmdline = " kiln.root=kiln-root kiln.rootfstype=virtiofs kiln.overlay=tmpfs";
+      s.argv = spec.argv;
+      s.env = spec.env;
+      s.cwd = spec.cwd;
+      s.uid = spec.user.uid;
+      s.gid = spec.user.gid;
+      s.groups = spec.user.groups;
+      break;
+    }
+  }
+  return w;
+}
 
 fs::path self_dir() {
   return fs::read_symlink("/proc/self/exe").parent_path();
@@ -209,15 +286,9 @@ int run(const RunOptions& o) {
                                 "--vsock",  "cid=3,uds=" + uds,
                                 "--cpus",   std::to_string(o.cpus),
                                 "--memory", std::to_string(o.memory)};
-  std::string cmdline = "console=ttyS0 reboot=k panic=1 quiet";
-  // ROOT: a directory is shared over virtio-fs (tag kiln-root), a file is the disk /dev/vda.
-  if (fs::is_directory(o.root)) {
-    args.insert(args.end(), {"--fs", "tag=kiln-root,path=" + o.root});
-    cmdline += " kiln.root=kiln-root kiln.rootfstype=virtiofs";
-  } else {
-    args.insert(args.end(), {"--disk", o.root});
-    cmdline += " kiln.root=/dev/vda kiln.rootfstype=ext4";
-  }
+  Workload w = plan_workload(o);
+  args.insert(args.end(), w.vm_args.begin(), w.vm_args.end());
+  std::string cmdline = "console=ttyS0 reboot=k panic=1 quiet" + w.cmdline;
   for (size_t i = 0; i < o.volumes.size(); ++i) {
     Volume v = parse_volume(o.volumes[i]);
     std::string tag = "kiln-v" + std::to_string(i);
@@ -258,15 +329,7 @@ int run(const RunOptions& o) {
     client.forward_signals(signals.get());
     agent::Hello hello = client.handshake(10s);
     double ready_ms = ms_since();
-    agent::Start s;
-    s.argv = o.command;
-    s.env = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root"};
-    for (const auto& e : o.env) s.env.push_back(e);
-    s.cwd = o.workdir;
-    if (o.uid) {
-      s.uid = *o.uid;
-      s.gid = *o.gid;
-    }
+    agent::Start s = w.start;
     std::optional<RawMode> raw;
     if (o.tty) {
       s.terminal = true;
@@ -344,11 +407,12 @@ int sandbox_main(int argc, char** argv) {
                 "HOSTDIR:GUESTDIR[:ro]: share a host directory at GUESTDIR (virtio-fs)")
       ->allow_extra_args(false);
   r->add_option("ROOT", o.root,
-                "the workload's root: a directory (shared over virtio-fs) or an ext4 image "
-                "(the disk /dev/vda)")
-      ->required()
-      ->check(CLI::ExistingPath);
-  r->add_option("CMD", o.command, "the command and its arguments (after --)")->required();
+                "the workload's root: a directory (shared over virtio-fs), an ext4 image (the "
+                "disk /dev/vda), or a container image: an OCI layout directory or an "
+                "oci-archive/docker-archive tar (PATH[:TAG]; unpacked once into the cache)")
+      ->required();
+  r->add_option("CMD", o.command,
+                "the command and its arguments (after --); an image's Entrypoint/Cmd by default");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -356,7 +420,8 @@ int sandbox_main(int argc, char** argv) {
     return rc == 0 ? 0 : kExitKiln;
   }
   try {
-    if (!user.empty()) parse_user(user, o.uid, o.gid);
+    if (!fs::exists(o.root) && !fs::exists(image::parse_image_ref(o.root).path))
+      throw kiln::Error("ROOT " + o.root + " does not exist");
     if (o.volumes.size() > 16) throw kiln::Error("-v: at most 16 volumes");
     for (const auto& v : o.volumes) parse_volume(v);  // refused before anything starts
     if (fs::is_directory(o.root) && o.root.find(',') != std::string::npos)

@@ -10,7 +10,7 @@ packages=(
   acpica-tools                                                        # iasl: ACPI table test
   linux-libc-dev                                                      # KVM and boot headers
   libspdlog-dev libfmt-dev libcli11-dev libtoml11-dev nlohmann-json3-dev libfdt-dev
-  libarchive-dev libssl-dev                                           # container images (image/)
+  libarchive-dev libssl-dev libzstd-dev liblz4-dev libacl1-dev       # container images (image/)
   libgtest-dev                                                        # tests
   clang-format                                                        # style check
   clang libclang-rt-14-dev                                            # libFuzzer targets

@@ -7,7 +7,10 @@
 # stdin (-i); an orphan holding stdout (reaped, VM still powers off); 1 MiB of binary data
 # through stdout (sha256); SIGTERM to kiln reaching the workload; -t (a pty, 24x80 without a
 # host terminal); a directory as the root (virtio-fs: a host file read, a guest write seen on
-# the host); -u UID:GID; -v volumes, read-write and read-only. kiln run's own status is checked by `kiln sandbox run`: an unclean VM exit
+# the host); -u UID:GID; -v volumes, read-write and read-only; a busybox image made with
+# `podman import` and saved with `podman save` (docker-archive) run from its archive with the
+# image's Cmd, Env and WorkingDir, then again from the cache with a command that writes to
+# its root (the cached image is not changed: a tmpfs overlay takes the writes). kiln run's own status is checked by `kiln sandbox run`: an unclean VM exit
 # is reported on stderr, which each case expects exactly.
 #
 #   tests/linux/agent-e2e.sh          prepare, boot (here on VMX/SVM KVM, else in the
@@ -33,6 +36,16 @@ prepare() {
   scripts/build-rootfs.sh --dir "$out/rootdir" >/dev/null || return 1
   echo host-marker > "$out/rootdir/marker"
   mkdir -p "$out/vol" "$out/volro"
+  # The image: podman's state in a scratch directory, never the machine's storage.
+  local pm="$out/podman"
+  tar -C "$out/rootdir" -cf "$out/rootdir.tar" . || return 1
+  podman --root "$pm/root" --runroot "$pm/run" --storage-driver vfs import \
+    --change 'ENV GREETING=from-image' --change 'WORKDIR /srv' \
+    --change 'CMD ["sh", "-c", "echo $GREETING $(pwd)"]' "$out/rootdir.tar" kiln-test-busybox \
+    >/dev/null || { echo "agent-e2e: podman import failed" >&2; return 1; }
+  podman --root "$pm/root" --runroot "$pm/run" --storage-driver vfs save --format docker-archive \
+    -o "$out/busybox.tar" kiln-test-busybox >/dev/null 2>&1 || { echo "agent-e2e: podman save failed" >&2; return 1; }
+  chmod -R u+w "$pm" 2>/dev/null; rm -rf "$pm" "$out/rootdir.tar"
   echo vol-in > "$out/vol/in"
   echo volro-in > "$out/volro/in"
 }
@@ -64,6 +77,9 @@ boots() {
   sb user -u 1000:1001 "$out/user.ext4" -- sh -c 'id -u; id -g; touch /tmp/f && stat -c "%u %g" /tmp/f'
   sb volume -v "$out/vol:/data" -v "$out/volro:/mnt/ro:ro" "$out/volume.ext4" -- sh -c \
     'cat /data/in /mnt/ro/in; echo vol-out > /data/out; (echo x > /mnt/ro/f) 2>/dev/null || echo ro-refused'
+  KILN_CACHE="$out/cache" sb image "$out/busybox.tar"
+  KILN_CACHE="$out/cache" sb image2 -e GREETING=flag "$out/busybox.tar" -- sh -c \
+    'echo changed > /etc/hostname; cat /etc/hostname; echo $GREETING; pwd'
   # SIGTERM to kiln reaches the workload, whose trap decides the status. (timeout passes the
   # SIGTERM it gets on to kiln.)
   cp "$out/rootfs.ext4" "$out/sigterm.ext4"
@@ -116,6 +132,13 @@ check() {
   expect volume 0 $'vol-in\nvolro-in\nro-refused\n'
   if [ "$(cat "$out/vol/out" 2>/dev/null)" = vol-out ] && [ ! -e "$out/volro/f" ]; then ok volume-host
   else bad volume-host "vol/out missing or volro/f written"; fi
+  expect image 0 $'from-image /srv\n'
+  expect image2 0 $'changed\nflag\n/srv\n'
+  local entries
+  entries=$(ls "$out/cache/images" 2>/dev/null | grep -c '^sha256-')
+  if [ "$entries" = 1 ] && ! grep -qs changed "$out"/cache/images/sha256-*/rootfs/etc/hostname; then
+    ok image-cache
+  else bad image-cache "want one cache entry with its /etc/hostname unchanged (entries: $entries)"; fi
   local want got
   want=$(sha256sum < "$out/blob.bin") got=$(sha256sum < "$out/blob.out" 2>/dev/null)
   if [ "$(cat "$out/blob.rc" 2>/dev/null)" = 0 ] && [ "$want" = "$got" ]; then ok blob

@@ -61,6 +61,12 @@ TEST(AgentBootConfig, VolumesInOrderWithReadOnly) {
   EXPECT_TRUE(c.volumes[1].read_only);
 }
 
+TEST(AgentBootConfig, OverlayOnlyTmpfs) {
+  EXPECT_FALSE(parse_boot_config("kiln.root=r").overlay);
+  EXPECT_TRUE(parse_boot_config("kiln.root=r kiln.overlay=tmpfs").overlay);
+  EXPECT_EQ(error_of("kiln.root=r kiln.overlay=disk"), "kiln.overlay='disk': only tmpfs");
+}
+
 TEST(AgentBootConfig, BadVolumesAreRefused) {
   for (const char* v : {"v0", ":/data", "v0:data", "v0:/", "v0:/a/../etc", "v0:/a/./b",
                         "v0:/data:rw", "v0:/data:ro:x"}) {
