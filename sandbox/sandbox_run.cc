@@ -10,6 +10,8 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include <spdlog/spdlog.h>
+
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <filesystem>
@@ -400,9 +402,9 @@ int sandbox_main(int argc, char** argv) {
   r->add_option("--memory", o.memory, "guest memory in MiB")->check(CLI::Range(32, 65536));
   r->add_option("--boot-timeout", o.boot_timeout, "seconds to wait for the agent")
       ->check(CLI::Range(1, 3600));
-  std::string user;
-  r->add_option("-u,--user", user,
-                "UID[:GID] to run the workload as (numeric; GID defaults to UID)");
+  r->add_option("-u,--user", o.user,
+                "UID[:GID] to run the workload as (GID defaults to UID); with an image also "
+                "USER[:GROUP] from its /etc/passwd and /etc/group");
   r->add_option("-v,--volume", o.volumes,
                 "HOSTDIR:GUESTDIR[:ro]: share a host directory at GUESTDIR (virtio-fs)")
       ->allow_extra_args(false);
@@ -413,6 +415,9 @@ int sandbox_main(int argc, char** argv) {
       ->required();
   r->add_option("CMD", o.command,
                 "the command and its arguments (after --); an image's Entrypoint/Cmd by default");
+  // Kiln's own info lines (an image unpacked, ...) would mix into the workload's stderr:
+  // warnings and errors only.
+  spdlog::set_level(spdlog::level::warn);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

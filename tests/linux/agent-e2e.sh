@@ -40,7 +40,7 @@ prepare() {
   local pm="$out/podman"
   tar -C "$out/rootdir" -cf "$out/rootdir.tar" . || return 1
   podman --root "$pm/root" --runroot "$pm/run" --storage-driver vfs import \
-    --change 'ENV GREETING=from-image' --change 'WORKDIR /srv' \
+    --change 'ENV GREETING=from-image' --change 'WORKDIR /root' \
     --change 'CMD ["sh", "-c", "echo $GREETING $(pwd)"]' "$out/rootdir.tar" kiln-test-busybox \
     >/dev/null || { echo "agent-e2e: podman import failed" >&2; return 1; }
   podman --root "$pm/root" --runroot "$pm/run" --storage-driver vfs save --format docker-archive \
@@ -132,8 +132,8 @@ check() {
   expect volume 0 $'vol-in\nvolro-in\nro-refused\n'
   if [ "$(cat "$out/vol/out" 2>/dev/null)" = vol-out ] && [ ! -e "$out/volro/f" ]; then ok volume-host
   else bad volume-host "vol/out missing or volro/f written"; fi
-  expect image 0 $'from-image /srv\n'
-  expect image2 0 $'changed\nflag\n/srv\n'
+  expect image 0 $'from-image /root\n'
+  expect image2 0 $'changed\nflag\n/root\n'
   local entries
   entries=$(ls "$out/cache/images" 2>/dev/null | grep -c '^sha256-')
   if [ "$entries" = 1 ] && ! grep -qs changed "$out"/cache/images/sha256-*/rootfs/etc/hostname; then
