@@ -37,21 +37,21 @@ namespace {
 
 constexpr int kExitKiln = 125;
 
+struct Volume {
+  std::string host, guest;
+  bool read_only = false;
+};
+
 struct RunOptions {
   std::string kernel, initrd, root;
-  std::vector<std::string> env, command, volumes;
-
+  std::vector<std::string> env, command, volumes;  // volumes: -v as given
+  std::vector<Volume> shares;                      // the -v values, parsed
   std::optional<std::string> workdir, user;
   bool interactive = false;
   bool tty = false;
   bool timings = false;
   std::string console_log;  // empty: a temporary file, shown only when the VM fails
   unsigned cpus = 1, memory = 256, boot_timeout = 300;
-};
-
-struct Volume {
-  std::string host, guest;
-  bool read_only = false;
 };
 
 // -v HOSTDIR:GUESTDIR[:ro]. GUESTDIR goes on the guest's kernel command line, so it must be
@@ -130,11 +130,15 @@ struct Workload {
 Workload plan_workload(const RunOptions& o) {
   Workload w;
   agent::Start& s = w.start;
-  switch (root_kind(o.root)) {
+  RootKind kind = root_kind(o.root);
+  switch (kind) {
     case RootKind::kDirectory:
     case RootKind::kDisk: {
       if (o.command.empty()) throw kiln::Error("CMD is required unless ROOT is a container image");
-      bool dir = root_kind(o.root) == RootKind::kDirectory;
+      // kiln run's --fs/--disk values are comma-separated key=value lists.
+      if (o.root.find(',') != std::string::npos)
+        throw kiln::Error("ROOT " + o.root + ": a directory or disk root must not contain ','");
+      bool dir = kind == RootKind::kDirectory;
       w.vm_args = dir ? std::vector<std::string>{"--fs", "tag=kiln-root,path=" + o.root}
                       : std::vector<std::string>{"--disk", o.root};
       w.cmdline = dir ? " kiln.root=kiln-root kiln.rootfstype=virtiofs"
@@ -291,8 +295,8 @@ int run(const RunOptions& o) {
   Workload w = plan_workload(o);
   args.insert(args.end(), w.vm_args.begin(), w.vm_args.end());
   std::string cmdline = "console=ttyS0 reboot=k panic=1 quiet" + w.cmdline;
-  for (size_t i = 0; i < o.volumes.size(); ++i) {
-    Volume v = parse_volume(o.volumes[i]);
+  for (size_t i = 0; i < o.shares.size(); ++i) {
+    const Volume& v = o.shares[i];
     std::string tag = "kiln-v" + std::to_string(i);
     args.insert(args.end(),
                 {"--fs", "tag=" + tag + ",path=" + v.host + (v.read_only ? ",ro" : "")});
@@ -428,9 +432,7 @@ int sandbox_main(int argc, char** argv) {
     if (!fs::exists(o.root) && !fs::exists(image::parse_image_ref(o.root).path))
       throw kiln::Error("ROOT " + o.root + " does not exist");
     if (o.volumes.size() > 16) throw kiln::Error("-v: at most 16 volumes");
-    for (const auto& v : o.volumes) parse_volume(v);  // refused before anything starts
-    if (fs::is_directory(o.root) && o.root.find(',') != std::string::npos)
-      throw kiln::Error("ROOT " + o.root + ": a directory root must not contain ','");
+    for (const auto& v : o.volumes) o.shares.push_back(parse_volume(v));
     if (o.kernel.empty()) o.kernel = (self_dir() / "guest-kernel" / "vmlinux").string();
     if (o.initrd.empty()) o.initrd = (self_dir() / "agent" / "kiln-agent.cpio").string();
     for (const auto& [what, path] : {std::pair{"--kernel", o.kernel}, {"--initrd", o.initrd}})
