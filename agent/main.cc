@@ -205,9 +205,15 @@ int run() {
     int status;
     pid_t pid;
     while ((pid = waitpid(-1, &status, WNOHANG)) > 0) agent.child_exited(pid, status);
-    if (agent.started_total() > 0 && agent.running() == 0 && agent.connections() == 0) break;
+    if (agent.shutdown_requested()) {
+      fprintf(stderr, "kiln-agent: the host stopped the sandbox, powering off\n");
+      break;
+    }
+    if (agent.started_total() > 0 && agent.running() == 0 && agent.connections() == 0) {
+      fprintf(stderr, "kiln-agent: workload done, powering off\n");
+      break;
+    }
   }
-  fprintf(stderr, "kiln-agent: workload done, powering off\n");
   power_off();
 }
 

@@ -204,6 +204,8 @@ void AgentClient::pump(int timeout_ms) {
   std::vector<pollfd> fds{
       {ch_.fd(), static_cast<short>(POLLIN | (ch_.pending() ? POLLOUT : 0)), 0}};
   if (signal_fd_ >= 0) fds.push_back({signal_fd_, POLLIN, 0});
+  size_t first_watch = fds.size();
+  for (const auto& w : watches_) fds.push_back({w.first, POLLIN, 0});
   size_t first_stdin = fds.size();
   std::vector<uint32_t> ids;
   // Stdin is read only while the channel is not backed up and the agent granted credit.
@@ -238,6 +240,8 @@ void AgentClient::pump(int timeout_ms) {
             ch_.send(Resize{id, ws.ws_row, ws.ws_col});  // the host terminal's new size
         }
     }
+    for (size_t i = first_watch; i < first_stdin; ++i)
+      if (fds[i].revents) watches_[i - first_watch].second();
     for (size_t i = first_stdin; i < fds.size(); ++i)
       if (fds[i].revents) send_stdin(ids[i - first_stdin], procs_.at(ids[i - first_stdin]));
   }
@@ -272,6 +276,15 @@ void AgentClient::signal(uint32_t id, int sig) {
   ch_.write();
 }
 
+void AgentClient::shutdown() {
+  ch_.send(Shutdown{});
+  ch_.write();
+}
+
+void AgentClient::watch(int fd, std::function<void()> on_readable) {
+  watches_.emplace_back(fd, std::move(on_readable));
+}
+
 void AgentClient::resize(uint32_t id, uint16_t rows, uint16_t cols) {
   ch_.send(Resize{id, rows, cols});
   ch_.write();
@@ -280,7 +293,15 @@ void AgentClient::resize(uint32_t id, uint16_t rows, uint16_t cols) {
 Exit AgentClient::wait(uint32_t id) {
   auto it = procs_.find(id);
   if (it == procs_.end()) throw kiln::Error("wait for unknown process " + std::to_string(id));
-  while (!it->second.exited) pump(-1);
+  while (!it->second.exited) {
+    if (!deadline_) {
+      pump(-1);
+      continue;
+    }
+    int left = ms_left(*deadline_);
+    if (left == 0) throw DeadlineError("process " + std::to_string(id) + " did not end in time");
+    pump(left);
+  }
   Exit e = it->second.exit;
   procs_.erase(it);
   return e;

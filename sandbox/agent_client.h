@@ -10,8 +10,11 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "agent/protocol/channel.h"
+#include "base/error.h"
 #include "base/unique_fd.h"
 
 namespace kiln::sandbox {
@@ -27,6 +30,11 @@ struct Stdio {
 class StartError : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
+};
+
+class DeadlineError : public kiln::Error {
+ public:
+  using kiln::Error::Error;
 };
 
 class AgentClient {
@@ -50,6 +58,14 @@ class AgentClient {
   int32_t start(agent::Start& s, Stdio io);
   void signal(uint32_t id, int sig);
   void resize(uint32_t id, uint16_t rows, uint16_t cols);
+  // Asks the agent to stop the sandbox (every process ended, sync, power off).
+  void shutdown();
+
+  // While pumping, `on_readable` runs when `fd` is readable (a control socket's listener).
+  void watch(int fd, std::function<void()> on_readable);
+  // wait() gives up at `deadline` with DeadlineError (a workload that ignores SIGKILL: the
+  // guest is not doing what it is told).
+  void set_deadline(std::chrono::steady_clock::time_point deadline) { deadline_ = deadline; }
 
   // While pumping, signals read from this signalfd are sent to every started process
   // (SIGINT/SIGTERM to Kiln go to the workload first); SIGWINCH resizes the terminal of each
@@ -89,6 +105,8 @@ class AgentClient {
   uint32_t next_id_ = 1;
   std::map<uint32_t, Proc> procs_;
   int signal_fd_ = -1;
+  std::vector<std::pair<int, std::function<void()>>> watches_;
+  std::optional<std::chrono::steady_clock::time_point> deadline_;
 };
 
 }  // namespace kiln::sandbox

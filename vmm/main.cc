@@ -16,7 +16,7 @@
 #include "base/error.h"
 #include "base/fd_limit.h"
 #include "base/stop.h"
-#include "sandbox/sandbox_run.h"
+#include "sandbox/cli.h"
 #include "vmm/controller.h"
 #include "vmm/terminal.h"
 
@@ -24,7 +24,7 @@ int main(int argc, char** argv) {
   // A console, log or socket reader that went away must not kill the VM: writes fail with
   // EPIPE instead, and each writer handles that (console output is dropped, a socket closed).
   ::signal(SIGPIPE, SIG_IGN);
-  if (argc > 1 && std::string_view(argv[1]) == "sandbox")  // workloads: sandbox/sandbox_run.cc
+  if (argc > 1 && std::string_view(argv[1]) == "sandbox")  // workloads: sandbox/cli.cc
     return kiln::sandbox::sandbox_main(argc - 1, argv + 1);
   kiln::CliCommand cmd;
   try {

@@ -158,6 +158,8 @@ void Agent::handle(Conn& c, Message&& m) {
             p.in_buf.insert(p.in_buf.end(), v.bytes.begin(), v.bytes.end());
           else
             c.ch.send(Credit{p.id, Stream::Stdin, static_cast<uint32_t>(v.bytes.size())});
+        } else if constexpr (std::is_same_v<T, Shutdown>) {
+          shutdown_ = true;
         } else if constexpr (std::is_same_v<T, Credit>) {
           if (v.stream == Stream::Stdin) throw ProtocolError("credit for stdin from the host");
           Process* p = find(c, v.id, "credit");

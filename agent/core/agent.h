@@ -36,6 +36,8 @@ class Agent {
   size_t connections() const { return conns_.size(); }
   size_t running() const;
   uint64_t started_total() const { return started_total_; }
+  // A host sent `shutdown`: the sandbox is to stop now (init powers off).
+  bool shutdown_requested() const { return shutdown_; }
 
  private:
   struct Output {
@@ -82,6 +84,7 @@ class Agent {
   // Processes of closed connections: killed, waiting to be reaped.
   std::vector<std::unique_ptr<Process>> doomed_;
   uint64_t started_total_ = 0;
+  bool shutdown_ = false;
 };
 
 }  // namespace kiln::agent

@@ -15,6 +15,7 @@
 #include <cerrno>
 #include <cstring>
 #include <stdexcept>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -121,6 +122,13 @@ Spawned spawn(const Start& s) {
     out.stderr_fd = std::move(e.r);
   }
   Pipe status = make_pipe();
+  // create_cwd: each directory from the top down, made in the child before it drops root.
+  std::vector<std::string> cwd_parts;
+  if (s.create_cwd) {
+    for (size_t i = 1; i <= s.cwd.size(); ++i)
+      if ((i == s.cwd.size() || s.cwd[i] == '/') && s.cwd[i - 1] != '/')
+        cwd_parts.push_back(s.cwd.substr(0, i));
+  }
 
   pid_t pid = fork();
   if (pid < 0) fail("fork");
@@ -135,6 +143,8 @@ Spawned spawn(const Start& s) {
       child_fail(sfd, "TIOCSCTTY", nullptr);
     if (dup2(child_in.get(), 0) < 0 || dup2(child_out.get(), 1) < 0 || dup2(child_err.get(), 2) < 0)
       child_fail(sfd, "dup2", nullptr);
+    for (const auto& dir : cwd_parts)
+      if (mkdir(dir.c_str(), 0755) < 0 && errno != EEXIST) child_fail(sfd, "mkdir", dir.c_str());
     umask(s.umask);
     for (const auto& [r, l] : limits)
       if (setrlimit(r, &l) < 0) child_fail(sfd, "setrlimit", nullptr);

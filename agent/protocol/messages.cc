@@ -159,6 +159,7 @@ json to_json(const Message& m) {
           j["rows"] = v.rows;
           j["cols"] = v.cols;
           j["stdin"] = v.stdin;
+          if (v.create_cwd) j["create_cwd"] = true;
         } else if constexpr (std::is_same_v<T, Started>) {
           j["id"] = v.id;
           j["pid"] = v.pid;
@@ -248,6 +249,7 @@ Message from_json(const json& j) {
     s.rows = f.uint<uint16_t>("rows", UINT16_MAX, false, 24);
     s.cols = f.uint<uint16_t>("cols", UINT16_MAX, false, 80);
     s.stdin = f.boolean("stdin", false);
+    s.create_cwd = f.boolean("create_cwd", false);
     out = std::move(s);
   } else if (type == "started") {
     out = Started{f.uint<uint32_t>("id"), f.sint("pid", 1, INT32_MAX)};
@@ -282,6 +284,8 @@ Message from_json(const json& j) {
     out = e;
   } else if (type == "error") {
     out = Error{f.uint<uint32_t>("id"), f.string("message")};
+  } else if (type == "shutdown") {
+    out = Shutdown{};
   } else {
     throw ProtocolError("unknown message type '" + type.substr(0, 64) + "'");
   }
@@ -305,7 +309,8 @@ const char* stream_name(Stream s) {
 
 const char* message_name(const Message& m) {
   static constexpr const char* kNames[] = {"hello",       "start", "started", "signal", "resize",
-                                           "close_stdin", "data",  "credit",  "exit",   "error"};
+                                           "close_stdin", "data",  "credit",  "exit",   "error",
+                                           "shutdown"};
   static_assert(std::size(kNames) == std::variant_size_v<Message>);
   return kNames[m.index()];
 }

@@ -65,6 +65,7 @@ struct Start {
   uint16_t rows = 24;
   uint16_t cols = 80;
   bool stdin = false;  // false: /dev/null
+  bool create_cwd = false;  // a missing cwd is made (with its parents, 0755, by root)
 };
 
 struct Started {
@@ -106,8 +107,12 @@ struct Error {
   std::string message;
 };
 
-using Message =
-    std::variant<Hello, Start, Started, Signal, Resize, CloseStdin, Data, Credit, Exit, Error>;
+// Host: stop the sandbox (its main workload ended): every process is ended, the file systems
+// synced and the VM powered off, whatever other connections still run.
+struct Shutdown {};
+
+using Message = std::variant<Hello, Start, Started, Signal, Resize, CloseStdin, Data, Credit, Exit,
+                             Error, Shutdown>;
 const char* message_name(const Message& m);
 
 // The frame for `m`: 4-byte big-endian length, then the CBOR map.

@@ -90,6 +90,19 @@ TEST(AgentProtocol, OtherMessagesRoundTrip) {
   EXPECT_EQ(std::get<Exit>(roundtrip(Exit{2, 3, 0})).status(), 3);
   EXPECT_EQ(std::get<Exit>(roundtrip(Exit{2, 0, 9})).status(), 137);
   EXPECT_EQ(std::get<Error>(roundtrip(Error{0, "bad"})).message, "bad");
+  EXPECT_TRUE(std::holds_alternative<Shutdown>(roundtrip(Shutdown{})));
+}
+
+TEST(AgentProtocol, CreateCwdIsSentOnlyWhenAsked) {
+  Start s;
+  s.id = 1;
+  s.argv = {"true"};
+  EXPECT_FALSE(std::get<Start>(roundtrip(s)).create_cwd);
+  s.create_cwd = true;
+  EXPECT_TRUE(std::get<Start>(roundtrip(s)).create_cwd);
+  // An older host never sends the field: the agent reads it as false.
+  auto frame = encode(Start{});
+  EXPECT_EQ(std::string(frame.begin(), frame.end()).find("create_cwd"), std::string::npos);
 }
 
 TEST(AgentProtocol, FramesSplitAnywhere) {

@@ -1,0 +1,41 @@
+// The `kiln sandbox` commands behind the command line (sandbox/cli.cc parses it).
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "sandbox/attach.h"
+#include "sandbox/workload.h"
+
+namespace kiln::sandbox {
+
+inline constexpr int kExitKiln = 125;  // Kiln failed (2 could be a workload's own status)
+
+struct RunOptions {
+  std::string kernel, initrd;
+  WorkloadRequest workload;
+  std::vector<Volume> volumes;
+  std::optional<std::string> name;
+  bool remove = false;  // --rm
+  AttachOptions attach;
+  bool timings = false;
+  std::string console_log;  // empty: the sandbox's own console.log (kept until rm)
+  unsigned cpus = 1, memory = 256, boot_timeout = 300;
+};
+// Boots the sandbox, runs the workload, records it; the workload's status.
+int run(const RunOptions& o);
+
+struct ExecOptions {
+  std::string target;  // a sandbox's name, or the path of a vsock socket
+  std::vector<std::string> command, env;
+  std::optional<std::string> workdir, user;
+  AttachOptions attach;
+};
+int exec(const ExecOptions& o);
+
+int list(bool all, bool quiet, bool json);
+int kill(const std::string& name, const std::string& signal);
+int remove(const std::vector<std::string>& names, bool force);
+
+}  // namespace kiln::sandbox

@@ -1,0 +1,44 @@
+// What `kiln sandbox run` boots and starts: the root's kind (a directory, an ext4 disk or a
+// container image), the VM's root device and agent boot parameters, the volumes, and the
+// workload's Start with the image's defaults under the flags.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "agent/protocol/messages.h"
+
+namespace kiln::sandbox {
+
+struct Volume {
+  std::string host, guest;
+  bool read_only = false;
+};
+
+// -v HOSTDIR:GUESTDIR[:ro]; kiln::Error naming the value when it is not one.
+Volume parse_volume(const std::string& v);
+
+// -u UID[:GID], numeric (GID defaults to UID).
+std::pair<uint32_t, uint32_t> parse_numeric_user(const std::string& v);
+
+struct WorkloadRequest {
+  std::string root;
+  std::vector<std::string> command, env;
+  std::optional<std::string> workdir, user;
+};
+
+struct Workload {
+  agent::Start start;
+  std::vector<std::string> vm_args;  // kiln run's root device
+  std::string cmdline;               // the agent's root parameters
+  std::string user_root;             // where -u names resolve (none for a disk)
+};
+
+// The image is unpacked (once, into the cache) here. kiln::Error or UsageError naming the
+// flag when the request cannot run.
+Workload plan_workload(const WorkloadRequest& r);
+
+}  // namespace kiln::sandbox
