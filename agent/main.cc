@@ -206,7 +206,14 @@ int run() {
     pid_t pid;
     while ((pid = waitpid(-1, &status, WNOHANG)) > 0) agent.child_exited(pid, status);
     if (agent.shutdown_requested()) {
-      fprintf(stderr, "kiln-agent: the host stopped the sandbox, powering off\n");
+      // The host's workload ended; whatever exec started is ended with the VM.
+      if (agent.running() == 0)
+        fprintf(stderr, "kiln-agent: workload done, powering off\n");
+      else
+        fprintf(stderr,
+                "kiln-agent: the host stopped the sandbox, ending %zu processes, "
+                "powering off\n",
+                agent.running());
       break;
     }
     if (agent.started_total() > 0 && agent.running() == 0 && agent.connections() == 0) {

@@ -66,7 +66,12 @@ int attach(AgentClient& client, agent::Start s, const AttachOptions& o,
   } catch (const StartError& e) {
     raw.reset();
     std::fprintf(stderr, "kiln sandbox: %s\n", e.what());
-    return std::string(e.what()).find("No such file") != std::string::npos ? 127 : 126;
+    // As shells and Docker: 127 for a command that is not there, 126 for any other failure
+    // to start it (not executable, a missing working directory, a user it cannot become).
+    std::string why = e.what();
+    bool not_found =
+        why.find(": exec '") != std::string::npos && why.find("No such file") != std::string::npos;
+    return not_found ? 127 : 126;
   }
   if (on_started) on_started(s.id);
   return client.wait(s.id).status();

@@ -104,8 +104,7 @@ int sandbox_main(int argc, char** argv) {
   add_process_flags(e, exec_opts.env, exec_opts.workdir, exec_opts.user, exec_opts.attach);
   e->add_option("SANDBOX", exec_opts.target, "a sandbox's name, or its vsock socket's path")
       ->required();
-  e->add_option("CMD", exec_opts.command, "the command and its arguments (after --)")
-      ->required();
+  e->add_option("CMD", exec_opts.command, "the command and its arguments (after --)")->required();
 
   bool all = false, quiet = false, as_json = false;
   CLI::App* ls = app.add_subcommand("ls", "List running sandboxes");

@@ -69,7 +69,9 @@ ControlServer::ControlServer(const std::string& path) : path_(path) {
   if (listen(listener_.get(), 8) < 0) throw_errno("listen " + path);
 }
 
-ControlServer::~ControlServer() { unlink(path_.c_str()); }
+ControlServer::~ControlServer() {
+  unlink(path_.c_str());
+}
 
 void ControlServer::serve_one(const std::function<std::string(int)>& on_signal) {
   UniqueFd c(accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC));

@@ -6,8 +6,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <cstdio>
@@ -116,8 +116,9 @@ fs::path Registry::create(const std::string& name) {
   check_name(name);
   std::error_code ec;
   fs::create_directories(root_, ec);
-  if (ec) throw kiln::Error("cannot create the sandbox directory " + root_.string() + ": " +
-                            ec.message() + " (set KILN_SANDBOX_DIR)");
+  if (ec)
+    throw kiln::Error("cannot create the sandbox directory " + root_.string() + ": " +
+                      ec.message() + " (set KILN_SANDBOX_DIR)");
   fs::path d = dir(name);
   if (mkdir(d.c_str(), 0700) < 0) {
     if (errno == EEXIST)

@@ -67,6 +67,7 @@ class Registry {
   std::filesystem::path root_;
 };
 
-const char* status_name(const Record& r);  // "starting", "running", "exited", or "dead" (gone unrecorded)
+const char* status_name(
+    const Record& r);  // "starting", "running", "exited", or "dead" (gone unrecorded)
 
 }  // namespace kiln::sandbox

@@ -44,8 +44,9 @@ int exec(const ExecOptions& o) {
   std::string uds, user_root;
   if (o.target.find('/') != std::string::npos || is_socket(o.target)) {
     if (!is_socket(o.target))
-      throw kiln::UsageError(o.target + " is not a socket (want a sandbox's name or its vsock "
-                                        "socket)");
+      throw kiln::UsageError(o.target +
+                             " is not a socket (want a sandbox's name or its vsock "
+                             "socket)");
     uds = o.target;
     s.env = {image::kDefaultPath, "HOME=/root"};
   } else {

@@ -56,9 +56,8 @@ int list(bool all, bool quiet, bool as_json) {
     } else if (as_json) {
       out.push_back({{"name", r.name},
                      {"status", status_name(r)},
-                     {"exit_status", r.status == Status::kExited
-                                         ? nlohmann::json(r.exit_status)
-                                         : nlohmann::json(nullptr)},
+                     {"exit_status", r.status == Status::kExited ? nlohmann::json(r.exit_status)
+                                                                 : nlohmann::json(nullptr)},
                      {"pid", live ? nlohmann::json(r.pid) : nlohmann::json(nullptr)},
                      {"created", r.created},
                      {"root", r.root},

@@ -228,8 +228,9 @@ int run(const RunOptions& o) {
         started_ms = ms_since();
       });
     } catch (const DeadlineError&) {
-      std::fprintf(stderr, "kiln sandbox: the workload did not end within 10 s of SIGKILL; "
-                           "stopping the VM\n");
+      std::fprintf(stderr,
+                   "kiln sandbox: the workload did not end within 10 s of SIGKILL; "
+                   "stopping the VM\n");
       return entry.status = 128 + SIGKILL;  // Reap kills the VM
     }
     // The sandbox ends with its workload: processes started by exec are ended too.

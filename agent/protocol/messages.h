@@ -64,7 +64,7 @@ struct Start {
   bool terminal = false;  // one pty for stdin/stdout (stderr joins stdout)
   uint16_t rows = 24;
   uint16_t cols = 80;
-  bool stdin = false;  // false: /dev/null
+  bool stdin = false;       // false: /dev/null
   bool create_cwd = false;  // a missing cwd is made (with its parents, 0755, by root)
 };
 

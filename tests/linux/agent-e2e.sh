@@ -10,8 +10,10 @@
 # the host); -u UID:GID; -v volumes, read-write and read-only; a busybox image made with
 # `podman import` and saved with `podman save` (docker-archive) run from its archive with the
 # image's Cmd, Env and WorkingDir, then again from the cache with a command that writes to
-# its root (the cached image is not changed: a tmpfs overlay takes the writes). kiln run's own status is checked by `kiln sandbox run`: an unclean VM exit
-# is reported on stderr, which each case expects exactly.
+# its root (the cached image is not changed: a tmpfs overlay takes the writes); a named
+# sandbox managed while it runs (ls, exec, kill, rm; see named()). kiln run's own status is
+# checked by `kiln sandbox run`: an unclean VM exit is reported on stderr, which each case
+# expects exactly.
 #
 #   tests/linux/agent-e2e.sh          prepare, boot (here on VMX/SVM KVM, else in the
 #                                     nested-KVM VM: scripts/nested-kvm/), check
@@ -50,7 +52,56 @@ prepare() {
   echo volro-in > "$out/volro/in"
 }
 
+# A named sandbox managed while it runs: ls, exec (the workload's env and cwd as defaults, its
+# own status and stderr), a second run of the same name refused, kill NAME TERM, ls -a showing
+# the exit, exec refused after it, rm; --rm leaves no record. The image's missing WorkingDir
+# (-w here) is made. Each step's output: named-STEP.{out,err,rc}.
+named() {
+  local sbx=$KILN_SANDBOX_DIR step pid i
+  step() {  # STEP CMD...: kiln's output into named-STEP.*
+    local name=$1
+    shift
+    timeout -k 5 120 "$@" < /dev/null > "$out/named-$name.out" 2> "$out/named-$name.err"
+    echo $? > "$out/named-$name.rc"
+  }
+  cp "$out/rootfs.ext4" "$out/named.ext4"
+  timeout -k 5 600 build/kiln sandbox run --name web -e ROLE=main -w /srv/app \
+    --console-log "$out/named.console" "$out/named.ext4" -- sh -c \
+    'trap "echo got-term; exit 5" TERM; echo "up in $(pwd)"; while :; do sleep 1; done' \
+    < /dev/null > "$out/named.out" 2> "$out/named.err" &
+  pid=$!
+  for i in $(seq 1500); do grep -q "up in" "$out/named.out" && break; sleep 0.2; done
+  step ls build/kiln sandbox ls
+  step exec build/kiln sandbox exec -e EXTRA=1 web -- sh -c \
+    'echo "$ROLE $EXTRA $(pwd)"; echo exec-err >&2; exit 4'
+  step exec-w build/kiln sandbox exec -w /nonexistent web -- true
+  step exec-missing build/kiln sandbox exec web -- /no/such/command
+  step dup build/kiln sandbox run --name web "$out/named.ext4" -- true
+  # An exec'd process still running when the workload ends is ended with the sandbox.
+  build/kiln sandbox exec web -- sh -c 'echo exec-long; exec sleep 1000' < /dev/null \
+    > "$out/named-long.out" 2> "$out/named-long.err" &
+  local long=$!
+  for i in $(seq 300); do grep -q exec-long "$out/named-long.out" && break; sleep 0.2; done
+  step kill build/kiln sandbox kill web TERM
+  wait "$pid"
+  echo $? > "$out/named.rc"
+  wait "$long"
+  echo $? > "$out/named-long.rc"
+  step ls-all build/kiln sandbox ls -a
+  step exec-after build/kiln sandbox exec web -- true
+  step rm build/kiln sandbox rm web
+  step ls-gone build/kiln sandbox ls -a -q
+  [ -e "$sbx/web" ] && echo "named: $sbx/web is still there" >> "$out/named-rm.err"
+  rm -f "$out/named.ext4"
+  sb rmflag --rm --name temp "$out/rmflag.ext4" -- true
+  step ls-rm build/kiln sandbox ls -a -q
+  echo "agent-e2e: named: exit $(cat "$out/named.rc")"
+}
+
 boots() {
+  # Sandbox records and sockets in a scratch directory (sockets cannot live on a 9p share).
+  KILN_SANDBOX_DIR=$(mktemp -d /tmp/kiln-e2e-sandboxes.XXXXXX)
+  export KILN_SANDBOX_DIR
   # One boot per case, each on its own copy of the image (a run writes to its disk).
   sb() {  # NAME [sandbox options] -- CMD...; stdin from $in (default /dev/null)
     local name=$1 start
@@ -80,6 +131,7 @@ boots() {
   KILN_CACHE="$out/cache" sb image "$out/busybox.tar"
   KILN_CACHE="$out/cache" sb image2 -e GREETING=flag "$out/busybox.tar" -- sh -c \
     'echo changed > /etc/hostname; cat /etc/hostname; echo $GREETING; pwd'
+  named
   # SIGTERM to kiln reaches the workload, whose trap decides the status. (timeout passes the
   # SIGTERM it gets on to kiln.)
   cp "$out/rootfs.ext4" "$out/sigterm.ext4"
@@ -112,7 +164,7 @@ check() {
     if [ "$got_rc" != "$rc" ]; then bad "$name" "exit $got_rc, want $rc; stderr: $got_err"
     elif [ "$got_out" != "$want_out" ]; then bad "$name" "stdout '$got_out', want '$want_out'"
     elif [ "$got_err" != "$want_err" ]; then bad "$name" "stderr '$got_err', want '$want_err'"
-    elif ! grep -q "kiln-agent: workload done, powering off" "$out/$name.console"; then
+    elif ! grep -Eq "kiln-agent: (workload done|the host stopped the sandbox, ending [0-9]+ processes), powering off" "$out/$name.console"; then
       bad "$name" "the agent did not power off (console: $out/$name.console)"
     else ok "$name"; fi
   }
@@ -124,6 +176,34 @@ check() {
   expect stdin 0 $'line one\nline two\nend\n'
   expect orphan 0 $'parent-done\n'
   expect sigterm 7 $'waiting\ngot-term\n'
+  expect named 5 $'up in /srv/app\ngot-term\n'
+  step_is() {  # STEP RC STDOUT-PATTERN [STDERR-PATTERN]: grep -E patterns
+    local name=named-$1 got_rc got_out got_err
+    got_rc=$(cat "$out/$name.rc" 2>/dev/null || echo none)
+    got_out=$(cat "$out/$name.out" 2>/dev/null) got_err=$(cat "$out/$name.err" 2>/dev/null)
+    if [ "$got_rc" != "$2" ]; then bad "$name" "exit $got_rc, want $2; stderr: $got_err"
+    elif ! grep -Eq -- "$3" <<< "$got_out"; then bad "$name" "stdout '$got_out' does not match '$3'"
+    elif [ -n "${4:-}" ] && ! grep -Eq -- "$4" <<< "$got_err"; then
+      bad "$name" "stderr '$got_err' does not match '$4'"
+    elif [ -z "${4:-}" ] && [ -n "$got_err" ]; then bad "$name" "stderr '$got_err', want none"
+    else ok "$name"; fi
+  }
+  step_is ls 0 '^web +running +[0-9]+ .* sh -c'
+  step_is exec 4 '^main 1 /srv/app$' '^exec-err$'
+  step_is exec-w 126 '^$' "chdir '/nonexistent'"
+  step_is exec-missing 127 '^$' "exec '/no/such/command'.*No such file"
+  step_is dup 125 '^$' 'web: a sandbox of that name exists'
+  step_is kill 0 '^$'
+  step_is long 137 '^exec-long$' "the sandbox stopped before 'sh' exited"
+  if grep -q "the host stopped the sandbox, ending 1 processes" "$out/named.console"; then
+    ok named-ends-exec
+  else bad named-ends-exec "the agent did not end the exec'd process ($out/named.console)"; fi
+  step_is ls-all 0 '^web +exited \(5\) +- '
+  step_is exec-after 125 '^$' 'web has exited \(status 5\)'
+  step_is rm 0 '^web$'
+  step_is ls-gone 0 '^$'
+  expect rmflag 0 ''
+  step_is ls-rm 0 '^$'
   expect tty 0 $'tty\r\n24 80\r\n'
   expect dirroot 0 $'host-marker\n'
   if [ "$(cat "$out/rootdir/written" 2>/dev/null)" = from-guest ]; then ok dirroot-write
