@@ -11,7 +11,8 @@
 # `podman import` and saved with `podman save` (docker-archive) run from its archive with the
 # image's Cmd, Env and WorkingDir, then again from the cache with a command that writes to
 # its root (the cached image is not changed: a tmpfs overlay takes the writes); a named
-# sandbox managed while it runs (ls, exec, kill, rm; see named()). kiln run's own status is
+# sandbox managed while it runs (ls, exec, kill, rm; see named()); a hostile agent breaking the
+# protocol six ways, each reported as Kiln's error (see hostile()). kiln run's own status is
 # checked by `kiln sandbox run`: an unclean VM exit is reported on stderr, which each case
 # expects exactly.
 #
@@ -98,6 +99,20 @@ named() {
   echo "agent-e2e: named: exit $(cat "$out/named.rc")"
 }
 
+# A hostile agent (tests/agent/hostile_agent.cc) in place of kiln-agent, one boot per way of
+# breaking the protocol: kiln sandbox run must report it and stop the VM (exit 125).
+hostile() {
+  local mode
+  mkdir -p "$out/hostile-vol"
+  for mode in garbage huge close silent bad-exit stdin-data; do
+    timeout -k 5 300 build/kiln sandbox run --rm --initrd build/tests/hostile-agent.cpio \
+      --console-log "$out/hostile-$mode.console" -v "$out/hostile-vol:/hostile/$mode" \
+      "$out/rootdir" -- true < /dev/null > "$out/hostile-$mode.out" 2> "$out/hostile-$mode.err"
+    echo $? > "$out/hostile-$mode.rc"
+    echo "agent-e2e: hostile-$mode: exit $(cat "$out/hostile-$mode.rc")"
+  done
+}
+
 boots() {
   # Sandbox records and sockets in a scratch directory (sockets cannot live on a 9p share).
   KILN_SANDBOX_DIR=$(mktemp -d /tmp/kiln-e2e-sandboxes.XXXXXX)
@@ -132,6 +147,7 @@ boots() {
   KILN_CACHE="$out/cache" sb image2 -e GREETING=flag "$out/busybox.tar" -- sh -c \
     'echo changed > /etc/hostname; cat /etc/hostname; echo $GREETING; pwd'
   named
+  hostile
   # SIGTERM to kiln reaches the workload, whose trap decides the status. (timeout passes the
   # SIGTERM it gets on to kiln.)
   cp "$out/rootfs.ext4" "$out/sigterm.ext4"
@@ -203,6 +219,22 @@ check() {
   step_is rm 0 '^web$'
   step_is ls-gone 0 '^$'
   expect rmflag 0 ''
+  hostile_is() {  # MODE STDERR-PATTERN
+    local name=hostile-$1 got_rc got_err
+    got_rc=$(cat "$out/$name.rc" 2>/dev/null || echo none) got_err=$(cat "$out/$name.err" 2>/dev/null)
+    if [ "$got_rc" != 125 ]; then bad "$name" "exit $got_rc, want 125; stderr: $got_err"
+    elif ! grep -Eq -- "^kiln sandbox: $2" <<< "$got_err"; then
+      bad "$name" "stderr '$got_err' does not match '$2'"
+    elif ! grep -q "hostile-agent: mode '$1'" "$out/$name.console"; then
+      bad "$name" "the hostile agent did not run in mode $1 ($out/$name.console)"
+    else ok "$name"; fi
+  }
+  hostile_is garbage 'the agent broke the protocol: '
+  hostile_is huge 'the agent broke the protocol: frame length 2147483648 is above the limit'
+  hostile_is close 'the agent closed the connection'
+  hostile_is silent 'the agent did not answer hello within'
+  hostile_is bad-exit 'the agent broke the protocol: agent sent exit for process [0-9]+, which is not running'
+  hostile_is stdin-data 'the agent broke the protocol: agent sent data on stdin'
   step_is ls-rm 0 '^$'
   expect tty 0 $'tty\r\n24 80\r\n'
   expect dirroot 0 $'host-marker\n'

@@ -1,0 +1,131 @@
+#!/usr/bin/env python3
+"""`kiln sandbox run ROOT -- true` beside `podman --runtime runc run --rm IMAGE true` on the same
+image, in one run (bench/sandbox_bench.sh prepares the roots and Podman's state and calls this).
+Prints figures; never a test.
+
+  sandbox_bench.py run --runs N --out JSON --kiln KILN --kernel VMLINUX --initrd CPIO
+                       --archive TAR --ext4 IMG --image NAME -- PODMAN_GLOBAL_ARGS...
+  sandbox_bench.py report JSON
+
+`run` does one warm-up of each kind that has something to fill (Kiln's image cache; Podman's
+first container), then N rounds of the three commands, the order flipping each round, each
+timed with time.monotonic around the process; Kiln's `--timings` line splits its runs into
+phases. `report` prints the table: median/min/max over the runs, and each Kiln median over
+Podman's median wall time.
+"""
+import argparse
+import json
+import re
+import statistics
+import subprocess
+import sys
+import time
+
+TIMINGS = re.compile(
+    r"kiln sandbox: agent ready ([\d.]+) ms \(kernel boot to agent ([\d.]+) ms, agent start-up "
+    r"([\d.]+) ms\), workload started ([\d.]+) ms, exited ([\d.]+) ms")
+KINDS = [("kiln_image", "kiln sandbox run IMAGE.tar (docker-archive, cached)"),
+         ("kiln_ext4", "kiln sandbox run ROOTFS.ext4 (virtio-blk)"),
+         ("podman", "podman --runtime runc run --rm --network none IMAGE")]
+# Phases of a Kiln run, from its --timings line (host times are from Kiln's start, guest times
+# are the guest's CLOCK_BOOTTIME, which starts near kernel entry).
+PHASES = [("to_kernel_ms", "Kiln start to guest kernel (+ connect, hello)"),
+          ("kernel_to_ready_ms", "guest kernel to agent ready"),
+          ("agent_startup_ms", "  of which the agent's start-up"),
+          ("ready_to_start_ms", "agent ready to process started"),
+          ("start_to_exit_ms", "process started to exited"),
+          ("after_exit_ms", "exited to Kiln's exit (+ exec of Kiln)"),
+          ("wall_ms", "whole (wall)")]
+
+
+def timed(cmd, kiln):
+    t0 = time.monotonic()
+    p = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, text=True, check=False)
+    s = {"wall_ms": (time.monotonic() - t0) * 1e3, "status": p.returncode}
+    m = TIMINGS.search(p.stderr)
+    if m:
+        ready, boot, startup, started, exited = map(float, m.groups())
+        s.update(ready_ms=ready, boot_ms=boot, startup_ms=startup, started_ms=started,
+                 exited_ms=exited, to_kernel_ms=ready - boot - startup,
+                 kernel_to_ready_ms=boot + startup, agent_startup_ms=startup,
+                 ready_to_start_ms=started - ready, start_to_exit_ms=exited - started,
+                 after_exit_ms=s["wall_ms"] - exited)
+    if p.returncode != 0 or (kiln and not m):
+        s["error"] = (p.stdout + p.stderr)[-2000:]
+        print(f"sandbox-bench: {' '.join(cmd)} exited {p.returncode}:\n{s['error']}",
+              file=sys.stderr)
+    return s
+
+
+def run(a):
+    kiln = [a.kiln, "sandbox", "run", "--rm", "--timings", "--kernel", a.kernel,
+            "--initrd", a.initrd]
+    cmds = {"kiln_image": kiln + [a.archive, "--", "true"],
+            "kiln_ext4": kiln + [a.ext4, "--", "true"],
+            "podman": ["podman", *a.podman, "--runtime", "runc", "run", "--rm",
+                       "--network", "none", a.image, "true"]}
+    res = {"runs": a.runs, "commands": cmds, "warmup": {}, "samples": {k: [] for k in cmds}}
+    for k in ("kiln_image", "podman"):
+        print(f"sandbox-bench: warm-up {k}", file=sys.stderr)
+        res["warmup"][k] = timed(cmds[k], k != "podman")
+    order = list(cmds)
+    t0 = time.monotonic()
+    for i in range(a.runs):
+        for k in (order if i % 2 == 0 else order[::-1]):
+            s = timed(cmds[k], k != "podman")
+            s["round"] = i
+            res["samples"][k].append(s)
+            print(f"sandbox-bench: round {i + 1}/{a.runs} {k} {s['wall_ms']:.0f} ms",
+                  file=sys.stderr)
+    res["measured_s"] = time.monotonic() - t0
+    with open(a.out, "w", encoding="utf-8") as f:
+        json.dump(res, f, indent=1)
+    report(res)
+    return 1 if any("error" in s for v in res["samples"].values() for s in v) else 0
+
+
+def report(res):
+    def stats(samples, key):
+        v = [s[key] for s in samples if "error" not in s and key in s]
+        return (statistics.median(v), min(v), max(v)) if v else None
+
+    pod = stats(res["samples"]["podman"], "wall_ms")
+    f = "%-48s %9s %9s %9s %9s\n"
+    out = f % ("ms (%d runs each, alternated)" % res["runs"], "median", "min", "max",
+               "/ podman")
+    for kind, title in KINDS:
+        samples = res["samples"][kind]
+        bad = sum("error" in s for s in samples)
+        out += title + (f" ({bad} failed)" if bad else "") + "\n"
+        for key, label in (PHASES if kind != "podman" else PHASES[-1:]):
+            st = stats(samples, key)
+            if not st:
+                out += f % ("  " + label, "-", "-", "-", "-")
+                continue
+            ratio = "%.2f" % (st[0] / pod[0]) if pod and kind != "podman" else ""
+            out += f % ("  " + label, *("%.1f" % x for x in st), ratio)
+    out += "/ podman = the Kiln median over Podman's median wall time\n"
+    sys.stdout.write(out)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run")
+    r.add_argument("--runs", type=int, default=5)
+    for opt in ("out", "kiln", "kernel", "initrd", "archive", "ext4", "image"):
+        r.add_argument("--" + opt, required=True)
+    r.add_argument("podman", nargs="*", help="Podman's global options (after --)")
+    rep = sub.add_parser("report")
+    rep.add_argument("json")
+    a = p.parse_args()
+    if a.cmd == "run":
+        sys.exit(run(a))
+    with open(a.json, encoding="utf-8") as f:
+        report(json.load(f))
+
+
+if __name__ == "__main__":
+    main()
