@@ -3,6 +3,8 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "base/text_parse.h"
+
 namespace kiln::agent {
 
 namespace {
@@ -30,6 +32,41 @@ Volume parse_volume(const std::string& v) {
     if (part == "." || part == "..") throw bad("'.' and '..' are not allowed");
   vol.target = rest;
   return vol;
+}
+
+// ADDR/PREFIX[,gw=GW][,mtu=N]
+Network parse_network(const std::string& v) {
+  auto bad = [&v](const std::string& why) {
+    return std::runtime_error("kiln.net='" + v + "': " + why +
+                              " (want ADDR/PREFIX[,gw=ADDR][,mtu=N])");
+  };
+  Network n;
+  std::istringstream parts(v);
+  std::string part;
+  bool first = true;
+  while (std::getline(parts, part, ',')) {
+    if (first) {
+      auto slash = part.find('/');
+      if (slash == std::string::npos || !is_ipv4(part.substr(0, slash)))
+        throw bad("the address must be IPv4 ADDR/PREFIX");
+      n.address = part.substr(0, slash);
+      long prefix = parse_bounded(part.substr(slash + 1), 0, 32);
+      if (prefix < 0) throw bad("the prefix must be 0 to 32");
+      n.prefix = static_cast<int>(prefix);
+      first = false;
+    } else if (part.rfind("gw=", 0) == 0) {
+      if (!is_ipv4(part.substr(3))) throw bad("gw must be an IPv4 address");
+      n.gateway = part.substr(3);
+    } else if (part.rfind("mtu=", 0) == 0) {
+      long mtu = parse_bounded(part.substr(4), 68, 65535);
+      if (mtu < 0) throw bad("mtu must be 68 to 65535");
+      n.mtu = static_cast<uint32_t>(mtu);
+    } else {
+      throw bad("unknown option '" + part + "'");
+    }
+  }
+  if (first) throw bad("no address");
+  return n;
 }
 
 }  // namespace
@@ -79,10 +116,23 @@ BootConfig parse_boot_config(const std::string& cmdline) {
     } else if (key == "kiln.volume") {
       if (c.volumes.size() >= 64) throw std::runtime_error("more than 64 kiln.volume= given");
       c.volumes.push_back(parse_volume(value));
+    } else if (key == "kiln.net") {
+      c.net = parse_network(value);
+    } else if (key == "kiln.dns") {
+      std::istringstream servers(value);
+      std::string a;
+      c.dns.clear();
+      while (std::getline(servers, a, ',')) {
+        if (!is_ipv4(a)) throw std::runtime_error("kiln.dns: '" + a + "' is not an IPv4 address");
+        c.dns.push_back(a);
+      }
+      if (c.dns.empty() || c.dns.size() > 3)
+        throw std::runtime_error("kiln.dns: want 1 to 3 addresses");
     } else {
       throw std::runtime_error("unknown parameter " + key +
                                " (known: kiln.root, kiln.rootfstype, kiln.rootflags, "
-                               "kiln.hostname, kiln.port, kiln.overlay, kiln.volume)");
+                               "kiln.hostname, kiln.port, kiln.overlay, kiln.volume, kiln.net, "
+                               "kiln.dns)");
     }
   }
   if (c.root.empty()) throw std::runtime_error("kiln.root= is missing (e.g. kiln.root=/dev/vda)");

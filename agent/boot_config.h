@@ -9,9 +9,14 @@
 //                            a tmpfs: the workload may write, the shared root is not changed
 //   kiln.volume=TAG:DIR[:ro] mount virtio-fs share TAG at DIR (absolute) in the workload's
 //                            root, read-only with ":ro"; repeatable, mounted in order
+//   kiln.net=ADDR/PREFIX[,gw=GW][,mtu=N]
+//                            eth0's IPv4 address, default route and MTU (68 to 65535)
+//   kiln.dns=ADDR[,ADDR]...  name servers (at most 3) for /etc/resolv.conf (bind-mounted from
+//                            /run/kiln, the workload's root is not written)
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -20,6 +25,13 @@ namespace kiln::agent {
 struct Volume {
   std::string tag, target;
   bool read_only = false;
+};
+
+struct Network {
+  std::string address;  // dotted IPv4
+  int prefix = 24;
+  std::string gateway;  // empty: no default route
+  uint32_t mtu = 0;     // 0: the device's
 };
 
 struct BootConfig {
@@ -31,6 +43,8 @@ struct BootConfig {
   std::string hostname = "kiln";
   uint32_t port = 1024;
   std::vector<Volume> volumes;
+  std::optional<Network> net;
+  std::vector<std::string> dns;
 };
 
 // Parses a kernel command line; throws std::runtime_error naming a bad parameter.

@@ -28,6 +28,7 @@
 
 #include "agent/boot_config.h"
 #include "agent/core/agent.h"
+#include "agent/network.h"
 
 namespace kiln::agent {
 namespace {
@@ -127,16 +128,6 @@ void mount_volumes(const BootConfig& cfg) {
   }
 }
 
-void bring_up_lo() {
-  UniqueFd s(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
-  if (!s) fail("socket for lo");
-  ifreq ifr{};
-  std::strncpy(ifr.ifr_name, "lo", IFNAMSIZ - 1);
-  if (ioctl(s.get(), SIOCGIFFLAGS, &ifr) < 0) fail("SIOCGIFFLAGS lo");
-  ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
-  if (ioctl(s.get(), SIOCSIFFLAGS, &ifr) < 0) fail("SIOCSIFFLAGS lo");
-}
-
 UniqueFd listen_vsock(uint32_t port) {
   UniqueFd s(socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (!s) fail("vsock socket (does the VM have a vsock device?)");
@@ -175,6 +166,8 @@ int run() {
   mount_volumes(cfg);
   if (sethostname(cfg.hostname.data(), cfg.hostname.size()) < 0) fail("sethostname");
   bring_up_lo();
+  if (cfg.net) configure_eth0(*cfg.net);
+  if (!cfg.dns.empty()) install_resolv_conf(cfg.dns);
 
   sigset_t set;
   sigemptyset(&set);

@@ -51,6 +51,7 @@ def timed(cmd, kiln):
                  kernel_to_ready_ms=boot + startup, agent_startup_ms=startup,
                  ready_to_start_ms=started - ready, start_to_exit_ms=exited - started,
                  after_exit_ms=s["wall_ms"] - exited)
+    s = {k: round(v, 3) if isinstance(v, float) else v for k, v in s.items()}
     if p.returncode != 0 or (kiln and not m):
         s["error"] = (p.stdout + p.stderr)[-2000:]
         print(f"sandbox-bench: {' '.join(cmd)} exited {p.returncode}:\n{s['error']}",

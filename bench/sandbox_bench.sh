@@ -21,9 +21,9 @@ bin="$(dirname "$kiln")"
 dir=$(mktemp -d "${TMPDIR:-/tmp}/kiln-sbbench.XXXXXX")
 pod=(--root "$dir/pr" --runroot "$dir/prr" --storage-driver vfs)
 cg=0
+# shellcheck disable=SC2317  # run by the EXIT trap
 cleanup() {
-  podman "${pod[@]}" rm -af >/dev/null 2>&1
-  podman "${pod[@]}" rmi -af >/dev/null 2>&1
+  podman "${pod[@]}" rm -af >/dev/null 2>&1  # the vfs layers go with $dir
   ((cg)) && umount /sys/fs/cgroup
   rm -rf "$dir"
 }
@@ -50,20 +50,20 @@ export CONTAINERS_CONF="$dir/containers.conf" TMPDIR="$dir" KILN_CACHE="$dir/cac
   KILN_SANDBOX_DIR="$dir/sb"
 
 echo "sandbox-bench: roots and image under $dir" >&2
-"$here/../scripts/build-rootfs.sh" --dir "$dir/root" >/dev/null || die "build-rootfs.sh --dir failed"
-"$here/../scripts/build-rootfs.sh" --out "$dir/root.ext4" --size 32 >/dev/null ||
-  die "build-rootfs.sh --out failed"
+rootfs="$here/../scripts/build-rootfs.sh"
+"$rootfs" --dir "$dir/root" >/dev/null || die "build-rootfs.sh --dir failed"
+"$rootfs" --out "$dir/root.ext4" --size 32 >/dev/null || die "build-rootfs.sh --out failed"
 tar -C "$dir/root" -cf "$dir/root.tar" . || die "tar of the tree failed"
-podman "${pod[@]}" import "$dir/root.tar" localhost/kiln-sbbench:latest >/dev/null ||
+podman "${pod[@]}" import -q "$dir/root.tar" localhost/kiln-sbbench:latest >/dev/null ||
   die "podman import failed"
-podman "${pod[@]}" save --format docker-archive -o "$dir/image.tar" localhost/kiln-sbbench:latest ||
-  die "podman save failed"
-cp "$kiln" "$dir/kiln" && cp "$bin/guest-kernel/vmlinux" "$bin/agent/kiln-agent.cpio" "$dir/" ||
+podman "${pod[@]}" save -q --format docker-archive -o "$dir/image.tar" \
+  localhost/kiln-sbbench:latest || die "podman save failed"
+cp "$kiln" "$bin/guest-kernel/vmlinux" "$bin/agent/kiln-agent.cpio" "$dir/" ||
   die "cannot copy kiln, the kernel or the initramfs"
 
 start=$(date +%s)
 python3 "$here/sandbox_bench.py" run --runs "$runs" --out "$out/sandbox-results.json" \
-  --kiln "$dir/kiln" --kernel "$dir/vmlinux" --initrd "$dir/kiln-agent.cpio" \
+  --kiln "$dir/${kiln##*/}" --kernel "$dir/vmlinux" --initrd "$dir/kiln-agent.cpio" \
   --archive "$dir/image.tar" --ext4 "$dir/root.ext4" --image localhost/kiln-sbbench:latest \
   -- "${pod[@]}"
 rc=$?

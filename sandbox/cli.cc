@@ -42,7 +42,8 @@ void add_process_flags(CLI::App* c, std::vector<std::string>& env,
               "mode with -i; its size, and SIGWINCH)");
 }
 
-void add_run(CLI::App& app, RunOptions& o, std::vector<std::string>& volumes) {
+void add_run(CLI::App& app, RunOptions& o, std::vector<std::string>& volumes,
+             std::optional<std::string>& net) {
   CLI::App* r = app.add_subcommand("run", "Run CMD in a fresh microVM with ROOT as its root");
   r->add_option("--kernel", o.kernel, "guest kernel (default: guest-kernel/vmlinux beside kiln)");
   r->add_option("--initrd", o.initrd,
@@ -66,6 +67,10 @@ void add_run(CLI::App& app, RunOptions& o, std::vector<std::string>& volumes) {
   r->add_option("-v,--volume", volumes,
                 "HOSTDIR:GUESTDIR[:ro]: share a host directory at GUESTDIR (virtio-fs)")
       ->allow_extra_args(false);
+  r->add_option("--net", net,
+                "tap=NAME[,mac=MAC][,ip=ADDR/PREFIX][,gw=ADDR][,mtu=N][,dns=ADDR]...: a NIC on "
+                "host TAP NAME (made if missing, as kiln run does); with ip= the agent sets "
+                "eth0's address, default route and MTU, with dns= /etc/resolv.conf");
   r->add_option("ROOT", o.workload.root,
                 "the workload's root: a directory (shared over virtio-fs), an ext4 image (the "
                 "disk /dev/vda), or a container image: an OCI layout directory or an "
@@ -76,7 +81,9 @@ void add_run(CLI::App& app, RunOptions& o, std::vector<std::string>& volumes) {
 }
 
 // After parsing: the volumes, kernel and initramfs checked, defaults found beside kiln.
-void finish_run(RunOptions& o, const std::vector<std::string>& volumes) {
+void finish_run(RunOptions& o, const std::vector<std::string>& volumes,
+                const std::optional<std::string>& net) {
+  if (net) o.net = parse_net(*net);
   if (!fs::exists(o.workload.root) && !fs::exists(image::parse_image_ref(o.workload.root).path))
     throw kiln::Error("ROOT " + o.workload.root + " does not exist");
   if (volumes.size() > 16) throw kiln::Error("-v: at most 16 volumes");
@@ -97,7 +104,8 @@ int sandbox_main(int argc, char** argv) {
   app.require_subcommand(1);
   RunOptions run_opts;
   std::vector<std::string> volumes;
-  add_run(app, run_opts, volumes);
+  std::optional<std::string> net;
+  add_run(app, run_opts, volumes, net);
 
   ExecOptions exec_opts;
   CLI::App* e = app.add_subcommand("exec", "Run another process in a running sandbox");
@@ -139,7 +147,7 @@ int sandbox_main(int argc, char** argv) {
     if (app.got_subcommand(k)) return workload = false, kill(kill_name, kill_signal);
     if (app.got_subcommand(rm)) return workload = false, remove(rm_names, force);
     if (app.got_subcommand(e)) return exec(exec_opts);
-    finish_run(run_opts, volumes);
+    finish_run(run_opts, volumes, net);
     return run(run_opts);
   } catch (const kiln::UsageError& err) {
     std::fprintf(stderr, "kiln sandbox: %s\n", err.what());

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "sandbox/attach.h"
+#include "sandbox/network.h"
 #include "sandbox/workload.h"
 
 namespace kiln::sandbox {
@@ -16,6 +17,7 @@ struct RunOptions {
   std::string kernel, initrd;
   WorkloadRequest workload;
   std::vector<Volume> volumes;
+  std::optional<SandboxNet> net;
   std::optional<std::string> name;
   bool remove = false;  // --rm
   AttachOptions attach;

@@ -178,6 +178,11 @@ int run(const RunOptions& o) {
                 {"--fs", "tag=" + tag + ",path=" + v.host + (v.read_only ? ",ro" : "")});
     cmdline += " kiln.volume=" + tag + ":" + v.guest + (v.read_only ? ":ro" : "");
   }
+  if (o.net) {
+    auto net_args = o.net->vm_args();
+    args.insert(args.end(), net_args.begin(), net_args.end());
+    cmdline += o.net->cmdline();
+  }
   args.insert(args.end(), {"--cmdline", cmdline});
   pid_t vm = spawn_vm(args, log);
   struct Reap {

@@ -6,6 +6,7 @@
 #   scripts/bench.sh [--runs N] [--density-seconds S] [--boot] [--boot-runs N]
 #                    [--blk-runs N] [--vsock-runs N] [--vsock-mib N] [--no-build]
 #   scripts/bench.sh --fs [--no-build]
+#   scripts/bench.sh --sandbox [--runs N] [--no-build]
 #
 #   --runs N             runs per start-up / footprint / first-instruction figure (default 10)
 #   --density-seconds S  how long to keep starting idle VMs (default 10)
@@ -17,6 +18,10 @@
 #   --fs                 only the virtio-fs figures from a Linux guest (bench/fs_ops.sh: 64 MiB
 #                        write, read, reread; 500 creates, stats, unlinks) beside the same
 #                        operations on the shared directory itself; writes build/bench/fs-*.txt
+#   --sandbox            only `kiln sandbox run ROOT -- true` (a docker-archive and an ext4
+#                        image of the kit's busybox tree) beside `podman --runtime runc run
+#                        --rm IMAGE true` on the same image, --runs rounds (default 5) of
+#                        bench/sandbox_bench.sh; writes build/bench/sandbox-*.txt and .json
 #
 # Where /dev/kvm works everything runs here. Where it does not, the Kiln-and-QEMU figures run
 # inside the nested-KVM VM (scripts/nested-kvm/run-in-vm.sh, everything emulated: absolute times
@@ -27,10 +32,12 @@ repo="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$repo"
 
 runs=10 density_s=10 boot=0 boot_runs=1 blk_runs=3 vsock_runs=3 vsock_mib=256 build=1 fs=0
-other=""  # the last option that --fs does not take
+sandbox=0
+other=""    # the last option that neither --fs nor --sandbox takes
+runs_opt="" # --runs, which --sandbox takes and --fs does not
 while (($#)); do
   case "$1" in
-    --runs) runs=$2; other=$1; shift ;;
+    --runs) runs=$2; runs_opt=$1; shift ;;
     --density-seconds) density_s=$2; other=$1; shift ;;
     --boot) boot=1; other=$1 ;;
     --boot-runs) boot_runs=$2; other=$1; shift ;;
@@ -39,14 +46,66 @@ while (($#)); do
     --vsock-mib) vsock_mib=$2; other=$1; shift ;;
     --no-build) build=0 ;;
     --fs) fs=1 ;;
-    -h|--help) sed -n '2,24s/^# \{0,1\}//p' "$0"; exit 0 ;;
+    --sandbox) sandbox=1 ;;
+    -h|--help) sed -n '2,29s/^# \{0,1\}//p' "$0"; exit 0 ;;
     *) echo "bench: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
   shift
 done
-if ((fs)) && [ -n "$other" ]; then
-  echo "bench: --fs runs only the virtio-fs figures and takes no $other (run them separately)" >&2
+if ((fs && sandbox)); then
+  echo "bench: --fs and --sandbox are separate benchmarks (run them one at a time)" >&2
   exit 2
+fi
+if ((fs)) && [ -n "$other$runs_opt" ]; then
+  echo "bench: --fs runs only the virtio-fs figures and takes no ${other:-$runs_opt}" \
+    "(run them separately)" >&2
+  exit 2
+fi
+if ((sandbox)) && [ -n "$other" ]; then
+  echo "bench: --sandbox runs only the sandbox figures and takes no $other" \
+    "(run them separately)" >&2
+  exit 2
+fi
+
+# --sandbox: kiln with the kit's kernel and the agent's initramfs beside it (build/guest-kernel,
+# build/agent, as setup.sh leaves them); bench/sandbox_bench.sh makes the roots and Podman's
+# state under its TMPDIR and runs both.
+if ((sandbox)); then
+  out="$repo/build/bench"
+  mkdir -p "$out"
+  rm -f "$out"/sandbox-*.txt "$out"/sandbox-*.json
+  if ((build)); then
+    [ -d build ] || meson setup build >/dev/null
+    ninja -C build kiln agent/kiln-agent.cpio
+    scripts/build-guest-kernel.sh --out build/guest-kernel >/dev/null
+  fi
+  for f in build/kiln build/guest-kernel/vmlinux build/agent/kiln-agent.cpio; do
+    [ -e "$f" ] || { echo "bench: $f missing (build it: scripts/bench.sh --sandbox)" >&2; exit 1; }
+  done
+  [ -n "$runs_opt" ] || runs=5
+  . "$repo/scripts/lib/kvm-host.sh"
+  run=(bench/sandbox_bench.sh --runs "$runs" "$repo/build/kiln" "$out")
+  if kvm_runs_guests; then
+    where="this host (KVM)"
+    "${run[@]}" | tee "$out/sandbox-run.txt"
+  else
+    where="nested-KVM VM (QEMU TCG, guest on nested KVM)"
+    echo "bench: guests cannot run here ($(kvm_host_kind) /dev/kvm): the sandbox figures come" \
+      "from the nested-KVM VM" >&2
+    NESTED_KVM_SMP=${NESTED_KVM_SMP:-1} NESTED_KVM_MEM=${NESTED_KVM_MEM:-2048} \
+      scripts/nested-kvm/run-in-vm.sh --rw "$repo" "${run[@]}" | tee "$out/sandbox-run.txt"
+  fi
+  [ -s "$out/sandbox-results.json" ] ||
+    { echo "bench: the sandbox run wrote no results (see above)" >&2; exit 1; }
+  echo
+  echo "kiln sandbox run ROOT -- true beside podman --runtime runc run --rm IMAGE true:"
+  echo "  $where"
+  case $where in nested*)
+    echo "(everything is emulated there, Kiln's guest on nested KVM: absolute figures are slow,"
+    echo " the ratios are the result)" ;;
+  esac
+  python3 bench/sandbox_bench.py report "$out/sandbox-results.json" | tee "$out/sandbox-table.txt"
+  exit 0
 fi
 
 # --fs: the kit's kernel and an image whose /etc/kiln-test.sh mounts the share and runs

@@ -75,5 +75,34 @@ TEST(AgentBootConfig, BadVolumesAreRefused) {
   }
 }
 
+TEST(AgentBootConfig, NetworkAndDns) {
+  auto c = parse_boot_config(
+      "kiln.root=/dev/vda kiln.net=10.0.0.2/24,gw=10.0.0.1,mtu=1400 kiln.dns=10.0.0.1,1.1.1.1");
+  ASSERT_TRUE(c.net);
+  EXPECT_EQ(c.net->address, "10.0.0.2");
+  EXPECT_EQ(c.net->prefix, 24);
+  EXPECT_EQ(c.net->gateway, "10.0.0.1");
+  EXPECT_EQ(c.net->mtu, 1400u);
+  EXPECT_EQ(c.dns, (std::vector<std::string>{"10.0.0.1", "1.1.1.1"}));
+  auto bare = parse_boot_config("kiln.root=/dev/vda kiln.net=192.168.1.5/32");
+  EXPECT_EQ(bare.net->gateway, "");
+  EXPECT_EQ(bare.net->mtu, 0u);
+  EXPECT_FALSE(parse_boot_config("kiln.root=/dev/vda").net);
+}
+
+TEST(AgentBootConfig, BadNetworksAreRefused) {
+  for (const char* bad : {"kiln.net=10.0.0.2", "kiln.net=10.0.0.2/33", "kiln.net=10.0.0/24",
+                          "kiln.net=10.0.0.2/24,gw=x", "kiln.net=10.0.0.2/24,mtu=67",
+                          "kiln.net=10.0.0.2/24,mtu=99999999", "kiln.net=10.0.0.2/24,via=1",
+                          "kiln.net=::1/64", "kiln.net=10.0.0.2/-1"})
+    EXPECT_NE(error_of(std::string("kiln.root=/dev/vda ") + bad).find("kiln.net="),
+              std::string::npos)
+        << bad;
+  EXPECT_NE(error_of("kiln.root=/dev/vda kiln.dns=1.2.3.4,foo").find("kiln.dns"),
+            std::string::npos);
+  EXPECT_NE(error_of("kiln.root=/dev/vda kiln.dns=1.1.1.1,2.2.2.2,3.3.3.3,4.4.4.4").find("1 to 3"),
+            std::string::npos);
+}
+
 }  // namespace
 }  // namespace kiln::agent
