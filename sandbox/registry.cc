@@ -28,46 +28,14 @@ constexpr size_t kMaxRecord = 16 << 20;
 
 const char* kStatus[] = {"starting", "running", "exited"};
 
-json to_json(const Record& r) {
-  return {{"name", r.name},
-          {"pid", r.pid},
-          {"pid_start", r.pid_start},
-          {"root", r.root},
-          {"command", r.command},
-          {"created", r.created},
-          {"status", kStatus[static_cast<int>(r.status)]},
-          {"exit_status", r.exit_status},
-          {"env", r.env},
-          {"cwd", r.cwd},
-          {"uid", r.uid},
-          {"gid", r.gid},
-          {"groups", r.groups},
-          {"user_root", r.user_root}};
-}
-
-Record from_json(const json& j) {
-  Record r;
-  j.at("name").get_to(r.name);
-  j.at("pid").get_to(r.pid);
-  j.at("pid_start").get_to(r.pid_start);
-  j.at("root").get_to(r.root);
-  j.at("command").get_to(r.command);
-  j.at("created").get_to(r.created);
-  auto st = j.at("status").get<std::string>();
-  auto it = std::find(std::begin(kStatus), std::end(kStatus), st);
-  if (it == std::end(kStatus)) throw kiln::Error("unknown status '" + st + "'");
-  r.status = static_cast<Status>(it - std::begin(kStatus));
-  j.at("exit_status").get_to(r.exit_status);
-  j.at("env").get_to(r.env);
-  j.at("cwd").get_to(r.cwd);
-  j.at("uid").get_to(r.uid);
-  j.at("gid").get_to(r.gid);
-  j.at("groups").get_to(r.groups);
-  j.at("user_root").get_to(r.user_root);
-  return r;
-}
-
 }  // namespace
+
+// sandbox.json: every field of Record (all required when read back).
+NLOHMANN_JSON_SERIALIZE_ENUM(Status, {{Status::kStarting, "starting"},
+                                      {Status::kRunning, "running"},
+                                      {Status::kExited, "exited"}})
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(Record, name, pid, pid_start, root, command, created, status,
+                                   exit_status, env, cwd, uid, gid, groups, user_root)
 
 void check_name(const std::string& name) {
   auto ok = [](char c, bool first) {
@@ -135,7 +103,7 @@ void Registry::write(const Record& r) const {
   {
     UniqueFd fd(open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
     if (!fd) throw_errno("write " + tmp.string());
-    std::string text = to_json(r).dump(2, ' ', false, json::error_handler_t::replace) + "\n";
+    std::string text = json(r).dump(2, ' ', false, json::error_handler_t::replace) + "\n";
     if (::write(fd.get(), text.data(), text.size()) != static_cast<ssize_t>(text.size()))
       throw_errno("write " + tmp.string());
   }
@@ -152,7 +120,7 @@ Record Registry::read(const std::string& name) const {
   std::error_code ec;
   if (fs::file_size(p, ec) > kMaxRecord) throw kiln::Error(p.string() + " is too large");
   try {
-    return from_json(json::parse(f));
+    return json::parse(f).get<Record>();
   } catch (const std::exception& e) {
     throw kiln::Error("the record " + p.string() + " is damaged: " + e.what() +
                       " (kiln sandbox rm " + name + " removes it)");

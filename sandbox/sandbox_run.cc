@@ -2,7 +2,7 @@
 // workload through the agent, serves the sandbox's control socket, records it in the registry.
 #include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -30,33 +30,38 @@ using namespace std::chrono_literals;
 
 namespace {
 
-// The `kiln run` child: its console goes to `log`, its stdin is /dev/null.
+// The `kiln run` child: its console goes to `log`, its stdin is /dev/null; it gets SIGKILL if
+// this process dies (kill -9 of `kiln sandbox run` must not leave a VM running).
 pid_t spawn_vm(const std::vector<std::string>& args, const std::string& log) {
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&fa, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-  posix_spawn_file_actions_adddup2(&fa, 1, 2);
   std::vector<char*> argv;
   for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);
-  // Its own process group, so a terminal's ^C reaches the workload (through the agent) rather
-  // than stopping the VM; default signal mask and dispositions.
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  sigset_t none, all;
-  sigemptyset(&none);
-  sigfillset(&all);
-  posix_spawnattr_setsigmask(&attr, &none);
-  posix_spawnattr_setsigdefault(&attr, &all);
-  posix_spawnattr_setpgroup(&attr, 0);
-  posix_spawnattr_setflags(&attr,
-                           POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP);
-  pid_t pid;
-  int err = posix_spawn(&pid, "/proc/self/exe", &fa, &attr, argv.data(), environ);
-  posix_spawnattr_destroy(&attr);
-  posix_spawn_file_actions_destroy(&fa);
-  if (err) throw_errno("start the VM (kiln run)", err);
+  UniqueFd null_fd(open("/dev/null", O_RDONLY | O_CLOEXEC));
+  UniqueFd log_fd(open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+  if (!null_fd) throw_errno("open /dev/null");
+  if (!log_fd) throw_errno("open the console log " + log);
+  pid_t parent = getpid();
+  pid_t pid = fork();
+  if (pid < 0) throw_errno("fork for the VM (kiln run)");
+  if (pid == 0) {
+    // Only async-signal-safe calls until exec. Its own process group, so a terminal's ^C
+    // reaches the workload (through the agent) rather than stopping the VM; default signal
+    // mask and dispositions.
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(125);
+    setpgid(0, 0);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, nullptr);
+    struct sigaction dfl {};
+    dfl.sa_handler = SIG_DFL;
+    for (int sig = 1; sig < NSIG; ++sig)
+      if (sig != SIGKILL && sig != SIGSTOP) sigaction(sig, &dfl, nullptr);
+    if (dup2(null_fd.get(), 0) < 0 || dup2(log_fd.get(), 1) < 0 || dup2(log_fd.get(), 2) < 0)
+      _exit(125);
+    execve("/proc/self/exe", argv.data(), environ);
+    _exit(125);
+  }
   return pid;
 }
 

@@ -95,6 +95,20 @@ named() {
   [ -e "$sbx/web" ] && echo "named: $sbx/web is still there" >> "$out/named-rm.err"
   rm -f "$out/named.ext4"
   sb rmflag --rm --name temp "$out/rmflag.ext4" -- true
+  # kill -9 of `kiln sandbox run`: its VM goes with it, the record shows dead, rm clears it.
+  cp "$out/rootfs.ext4" "$out/victim.ext4"
+  build/kiln sandbox run --name victim --console-log "$out/victim.console" "$out/victim.ext4" \
+    -- sh -c 'echo up; while :; do sleep 1; done' < /dev/null > "$out/victim.out" 2>&1 &
+  pid=$!
+  for i in $(seq 1500); do grep -q up "$out/victim.out" && break; sleep 0.2; done
+  kill -9 "$pid"
+  wait "$pid" 2>/dev/null
+  for i in $(seq 50); do pgrep -f "uds=$sbx/victim/vsock" > /dev/null || break; sleep 0.2; done
+  pgrep -f "uds=$sbx/victim/vsock" > /dev/null && echo "the VM outlived its kiln sandbox run" \
+    > "$out/named-orphan.err"
+  step ls-dead build/kiln sandbox ls -a
+  step rm-dead build/kiln sandbox rm victim
+  rm -f "$out/victim.ext4"
   step ls-rm build/kiln sandbox ls -a -q
   echo "agent-e2e: named: exit $(cat "$out/named.rc")"
 }
@@ -255,6 +269,10 @@ check() {
   hostile_is bad-exit 'the agent broke the protocol: agent sent exit for process [0-9]+, which is not running'
   hostile_is stdin-data 'the agent broke the protocol: agent sent data on stdin'
   step_is ls-rm 0 '^$'
+  if [ -s "$out/named-orphan.err" ]; then bad named-orphan "$(cat "$out/named-orphan.err")"
+  else ok named-orphan; fi
+  step_is ls-dead 0 '^victim +dead +- '
+  step_is rm-dead 0 '^victim$'
   expect tty 0 $'tty\r\n24 80\r\n'
   expect dirroot 0 $'host-marker\n'
   if [ "$(cat "$out/rootdir/written" 2>/dev/null)" = from-guest ]; then ok dirroot-write
