@@ -90,7 +90,8 @@ void configure_eth0(const Network& n) {
   if (ioctl(s.get(), SIOCSIFADDR, &ifr) < 0) fail("set eth0's address " + n.address);
   ifr = request_for(dev);
   ifr.ifr_netmask = netmask(n.prefix);
-  if (ioctl(s.get(), SIOCSIFNETMASK, &ifr) < 0) fail("set eth0's prefix /" + std::to_string(n.prefix));
+  if (ioctl(s.get(), SIOCSIFNETMASK, &ifr) < 0)
+    fail("set eth0's prefix /" + std::to_string(n.prefix));
   set_up(s.get(), dev);
   if (n.gateway.empty()) return;
   rtentry rt{};

@@ -11,8 +11,9 @@ namespace kiln::sandbox {
 
 SandboxNet parse_net(const std::string& v) {
   auto bad = [&v](const std::string& why) {
-    return UsageError("--net '" + v.substr(0, 200) + "': " + why +
-                      " (want tap=NAME[,mac=MAC][,ip=ADDR/PREFIX][,gw=ADDR][,mtu=N][,dns=ADDR]...)");
+    return UsageError(
+        "--net '" + v.substr(0, 200) + "': " + why +
+        " (want tap=NAME[,mac=MAC][,ip=ADDR/PREFIX][,gw=ADDR][,mtu=N][,dns=ADDR]...)");
   };
   SandboxNet n;
   std::istringstream parts(v);
@@ -50,8 +51,7 @@ SandboxNet parse_net(const std::string& v) {
     }
   }
   if (n.tap.empty()) throw bad("tap=NAME is required");
-  if (n.address.empty() && (!n.gateway.empty() || n.mtu))
-    throw bad("gw= and mtu= need ip=");
+  if (n.address.empty() && (!n.gateway.empty() || n.mtu)) throw bad("gw= and mtu= need ip=");
   return n;
 }
 

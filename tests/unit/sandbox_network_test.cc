@@ -9,8 +9,9 @@ namespace kiln::sandbox {
 namespace {
 
 TEST(SandboxNet, EveryKeyReachesKilnRunOrTheAgent) {
-  SandboxNet n = parse_net("tap=kt0,mac=52:54:00:00:00:02,ip=10.7.0.2/24,gw=10.7.0.1,mtu=1400,"
-                           "dns=10.7.0.1,dns=1.1.1.1");
+  SandboxNet n = parse_net(
+      "tap=kt0,mac=52:54:00:00:00:02,ip=10.7.0.2/24,gw=10.7.0.1,mtu=1400,"
+      "dns=10.7.0.1,dns=1.1.1.1");
   EXPECT_EQ(n.vm_args(), (std::vector<std::string>{"--net", "tap=kt0,mac=52:54:00:00:00:02"}));
   EXPECT_EQ(n.cmdline(), " kiln.net=10.7.0.2/24,gw=10.7.0.1,mtu=1400 kiln.dns=10.7.0.1,1.1.1.1");
   SandboxNet bare = parse_net("tap=kt0");
