@@ -58,7 +58,11 @@ prepare() {
 # the exit, exec refused after it, rm; --rm leaves no record. The image's missing WorkingDir
 # (-w here) is made. Each step's output: named-STEP.{out,err,rc}.
 named() {
-  local sbx=$KILN_SANDBOX_DIR step pid i
+  # A registry of its own: ls lists only what these steps made.
+  local KILN_SANDBOX_DIR step pid i
+  KILN_SANDBOX_DIR=$(mktemp -d /tmp/kiln-e2e-named.XXXXXX)
+  export KILN_SANDBOX_DIR
+  local sbx=$KILN_SANDBOX_DIR
   step() {  # STEP CMD...: kiln's output into named-STEP.*
     local name=$1
     shift
