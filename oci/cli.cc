@@ -101,8 +101,21 @@ int oci_main(int argc, char** argv) {
       ->check(CLI::IsMember({"table", "json"}));
   list_c->add_flag("-q,--quiet", quiet, "IDs only");
   CLI::App* features_c = app.add_subcommand("features", "What kiln-oci supports, as JSON");
-  for (auto [name, what] : {std::pair{"exec", "Run a process in a container"},
-                            {"ps", "List a container's processes"},
+  ExecOptions eo;
+  unsigned exec_preserve = 0;
+  CLI::App* exec_c = app.add_subcommand("exec", "Run another process in a container");
+  exec_c->add_option("-p,--process", eo.process_file, "the process as JSON (the spec's process)");
+  exec_c->add_flag("-d,--detach", eo.detach, "return once it started (its stand-in keeps running)");
+  exec_c->add_option("--pid-file", eo.pid_file, "write its stand-in's host pid here");
+  exec_c->add_option("--console-socket", eo.console_socket, "send its terminal's master here");
+  exec_c->add_flag("-t,--tty", eo.tty, "a terminal (with the command line form)");
+  exec_c->add_option("--cwd", eo.cwd, "working directory (command line form)");
+  exec_c->add_option("-e,--env", eo.env, "K=V (command line form)")->allow_extra_args(false);
+  exec_c->add_option("-u,--user", eo.user, "UID[:GID] (command line form)");
+  exec_c->add_option("--preserve-fds", exec_preserve, "extra fds to pass (only 0)");
+  exec_c->add_option("ID", eo.id)->required();
+  exec_c->add_option("COMMAND", eo.command, "the command line form's command and arguments");
+  for (auto [name, what] : {std::pair{"ps", "List a container's processes"},
                             {"pause", "Pause a container"},
                             {"resume", "Resume a container"},
                             {"update", "Change a container's resources"},
@@ -133,6 +146,11 @@ int oci_main(int argc, char** argv) {
       throw UsageError("--systemd-cgroup: kiln-oci does not manage cgroups (use cgroupfs)");
     if (app.got_subcommand(create_c)) return create(g, co);
     if (app.got_subcommand(start_c)) return start(g, id);
+    if (app.got_subcommand(exec_c)) {
+      if (exec_preserve > 0)
+        throw UsageError("--preserve-fds: file descriptors cannot be passed into a microVM");
+      return exec(g, eo);
+    }
     if (app.got_subcommand(state_c)) return state(g, id);
     if (app.got_subcommand(kill_c)) return kill(g, id, signal);
     if (app.got_subcommand(delete_c)) return remove(g, id, force);

@@ -26,6 +26,7 @@
 #include "base/signals.h"
 #include "base/unique_fd.h"
 #include "oci/spec.h"
+#include "sandbox/commands.h"
 #include "sandbox/control.h"
 #include "sandbox/registry.h"
 
@@ -151,6 +152,16 @@ std::vector<std::string> foreign_interfaces(const std::string& path) {
   return names;
 }
 
+// What a child reports through its ready pipe until it closes it ("ok\n" or "error: ...").
+std::string read_answer(int fd) {
+  std::string answer;
+  char buf[4096];
+  ssize_t n;
+  while ((n = read(fd, buf, sizeof buf)) > 0 && answer.size() < 65536)
+    answer.append(buf, static_cast<size_t>(n));
+  return answer;
+}
+
 // A new pty of `rows` x `cols`: its master goes to the console socket (SCM_RIGHTS, with the
 // slave's name as the message, as runc sends it); the slave is returned.
 UniqueFd open_console(const std::string& socket_path, uint16_t rows, uint16_t cols) {
@@ -264,11 +275,7 @@ int create(const Globals& g, const CreateOptions& o) {
     }
   }
   ready_out.reset();
-  std::string answer;
-  char buf[4096];
-  ssize_t n;
-  while ((n = read(ready_in.get(), buf, sizeof buf)) > 0 && answer.size() < 65536)
-    answer.append(buf, static_cast<size_t>(n));
+  std::string answer = read_answer(ready_in.get());
   if (answer.rfind("ok\n", 0) != 0) {
     int st = 0;
     waitpid(child, &st, 0);
@@ -277,6 +284,89 @@ int create(const Globals& g, const CreateOptions& o) {
     throw kiln::Error(answer.rfind("error: ", 0) == 0
                           ? answer.substr(7)
                           : "the container's process ended before the guest was ready");
+  }
+  if (!o.pid_file.empty()) write_atomically(o.pid_file, std::to_string(child));
+  return 0;
+}
+
+int exec(const Globals& g, const ExecOptions& o) {
+  Registry reg(g.root);
+  Record r = read_container(reg, o.id);
+  std::string st = oci_status(r);
+  if (st != "running" && st != "created")
+    throw kiln::Error("container " + o.id + " is " + st + ": nothing to exec in");
+  agent::Start s;
+  if (!o.process_file.empty()) {
+    if (!o.command.empty()) throw UsageError("exec: --process and a command line conflict");
+    s = load_process(o.process_file);
+  } else {
+    if (o.command.empty()) throw UsageError("exec: a command (or --process FILE) is required");
+    s.argv = o.command;
+    s.env = r.env;
+    for (const auto& kv : o.env) {
+      if (kv.find('=') == std::string::npos) throw UsageError("--env " + kv + ": want K=V");
+      s.env.push_back(kv);
+    }
+    s.cwd = o.cwd.empty() ? r.cwd : o.cwd;
+    if (s.cwd[0] != '/') throw UsageError("--cwd " + s.cwd + ": must be absolute");
+    s.uid = r.uid;
+    s.gid = r.gid;
+    if (!o.user.empty()) std::tie(s.uid, s.gid) = sandbox::parse_numeric_user(o.user);
+    s.terminal = o.tty;
+  }
+  sandbox::AttachOptions attach{true, s.terminal};
+  UniqueFd slave;
+  if (s.terminal) {
+    if (o.console_socket.empty()) throw UsageError("exec with a terminal needs --console-socket");
+    slave = open_console(o.console_socket, s.rows, s.cols);
+  }
+  std::string uds = (reg.dir(o.id) / "vsock").string();
+  auto take_terminal = [&] {
+    if (slave && (ioctl(slave.get(), TIOCSCTTY, 0) < 0 || dup2(slave.get(), 0) < 0 ||
+                  dup2(slave.get(), 1) < 0 || dup2(slave.get(), 2) < 0))
+      throw_errno("make the pty the exec's terminal");
+    slave.reset();
+  };
+  if (!o.detach) {
+    if (slave) {
+      setsid();
+      take_terminal();
+    }
+    UniqueFd signals = sandbox::forwarded_signals();
+    return sandbox::exec_process(uds, s, attach, signals.get(), [&] {
+      if (!o.pid_file.empty()) write_atomically(o.pid_file, std::to_string(getpid()));
+    });
+  }
+  int ready[2];
+  if (pipe2(ready, O_CLOEXEC) < 0) throw_errno("pipe");
+  UniqueFd ready_in(ready[0]), ready_out(ready[1]);
+  std::fflush(nullptr);
+  pid_t child = fork();
+  if (child < 0) throw_errno("fork the exec's stand-in");
+  if (child == 0) {
+    ready_in.reset();
+    setsid();
+    try {
+      take_terminal();
+      UniqueFd signals = sandbox::forwarded_signals();
+      std::exit(sandbox::exec_process(uds, s, attach, signals.get(), [&] {
+        (void)!::write(ready_out.get(), "ok\n", 3);
+        ready_out.reset();
+      }));
+    } catch (const std::exception& e) {
+      std::string msg = std::string("error: ") + e.what();
+      if (ready_out) (void)!::write(ready_out.get(), msg.data(), msg.size());
+      std::exit(sandbox::kExitKiln);
+    }
+  }
+  ready_out.reset();
+  std::string answer = read_answer(ready_in.get());
+  if (answer.rfind("ok\n", 0) != 0) {
+    int status = 0;
+    waitpid(child, &status, 0);
+    // A process the agent could not start: the stand-in said why on its stderr too.
+    throw kiln::Error(answer.rfind("error: ", 0) == 0 ? answer.substr(7)
+                                                      : "the exec'd process could not start");
   }
   if (!o.pid_file.empty()) write_atomically(o.pid_file, std::to_string(child));
   return 0;

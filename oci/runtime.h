@@ -6,6 +6,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 namespace kiln::oci {
 
@@ -22,6 +23,17 @@ struct CreateOptions {
 };
 
 int create(const Globals& g, const CreateOptions& o);
+
+// runc exec: the process from --process FILE, or from the command line (--tty, --cwd, --env,
+// --user UID[:GID]) with the container's environment. A stand-in process on the host relays
+// its stdio and exits with its status: this one, or with --detach a child (its pid in
+// --pid-file) while this returns once the process started.
+struct ExecOptions {
+  std::string id, process_file, pid_file, console_socket, cwd, user;
+  std::vector<std::string> env, command;
+  bool detach = false, tty = false;
+};
+int exec(const Globals& g, const ExecOptions& o);
 int start(const Globals& g, const std::string& id);
 int state(const Globals& g, const std::string& id);
 int kill(const Globals& g, const std::string& id, const std::string& signal);

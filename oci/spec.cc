@@ -232,6 +232,23 @@ void read_resources(const json& linux_obj, sandbox::RunOptions& run) {
 
 }  // namespace
 
+agent::Start load_process(const std::string& path) {
+  std::error_code ec;
+  auto size = fs::file_size(path, ec);
+  if (ec) throw UsageError("--process " + path + ": " + ec.message());
+  if (size > kMaxConfig) throw UsageError("--process " + path + ": larger than 4 MiB");
+  std::ifstream f(path);
+  json p = json::parse(f, nullptr, false);
+  if (p.is_discarded() || !p.is_object())
+    throw UsageError("--process " + path + ": not a JSON object");
+  try {
+    return read_process(p);
+  } catch (const UsageError& e) {
+    std::string m = e.what();  // "config.json: process.x: ..." -> "process.json: process.x: ..."
+    throw UsageError(path + m.substr(m.find(':')));
+  }
+}
+
 Bundle load_bundle(const std::string& dir, const sandbox::RunOptions& defaults) {
   Bundle b;
   b.dir = fs::absolute(dir).lexically_normal().string();

@@ -26,6 +26,9 @@ struct Bundle {
 // Guest memory for a memory limit: the limit plus this much for the guest kernel and agent.
 inline constexpr unsigned kMemoryOverheadMiB = 64;
 
+// A process.json (runc exec --process): the spec's `process` object alone.
+agent::Start load_process(const std::string& path);
+
 // Reads `dir`/config.json (at most 4 MiB). `defaults` gives the kernel, initramfs, vCPUs and
 // memory when the spec does not set them.
 Bundle load_bundle(const std::string& dir, const sandbox::RunOptions& defaults);

@@ -48,6 +48,10 @@ struct ExecOptions {
   AttachOptions attach;
 };
 int exec(const ExecOptions& o);
+// One process through a sandbox's vsock socket `uds`, attached to this process's stdio;
+// `on_started` runs once the agent started it. Its status (126/127: it could not start).
+int exec_process(const std::string& uds, const agent::Start& s, const AttachOptions& attach,
+                 int signal_fd, const std::function<void()>& on_started);
 
 int list(bool all, bool quiet, bool json);
 int kill(const std::string& name, const std::string& signal);

@@ -84,8 +84,26 @@ CONF
   run files --hostname kiln-box "$img" sh -c 'hostname; cat /etc/hostname; grep -q localhost /etc/hosts && echo hosts-ok'
   run memory --memory 256m "$img" sh -c "awk '/MemTotal/ {print \$2}' /proc/meminfo"
 
+  # A detached container: logs, exec (conmon's exec --process --detach), ps, stop, rm.
+  local prt=("${pod[@]}" --runtime "$repo/build/kiln-oci") v
+  pstep() {  # NAME podman-args...
+    local name=$1
+    shift
+    timeout -k 5 180 "${prt[@]}" "$@" < /dev/null > "$out/$name.out" 2> "$out/$name.err"
+    echo $? > "$out/$name.rc"
+  }
+  pstep detach run -d --name kbox --hostname kbox --network none "$img" sh -c \
+    'echo daemon-up; while :; do sleep 1; done'
+  for v in $(seq 300); do "${prt[@]}" logs kbox 2>/dev/null | grep -q daemon-up && break; sleep 0.2; done
+  pstep pexec exec kbox sh -c 'echo "exec-hi $(cat /etc/hostname)"; exit 5'
+  pstep pps ps --format '{{.Names}} {{.Status}}'
+  pstep pstop stop -t 5 kbox
+  pstep plogs logs kbox
+  pstep prm rm kbox
+  echo "oci-e2e: detached container done"
+
   # The runtime's verbs on the hand-made bundle.
-  local oci=("$repo/build/kiln-oci" --root "$tmp/oci") id=kiln-e2e-1 v
+  local oci=("$repo/build/kiln-oci" --root "$tmp/oci") id=kiln-e2e-1
   step() {  # NAME CMD...
     local name=$1
     shift
@@ -102,6 +120,12 @@ CONF
   for v in $(seq 300); do grep -q started "$out/bundle-workload.out" && break; sleep 0.2; done
   step state-running "${oci[@]}" state "$id"
   step list "${oci[@]}" list
+  step exec-cli "${oci[@]}" exec "$id" sh -c 'echo "in-exec $(hostname)"; exit 6'
+  echo '{"args": ["sh", "-c", "echo from-json; echo json-err >&2"], "cwd": "/", "env": ["PATH=/bin"]}' \
+    > "$out/process.json"
+  step exec-json "${oci[@]}" exec --process "$out/process.json" --detach \
+    --pid-file "$out/exec.pid" "$id"
+  for v in $(seq 300); do kill -0 "$(cat "$out/exec.pid" 2>/dev/null)" 2>/dev/null || break; sleep 0.2; done
   step delete-running "${oci[@]}" delete "$id"
   step kill "${oci[@]}" kill "$id" TERM
   for v in $(seq 300); do kill -0 "$(cat "$out/bundle.pid")" 2>/dev/null || break; sleep 0.2; done
@@ -169,6 +193,16 @@ check() {
     grep -q "\"pid\": $(cat "$out/bundle.pid")," "$out/state-running.out"; then ok pid-file
   else bad pid-file "the pid file and state's pid differ"; fi
   match list 0 'kiln-e2e-1 +[0-9]+ +running'
+  expect exec-cli 6 $'in-exec bundled\n'
+  expect exec-json 0 $'from-json\n' $'json-err\n'
+  if [ -n "$(cat "$out/exec.pid" 2>/dev/null)" ]; then ok exec-pid-file
+  else bad exec-pid-file "exec --detach wrote no pid file"; fi
+  match detach 0 '^[0-9a-f]{64}'
+  expect pexec 5 $'exec-hi kbox\n'
+  match pps 0 'kbox Up'
+  match pstop 0 'kbox'
+  expect plogs 0 $'daemon-up\n'
+  match prm 0 'kbox'
   match delete-running 1 '^$' 'is running'
   match kill 0 '^$'
   if [ "$(cat "$out/bundle-workload.out")" = $'started\ngot-term' ]; then ok bundle-workload
