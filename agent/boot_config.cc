@@ -69,6 +69,29 @@ Network parse_network(const std::string& v) {
   return n;
 }
 
+// TAG:NAME:FILE[:ro]: NAME one path component, FILE as a volume's DIR.
+FileBind parse_bind(const std::string& v) {
+  auto bad = [&v](const std::string& why) {
+    return std::runtime_error("kiln.bind='" + v + "': " + why + " (want TAG:NAME:/FILE[:ro])");
+  };
+  std::vector<std::string> parts;
+  std::istringstream in(v);
+  std::string p;
+  while (std::getline(in, p, ':')) parts.push_back(p);
+  if (parts.size() < 3 || parts.size() > 4) throw bad("three or four ':'-separated fields");
+  if (parts.size() == 4 && parts[3] != "ro") throw bad("the only option is ro");
+  FileBind b{parts[0], parts[1], "", parts.size() == 4};
+  if (b.tag.empty() || b.tag.find('/') != std::string::npos) throw bad("a bad tag");
+  if (b.name.empty() || b.name == "." || b.name == ".." || b.name.find('/') != std::string::npos)
+    throw bad("NAME must be one file name");
+  try {
+    b.target = parse_volume(b.tag + ":" + parts[2]).target;  // the rules of a volume's DIR
+  } catch (const std::runtime_error&) {
+    throw bad("FILE must be absolute, not /, without '.' or '..'");
+  }
+  return b;
+}
+
 }  // namespace
 
 BootConfig parse_boot_config(const std::string& cmdline) {
@@ -116,6 +139,9 @@ BootConfig parse_boot_config(const std::string& cmdline) {
     } else if (key == "kiln.volume") {
       if (c.volumes.size() >= 64) throw std::runtime_error("more than 64 kiln.volume= given");
       c.volumes.push_back(parse_volume(value));
+    } else if (key == "kiln.bind") {
+      if (c.binds.size() >= 64) throw std::runtime_error("more than 64 kiln.bind= given");
+      c.binds.push_back(parse_bind(value));
     } else if (key == "kiln.net") {
       c.net = parse_network(value);
     } else if (key == "kiln.dns") {
@@ -131,7 +157,7 @@ BootConfig parse_boot_config(const std::string& cmdline) {
     } else {
       throw std::runtime_error("unknown parameter " + key +
                                " (known: kiln.root, kiln.rootfstype, kiln.rootflags, "
-                               "kiln.hostname, kiln.port, kiln.overlay, kiln.volume, kiln.net, "
+                               "kiln.hostname, kiln.port, kiln.overlay, kiln.volume, kiln.bind, kiln.net, "
                                "kiln.dns)");
     }
   }

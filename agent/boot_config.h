@@ -9,6 +9,10 @@
 //                            a tmpfs: the workload may write, the shared root is not changed
 //   kiln.volume=TAG:DIR[:ro] mount virtio-fs share TAG at DIR (absolute) in the workload's
 //                            root, read-only with ":ro"; repeatable, mounted in order
+//   kiln.bind=TAG:NAME:FILE[:ro]
+//                            file NAME of share TAG (mounted under /run/kiln/shares/TAG,
+//                            read-only unless a bind of it is not) bind-mounted on FILE
+//                            (absolute; made empty, with its parents, if missing); repeatable
 //   kiln.net=ADDR/PREFIX[,gw=GW][,mtu=N]
 //                            eth0's IPv4 address, default route and MTU (68 to 65535)
 //   kiln.dns=ADDR[,ADDR]...  name servers (at most 3) for /etc/resolv.conf (bind-mounted from
@@ -24,6 +28,13 @@ namespace kiln::agent {
 
 struct Volume {
   std::string tag, target;
+  bool read_only = false;
+};
+
+// A file of a virtio-fs share bind-mounted on a file of the root (kiln-oci: the engine's
+// /etc/hosts, /etc/resolv.conf, ...).
+struct FileBind {
+  std::string tag, name, target;
   bool read_only = false;
 };
 
@@ -43,6 +54,7 @@ struct BootConfig {
   std::string hostname = "kiln";
   uint32_t port = 1024;
   std::vector<Volume> volumes;
+  std::vector<FileBind> binds;
   std::optional<Network> net;
   std::vector<std::string> dns;
 };

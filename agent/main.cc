@@ -22,6 +22,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -110,21 +111,51 @@ void mount_api_filesystems() {
   // /dev/ptmx through devpts' own (devtmpfs' node is for the initial instance: the same one).
 }
 
+// An absolute directory and its parents (0755).
+void mkdir_p(const std::string& dir) {
+  std::string path;
+  std::istringstream parts(dir);
+  std::string part;
+  while (std::getline(parts, part, '/')) {
+    if (part.empty()) continue;
+    path += "/" + part;
+    if (mkdir(path.c_str(), 0755) < 0 && errno != EEXIST) fail("mkdir " + path);
+  }
+}
+
 // Each kiln.volume share at its directory in the workload's root (created with its parents).
 void mount_volumes(const BootConfig& cfg) {
   for (const auto& v : cfg.volumes) {
-    std::string path;
-    std::istringstream parts(v.target.substr(1));
-    std::string part;
-    while (std::getline(parts, part, '/')) {
-      if (part.empty()) continue;
-      path += "/" + part;
-      if (mkdir(path.c_str(), 0755) < 0 && errno != EEXIST)
-        fail("mkdir " + path + " for volume " + v.tag);
-    }
+    mkdir_p(v.target);
     if (mount(v.tag.c_str(), v.target.c_str(), "virtiofs",
               MS_NOSUID | MS_NODEV | (v.read_only ? MS_RDONLY : 0), nullptr) < 0)
       fail("mount volume " + v.tag + " on " + v.target);
+  }
+}
+
+// Each kiln.bind: its share mounted once under /run/kiln/shares (read-only unless one of its
+// binds is not), the file bind-mounted on its target.
+void mount_file_binds(const BootConfig& cfg) {
+  std::map<std::string, bool> shares;  // tag -> read-only
+  for (const auto& b : cfg.binds) {
+    auto [it, fresh] = shares.emplace(b.tag, b.read_only);
+    if (!fresh) it->second = it->second && b.read_only;
+  }
+  if (shares.empty()) return;
+  mkdir_p("/run/kiln/shares");
+  for (const auto& [tag, ro] : shares)
+    mount_fs(tag.c_str(), ("/run/kiln/shares/" + tag).c_str(), "virtiofs",
+             MS_NOSUID | MS_NODEV | (ro ? MS_RDONLY : 0));
+  for (const auto& b : cfg.binds) {
+    std::string source = "/run/kiln/shares/" + b.tag + "/" + b.name;
+    mkdir_p(b.target.substr(0, b.target.rfind('/')));
+    UniqueFd target(open(b.target.c_str(), O_RDONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644));
+    if (!target) fail("create " + b.target + " for kiln.bind " + b.tag + ":" + b.name);
+    if (mount(source.c_str(), b.target.c_str(), nullptr, MS_BIND, nullptr) < 0)
+      fail("bind-mount " + source + " on " + b.target);
+    if (b.read_only &&
+        mount(nullptr, b.target.c_str(), nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY, nullptr) < 0)
+      fail("make " + b.target + " read-only");
   }
 }
 
@@ -164,6 +195,7 @@ int run() {
   switch_root(cfg);
   mount_api_filesystems();
   mount_volumes(cfg);
+  mount_file_binds(cfg);
   if (sethostname(cfg.hostname.data(), cfg.hostname.size()) < 0) fail("sethostname");
   bring_up_lo();
   if (cfg.net) configure_eth0(*cfg.net);

@@ -230,15 +230,19 @@ void AgentClient::pump(int timeout_ms) {
       throw kiln::Error("the connection to the agent broke while writing");
     if (signal_fd_ >= 0 && fds[1].revents) {
       signalfd_siginfo si;
-      while (::read(signal_fd_, &si, sizeof si) == sizeof si)
+      while (::read(signal_fd_, &si, sizeof si) == sizeof si) {
+        bool any = false;
         for (auto& [id, p] : procs_) {
           if (!p.started || p.exited) continue;
+          any = true;
           winsize ws{};
           if (si.ssi_signo != SIGWINCH)
             ch_.send(Signal{id, static_cast<int32_t>(si.ssi_signo)});
           else if (p.terminal && ioctl(p.io.out, TIOCGWINSZ, &ws) == 0)
             ch_.send(Resize{id, ws.ws_row, ws.ws_col});  // the host terminal's new size
         }
+        if (!any && si.ssi_signo != SIGWINCH) unforwarded_signal_ = static_cast<int>(si.ssi_signo);
+      }
     }
     for (size_t i = first_watch; i < first_stdin; ++i)
       if (fds[i].revents) watches_[i - first_watch].second();
@@ -305,6 +309,10 @@ Exit AgentClient::wait(uint32_t id) {
   Exit e = it->second.exit;
   procs_.erase(it);
   return e;
+}
+
+void AgentClient::pump_until(const std::function<bool()>& done) {
+  while (!done()) pump(-1);
 }
 
 int AgentClient::run(Start s, Stdio io) {

@@ -74,6 +74,10 @@ class AgentClient {
 
   // Pumps stdio of every process until `id` exited; returns its exit.
   agent::Exit wait(uint32_t id);
+  // Pumps (the connection, watched fds, signals) until `done()` (checked after each round).
+  void pump_until(const std::function<bool()>& done);
+  // A signal from forward_signals()'s fd that arrived while no process ran (0: none).
+  int unforwarded_signal() const { return unforwarded_signal_; }
   // start + wait: the exit status (code, or 128 + signal).
   int run(agent::Start s, Stdio io);
 
@@ -107,6 +111,7 @@ class AgentClient {
   int signal_fd_ = -1;
   std::vector<std::pair<int, std::function<void()>>> watches_;
   std::optional<std::chrono::steady_clock::time_point> deadline_;
+  int unforwarded_signal_ = 0;
 };
 
 }  // namespace kiln::sandbox

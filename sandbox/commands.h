@@ -1,6 +1,7 @@
 // The `kiln sandbox` commands behind the command line (sandbox/cli.cc parses it).
 #pragma once
 
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -17,6 +18,7 @@ struct RunOptions {
   std::string kernel, initrd;
   WorkloadRequest workload;
   std::vector<Volume> volumes;
+  std::vector<FileBind> files;
   std::optional<SandboxNet> net;
   std::optional<std::string> name;
   bool remove = false;  // --rm
@@ -24,6 +26,17 @@ struct RunOptions {
   bool timings = false;
   std::string console_log;  // empty: the sandbox's own console.log (kept until rm)
   unsigned cpus = 1, memory = 256, boot_timeout = 300;
+  // kiln-oci: the workload planned by the caller (its root and Start) rather than from
+  // `workload` (whose root is still what the record shows), and the guest's hostname.
+  std::optional<Workload> planned;
+  std::string hostname;
+  std::string state_root;  // the registry's root (empty: Registry::default_root())
+  // A start gate: once the agent is ready the sandbox is recorded `created`, `on_created`
+  // runs, and the workload waits for a start request on the control socket (kiln-oci start).
+  // A signal before that (through the control socket, or to this process) ends the sandbox
+  // with 128+N.
+  bool wait_for_start = false;
+  std::function<void()> on_created;
 };
 // Boots the sandbox, runs the workload, records it; the workload's status.
 int run(const RunOptions& o);
@@ -35,6 +48,10 @@ struct ExecOptions {
   AttachOptions attach;
 };
 int exec(const ExecOptions& o);
+// One process through a sandbox's vsock socket `uds`, attached to this process's stdio;
+// `on_started` runs once the agent started it. Its status (126/127: it could not start).
+int exec_process(const std::string& uds, const agent::Start& s, const AttachOptions& attach,
+                 int signal_fd, const std::function<void()>& on_started);
 
 int list(bool all, bool quiet, bool json);
 int kill(const std::string& name, const std::string& signal);

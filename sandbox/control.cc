@@ -73,30 +73,38 @@ ControlServer::~ControlServer() {
   unlink(path_.c_str());
 }
 
-void ControlServer::serve_one(const std::function<std::string(int)>& on_signal) {
+void ControlServer::serve_one(const ControlHandlers& h) {
   UniqueFd c(accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC));
   if (!c) return;  // EAGAIN: another poll round
   std::string line;
   if (!read_line(c.get(), &line, 1000))
     return send_line(c.get(), {{"error", "want one JSON line within 1 s"}});
   json req = json::parse(line, nullptr, false);
-  if (!req.is_object() || req.size() != 1 || !req.contains("signal") ||
-      !req["signal"].is_number_unsigned() || req["signal"].get<uint64_t>() < 1 ||
-      req["signal"].get<uint64_t>() > 64)
-    return send_line(c.get(), {{"error", "want {\"signal\": 1..64}"}});
-  std::string err = on_signal(req["signal"].get<int>());
+  std::string err;
+  if (req.is_object() && req.size() == 1 && req.contains("signal") &&
+      req["signal"].is_number_unsigned() && req["signal"].get<uint64_t>() >= 1 &&
+      req["signal"].get<uint64_t>() <= 64)
+    err = h.on_signal(req["signal"].get<int>());
+  else if (req.is_object() && req.size() == 1 && req.contains("start") &&
+           req["start"] == true)
+    err = h.on_start ? h.on_start() : "this sandbox has no start gate (it started on its own)";
+  else
+    err = "want {\"signal\": 1..64} or {\"start\": true}";
   send_line(c.get(), err.empty() ? json{{"ok", true}} : json{{"error", err}});
 }
 
-void request_signal(const std::string& path, int sig) {
+namespace {
+
+// One request and its answer; throws kiln::Error with the sandbox's refusal.
+void request(const std::string& path, const json& req, int answer_ms) {
   sockaddr_un a = address(path);
   UniqueFd s(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (!s) throw_errno("socket");
   if (connect(s.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) < 0)
     throw_errno("connect " + path + " (has the sandbox ended?)");
-  send_line(s.get(), {{"signal", sig}});
+  send_line(s.get(), req);
   std::string line;
-  if (!read_line(s.get(), &line, 10000))
+  if (!read_line(s.get(), &line, answer_ms))
     throw kiln::Error("the sandbox did not answer through " + path);
   json r = json::parse(line, nullptr, false);
   if (r.is_object() && r.contains("ok")) return;
@@ -104,5 +112,12 @@ void request_signal(const std::string& path, int sig) {
     throw kiln::Error(r["error"].get<std::string>());
   throw kiln::Error("the sandbox answered '" + line.substr(0, 80) + "' through " + path);
 }
+
+}  // namespace
+
+void request_signal(const std::string& path, int sig) { request(path, {{"signal", sig}}, 10000); }
+
+// Starting is the agent's fork + exec, which it answers within 60 s or is broken.
+void request_start(const std::string& path) { request(path, {{"start", true}}, 70000); }
 
 }  // namespace kiln::sandbox

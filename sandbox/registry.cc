@@ -26,12 +26,13 @@ namespace {
 
 constexpr size_t kMaxRecord = 16 << 20;
 
-const char* kStatus[] = {"starting", "running", "exited"};
+const char* kStatus[] = {"starting", "created", "running", "exited"};
 
 }  // namespace
 
 // sandbox.json: every field of Record (all required when read back).
 NLOHMANN_JSON_SERIALIZE_ENUM(Status, {{Status::kStarting, "starting"},
+                                      {Status::kCreated, "created"},
                                       {Status::kRunning, "running"},
                                       {Status::kExited, "exited"}})
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(Record, name, pid, pid_start, root, command, created, status,

@@ -13,7 +13,9 @@
 
 namespace kiln::sandbox {
 
-enum class Status { kStarting, kRunning, kExited };
+// starting: booting; created: the agent is ready and the workload waits for a start request
+// (kiln-oci create); running: the workload was started; exited: `exit_status` is its status.
+enum class Status { kStarting, kCreated, kRunning, kExited };
 
 struct Record {
   std::string name;
@@ -67,7 +69,7 @@ class Registry {
   std::filesystem::path root_;
 };
 
-const char* status_name(
-    const Record& r);  // "starting", "running", "exited", or "dead" (gone unrecorded)
+// "starting", "created", "running", "exited", or "dead" (its run process is gone unrecorded).
+const char* status_name(const Record& r);
 
 }  // namespace kiln::sandbox

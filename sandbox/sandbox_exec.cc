@@ -78,13 +78,21 @@ int exec(const ExecOptions& o) {
     s.groups.clear();
   }
   s.argv = o.command;
+  return exec_process(uds, s, o.attach, signals.get(), {});
+}
+
+int exec_process(const std::string& uds, const agent::Start& s, const AttachOptions& attach_opts,
+                 int signal_fd, const std::function<void()>& on_started) {
   // A sandbox still booting is waited for.
   AgentClient client(AgentClient::connect_vsock(uds, agent::kDefaultPort, 60s));
-  client.forward_signals(signals.get());
+  client.forward_signals(signal_fd);
   client.handshake(10s);
   bool started = false;
   try {
-    return attach(client, s, o.attach, [&](uint32_t) { started = true; });
+    return attach(client, s, attach_opts, [&](uint32_t) {
+      started = true;
+      if (on_started) on_started();
+    });
   } catch (const kiln::Error& e) {
     if (!started) throw;
     // The sandbox stopped (its workload ended) while this process ran: it was killed with it.

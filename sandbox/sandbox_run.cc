@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <ctime>
@@ -90,6 +91,12 @@ int wait_vm(pid_t pid, std::chrono::milliseconds timeout) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
+// Signals whose default action neither ends nor stops a process.
+bool ignored_by_default(int sig) {
+  return sig == SIGCHLD || sig == SIGCONT || sig == SIGURG || sig == SIGWINCH || sig == SIGSTOP ||
+         sig == SIGTSTP || sig == SIGTTIN || sig == SIGTTOU;
+}
+
 std::string utc_now() {
   std::time_t t = std::time(nullptr);
   std::tm tm{};
@@ -127,6 +134,10 @@ class Entry {
   Entry& operator=(const Entry&) = delete;
 
   const fs::path& dir() const { return dir_; }
+  void created() {
+    rec_.status = Status::kCreated;
+    reg_.write(rec_);
+  }
   void running() {
     rec_.status = Status::kRunning;
     reg_.write(rec_);
@@ -148,7 +159,8 @@ int run(const RunOptions& o) {
     return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   };
   UniqueFd signals = forwarded_signals();
-  Workload w = plan_workload(o.workload);  // bad input is refused before anything is recorded
+  // Bad input is refused before anything is recorded.
+  Workload w = o.planned ? *o.planned : plan_workload(o.workload);
   Record rec;
   rec.name = o.name.value_or(random_name());
   rec.pid = getpid();
@@ -162,7 +174,7 @@ int run(const RunOptions& o) {
   rec.gid = w.start.gid;
   rec.groups = w.start.groups;
   rec.user_root = w.user_root;
-  Registry reg;
+  Registry reg(o.state_root.empty() ? Registry::default_root() : fs::path(o.state_root));
   Entry entry(reg, rec, o.remove);
 
   std::string uds = (entry.dir() / "vsock").string();
@@ -176,12 +188,26 @@ int run(const RunOptions& o) {
                                 "--memory", std::to_string(o.memory)};
   args.insert(args.end(), w.vm_args.begin(), w.vm_args.end());
   std::string cmdline = "console=ttyS0 reboot=k panic=1 quiet" + w.cmdline;
+  if (!o.hostname.empty()) cmdline += " kiln.hostname=" + o.hostname;
   for (size_t i = 0; i < o.volumes.size(); ++i) {
     const Volume& v = o.volumes[i];
     std::string tag = "kiln-v" + std::to_string(i);
     args.insert(args.end(),
                 {"--fs", "tag=" + tag + ",path=" + v.host + (v.read_only ? ",ro" : "")});
     cmdline += " kiln.volume=" + tag + ":" + v.guest + (v.read_only ? ":ro" : "");
+  }
+  // File binds: each directory shared once, read-only (see FileBind).
+  std::vector<std::string> file_dirs;
+  for (const FileBind& f : o.files) {
+    fs::path p(f.host);
+    std::string dir = p.parent_path().string(), name = p.filename().string();
+    auto it = std::find(file_dirs.begin(), file_dirs.end(), dir);
+    std::string tag = "kiln-f" + std::to_string(it - file_dirs.begin());
+    if (it == file_dirs.end()) {
+      file_dirs.push_back(dir);
+      args.insert(args.end(), {"--fs", "tag=" + tag + ",path=" + dir + ",ro"});
+    }
+    cmdline += " kiln.bind=" + tag + ":" + name + ":" + f.guest + ":ro";
   }
   if (o.net) {
     auto net_args = o.net->vm_args();
@@ -220,18 +246,45 @@ int run(const RunOptions& o) {
     client.forward_signals(signals.get());
     agent::Hello hello = client.handshake(10s);
     double ready_ms = ms_since(), started_ms = 0;
-    entry.running();
     std::optional<uint32_t> main_id;
+    bool start_requested = !o.wait_for_start;
+    int gate_signal = 0;  // a signal that ended the sandbox at its start gate
+    ControlHandlers handlers;
     // kiln sandbox kill: the signal goes to the workload; a workload still there 10 s after
-    // SIGKILL means the guest does not do what it is told, and the VM is stopped.
-    client.watch(control.fd(), [&] {
-      control.serve_one([&](int sig) -> std::string {
-        if (!main_id) return "the workload has not started yet";
-        client.signal(*main_id, sig);
-        if (sig == SIGKILL) client.set_deadline(std::chrono::steady_clock::now() + 10s);
+    // SIGKILL means the guest does not do what it is told, and the VM is stopped. At the start
+    // gate there is no workload yet: a signal that would end a process ends the sandbox.
+    handlers.on_signal = [&](int sig) -> std::string {
+      if (!main_id && !start_requested) {
+        if (!ignored_by_default(sig)) gate_signal = sig;
         return "";
+      }
+      if (!main_id) return "the workload is starting; try again";
+      client.signal(*main_id, sig);
+      if (sig == SIGKILL) client.set_deadline(std::chrono::steady_clock::now() + 10s);
+      return "";
+    };
+    if (o.wait_for_start)
+      handlers.on_start = [&]() -> std::string {
+        if (start_requested) return "the workload was started already";
+        if (gate_signal) return "the sandbox is stopping (it was signalled)";
+        start_requested = true;
+        entry.running();
+        return "";
+      };
+    client.watch(control.fd(), [&] { control.serve_one(handlers); });
+    if (o.wait_for_start) {
+      entry.created();
+      if (o.on_created) o.on_created();
+      client.pump_until([&] {
+        return start_requested || gate_signal || client.unforwarded_signal();
       });
-    });
+      if (!start_requested) {
+        int sig = gate_signal ? gate_signal : client.unforwarded_signal();
+        return entry.status = 128 + sig;  // Reap stops the VM
+      }
+    } else {
+      entry.running();
+    }
     try {
       entry.status = attach(client, w.start, o.attach, [&](uint32_t id) {
         main_id = id;

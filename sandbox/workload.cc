@@ -81,6 +81,18 @@ std::pair<uint32_t, uint32_t> parse_numeric_user(const std::string& v) {
   return {uid, colon == std::string::npos ? uid : number(v.substr(colon + 1))};
 }
 
+Workload directory_workload(const std::string& root, bool read_only, agent::Start start) {
+  if (root.find(',') != std::string::npos)
+    throw kiln::Error("root " + root + ": a directory root must not contain ','");
+  Workload w;
+  w.vm_args = {"--fs", "tag=kiln-root,path=" + root + (read_only ? ",ro" : "")};
+  w.cmdline = " kiln.root=kiln-root kiln.rootfstype=virtiofs";
+  if (read_only) w.cmdline += " kiln.rootflags=ro";
+  w.user_root = fs::absolute(root).string();
+  w.start = std::move(start);
+  return w;
+}
+
 // The command line as given for a directory or a disk; an image's defaults (Entrypoint, Cmd,
 // Env, WorkingDir, User) under the flags for an image, whose cached root is shared read-only
 // under a tmpfs overlay (runs never change it). A missing working directory is created, as

@@ -18,6 +18,13 @@ struct Volume {
   bool read_only = false;
 };
 
+// A host file bind-mounted on a guest file (kiln-oci: the engine's /etc/hosts, ...). Its
+// directory is shared read-only, so the file is read-only in the guest and the guest cannot
+// reach the directory's other files for writing.
+struct FileBind {
+  std::string host, guest;
+};
+
 // -v HOSTDIR:GUESTDIR[:ro]; kiln::Error naming the value when it is not one.
 Volume parse_volume(const std::string& v);
 
@@ -36,6 +43,9 @@ struct Workload {
   std::string cmdline;               // the agent's root parameters
   std::string user_root;             // where -u names resolve (none for a disk)
 };
+
+// A directory root as is, read-only if asked (kiln-oci: the bundle's root), with `start`.
+Workload directory_workload(const std::string& root, bool read_only, agent::Start start);
 
 // The image is unpacked (once, into the cache) here. kiln::Error or UsageError naming the
 // flag when the request cannot run.

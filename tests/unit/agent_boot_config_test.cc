@@ -104,5 +104,22 @@ TEST(AgentBootConfig, BadNetworksAreRefused) {
             std::string::npos);
 }
 
+TEST(AgentBootConfig, FileBinds) {
+  auto c = parse_boot_config(
+      "kiln.root=x kiln.bind=kiln-f0:hosts:/etc/hosts kiln.bind=kiln-f0:.containerenv:/run/.containerenv:ro");
+  ASSERT_EQ(c.binds.size(), 2u);
+  EXPECT_EQ(c.binds[0].tag, "kiln-f0");
+  EXPECT_EQ(c.binds[0].name, "hosts");
+  EXPECT_EQ(c.binds[0].target, "/etc/hosts");
+  EXPECT_FALSE(c.binds[0].read_only);
+  EXPECT_EQ(c.binds[1].name, ".containerenv");
+  EXPECT_TRUE(c.binds[1].read_only);
+  for (const char* bad : {"t:hosts", "t:a/b:/etc/x", "t:..:/etc/x", "t:h:etc/x", "t:h:/etc/../x",
+                          "t:h:/x:rw", ":h:/x", "t:h:/x:ro:more"})
+    EXPECT_NE(error_of(std::string("kiln.root=x kiln.bind=") + bad).find("kiln.bind="),
+              std::string::npos)
+        << bad;
+}
+
 }  // namespace
 }  // namespace kiln::agent

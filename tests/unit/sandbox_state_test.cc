@@ -153,10 +153,11 @@ int connect_to(const std::string& path) {
   return s;
 }
 
-void serve_when_ready(ControlServer& server, const std::function<std::string(int)>& fn) {
+void serve_when_ready(ControlServer& server, const std::function<std::string(int)>& fn,
+                      const std::function<std::string()>& start = {}) {
   pollfd p{server.fd(), POLLIN, 0};
   ASSERT_EQ(poll(&p, 1, 10000), 1);
-  server.serve_one(fn);
+  server.serve_one(ControlHandlers{fn, start});
 }
 
 TEST(Control, SignalRequestRoundTrip) {
@@ -188,6 +189,33 @@ TEST(Control, SignalRequestRoundTrip) {
   EXPECT_EQ(client_error, "the workload has exited");
 }
 
+TEST(Control, StartRequestsReachOnlyAGate) {
+  TempDir t;
+  std::string path = (t.path() / "control").string();
+  ControlServer server(path);
+  int started = 0;
+  ControlHandlers gate{[](int) { return std::string(); }, [&] {
+                         ++started;
+                         return std::string();
+                       }};
+  std::thread ok([&] { request_start(path); });
+  serve_when_ready(server, gate.on_signal, gate.on_start);
+  ok.join();
+  EXPECT_EQ(started, 1);
+
+  std::string refused;
+  std::thread no_gate([&] {
+    try {
+      request_start(path);
+    } catch (const Error& e) {
+      refused = e.what();
+    }
+  });
+  serve_when_ready(server, gate.on_signal, {});
+  no_gate.join();
+  EXPECT_NE(refused.find("no start gate"), std::string::npos) << refused;
+}
+
 TEST(Control, GarbageGetsAnErrorAndNoSignal) {
   TempDir t;
   std::string path = (t.path() / "control").string();
@@ -197,7 +225,7 @@ TEST(Control, GarbageGetsAnErrorAndNoSignal) {
     called = true;
     return std::string();
   };
-  for (const char* bad : {"hello\n", "{\"signal\": 0}\n", "{\"signal\": 65}\n",
+  for (const char* bad : {"hello\n", "{\"signal\": 0}\n", "{\"start\": false}\n", "{\"signal\": 65}\n",
                           "{\"signal\": -9}\n", "{\"signal\": 9, \"x\": 1}\n", "[9]\n"}) {
     UniqueFd c(connect_to(path));
     ASSERT_EQ(send(c.get(), bad, strlen(bad), 0), static_cast<ssize_t>(strlen(bad)));

@@ -1,0 +1,462 @@
+#include "oci/runtime.h"
+
+#include <fcntl.h>
+#include <net/if.h>
+#include <sched.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <termios.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "base/error.h"
+#include "base/signals.h"
+#include "base/unique_fd.h"
+#include "oci/spec.h"
+#include "sandbox/commands.h"
+#include "sandbox/control.h"
+#include "sandbox/registry.h"
+
+namespace kiln::oci {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using sandbox::Record;
+using sandbox::Registry;
+using sandbox::Status;
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr const char* kOciVersion = "1.0.2";
+
+// What `create` adds beside the sandbox's record: the bundle, for state.
+constexpr const char* kOciFile = "oci.json";
+
+fs::path self_dir() { return fs::read_symlink("/proc/self/exe").parent_path(); }
+
+// A file written whole or not at all (a temporary file renamed over it).
+void write_atomically(const fs::path& path, const std::string& text) {
+  fs::path tmp = path.string() + ".tmp";
+  {
+    UniqueFd fd(open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+    if (!fd) throw_errno("write " + tmp.string());
+    if (::write(fd.get(), text.data(), text.size()) != static_cast<ssize_t>(text.size()))
+      throw_errno("write " + tmp.string());
+  }
+  if (rename(tmp.c_str(), path.c_str()) < 0) throw_errno("rename " + tmp.string());
+}
+
+Record read_container(const Registry& reg, const std::string& id) {
+  try {
+    return reg.read(id);
+  } catch (const UsageError&) {
+    throw kiln::Error("container " + id + " does not exist");
+  }
+}
+
+// runc's status names: the record's status and whether its host process still runs.
+std::string oci_status(const Record& r) {
+  if (r.status == Status::kExited || !Registry::alive(r)) return "stopped";
+  switch (r.status) {
+    case Status::kStarting: return "creating";
+    case Status::kCreated: return "created";
+    default: return "running";
+  }
+}
+
+json state_of(const Registry& reg, const Record& r) {
+  json extra = json::object();
+  std::ifstream f(reg.dir(r.name) / kOciFile);
+  if (f) extra = json::parse(f, nullptr, false);
+  if (!extra.is_object()) extra = json::object();
+  std::string status = oci_status(r);
+  return {{"ociVersion", kOciVersion},
+          {"id", r.name},
+          {"pid", status == "stopped" ? 0 : r.pid},
+          {"status", status},
+          {"bundle", extra.value("bundle", "")},
+          {"rootfs", r.root},
+          {"created", r.created},
+          {"owner", ""},
+          {"annotations", extra.value("annotations", json::object())}};
+}
+
+sandbox::RunOptions defaults() {
+  sandbox::RunOptions d;
+  d.kernel = (self_dir() / "guest-kernel" / "vmlinux").string();
+  d.initrd = (self_dir() / "agent" / "kiln-agent.cpio").string();
+  for (const auto& [what, path] : {std::pair{"kernel", d.kernel}, {"initramfs", d.initrd}})
+    if (!fs::is_regular_file(path))
+      throw kiln::Error(std::string("the guest ") + what + " " + path +
+                        " is missing (scripts/setup.sh builds it beside kiln)");
+  d.attach.interactive = true;  // fd 0 is the container's stdin, whatever the engine made it
+  return d;
+}
+
+// Waits up to `timeout` for the container's host process to end.
+bool wait_gone(const Record& r, std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (Registry::alive(r) && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(20ms);
+  return !Registry::alive(r);
+}
+
+// The interfaces of network namespace `path` other than lo, read by a child that enters it
+// (setns changes only the calling thread's namespace, but a child keeps this process clean).
+std::vector<std::string> foreign_interfaces(const std::string& path) {
+  UniqueFd ns(open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!ns) throw_errno("open the network namespace " + path);
+  int p[2];
+  if (pipe2(p, O_CLOEXEC) < 0) throw_errno("pipe");
+  UniqueFd in(p[0]), out(p[1]);
+  pid_t child = fork();
+  if (child < 0) throw_errno("fork");
+  if (child == 0) {
+    if (setns(ns.get(), CLONE_NEWNET) < 0) _exit(1);
+    if (if_nameindex* names = if_nameindex()) {
+      for (if_nameindex* n = names; n->if_index; ++n) {
+        std::string line = std::string(n->if_name) + "\n";
+        (void)!::write(out.get(), line.data(), line.size());
+      }
+    }
+    _exit(0);
+  }
+  out.reset();
+  std::string text;
+  char buf[1024];
+  ssize_t n;
+  while ((n = read(in.get(), buf, sizeof buf)) > 0 && text.size() < 65536)
+    text.append(buf, static_cast<size_t>(n));
+  int st = 0;
+  waitpid(child, &st, 0);
+  if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+    throw kiln::Error("cannot enter the network namespace " + path);
+  std::vector<std::string> names;
+  std::istringstream lines(text);
+  for (std::string l; std::getline(lines, l);)
+    if (l != "lo") names.push_back(l);
+  return names;
+}
+
+// What a child reports through its ready pipe until it closes it ("ok\n" or "error: ...").
+std::string read_answer(int fd) {
+  std::string answer;
+  char buf[4096];
+  ssize_t n;
+  while ((n = read(fd, buf, sizeof buf)) > 0 && answer.size() < 65536)
+    answer.append(buf, static_cast<size_t>(n));
+  return answer;
+}
+
+// A new pty of `rows` x `cols`: its master goes to the console socket (SCM_RIGHTS, with the
+// slave's name as the message, as runc sends it); the slave is returned.
+UniqueFd open_console(const std::string& socket_path, uint16_t rows, uint16_t cols) {
+  UniqueFd master(posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC));
+  if (!master || grantpt(master.get()) < 0 || unlockpt(master.get()) < 0)
+    throw_errno("make a pty for the container");
+  char name[128];
+  if (ptsname_r(master.get(), name, sizeof name) != 0) throw_errno("ptsname");
+  winsize ws{};
+  ws.ws_row = rows;
+  ws.ws_col = cols;
+  ioctl(master.get(), TIOCSWINSZ, &ws);
+  UniqueFd slave(open(name, O_RDWR | O_NOCTTY | O_CLOEXEC));
+  if (!slave) throw_errno(std::string("open ") + name);
+
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  if (socket_path.size() >= sizeof a.sun_path)
+    throw UsageError("--console-socket " + socket_path + ": the path is too long");
+  std::memcpy(a.sun_path, socket_path.c_str(), socket_path.size() + 1);
+  UniqueFd s(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!s || connect(s.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) < 0)
+    throw_errno("connect to --console-socket " + socket_path);
+  iovec iov{name, std::strlen(name)};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  cmsghdr* c = CMSG_FIRSTHDR(&msg);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(sizeof(int));
+  int fd = master.get();
+  std::memcpy(CMSG_DATA(c), &fd, sizeof fd);
+  if (sendmsg(s.get(), &msg, MSG_NOSIGNAL) < 0) throw_errno("send the pty to --console-socket");
+  return slave;
+}
+
+}  // namespace
+
+std::string default_root() {
+  if (geteuid() == 0) return "/run/kiln-oci";
+  if (const char* x = getenv("XDG_RUNTIME_DIR"); x && *x) return std::string(x) + "/kiln-oci";
+  return "/tmp/kiln-oci-" + std::to_string(geteuid());
+}
+
+int create(const Globals& g, const CreateOptions& o) {
+  sandbox::check_name(o.id);
+  if (o.preserve_fds > 0)
+    throw UsageError("--preserve-fds: file descriptors cannot be passed into a microVM");
+  Registry reg(g.root);
+  if (fs::exists(reg.dir(o.id))) throw kiln::Error("container " + o.id + " already exists");
+  Bundle b = load_bundle(o.bundle.empty() ? "." : o.bundle, defaults());
+  // A terminal: a pty made here, its master sent to the engine's console socket, its slave
+  // the container process's stdio and controlling terminal (resizes arrive as SIGWINCH).
+  UniqueFd slave;
+  if (b.terminal) {
+    if (o.console_socket.empty())
+      throw UsageError("config.json: process.terminal needs --console-socket");
+    slave = open_console(o.console_socket, b.run.planned->start.rows,
+                         b.run.planned->start.cols);
+    b.run.attach.tty = true;
+  } else if (!o.console_socket.empty()) {
+    throw UsageError("--console-socket is for a process with a terminal (process.terminal)");
+  }
+  // An engine's network (a veth in the container's namespace) is not connected to the guest
+  // yet: refused rather than left unconnected.
+  if (!b.netns.empty())
+    if (auto names = foreign_interfaces(b.netns); !names.empty())
+      throw UsageError("linux.namespaces: the network namespace " + b.netns + " has " +
+                       names[0] + ": kiln-oci does not connect microVMs to an engine's " +
+                       "network yet (use --network none: the guest has loopback only)");
+  b.run.name = o.id;
+  b.run.state_root = g.root;
+  b.run.wait_for_start = true;
+
+  int ready[2];
+  if (pipe2(ready, O_CLOEXEC) < 0) throw_errno("pipe");
+  UniqueFd ready_in(ready[0]), ready_out(ready[1]);
+  std::fflush(nullptr);
+  pid_t child = fork();
+  if (child < 0) throw_errno("fork the container's process");
+  if (child == 0) {
+    // The container's host process: its own session (as runc's init), the caller's stdio.
+    ready_in.reset();
+    setsid();
+    if (slave) {
+      if (ioctl(slave.get(), TIOCSCTTY, 0) < 0 || dup2(slave.get(), 0) < 0 ||
+          dup2(slave.get(), 1) < 0 || dup2(slave.get(), 2) < 0) {
+        std::string msg = "error: cannot make the pty the container's terminal";
+        (void)!::write(ready_out.get(), msg.data(), msg.size());
+        std::exit(sandbox::kExitKiln);
+      }
+      slave.reset();
+    }
+    json extra = {{"bundle", b.dir}, {"annotations", b.annotations}};
+    b.run.on_created = [&] {
+      write_atomically(reg.dir(o.id) / kOciFile, extra.dump() + "\n");
+      (void)!::write(ready_out.get(), "ok\n", 3);
+      ready_out.reset();
+    };
+    try {
+      std::exit(sandbox::run(b.run));
+    } catch (const std::exception& e) {
+      std::string msg = std::string("error: ") + e.what();
+      if (ready_out) (void)!::write(ready_out.get(), msg.data(), msg.size());
+      std::fprintf(stderr, "kiln-oci: %s\n", e.what());
+      std::exit(sandbox::kExitKiln);
+    }
+  }
+  ready_out.reset();
+  std::string answer = read_answer(ready_in.get());
+  if (answer.rfind("ok\n", 0) != 0) {
+    int st = 0;
+    waitpid(child, &st, 0);
+    std::error_code ec;
+    fs::remove_all(reg.dir(o.id), ec);  // nothing of a container that never was stays
+    throw kiln::Error(answer.rfind("error: ", 0) == 0
+                          ? answer.substr(7)
+                          : "the container's process ended before the guest was ready");
+  }
+  if (!o.pid_file.empty()) write_atomically(o.pid_file, std::to_string(child));
+  return 0;
+}
+
+int exec(const Globals& g, const ExecOptions& o) {
+  Registry reg(g.root);
+  Record r = read_container(reg, o.id);
+  std::string st = oci_status(r);
+  if (st != "running" && st != "created")
+    throw kiln::Error("container " + o.id + " is " + st + ": nothing to exec in");
+  agent::Start s;
+  if (!o.process_file.empty()) {
+    if (!o.command.empty()) throw UsageError("exec: --process and a command line conflict");
+    s = load_process(o.process_file);
+  } else {
+    if (o.command.empty()) throw UsageError("exec: a command (or --process FILE) is required");
+    s.argv = o.command;
+    s.env = r.env;
+    for (const auto& kv : o.env) {
+      if (kv.find('=') == std::string::npos) throw UsageError("--env " + kv + ": want K=V");
+      s.env.push_back(kv);
+    }
+    s.cwd = o.cwd.empty() ? r.cwd : o.cwd;
+    if (s.cwd[0] != '/') throw UsageError("--cwd " + s.cwd + ": must be absolute");
+    s.uid = r.uid;
+    s.gid = r.gid;
+    if (!o.user.empty()) std::tie(s.uid, s.gid) = sandbox::parse_numeric_user(o.user);
+    s.terminal = o.tty;
+  }
+  sandbox::AttachOptions attach{true, s.terminal};
+  UniqueFd slave;
+  if (s.terminal) {
+    if (o.console_socket.empty()) throw UsageError("exec with a terminal needs --console-socket");
+    slave = open_console(o.console_socket, s.rows, s.cols);
+  }
+  std::string uds = (reg.dir(o.id) / "vsock").string();
+  auto take_terminal = [&] {
+    if (slave && (ioctl(slave.get(), TIOCSCTTY, 0) < 0 || dup2(slave.get(), 0) < 0 ||
+                  dup2(slave.get(), 1) < 0 || dup2(slave.get(), 2) < 0))
+      throw_errno("make the pty the exec's terminal");
+    slave.reset();
+  };
+  if (!o.detach) {
+    if (slave) {
+      setsid();
+      take_terminal();
+    }
+    UniqueFd signals = sandbox::forwarded_signals();
+    return sandbox::exec_process(uds, s, attach, signals.get(), [&] {
+      if (!o.pid_file.empty()) write_atomically(o.pid_file, std::to_string(getpid()));
+    });
+  }
+  int ready[2];
+  if (pipe2(ready, O_CLOEXEC) < 0) throw_errno("pipe");
+  UniqueFd ready_in(ready[0]), ready_out(ready[1]);
+  std::fflush(nullptr);
+  pid_t child = fork();
+  if (child < 0) throw_errno("fork the exec's stand-in");
+  if (child == 0) {
+    ready_in.reset();
+    setsid();
+    try {
+      take_terminal();
+      UniqueFd signals = sandbox::forwarded_signals();
+      std::exit(sandbox::exec_process(uds, s, attach, signals.get(), [&] {
+        (void)!::write(ready_out.get(), "ok\n", 3);
+        ready_out.reset();
+      }));
+    } catch (const std::exception& e) {
+      std::string msg = std::string("error: ") + e.what();
+      if (ready_out) (void)!::write(ready_out.get(), msg.data(), msg.size());
+      std::exit(sandbox::kExitKiln);
+    }
+  }
+  ready_out.reset();
+  std::string answer = read_answer(ready_in.get());
+  if (answer.rfind("ok\n", 0) != 0) {
+    int status = 0;
+    waitpid(child, &status, 0);
+    // A process the agent could not start: the stand-in said why on its stderr too.
+    throw kiln::Error(answer.rfind("error: ", 0) == 0 ? answer.substr(7)
+                                                      : "the exec'd process could not start");
+  }
+  if (!o.pid_file.empty()) write_atomically(o.pid_file, std::to_string(child));
+  return 0;
+}
+
+int start(const Globals& g, const std::string& id) {
+  Registry reg(g.root);
+  Record r = read_container(reg, id);
+  std::string st = oci_status(r);
+  if (st != "created") throw kiln::Error("container " + id + " is " + st + ", not created");
+  sandbox::request_start((reg.dir(id) / "control").string());
+  return 0;
+}
+
+int state(const Globals& g, const std::string& id) {
+  Registry reg(g.root);
+  std::printf("%s\n", state_of(reg, read_container(reg, id)).dump(2).c_str());
+  return 0;
+}
+
+int kill(const Globals& g, const std::string& id, const std::string& signal) {
+  int sig = parse_signal(signal, "SIGNAL");
+  Registry reg(g.root);
+  Record r = read_container(reg, id);
+  if (oci_status(r) == "stopped") throw kiln::Error("container " + id + " is not running");
+  sandbox::request_signal((reg.dir(id) / "control").string(), sig);
+  return 0;
+}
+
+int remove(const Globals& g, const std::string& id, bool force) {
+  Registry reg(g.root);
+  sandbox::check_name(id);
+  if (!fs::exists(reg.dir(id))) throw kiln::Error("container " + id + " does not exist");
+  std::optional<Record> r;
+  try {
+    r = reg.read(id);
+  } catch (const std::exception&) {
+    // A directory without a readable record only holds the name.
+  }
+  if (r && oci_status(*r) != "stopped") {
+    // As runc: a created container is deleted (its process killed); a running one needs force.
+    if (oci_status(*r) == "running" && !force)
+      throw kiln::Error("container " + id + " is running: stop it first, or delete --force");
+    try {
+      sandbox::request_signal((reg.dir(id) / "control").string(), SIGKILL);
+    } catch (const kiln::Error&) {
+      ::kill(r->pid, SIGKILL);  // its control socket is gone or wedged: the process goes
+    }
+    if (!wait_gone(*r, 20s)) {
+      ::kill(r->pid, SIGKILL);
+      if (!wait_gone(*r, 5s)) throw kiln::Error("container " + id + " did not stop");
+    }
+  }
+  reg.remove(id);
+  return 0;
+}
+
+int list(const Globals& g, const std::string& format, bool quiet) {
+  Registry reg(g.root);
+  json all = json::array();
+  for (const Record& r : reg.list()) all.push_back(state_of(reg, r));
+  if (format == "json") {
+    std::printf("%s\n", all.dump().c_str());
+    return 0;
+  }
+  if (!quiet)
+    std::printf("%-24s %-8s %-10s %-40s %-22s %s\n", "ID", "PID", "STATUS", "BUNDLE", "CREATED",
+                "OWNER");
+  for (const auto& s : all) {
+    if (quiet) {
+      std::printf("%s\n", s["id"].get<std::string>().c_str());
+      continue;
+    }
+    std::printf("%-24s %-8d %-10s %-40s %-22s %s\n", s["id"].get<std::string>().c_str(),
+                s["pid"].get<int>(), s["status"].get<std::string>().c_str(),
+                s["bundle"].get<std::string>().c_str(), s["created"].get<std::string>().c_str(),
+                geteuid() == 0 ? "root" : std::to_string(geteuid()).c_str());
+  }
+  return 0;
+}
+
+int features() {
+  json f = {{"ociVersionMin", "1.0.0"},
+            {"ociVersionMax", "1.1.0"},
+            {"hooks", json::array()},
+            {"mountOptions", {"bind", "rbind", "ro", "rw", "rprivate", "private", "nosuid",
+                              "nodev", "noexec"}},
+            {"annotations", {{"io.kiln.runtime", "microvm"}}}};
+  std::printf("%s\n", f.dump(2).c_str());
+  return 0;
+}
+
+}  // namespace kiln::oci

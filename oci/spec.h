@@ -1,0 +1,36 @@
+// A bundle's config.json (the OCI runtime spec) read into what `kiln sandbox run` boots: the
+// root shared over virtio-fs (read-only if root.readonly), the process as the agent's Start,
+// the hostname, the mounts (the guest's own file systems, bind mounts as shares), and the
+// machine's size from linux.resources. Every field Kiln reads is checked; a value it cannot
+// honour is refused with a message naming the field (kiln::UsageError), never ignored.
+// What the VM boundary replaces (namespaces, capabilities, seccomp, masked paths, cgroups
+// inside the guest) is listed in README.md, "kiln-oci".
+#pragma once
+
+#include <map>
+#include <string>
+
+#include "sandbox/commands.h"
+
+namespace kiln::oci {
+
+struct Bundle {
+  std::string dir;     // absolute
+  std::string rootfs;  // absolute
+  bool terminal = false;
+  std::string netns;  // linux.namespaces' network path ("" : none given)
+  std::map<std::string, std::string> annotations;
+  sandbox::RunOptions run;  // the root, the process, the shares, cpus and memory
+};
+
+// Guest memory for a memory limit: the limit plus this much for the guest kernel and agent.
+inline constexpr unsigned kMemoryOverheadMiB = 64;
+
+// A process.json (runc exec --process): the spec's `process` object alone.
+agent::Start load_process(const std::string& path);
+
+// Reads `dir`/config.json (at most 4 MiB). `defaults` gives the kernel, initramfs, vCPUs and
+// memory when the spec does not set them.
+Bundle load_bundle(const std::string& dir, const sandbox::RunOptions& defaults);
+
+}  // namespace kiln::oci
