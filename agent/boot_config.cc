@@ -155,10 +155,11 @@ BootConfig parse_boot_config(const std::string& cmdline) {
       if (c.dns.empty() || c.dns.size() > 3)
         throw std::runtime_error("kiln.dns: want 1 to 3 addresses");
     } else {
-      throw std::runtime_error("unknown parameter " + key +
-                               " (known: kiln.root, kiln.rootfstype, kiln.rootflags, "
-                               "kiln.hostname, kiln.port, kiln.overlay, kiln.volume, kiln.bind, kiln.net, "
-                               "kiln.dns)");
+      throw std::runtime_error(
+          "unknown parameter " + key +
+          " (known: kiln.root, kiln.rootfstype, kiln.rootflags, "
+          "kiln.hostname, kiln.port, kiln.overlay, kiln.volume, kiln.bind, kiln.net, "
+          "kiln.dns)");
     }
   }
   if (c.root.empty()) throw std::runtime_error("kiln.root= is missing (e.g. kiln.root=/dev/vda)");

@@ -30,7 +30,8 @@ struct Log {
     gmtime_r(&ts.tv_sec, &t);
     char when[64];
     std::strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &t);
-    std::string time = std::string(when) + "." + std::to_string(ts.tv_nsec / 1000000 + 1000).substr(1) + "Z";
+    std::string time =
+        std::string(when) + "." + std::to_string(ts.tv_nsec / 1000000 + 1000).substr(1) + "Z";
     if (format == "json")
       f << nlohmann::json{{"level", "error"}, {"msg", msg}, {"time", time}}.dump(
                -1, ' ', false, nlohmann::json::error_handler_t::replace)
@@ -44,17 +45,17 @@ struct Log {
 void not_yet(CLI::App& app, const char* name, const char* what) {
   CLI::App* c = app.add_subcommand(name, what);
   c->allow_extras();
-  c->callback([name] {
-    throw kiln::Error(std::string(name) + " is not supported by kiln-oci yet");
-  });
+  c->callback(
+      [name] { throw kiln::Error(std::string(name) + " is not supported by kiln-oci yet"); });
 }
 
 }  // namespace
 
 int oci_main(int argc, char** argv) {
-  CLI::App app{"kiln-oci: an OCI runtime (runc's command line) running each container in a "
-               "Kiln microVM",
-               "kiln-oci"};
+  CLI::App app{
+      "kiln-oci: an OCI runtime (runc's command line) running each container in a "
+      "Kiln microVM",
+      "kiln-oci"};
   app.require_subcommand(0, 1);
   Globals g;
   g.root = default_root();
@@ -114,7 +115,8 @@ int oci_main(int argc, char** argv) {
   exec_c->add_option("-u,--user", eo.user, "UID[:GID] (command line form)");
   exec_c->add_option("--preserve-fds", exec_preserve, "extra fds to pass (only 0)");
   exec_c->add_option("ID", eo.id)->required();
-  exec_c->add_option("COMMAND", eo.command, "the command line form's command and arguments");
+  // runc exec ID CMD ARG...: everything after the ID is the command, options included.
+  exec_c->prefix_command();
   for (auto [name, what] : {std::pair{"ps", "List a container's processes"},
                             {"pause", "Pause a container"},
                             {"resume", "Resume a container"},
@@ -137,8 +139,7 @@ int oci_main(int argc, char** argv) {
   }
   spdlog::set_level(debug ? spdlog::level::debug : spdlog::level::warn);
   if (version) {
-    std::printf("kiln-oci version %s\ncommit: kiln %s\nspec: 1.0.2\n", KILN_VERSION,
-                KILN_VERSION);
+    std::printf("kiln-oci version %s\ncommit: kiln %s\nspec: 1.0.2\n", KILN_VERSION, KILN_VERSION);
     return 0;
   }
   try {
@@ -149,6 +150,7 @@ int oci_main(int argc, char** argv) {
     if (app.got_subcommand(exec_c)) {
       if (exec_preserve > 0)
         throw UsageError("--preserve-fds: file descriptors cannot be passed into a microVM");
+      eo.command = exec_c->remaining();
       return exec(g, eo);
     }
     if (app.got_subcommand(state_c)) return state(g, id);

@@ -3,13 +3,13 @@
 #include <fcntl.h>
 #include <net/if.h>
 #include <sched.h>
+#include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
-#include <sys/un.h>
-#include <termios.h>
-#include <signal.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include <nlohmann/json.hpp>
@@ -46,7 +46,9 @@ constexpr const char* kOciVersion = "1.0.2";
 // What `create` adds beside the sandbox's record: the bundle, for state.
 constexpr const char* kOciFile = "oci.json";
 
-fs::path self_dir() { return fs::read_symlink("/proc/self/exe").parent_path(); }
+fs::path self_dir() {
+  return fs::read_symlink("/proc/self/exe").parent_path();
+}
 
 // A file written whole or not at all (a temporary file renamed over it).
 void write_atomically(const fs::path& path, const std::string& text) {
@@ -72,9 +74,12 @@ Record read_container(const Registry& reg, const std::string& id) {
 std::string oci_status(const Record& r) {
   if (r.status == Status::kExited || !Registry::alive(r)) return "stopped";
   switch (r.status) {
-    case Status::kStarting: return "creating";
-    case Status::kCreated: return "created";
-    default: return "running";
+    case Status::kStarting:
+      return "creating";
+    case Status::kCreated:
+      return "created";
+    default:
+      return "running";
   }
 }
 
@@ -127,8 +132,8 @@ std::vector<std::string> foreign_interfaces(const std::string& path) {
   if (child < 0) throw_errno("fork");
   if (child == 0) {
     if (setns(ns.get(), CLONE_NEWNET) < 0) _exit(1);
-    if (if_nameindex* names = if_nameindex()) {
-      for (if_nameindex* n = names; n->if_index; ++n) {
+    if (struct if_nameindex* names = if_nameindex()) {
+      for (struct if_nameindex* n = names; n->if_index; ++n) {
         std::string line = std::string(n->if_name) + "\n";
         (void)!::write(out.get(), line.data(), line.size());
       }
@@ -223,8 +228,7 @@ int create(const Globals& g, const CreateOptions& o) {
   if (b.terminal) {
     if (o.console_socket.empty())
       throw UsageError("config.json: process.terminal needs --console-socket");
-    slave = open_console(o.console_socket, b.run.planned->start.rows,
-                         b.run.planned->start.cols);
+    slave = open_console(o.console_socket, b.run.planned->start.rows, b.run.planned->start.cols);
     b.run.attach.tty = true;
   } else if (!o.console_socket.empty()) {
     throw UsageError("--console-socket is for a process with a terminal (process.terminal)");
@@ -233,8 +237,8 @@ int create(const Globals& g, const CreateOptions& o) {
   // yet: refused rather than left unconnected.
   if (!b.netns.empty())
     if (auto names = foreign_interfaces(b.netns); !names.empty())
-      throw UsageError("linux.namespaces: the network namespace " + b.netns + " has " +
-                       names[0] + ": kiln-oci does not connect microVMs to an engine's " +
+      throw UsageError("linux.namespaces: the network namespace " + b.netns + " has " + names[0] +
+                       ": kiln-oci does not connect microVMs to an engine's " +
                        "network yet (use --network none: the guest has loopback only)");
   b.run.name = o.id;
   b.run.state_root = g.root;
@@ -452,8 +456,8 @@ int features() {
   json f = {{"ociVersionMin", "1.0.0"},
             {"ociVersionMax", "1.1.0"},
             {"hooks", json::array()},
-            {"mountOptions", {"bind", "rbind", "ro", "rw", "rprivate", "private", "nosuid",
-                              "nodev", "noexec"}},
+            {"mountOptions",
+             {"bind", "rbind", "ro", "rw", "rprivate", "private", "nosuid", "nodev", "noexec"}},
             {"annotations", {{"io.kiln.runtime", "microvm"}}}};
   std::printf("%s\n", f.dump(2).c_str());
   return 0;

@@ -108,7 +108,8 @@ agent::Start read_process(const json& p) {
     for (const auto& l : r) {
       if (!l.is_object()) bad("process.rlimits", "must hold objects");
       std::string type = string_at(l, "type", "process.rlimits[]", true);
-      if (type.rfind("RLIMIT_", 0) != 0) bad("process.rlimits[].type", "'" + type + "' is not RLIMIT_*");
+      if (type.rfind("RLIMIT_", 0) != 0)
+        bad("process.rlimits[].type", "'" + type + "' is not RLIMIT_*");
       std::string name = type.substr(7);
       std::transform(name.begin(), name.end(), name.begin(),
                      [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
@@ -131,11 +132,17 @@ bool has_option(const json& m, const char* opt) {
 // The mounts the guest makes itself (agent/main.cc: /proc, /sys, devtmpfs /dev, /dev/pts,
 // /dev/shm); those the kit's kernel cannot make (mqueue, cgroups: see README.md) are absent.
 bool guest_made(const std::string& type, const std::string& dest) {
-  static const std::set<std::pair<std::string, std::string>> kOwn = {
-      {"proc", "/proc"},          {"sysfs", "/sys"},           {"tmpfs", "/dev"},
-      {"devpts", "/dev/pts"},     {"tmpfs", "/dev/shm"},       {"bind", "/dev/shm"},
-      {"mqueue", "/dev/mqueue"},  {"cgroup", "/sys/fs/cgroup"}, {"cgroup2", "/sys/fs/cgroup"},
-      {"tmpfs", "/run"},          {"tmpfs", "/tmp"}};
+  static const std::set<std::pair<std::string, std::string>> kOwn = {{"proc", "/proc"},
+                                                                     {"sysfs", "/sys"},
+                                                                     {"tmpfs", "/dev"},
+                                                                     {"devpts", "/dev/pts"},
+                                                                     {"tmpfs", "/dev/shm"},
+                                                                     {"bind", "/dev/shm"},
+                                                                     {"mqueue", "/dev/mqueue"},
+                                                                     {"cgroup", "/sys/fs/cgroup"},
+                                                                     {"cgroup2", "/sys/fs/cgroup"},
+                                                                     {"tmpfs", "/run"},
+                                                                     {"tmpfs", "/tmp"}};
   return kOwn.count({type, dest}) > 0;
 }
 
@@ -168,7 +175,8 @@ void read_mounts(const json& mounts, sandbox::RunOptions& run) {
         bad(at, e.what());
       }
     } else if (fs::is_regular_file(st)) {
-      if (dest.find_first_of(" \t\n:") != std::string::npos || source.find(',') != std::string::npos)
+      if (dest.find_first_of(" \t\n:") != std::string::npos ||
+          source.find(',') != std::string::npos)
         bad(at, "paths must not hold whitespace, ':' or ','");
       run.files.push_back({source, dest});
     } else {
@@ -212,7 +220,8 @@ void read_resources(const json& linux_obj, sandbox::RunOptions& run) {
       size_t pos = 0;
       while (pos < set.size()) {
         size_t end = set.find(',', pos);
-        std::string part = set.substr(pos, end == std::string::npos ? std::string::npos : end - pos);
+        std::string part =
+            set.substr(pos, end == std::string::npos ? std::string::npos : end - pos);
         size_t dash = part.find('-');
         try {
           unsigned lo = std::stoul(part.substr(0, dash));
@@ -279,8 +288,7 @@ Bundle load_bundle(const std::string& dir, const sandbox::RunOptions& defaults) 
   agent::Start start = read_process(member(spec, "process"));
   b.terminal = start.terminal;
   b.run.hostname = string_at(spec, "hostname", "", false);
-  if (b.run.hostname.size() > 64 ||
-      b.run.hostname.find_first_of(" \t\n/") != std::string::npos)
+  if (b.run.hostname.size() > 64 || b.run.hostname.find_first_of(" \t\n/") != std::string::npos)
     bad("hostname", "must be at most 64 bytes without whitespace or '/'");
   read_mounts(member(spec, "mounts"), b.run);
   if (b.run.volumes.size() > 16) bad("mounts", "at most 16 directory bind mounts");

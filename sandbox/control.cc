@@ -85,8 +85,7 @@ void ControlServer::serve_one(const ControlHandlers& h) {
       req["signal"].is_number_unsigned() && req["signal"].get<uint64_t>() >= 1 &&
       req["signal"].get<uint64_t>() <= 64)
     err = h.on_signal(req["signal"].get<int>());
-  else if (req.is_object() && req.size() == 1 && req.contains("start") &&
-           req["start"] == true)
+  else if (req.is_object() && req.size() == 1 && req.contains("start") && req["start"] == true)
     err = h.on_start ? h.on_start() : "this sandbox has no start gate (it started on its own)";
   else
     err = "want {\"signal\": 1..64} or {\"start\": true}";
@@ -115,9 +114,13 @@ void request(const std::string& path, const json& req, int answer_ms) {
 
 }  // namespace
 
-void request_signal(const std::string& path, int sig) { request(path, {{"signal", sig}}, 10000); }
+void request_signal(const std::string& path, int sig) {
+  request(path, {{"signal", sig}}, 10000);
+}
 
 // Starting is the agent's fork + exec, which it answers within 60 s or is broken.
-void request_start(const std::string& path) { request(path, {{"start", true}}, 70000); }
+void request_start(const std::string& path) {
+  request(path, {{"start", true}}, 70000);
+}
 
 }  // namespace kiln::sandbox

@@ -275,9 +275,8 @@ int run(const RunOptions& o) {
     if (o.wait_for_start) {
       entry.created();
       if (o.on_created) o.on_created();
-      client.pump_until([&] {
-        return start_requested || gate_signal || client.unforwarded_signal();
-      });
+      client.pump_until(
+          [&] { return start_requested || gate_signal || client.unforwarded_signal(); });
       if (!start_requested) {
         int sig = gate_signal ? gate_signal : client.unforwarded_signal();
         return entry.status = 128 + sig;  // Reap stops the VM

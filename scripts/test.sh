@@ -3,11 +3,13 @@
 #  - the unit, guest-image, fuzz and end-to-end suites on build/;
 #  - the unit and end-to-end suites on an ASan+UBSan build (build-asan/);
 #  - the Linux end-to-end test (tests/linux/linux-e2e.sh): the kit's kernel and Debian's,
-#    virtio-fs; and the guest agent booted by `kiln sandbox run` (tests/linux/agent-e2e.sh).
+#    virtio-fs; the guest agent booted by `kiln sandbox run` (tests/linux/agent-e2e.sh); and
+#    kiln-oci under Podman and on its own (tests/linux/oci-e2e.sh).
 # Where guests cannot run here (no /dev/kvm, or a PVM /dev/kvm: scripts/lib/kvm-host.sh), the
 # guest-running cases skip on the host and run in QEMU TCG VMs with nested KVM
 # (scripts/nested-kvm/) instead, in parallel with the host's work:
-#   VM 1 (starts at once):        the whole end-to-end suite of build/, then the Linux and agent boots;
+#   VM 1 (starts at once):        the whole end-to-end suite of build/, then the Linux, agent and
+#                                 kiln-oci boots;
 #   host:                         build/'s suites, then the ASan build and its suites;
 #   VM 2 (once build-asan/ is built): the ASan end-to-end cases with a guest that drive devices
 #                                 and the API (KILN_ASAN_NESTED_FILTER, of the cases that skipped
@@ -75,6 +77,7 @@ if [ $linux = 1 ]; then
   s=$(date +%s)
   tests/linux/linux-e2e.sh prepare || status=1
   tests/linux/agent-e2e.sh prepare || status=1
+  tests/linux/oci-e2e.sh prepare || status=1
   mark linux-prepare "$s"
 fi
 
@@ -83,6 +86,7 @@ if [ $nested = 1 ]; then
   script="rc=0; $(e2e_cmd build e2e-nested-build.xml) || rc=1"
   [ $linux = 1 ] && script+="; $repo/tests/linux/linux-e2e.sh boots || rc=1"
   [ $linux = 1 ] && script+="; $repo/tests/linux/agent-e2e.sh boots || rc=1"
+  [ $linux = 1 ] && script+="; $repo/tests/linux/oci-e2e.sh boots || rc=1"
   script+='; exit $rc'
   s=$(date +%s)
   (nested_run vm1 "$script"; echo $? > "$out/vm1.rc"; echo $(($(date +%s) - s)) > "$out/vm1.time") &
@@ -144,11 +148,13 @@ if [ $linux = 1 ]; then
   if [ $nested = 0 ]; then
     tests/linux/linux-e2e.sh boots || status=1
     tests/linux/agent-e2e.sh boots || status=1
+    tests/linux/oci-e2e.sh boots || status=1
   fi
   tests/linux/linux-e2e.sh check || status=1
   tests/linux/agent-e2e.sh check || status=1
+  tests/linux/oci-e2e.sh check || status=1
   mark linux-check "$s"
-  logs+=(build/linux-test/junit.xml build/agent-test/junit.xml)
+  logs+=(build/linux-test/junit.xml build/agent-test/junit.xml build/oci-test/junit.xml)
 fi
 
 echo "test: time (s): total $(($(date +%s) - t0));$(for k in "${!took[@]}"; do printf ' %s %s;' "$k" "${took[$k]}"; done)"

@@ -106,7 +106,8 @@ TEST(AgentBootConfig, BadNetworksAreRefused) {
 
 TEST(AgentBootConfig, FileBinds) {
   auto c = parse_boot_config(
-      "kiln.root=x kiln.bind=kiln-f0:hosts:/etc/hosts kiln.bind=kiln-f0:.containerenv:/run/.containerenv:ro");
+      "kiln.root=x kiln.bind=kiln-f0:hosts:/etc/hosts "
+      "kiln.bind=kiln-f0:.containerenv:/run/.containerenv:ro");
   ASSERT_EQ(c.binds.size(), 2u);
   EXPECT_EQ(c.binds[0].tag, "kiln-f0");
   EXPECT_EQ(c.binds[0].name, "hosts");

@@ -194,7 +194,8 @@ TEST(Control, StartRequestsReachOnlyAGate) {
   std::string path = (t.path() / "control").string();
   ControlServer server(path);
   int started = 0;
-  ControlHandlers gate{[](int) { return std::string(); }, [&] {
+  ControlHandlers gate{[](int) { return std::string(); },
+                       [&] {
                          ++started;
                          return std::string();
                        }};
@@ -225,8 +226,9 @@ TEST(Control, GarbageGetsAnErrorAndNoSignal) {
     called = true;
     return std::string();
   };
-  for (const char* bad : {"hello\n", "{\"signal\": 0}\n", "{\"start\": false}\n", "{\"signal\": 65}\n",
-                          "{\"signal\": -9}\n", "{\"signal\": 9, \"x\": 1}\n", "[9]\n"}) {
+  for (const char* bad :
+       {"hello\n", "{\"signal\": 0}\n", "{\"start\": false}\n", "{\"signal\": 65}\n",
+        "{\"signal\": -9}\n", "{\"signal\": 9, \"x\": 1}\n", "[9]\n"}) {
     UniqueFd c(connect_to(path));
     ASSERT_EQ(send(c.get(), bad, strlen(bad), 0), static_cast<ssize_t>(strlen(bad)));
     serve_when_ready(server, fn);
