@@ -23,6 +23,10 @@ constexpr uintmax_t kMaxConfig = 4 << 20;
   throw UsageError("config.json: " + field + ": " + why);
 }
 
+std::string field(const std::string& path, const char* key) {
+  return path.empty() ? key : path + "." + key;
+}
+
 const json& member(const json& obj, const char* key) {
   static const json kNull;
   auto it = obj.find(key);
@@ -32,10 +36,10 @@ const json& member(const json& obj, const char* key) {
 std::string string_at(const json& obj, const char* key, const std::string& path, bool required) {
   const json& v = member(obj, key);
   if (v.is_null()) {
-    if (required) bad(path + "." + key, "is required");
+    if (required) bad(field(path, key), "is required");
     return "";
   }
-  if (!v.is_string()) bad(path + "." + key, "must be a string");
+  if (!v.is_string()) bad(field(path, key), "must be a string");
   return v.get<std::string>();
 }
 
@@ -44,14 +48,14 @@ uint64_t uint_at(const json& obj, const char* key, const std::string& path, uint
   const json& v = member(obj, key);
   if (v.is_null()) return dflt;
   if (!v.is_number_unsigned() || v.get<uint64_t>() > max)
-    bad(path + "." + key, "must be a number from 0 to " + std::to_string(max));
+    bad(field(path, key), "must be a number from 0 to " + std::to_string(max));
   return v.get<uint64_t>();
 }
 
 bool bool_at(const json& obj, const char* key, const std::string& path) {
   const json& v = member(obj, key);
   if (v.is_null()) return false;
-  if (!v.is_boolean()) bad(path + "." + key, "must be true or false");
+  if (!v.is_boolean()) bad(field(path, key), "must be true or false");
   return v.get<bool>();
 }
 
@@ -59,9 +63,9 @@ std::vector<std::string> strings_at(const json& obj, const char* key, const std:
   const json& v = member(obj, key);
   std::vector<std::string> out;
   if (v.is_null()) return out;
-  if (!v.is_array()) bad(path + "." + key, "must be an array of strings");
+  if (!v.is_array()) bad(field(path, key), "must be an array of strings");
   for (const auto& e : v) {
-    if (!e.is_string()) bad(path + "." + key, "must be an array of strings");
+    if (!e.is_string()) bad(field(path, key), "must be an array of strings");
     out.push_back(e.get<std::string>());
   }
   return out;
