@@ -157,14 +157,53 @@ std::vector<std::string> foreign_interfaces(const std::string& path) {
   return names;
 }
 
-// What a child reports through its ready pipe until it closes it ("ok\n" or "error: ...").
-std::string read_answer(int fd) {
+// `slave` (a pty, if any) as this process's controlling terminal and stdio.
+void take_terminal(UniqueFd& slave) {
+  if (!slave) return;
+  if (ioctl(slave.get(), TIOCSCTTY, 0) < 0 || dup2(slave.get(), 0) < 0 ||
+      dup2(slave.get(), 1) < 0 || dup2(slave.get(), 2) < 0)
+    throw_errno("make the pty the process's terminal");
+  slave.reset();
+}
+
+// Forks a child in a session of its own that exits with `body(ready)`; returns its pid once it
+// called ready(). If it fails first, throws kiln::Error with its reason (the child is reaped).
+pid_t fork_until_ready(const std::string& what,
+                       const std::function<int(const std::function<void()>&)>& body) {
+  int p[2];
+  if (pipe2(p, O_CLOEXEC) < 0) throw_errno("pipe");
+  UniqueFd ready_in(p[0]), ready_out(p[1]);
+  std::fflush(nullptr);
+  pid_t child = fork();
+  if (child < 0) throw_errno("fork " + what);
+  if (child == 0) {
+    ready_in.reset();
+    setsid();
+    try {
+      std::exit(body([&] {
+        (void)!::write(ready_out.get(), "ok\n", 3);
+        ready_out.reset();
+      }));
+    } catch (const std::exception& e) {
+      std::string msg = std::string("error: ") + e.what();
+      if (ready_out)
+        (void)!::write(ready_out.get(), msg.data(), msg.size());
+      else
+        std::fprintf(stderr, "kiln-oci: %s\n", e.what());  // after ready: the engine's log
+      std::exit(sandbox::kExitKiln);
+    }
+  }
+  ready_out.reset();
   std::string answer;
   char buf[4096];
   ssize_t n;
-  while ((n = read(fd, buf, sizeof buf)) > 0 && answer.size() < 65536)
+  while ((n = read(ready_in.get(), buf, sizeof buf)) > 0 && answer.size() < 65536)
     answer.append(buf, static_cast<size_t>(n));
-  return answer;
+  if (answer.rfind("ok\n", 0) == 0) return child;
+  int st = 0;
+  waitpid(child, &st, 0);
+  throw kiln::Error(answer.rfind("error: ", 0) == 0 ? answer.substr(7)
+                                                    : what + " ended before it was ready");
 }
 
 // A new pty of `rows` x `cols`: its master goes to the console socket (SCM_RIGHTS, with the
@@ -244,50 +283,22 @@ int create(const Globals& g, const CreateOptions& o) {
   b.run.state_root = g.root;
   b.run.wait_for_start = true;
 
-  int ready[2];
-  if (pipe2(ready, O_CLOEXEC) < 0) throw_errno("pipe");
-  UniqueFd ready_in(ready[0]), ready_out(ready[1]);
-  std::fflush(nullptr);
-  pid_t child = fork();
-  if (child < 0) throw_errno("fork the container's process");
-  if (child == 0) {
-    // The container's host process: its own session (as runc's init), the caller's stdio.
-    ready_in.reset();
-    setsid();
-    if (slave) {
-      if (ioctl(slave.get(), TIOCSCTTY, 0) < 0 || dup2(slave.get(), 0) < 0 ||
-          dup2(slave.get(), 1) < 0 || dup2(slave.get(), 2) < 0) {
-        std::string msg = "error: cannot make the pty the container's terminal";
-        (void)!::write(ready_out.get(), msg.data(), msg.size());
-        std::exit(sandbox::kExitKiln);
-      }
-      slave.reset();
-    }
-    json extra = {{"bundle", b.dir}, {"annotations", b.annotations}};
-    b.run.on_created = [&] {
-      write_atomically(reg.dir(o.id) / kOciFile, extra.dump() + "\n");
-      (void)!::write(ready_out.get(), "ok\n", 3);
-      ready_out.reset();
-    };
-    try {
-      std::exit(sandbox::run(b.run));
-    } catch (const std::exception& e) {
-      std::string msg = std::string("error: ") + e.what();
-      if (ready_out) (void)!::write(ready_out.get(), msg.data(), msg.size());
-      std::fprintf(stderr, "kiln-oci: %s\n", e.what());
-      std::exit(sandbox::kExitKiln);
-    }
-  }
-  ready_out.reset();
-  std::string answer = read_answer(ready_in.get());
-  if (answer.rfind("ok\n", 0) != 0) {
-    int st = 0;
-    waitpid(child, &st, 0);
+  pid_t child;
+  try {
+    // The container's host process, with the caller's stdio (or the pty).
+    child = fork_until_ready("the container's process", [&](const std::function<void()>& ready) {
+      take_terminal(slave);
+      json extra = {{"bundle", b.dir}, {"annotations", b.annotations}};
+      b.run.on_created = [&] {
+        write_atomically(reg.dir(o.id) / kOciFile, extra.dump() + "\n");
+        ready();
+      };
+      return sandbox::run(b.run);
+    });
+  } catch (const kiln::Error&) {
     std::error_code ec;
     fs::remove_all(reg.dir(o.id), ec);  // nothing of a container that never was stays
-    throw kiln::Error(answer.rfind("error: ", 0) == 0
-                          ? answer.substr(7)
-                          : "the container's process ended before the guest was ready");
+    throw;
   }
   if (!o.pid_file.empty()) write_atomically(o.pid_file, std::to_string(child));
   return 0;
@@ -325,53 +336,21 @@ int exec(const Globals& g, const ExecOptions& o) {
     slave = open_console(o.console_socket, s.rows, s.cols);
   }
   std::string uds = (reg.dir(o.id) / "vsock").string();
-  auto take_terminal = [&] {
-    if (slave && (ioctl(slave.get(), TIOCSCTTY, 0) < 0 || dup2(slave.get(), 0) < 0 ||
-                  dup2(slave.get(), 1) < 0 || dup2(slave.get(), 2) < 0))
-      throw_errno("make the pty the exec's terminal");
-    slave.reset();
-  };
   if (!o.detach) {
     if (slave) {
       setsid();
-      take_terminal();
+      take_terminal(slave);
     }
     UniqueFd signals = sandbox::forwarded_signals();
     return sandbox::exec_process(uds, s, attach, signals.get(), [&] {
       if (!o.pid_file.empty()) write_atomically(o.pid_file, std::to_string(getpid()));
     });
   }
-  int ready[2];
-  if (pipe2(ready, O_CLOEXEC) < 0) throw_errno("pipe");
-  UniqueFd ready_in(ready[0]), ready_out(ready[1]);
-  std::fflush(nullptr);
-  pid_t child = fork();
-  if (child < 0) throw_errno("fork the exec's stand-in");
-  if (child == 0) {
-    ready_in.reset();
-    setsid();
-    try {
-      take_terminal();
-      UniqueFd signals = sandbox::forwarded_signals();
-      std::exit(sandbox::exec_process(uds, s, attach, signals.get(), [&] {
-        (void)!::write(ready_out.get(), "ok\n", 3);
-        ready_out.reset();
-      }));
-    } catch (const std::exception& e) {
-      std::string msg = std::string("error: ") + e.what();
-      if (ready_out) (void)!::write(ready_out.get(), msg.data(), msg.size());
-      std::exit(sandbox::kExitKiln);
-    }
-  }
-  ready_out.reset();
-  std::string answer = read_answer(ready_in.get());
-  if (answer.rfind("ok\n", 0) != 0) {
-    int status = 0;
-    waitpid(child, &status, 0);
-    // A process the agent could not start: the stand-in said why on its stderr too.
-    throw kiln::Error(answer.rfind("error: ", 0) == 0 ? answer.substr(7)
-                                                      : "the exec'd process could not start");
-  }
+  pid_t child = fork_until_ready("the exec'd process", [&](const std::function<void()>& ready) {
+    take_terminal(slave);
+    UniqueFd signals = sandbox::forwarded_signals();
+    return sandbox::exec_process(uds, s, attach, signals.get(), ready);
+  });
   if (!o.pid_file.empty()) write_atomically(o.pid_file, std::to_string(child));
   return 0;
 }
