@@ -4,7 +4,7 @@
 # and kiln-oci's own verbs on a hand-made bundle (create, state, start, kill, delete, list, a
 # bad config.json refused). Cases: exit statuses 0, 3 and 137; stdout and stderr apart; -i
 # stdin; -e, -w, -u; -v read-write and :ro; the engine's /etc/hostname and
-# /etc/hosts (file binds); --memory (the guest's RAM); the runtime's state through a
+# /etc/hosts (file binds); -t (conmon's console socket: a pty in the guest); --memory (the guest's RAM); the runtime's state through a
 # container's life.
 #
 #   tests/linux/oci-e2e.sh          prepare, boots (here on VMX/SVM KVM, else in the nested-KVM
@@ -82,6 +82,7 @@ CONF
   run volume -v "$out/vol:/data" -v "$out/volro:/mnt/ro:ro" "$img" sh -c \
     'cat /data/in /mnt/ro/in; echo vol-out > /data/out; (echo x > /mnt/ro/f) 2>/dev/null || echo ro-refused'
   run files --hostname kiln-box "$img" sh -c 'hostname; echo "$(cat /etc/hostname)"; grep -q localhost /etc/hosts && echo hosts-ok'
+  run tty -t "$img" sh -c 'test -t 0 && test -t 1 && echo tty; stty size'
   run memory --memory 256m "$img" sh -c "awk '/MemTotal/ {print \$2}' /proc/meminfo"
 
   # A detached container: logs, exec (conmon's exec --process --detach), ps, stop, rm.
@@ -180,6 +181,7 @@ check() {
   if [ "$(cat "$out/vol/out" 2>/dev/null)" = vol-out ] && [ ! -e "$out/volro/f" ]; then ok volume-host
   else bad volume-host "vol/out missing or volro/f written"; fi
   expect files 0 $'kiln-box\nkiln-box\nhosts-ok\n'
+  expect tty 0 $'tty\r\n24 80\r\n'
   local kb
   kb=$(cat "$out/memory.out" 2>/dev/null)
   # 256 MiB and kiln-oci's 64 MiB overhead, less what the kernel keeps.
