@@ -120,6 +120,16 @@ bool wait_gone(const Record& r, std::chrono::milliseconds timeout) {
   return !Registry::alive(r);
 }
 
+// What a child writes to a pipe until it closes it, at most 64 KiB.
+std::string read_child(int fd) {
+  std::string text;
+  char buf[4096];
+  ssize_t n;
+  while ((n = read(fd, buf, sizeof buf)) > 0 && text.size() < 65536)
+    text.append(buf, static_cast<size_t>(n));
+  return text;
+}
+
 // The interfaces of network namespace `path` other than lo, read by a child that enters it
 // (setns changes only the calling thread's namespace, but a child keeps this process clean).
 std::vector<std::string> foreign_interfaces(const std::string& path) {
@@ -141,11 +151,7 @@ std::vector<std::string> foreign_interfaces(const std::string& path) {
     _exit(0);
   }
   out.reset();
-  std::string text;
-  char buf[1024];
-  ssize_t n;
-  while ((n = read(in.get(), buf, sizeof buf)) > 0 && text.size() < 65536)
-    text.append(buf, static_cast<size_t>(n));
+  std::string text = read_child(in.get());
   int st = 0;
   waitpid(child, &st, 0);
   if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
@@ -194,11 +200,7 @@ pid_t fork_until_ready(const std::string& what,
     }
   }
   ready_out.reset();
-  std::string answer;
-  char buf[4096];
-  ssize_t n;
-  while ((n = read(ready_in.get(), buf, sizeof buf)) > 0 && answer.size() < 65536)
-    answer.append(buf, static_cast<size_t>(n));
+  std::string answer = read_child(ready_in.get());
   if (answer.rfind("ok\n", 0) == 0) return child;
   int st = 0;
   waitpid(child, &st, 0);
