@@ -1,5 +1,8 @@
 #include "agent/boot_config.h"
 
+#include <sys/mount.h>
+
+#include <map>
 #include <sstream>
 #include <stdexcept>
 
@@ -92,7 +95,83 @@ FileBind parse_bind(const std::string& v) {
   return b;
 }
 
+// digits (at most 15), then one of `suffixes` or nothing.
+bool is_amount(const std::string& v, const std::string& suffixes) {
+  size_t digits = v.find_first_not_of("0123456789");
+  if (digits == 0 || v.empty()) return false;
+  if (digits == std::string::npos) return v.size() <= 15;
+  return digits <= 15 && digits + 1 == v.size() && suffixes.find(v.back()) != std::string::npos;
+}
+
 }  // namespace
+
+Tmpfs parse_tmpfs(const std::string& v) {
+  auto bad = [&v](const std::string& why) {
+    return std::runtime_error("tmpfs '" + v + "': " + why + " (want /DIR[:OPTION,...])");
+  };
+  // Flags set (true) or cleared (false) by an option, as mount(8) spells them.
+  static const std::map<std::string, std::pair<unsigned long, bool>> kFlags = {
+      {"ro", {MS_RDONLY, true}},
+      {"rw", {MS_RDONLY, false}},
+      {"nosuid", {MS_NOSUID, true}},
+      {"suid", {MS_NOSUID, false}},
+      {"nodev", {MS_NODEV, true}},
+      {"dev", {MS_NODEV, false}},
+      {"noexec", {MS_NOEXEC, true}},
+      {"exec", {MS_NOEXEC, false}},
+      {"noatime", {MS_NOATIME, true}},
+      {"atime", {MS_NOATIME, false}},
+      {"nodiratime", {MS_NODIRATIME, true}},
+      {"diratime", {MS_NODIRATIME, false}},
+      {"relatime", {MS_RELATIME, true}},
+      {"norelatime", {MS_RELATIME, false}},
+      {"strictatime", {MS_STRICTATIME, true}},
+      {"sync", {MS_SYNCHRONOUS, true}},
+      {"async", {MS_SYNCHRONOUS, false}}};
+  if (v.find_first_of(" \t\n") != std::string::npos) throw bad("whitespace is not allowed");
+  Tmpfs t;
+  auto colon = v.find(':');
+  t.target = v.substr(0, colon);
+  try {
+    t.target = parse_volume("t:" + t.target).target;  // the rules of a volume's DIR
+  } catch (const std::runtime_error&) {
+    throw bad("the directory must be absolute, not /, without '.' or '..'");
+  }
+  if (colon == std::string::npos) return t;
+  if (colon + 1 == v.size()) throw bad("no options after ':'");
+  std::istringstream opts(v.substr(colon + 1));
+  std::string o;
+  int count = 0;
+  while (std::getline(opts, o, ',')) {
+    if (++count > 16) throw bad("more than 16 options");
+    auto eq = o.find('=');
+    std::string key = o.substr(0, eq), value = eq == std::string::npos ? "" : o.substr(eq + 1);
+    if (auto f = kFlags.find(o); f != kFlags.end()) {
+      t.flags = f->second.second ? t.flags | f->second.first : t.flags & ~f->second.first;
+      continue;
+    }
+    if (o == "tmpcopyup") {
+      t.copy_up = true;
+      continue;
+    }
+    bool ok = false;
+    if (key == "size")
+      ok = is_amount(value, "kKmMgG%");
+    else if (key == "nr_inodes")
+      ok = is_amount(value, "kKmMgG");
+    else if (key == "mode")
+      ok = !value.empty() && value.size() <= 5 &&
+           value.find_first_not_of("01234567") == std::string::npos &&
+           std::stol(value, nullptr, 8) <= 07777;
+    else if (key == "uid" || key == "gid")
+      ok = parse_bounded(value, 0, 999999999) >= 0;
+    else
+      throw bad("unknown option '" + o + "'");
+    if (!ok) throw bad("a bad value in '" + o + "'");
+    t.data += (t.data.empty() ? "" : ",") + o;
+  }
+  return t;
+}
 
 BootConfig parse_boot_config(const std::string& cmdline) {
   BootConfig c;
@@ -142,6 +221,13 @@ BootConfig parse_boot_config(const std::string& cmdline) {
     } else if (key == "kiln.bind") {
       if (c.binds.size() >= 64) throw std::runtime_error("more than 64 kiln.bind= given");
       c.binds.push_back(parse_bind(value));
+    } else if (key == "kiln.tmpfs") {
+      if (c.tmpfs.size() >= 64) throw std::runtime_error("more than 64 kiln.tmpfs= given");
+      try {
+        c.tmpfs.push_back(parse_tmpfs(value));
+      } catch (const std::runtime_error& e) {
+        throw std::runtime_error(std::string("kiln.") + e.what());
+      }
     } else if (key == "kiln.net") {
       c.net = parse_network(value);
     } else if (key == "kiln.dns") {
@@ -158,7 +244,8 @@ BootConfig parse_boot_config(const std::string& cmdline) {
       throw std::runtime_error(
           "unknown parameter " + key +
           " (known: kiln.root, kiln.rootfstype, kiln.rootflags, "
-          "kiln.hostname, kiln.port, kiln.overlay, kiln.volume, kiln.bind, kiln.net, "
+          "kiln.hostname, kiln.port, kiln.overlay, kiln.volume, kiln.bind, kiln.tmpfs, "
+          "kiln.net, "
           "kiln.dns)");
     }
   }

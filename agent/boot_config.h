@@ -11,8 +11,14 @@
 //                            root, read-only with ":ro"; repeatable, mounted in order
 //   kiln.bind=TAG:NAME:FILE[:ro]
 //                            file NAME of share TAG (mounted under /run/kiln/shares/TAG,
-//                            read-only unless a bind of it is not) bind-mounted on FILE
-//                            (absolute; made empty, with its parents, if missing); repeatable
+//                            read-only unless a bind of it is not, and unmounted once bound)
+//                            bind-mounted on FILE (absolute; made empty, with its parents, if
+//                            missing); repeatable
+//   kiln.tmpfs=/DIR[:OPTS]   a tmpfs at DIR (absolute, made with its parents) in the workload's
+//                            root; OPTS a comma list of mount flags (ro, nosuid, nodev, noexec,
+//                            noatime, ...), tmpfs data (size=, nr_inodes=, mode=, uid=, gid=)
+//                            and tmpcopyup (the directory's files copied in); repeatable
+//   Volumes, tmpfs and binds are mounted parents first (by the depth of their target).
 //   kiln.net=ADDR/PREFIX[,gw=GW][,mtu=N]
 //                            eth0's IPv4 address, default route and MTU (68 to 65535)
 //   kiln.dns=ADDR[,ADDR]...  name servers (at most 3) for /etc/resolv.conf (bind-mounted from
@@ -38,6 +44,19 @@ struct FileBind {
   bool read_only = false;
 };
 
+// A tmpfs in the workload's root (kiln-oci: the spec's tmpfs mounts, podman --tmpfs and
+// --read-only).
+struct Tmpfs {
+  std::string target;
+  unsigned long flags = 0;  // MS_* flags
+  std::string data;         // tmpfs options: size=, nr_inodes=, mode=, uid=, gid=
+  bool copy_up = false;     // tmpcopyup: the directory's former contents copied in
+};
+
+// "/DIR[:OPTS]" (kiln.tmpfs's value); throws std::runtime_error naming what is wrong. The host
+// side (kiln-oci) checks a spec's tmpfs mounts with it before booting.
+Tmpfs parse_tmpfs(const std::string& value);
+
 struct Network {
   std::string address;  // dotted IPv4
   int prefix = 24;
@@ -55,6 +74,7 @@ struct BootConfig {
   uint32_t port = 1024;
   std::vector<Volume> volumes;
   std::vector<FileBind> binds;
+  std::vector<Tmpfs> tmpfs;
   std::optional<Network> net;
   std::vector<std::string> dns;
 };

@@ -4,6 +4,7 @@
 // every orphan, forwards SIGTERM/SIGINT to the workload, and powers the VM off (ACPI S5, so
 // `kiln run` exits 0) once a process ran and nothing is left: no process, no connection.
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <linux/vm_sockets.h>
 #include <net/if.h>
@@ -11,6 +12,7 @@
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/reboot.h>
+#include <sys/sendfile.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -18,11 +20,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <map>
+#include <memory>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -123,40 +128,144 @@ void mkdir_p(const std::string& dir) {
   }
 }
 
-// Each kiln.volume share at its directory in the workload's root (created with its parents).
-void mount_volumes(const BootConfig& cfg) {
-  for (const auto& v : cfg.volumes) {
-    mkdir_p(v.target);
-    if (mount(v.tag.c_str(), v.target.c_str(), "virtiofs",
-              MS_NOSUID | MS_NODEV | (v.read_only ? MS_RDONLY : 0), nullptr) < 0)
-      fail("mount volume " + v.tag + " on " + v.target);
+size_t depth(const std::string& path) {
+  return std::count(path.begin(), path.end(), '/');
+}
+
+// Copies the tree under directory `from` into directory `to` (tmpcopyup): directories, files,
+// symbolic links, fifos and device nodes, with their owners and modes. The workload's own
+// root, inside its own VM: bounded only in depth, to end a loop of bind mounts.
+void copy_tree(int from, int to, const std::string& where, int level = 0) {
+  if (level > 64) throw std::runtime_error("tmpcopyup: " + where + " is nested too deep");
+  int dup_fd = dup(from);
+  if (dup_fd < 0) fail("dup");
+  std::unique_ptr<DIR, int (*)(DIR*)> dir(fdopendir(dup_fd), closedir);
+  if (!dir) {
+    close(dup_fd);
+    fail("read " + where);
+  }
+  while (dirent* e = readdir(dir.get())) {
+    std::string name = e->d_name;
+    if (name == "." || name == "..") continue;
+    struct stat st;
+    if (fstatat(from, e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) fail("stat " + where + name);
+    std::string path = where + name;
+    if (S_ISDIR(st.st_mode)) {
+      if (mkdirat(to, e->d_name, 0700) < 0) fail("mkdir " + path);
+      UniqueFd src(openat(from, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+      UniqueFd dst(openat(to, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+      if (!src || !dst) fail("open " + path);
+      copy_tree(src.get(), dst.get(), path + "/", level + 1);
+    } else if (S_ISREG(st.st_mode)) {
+      UniqueFd src(openat(from, e->d_name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+      UniqueFd dst(openat(to, e->d_name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+      if (!src || !dst) fail("copy " + path);
+      for (off_t left = st.st_size; left > 0;) {
+        ssize_t n = sendfile(dst.get(), src.get(), nullptr, static_cast<size_t>(left));
+        if (n < 0) fail("copy " + path);
+        if (n == 0) break;  // the file shrank
+        left -= n;
+      }
+    } else if (S_ISLNK(st.st_mode)) {
+      std::string link(static_cast<size_t>(st.st_size) + 1, '\0');
+      ssize_t n = readlinkat(from, e->d_name, link.data(), link.size());
+      if (n < 0 || static_cast<size_t>(n) >= link.size()) fail("read link " + path);
+      link.resize(static_cast<size_t>(n));
+      if (symlinkat(link.c_str(), to, e->d_name) < 0) fail("symlink " + path);
+    } else if (mknodat(to, e->d_name, st.st_mode, st.st_rdev) < 0) {
+      fail("mknod " + path);
+    }
+    if (fchownat(to, e->d_name, st.st_uid, st.st_gid, AT_SYMLINK_NOFOLLOW) < 0)
+      fail("chown " + path);
+    if (!S_ISLNK(st.st_mode) && fchmodat(to, e->d_name, st.st_mode & 07777, 0) < 0)
+      fail("chmod " + path);
   }
 }
 
-// Each kiln.bind: its share mounted once under /run/kiln/shares (read-only unless one of its
-// binds is not), the file bind-mounted on its target.
-void mount_file_binds(const BootConfig& cfg) {
+void mount_tmpfs(const Tmpfs& t) {
+  mkdir_p(t.target);
+  struct stat before;
+  if (stat(t.target.c_str(), &before) < 0) fail("stat " + t.target);
+  UniqueFd lower;  // the directory the tmpfs will cover, for tmpcopyup
+  if (t.copy_up) {
+    lower = UniqueFd(open(t.target.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (!lower) fail("open " + t.target + " for tmpcopyup");
+  }
+  if (mount("tmpfs", t.target.c_str(), "tmpfs", t.flags & ~MS_RDONLY,
+            t.data.empty() ? nullptr : t.data.c_str()) < 0)
+    fail("mount tmpfs on " + t.target + " (" + t.data + ")");
+  // Without mode=, the tmpfs keeps the mode of the directory it covers (as runc does).
+  if (t.data.find("mode=") == std::string::npos &&
+      chmod(t.target.c_str(), before.st_mode & 07777) < 0)
+    fail("chmod " + t.target);
+  if (lower) {
+    UniqueFd upper(open(t.target.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!upper) fail("open " + t.target);
+    copy_tree(lower.get(), upper.get(), t.target + "/");
+  }
+  if ((t.flags & MS_RDONLY) &&
+      mount(nullptr, t.target.c_str(), nullptr, MS_REMOUNT | t.flags, t.data.c_str()) < 0)
+    fail("make tmpfs " + t.target + " read-only");
+}
+
+void bind_file(const FileBind& b, int source) {
+  std::string from = "/proc/self/fd/" + std::to_string(source);
+  mkdir_p(b.target.substr(0, b.target.rfind('/')));
+  UniqueFd target(open(b.target.c_str(), O_RDONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644));
+  if (!target) fail("create " + b.target + " for kiln.bind " + b.tag + ":" + b.name);
+  if (mount(from.c_str(), b.target.c_str(), nullptr, MS_BIND, nullptr) < 0)
+    fail("bind-mount " + b.tag + ":" + b.name + " on " + b.target);
+  if (b.read_only &&
+      mount(nullptr, b.target.c_str(), nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY, nullptr) < 0)
+    fail("make " + b.target + " read-only");
+}
+
+// The workload's mounts: kiln.volume shares, kiln.tmpfs and kiln.bind files, parents first
+// (a tmpfs on /run before a file bound on /run/.containerenv). The shares of file binds are
+// mounted first under /run/kiln/shares (read-only unless one of its binds is not) and their
+// files opened, so a later tmpfs over /run cannot hide them; once bound they are unmounted.
+void mount_workload(const BootConfig& cfg) {
   std::map<std::string, bool> shares;  // tag -> read-only
   for (const auto& b : cfg.binds) {
     auto [it, fresh] = shares.emplace(b.tag, b.read_only);
     if (!fresh) it->second = it->second && b.read_only;
   }
-  if (shares.empty()) return;
-  mkdir_p("/run/kiln/shares");
-  for (const auto& [tag, ro] : shares)
-    mount_fs(tag.c_str(), ("/run/kiln/shares/" + tag).c_str(), "virtiofs",
-             MS_NOSUID | MS_NODEV | (ro ? MS_RDONLY : 0));
+  std::vector<UniqueFd> share_roots, sources;
+  if (!shares.empty()) mkdir_p("/run/kiln/shares");
+  for (const auto& [tag, ro] : shares) {
+    std::string dir = "/run/kiln/shares/" + tag;
+    mount_fs(tag.c_str(), dir.c_str(), "virtiofs", MS_NOSUID | MS_NODEV | (ro ? MS_RDONLY : 0));
+    share_roots.emplace_back(open(dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+    if (!share_roots.back()) fail("open " + dir);
+  }
   for (const auto& b : cfg.binds) {
     std::string source = "/run/kiln/shares/" + b.tag + "/" + b.name;
-    mkdir_p(b.target.substr(0, b.target.rfind('/')));
-    UniqueFd target(open(b.target.c_str(), O_RDONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644));
-    if (!target) fail("create " + b.target + " for kiln.bind " + b.tag + ":" + b.name);
-    if (mount(source.c_str(), b.target.c_str(), nullptr, MS_BIND, nullptr) < 0)
-      fail("bind-mount " + source + " on " + b.target);
-    if (b.read_only &&
-        mount(nullptr, b.target.c_str(), nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY, nullptr) < 0)
-      fail("make " + b.target + " read-only");
+    sources.emplace_back(open(source.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
+    if (!sources.back()) fail("open " + source + " (kiln.bind " + b.tag + ":" + b.name + ")");
   }
+  struct Op {
+    const std::string* target;
+    std::function<void()> mount;
+  };
+  std::vector<Op> ops;
+  for (const auto& t : cfg.tmpfs) ops.push_back({&t.target, [&t] { mount_tmpfs(t); }});
+  for (const auto& v : cfg.volumes)
+    ops.push_back({&v.target, [&v] {
+                     mkdir_p(v.target);
+                     if (mount(v.tag.c_str(), v.target.c_str(), "virtiofs",
+                               MS_NOSUID | MS_NODEV | (v.read_only ? MS_RDONLY : 0), nullptr) < 0)
+                       fail("mount volume " + v.tag + " on " + v.target);
+                   }});
+  for (size_t i = 0; i < cfg.binds.size(); ++i)
+    ops.push_back({&cfg.binds[i].target, [&, i] { bind_file(cfg.binds[i], sources[i].get()); }});
+  std::stable_sort(ops.begin(), ops.end(),
+                   [](const Op& a, const Op& b) { return depth(*a.target) < depth(*b.target); });
+  for (const auto& op : ops) op.mount();
+  sources.clear();
+  for (const auto& root : share_roots)  // bound files keep their mounts alive
+    umount2(("/proc/self/fd/" + std::to_string(root.get())).c_str(), MNT_DETACH);
+  for (const auto& [tag, ro] : shares) rmdir(("/run/kiln/shares/" + tag).c_str());
+  if (!shares.empty()) rmdir("/run/kiln/shares");
 }
 
 UniqueFd listen_vsock(uint32_t port) {
@@ -194,8 +303,7 @@ int run() {
   BootConfig cfg = parse_boot_config(read_file("/proc/cmdline"));
   switch_root(cfg);
   mount_api_filesystems();
-  mount_volumes(cfg);
-  mount_file_binds(cfg);
+  mount_workload(cfg);
   if (sethostname(cfg.hostname.data(), cfg.hostname.size()) < 0) fail("sethostname");
   bring_up_lo();
   if (cfg.net) configure_eth0(*cfg.net);

@@ -4,10 +4,11 @@
 # writes the kit's busybox tree (scripts/build-rootfs.sh --dir) and the same tree as an ext4
 # image, imports the tree into Podman (all of Podman's state in that directory, vfs storage,
 # cgroupfs) and saves it as a docker-archive; copies KILN, the kit's kernel and the agent's
-# initramfs there too (so every binary is paged from memory, as Podman's are from the VM's
-# cached root). Then bench/sandbox_bench.py runs, round by round with the order flipping,
-# `kiln sandbox run --rm --timings` on the archive and on the ext4 image and `podman --runtime
-# runc run --rm --network none` on the image, each running `true`; it prints the table and
+# initramfs there too, with kiln-oci linked beside them (so every binary is paged from memory,
+# as Podman's are from the VM's cached root). Then bench/sandbox_bench.py runs, round by round
+# with the order flipping, `kiln sandbox run --rm --timings` on the archive and on the ext4
+# image, and `podman --runtime kiln-oci` and `--runtime runc` `run --rm --network none` on the
+# image, each running `true`; it prints the table and
 # writes OUTDIR/sandbox-results.json (every sample). Everything under $TMPDIR goes on exit.
 #
 #   bench/sandbox_bench.sh [--runs N] KILN OUTDIR     (N rounds, default 5; KILN has
@@ -58,12 +59,16 @@ podman "${pod[@]}" import -q "$dir/root.tar" localhost/kiln-sbbench:latest >/dev
   die "podman import failed"
 podman "${pod[@]}" save -q --format docker-archive -o "$dir/image.tar" \
   localhost/kiln-sbbench:latest || die "podman save failed"
-cp "$kiln" "$bin/guest-kernel/vmlinux" "$bin/agent/kiln-agent.cpio" "$dir/" ||
+# kiln-oci (a link to kiln) finds the kernel and initramfs beside it, as in build/.
+mkdir -p "$dir/guest-kernel" "$dir/agent"
+cp "$kiln" "$dir/" && cp "$bin/guest-kernel/vmlinux" "$dir/guest-kernel/" &&
+  cp "$bin/agent/kiln-agent.cpio" "$dir/agent/" && ln -s "${kiln##*/}" "$dir/kiln-oci" ||
   die "cannot copy kiln, the kernel or the initramfs"
 
 start=$(date +%s)
 python3 "$here/sandbox_bench.py" run --runs "$runs" --out "$out/sandbox-results.json" \
-  --kiln "$dir/${kiln##*/}" --kernel "$dir/vmlinux" --initrd "$dir/kiln-agent.cpio" \
+  --kiln "$dir/${kiln##*/}" --kernel "$dir/guest-kernel/vmlinux" \
+  --initrd "$dir/agent/kiln-agent.cpio" --kiln-oci "$dir/kiln-oci" --timings "$dir/timings" \
   --archive "$dir/image.tar" --ext4 "$dir/root.ext4" --image localhost/kiln-sbbench:latest \
   -- "${pod[@]}"
 rc=$?

@@ -71,14 +71,16 @@ int oci_main(int argc, char** argv) {
   app.add_flag("-v,--version", version, "print the version");
 
   CreateOptions co;
-  bool no_pivot = false, no_new_keyring = false;
+  bool no_new_keyring = false;
   CLI::App* create_c = app.add_subcommand("create", "Create a container (boot its microVM)");
   create_c->add_option("-b,--bundle", co.bundle, "the bundle directory (default: .)");
   create_c->add_option("--pid-file", co.pid_file, "write the container's host pid here");
   create_c->add_option("--console-socket", co.console_socket,
                        "a Unix socket to send the terminal's master to");
-  // No pivot_root or session keyring happen on the host: the container runs in a VM.
-  create_c->add_flag("--no-pivot", no_pivot, "accepted (nothing is pivoted on the host)");
+  // No session keyring is made on the host: the container runs in a VM.
+  create_c->add_flag("--no-pivot", co.no_pivot,
+                     "make the host process's view of the root with MS_MOVE and chroot, not "
+                     "pivot_root (a root on a ramfs)");
   create_c->add_flag("--no-new-keyring", no_new_keyring,
                      "accepted (no keyring is made on the host)");
   create_c->add_option("--preserve-fds", co.preserve_fds, "extra fds to pass (only 0)");

@@ -5,6 +5,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/ioctl.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -25,6 +26,8 @@
 #include "base/error.h"
 #include "base/signals.h"
 #include "base/unique_fd.h"
+#include "oci/container_view.h"
+#include "oci/mount_points.h"
 #include "oci/spec.h"
 #include "sandbox/commands.h"
 #include "sandbox/control.h"
@@ -120,12 +123,14 @@ bool wait_gone(const Record& r, std::chrono::milliseconds timeout) {
   return !Registry::alive(r);
 }
 
-// What a child writes to a pipe until it closes it, at most 64 KiB.
-std::string read_child(int fd) {
+// What a child writes to a pipe until it closes it (or until it wrote `prefix`), at most
+// 64 KiB.
+std::string read_child(int fd, const std::string& prefix = "") {
   std::string text;
   char buf[4096];
   ssize_t n;
-  while ((n = read(fd, buf, sizeof buf)) > 0 && text.size() < 65536)
+  while ((prefix.empty() || text.rfind(prefix, 0) != 0) && text.size() < 65536 &&
+         (n = read(fd, buf, sizeof buf)) > 0)
     text.append(buf, static_cast<size_t>(n));
   return text;
 }
@@ -172,10 +177,15 @@ void take_terminal(UniqueFd& slave) {
   slave.reset();
 }
 
-// Forks a child in a session of its own that exits with `body(ready)`; returns its pid once it
-// called ready(). If it fails first, throws kiln::Error with its reason (the child is reaped).
-pid_t fork_until_ready(const std::string& what,
-                       const std::function<int(const std::function<void()>&)>& body) {
+// A child forked in a session of its own that exits with `body(ready)`, and the pipe on which
+// it says it is ready (or why it failed).
+struct Starting {
+  pid_t pid;
+  UniqueFd ready;
+};
+
+Starting start_child(const std::string& what,
+                     const std::function<int(const std::function<void()>&)>& body) {
   int p[2];
   if (pipe2(p, O_CLOEXEC) < 0) throw_errno("pipe");
   UniqueFd ready_in(p[0]), ready_out(p[1]);
@@ -199,13 +209,47 @@ pid_t fork_until_ready(const std::string& what,
       std::exit(sandbox::kExitKiln);
     }
   }
-  ready_out.reset();
-  std::string answer = read_child(ready_in.get());
-  if (answer.rfind("ok\n", 0) == 0) return child;
+  return {child, std::move(ready_in)};
+}
+
+// The child's pid once it called ready(). If it fails first, throws kiln::Error with its
+// reason (the child is reaped).
+pid_t await_ready(const std::string& what, Starting child) {
+  // "ok" is taken as soon as it arrives: the child's own children may hold the pipe open.
+  std::string answer = read_child(child.ready.get(), "ok\n");
+  if (answer.rfind("ok\n", 0) == 0) return child.pid;
   int st = 0;
-  waitpid(child, &st, 0);
+  waitpid(child.pid, &st, 0);
   throw kiln::Error(answer.rfind("error: ", 0) == 0 ? answer.substr(7)
                                                     : what + " ended before it was ready");
+}
+
+pid_t fork_until_ready(const std::string& what,
+                       const std::function<int(const std::function<void()>&)>& body) {
+  return await_ready(what, start_child(what, body));
+}
+
+// The signals the container's host process passes on to the sandbox's (all but those it
+// cannot catch and those only its own faults raise).
+sigset_t forwarded_signals() {
+  sigset_t set;
+  sigfillset(&set);
+  for (int s : {SIGKILL, SIGSTOP, SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGSYS, SIGABRT})
+    sigdelset(&set, s);
+  return set;
+}
+
+// Passes every signal on to `worker` until it ends; its status as an exit status.
+int forward_until_exit(pid_t worker, const sigset_t& set) {
+  for (;;) {
+    int st = 0;
+    pid_t done = waitpid(worker, &st, WNOHANG);
+    if (done == worker) return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    if (done < 0 && errno != EINTR) return sandbox::kExitKiln;
+    siginfo_t si;
+    int sig = sigwaitinfo(&set, &si);
+    if (sig > 0 && sig != SIGCHLD) ::kill(worker, sig);
+  }
 }
 
 // A new pty of `rows` x `cols`: its master goes to the console socket (SCM_RIGHTS, with the
@@ -281,21 +325,44 @@ int create(const Globals& g, const CreateOptions& o) {
       throw UsageError("linux.namespaces: the network namespace " + b.netns + " has " + names[0] +
                        ": kiln-oci does not connect microVMs to an engine's " +
                        "network yet (use --network none: the guest has loopback only)");
+  make_mount_points(b.rootfs, b.run);
   b.run.name = o.id;
   b.run.state_root = g.root;
   b.run.wait_for_start = true;
 
   pid_t child;
   try {
-    // The container's host process, with the caller's stdio (or the pty).
+    // The container's host process: with the caller's stdio (or the pty), in the container's
+    // view of its files (oci/container_view.h); the sandbox runs in its child, in the
+    // caller's, and this process passes signals on to it and exits with its status.
     child = fork_until_ready("the container's process", [&](const std::function<void()>& ready) {
       take_terminal(slave);
-      json extra = {{"bundle", b.dir}, {"annotations", b.annotations}};
-      b.run.on_created = [&] {
-        write_atomically(reg.dir(o.id) / kOciFile, extra.dump() + "\n");
-        ready();
-      };
-      return sandbox::run(b.run);
+      sigset_t forwarded = forwarded_signals(), old;
+      sigprocmask(SIG_BLOCK, &forwarded, &old);
+      pid_t host = getpid();
+      Starting worker = start_child("the sandbox", [&](const std::function<void()>& up) {
+        sigprocmask(SIG_SETMASK, &old, nullptr);
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != host) return sandbox::kExitKiln;
+        json extra = {{"bundle", b.dir}, {"annotations", b.annotations}};
+        b.run.host_pid = host;
+        b.run.on_created = [&] {
+          write_atomically(reg.dir(o.id) / kOciFile, extra.dump() + "\n");
+          up();
+        };
+        return sandbox::run(b.run);
+      });
+      pid_t pid = worker.pid;
+      try {
+        enter_container_view(b, o.no_pivot);
+      } catch (...) {
+        ::kill(pid, SIGKILL);
+        waitpid(pid, nullptr, 0);
+        throw;
+      }
+      await_ready("the sandbox", std::move(worker));  // reaps it if it fails
+      ready();
+      return forward_until_exit(pid, forwarded);
     });
   } catch (const kiln::Error&) {
     std::error_code ec;

@@ -20,6 +20,7 @@ std::string default_root();
 struct CreateOptions {
   std::string id, bundle, pid_file, console_socket;
   unsigned preserve_fds = 0;
+  bool no_pivot = false;  // the host process's view is chrooted into, not pivoted to
 };
 
 int create(const Globals& g, const CreateOptions& o);

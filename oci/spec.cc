@@ -8,6 +8,7 @@
 #include <fstream>
 #include <set>
 
+#include "agent/boot_config.h"
 #include "base/error.h"
 
 namespace kiln::oci {
@@ -135,6 +136,7 @@ bool has_option(const json& m, const char* opt) {
 
 // The mounts the guest makes itself (agent/main.cc: /proc, /sys, devtmpfs /dev, /dev/pts,
 // /dev/shm); those the kit's kernel cannot make (mqueue, cgroups: see README.md) are absent.
+// (The guest's own tmpfs on /run and /tmp are covered by the spec's, with its options.)
 bool guest_made(const std::string& type, const std::string& dest) {
   static const std::set<std::pair<std::string, std::string>> kOwn = {{"proc", "/proc"},
                                                                      {"sysfs", "/sys"},
@@ -144,10 +146,36 @@ bool guest_made(const std::string& type, const std::string& dest) {
                                                                      {"bind", "/dev/shm"},
                                                                      {"mqueue", "/dev/mqueue"},
                                                                      {"cgroup", "/sys/fs/cgroup"},
-                                                                     {"cgroup2", "/sys/fs/cgroup"},
-                                                                     {"tmpfs", "/run"},
-                                                                     {"tmpfs", "/tmp"}};
+                                                                     {"cgroup2", "/sys/fs/cgroup"}};
   return kOwn.count({type, dest}) > 0;
+}
+
+// A tmpfs mount as the agent's kiln.tmpfs ("DEST:OPTS"). Propagation options are dropped: a
+// mount in the guest has no peers on the host to propagate to or from.
+void read_tmpfs(const json& m, const std::string& at, const std::string& dest,
+                sandbox::RunOptions& run) {
+  static const std::set<std::string> kPropagation = {
+      "private", "rprivate", "slave", "rslave", "shared", "rshared", "unbindable", "runbindable"};
+  const json& o = member(m, "options");
+  if (!o.is_null() && !o.is_array()) bad(at + ".options", "must be an array of strings");
+  std::string value = dest, sep = ":";
+  if (o.is_array())
+    for (const auto& opt : o) {
+      if (!opt.is_string()) bad(at + ".options", "must be an array of strings");
+      std::string s = opt.get<std::string>();
+      if (kPropagation.count(s)) continue;
+      if (s.find_first_of(":,") != std::string::npos)
+        bad(at + ".options", "'" + s + "' holds ':' or ','");
+      value += sep + s;
+      sep = ",";
+    }
+  try {
+    agent::parse_tmpfs(value);
+  } catch (const std::runtime_error& e) {
+    bad(at, e.what());
+  }
+  if (run.tmpfs.size() >= 16) bad("mounts", "at most 16 tmpfs mounts");
+  run.tmpfs.push_back(value);
 }
 
 void read_mounts(const json& mounts, sandbox::RunOptions& run) {
@@ -163,10 +191,14 @@ void read_mounts(const json& mounts, sandbox::RunOptions& run) {
     bool bind = type == "bind" || has_option(m, "bind") || has_option(m, "rbind");
     if (dest.empty() || dest[0] != '/') bad(at + ".destination", "must be an absolute path");
     if (guest_made(bind ? "bind" : type, dest)) continue;
+    if (type == "tmpfs" && !bind) {
+      read_tmpfs(m, at, dest, run);
+      continue;
+    }
     if (!bind)
       bad(at, "a " + (type.empty() ? std::string("typeless") : type) + " mount at " + dest +
-                  " is not supported (kiln-oci makes proc, sysfs, devpts, /dev, /dev/shm, /run "
-                  "and /tmp itself, and shares bind mounts)");
+                  " is not supported (kiln-oci makes proc, sysfs, devpts, /dev and /dev/shm "
+                  "itself, makes tmpfs mounts in the guest, and shares bind mounts)");
     std::error_code ec;
     auto st = fs::status(source, ec);
     if (ec || source.empty() || source[0] != '/')
@@ -286,7 +318,7 @@ Bundle load_bundle(const std::string& dir, const sandbox::RunOptions& defaults) 
   if (rootfs.is_relative()) rootfs = fs::path(b.dir) / rootfs;
   b.rootfs = rootfs.lexically_normal().string();
   if (!fs::is_directory(b.rootfs)) bad("root.path", b.rootfs + " is not a directory");
-  bool read_only = bool_at(root, "readonly", "root");
+  bool read_only = b.read_only = bool_at(root, "readonly", "root");
 
   b.run = defaults;
   agent::Start start = read_process(member(spec, "process"));
@@ -305,6 +337,12 @@ Bundle load_bundle(const std::string& dir, const sandbox::RunOptions& defaults) 
   if (const json& a = member(spec, "annotations"); a.is_object())
     for (const auto& [k, v] : a.items())
       if (v.is_string()) b.annotations[k] = v.get<std::string>();
+  // Kiln's own annotations: io.kiln.timings=FILE appends the container's phases to FILE.
+  if (auto t = b.annotations.find("io.kiln.timings"); t != b.annotations.end()) {
+    if (t->second.empty() || t->second[0] != '/')
+      bad("annotations.io.kiln.timings", "must be an absolute path");
+    b.run.timings_file = t->second;
+  }
 
   try {
     b.run.planned = sandbox::directory_workload(b.rootfs, read_only, std::move(start));

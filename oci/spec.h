@@ -18,7 +18,8 @@ struct Bundle {
   std::string dir;     // absolute
   std::string rootfs;  // absolute
   bool terminal = false;
-  std::string netns;  // linux.namespaces' network path ("" : none given)
+  bool read_only = false;  // root.readonly
+  std::string netns;       // linux.namespaces' network path ("" : none given)
   std::map<std::string, std::string> annotations;
   sandbox::RunOptions run;  // the root, the process, the shares, cpus and memory
 };

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <filesystem>
 
+#include "agent/boot_config.h"
 #include "base/error.h"
 #include "image/image_source.h"
 #include "sandbox/commands.h"
@@ -67,6 +68,10 @@ void add_run(CLI::App& app, RunOptions& o, std::vector<std::string>& volumes,
   r->add_option("-v,--volume", volumes,
                 "HOSTDIR:GUESTDIR[:ro]: share a host directory at GUESTDIR (virtio-fs)")
       ->allow_extra_args(false);
+  r->add_option("--tmpfs", o.tmpfs,
+                "DIR[:OPTS]: a tmpfs at DIR, OPTS as mount(8)'s: size=64m,mode=1777,noexec,... "
+                "and tmpcopyup (DIR's contents copied in)")
+      ->allow_extra_args(false);
   r->add_option("--net", net,
                 "tap=NAME[,mac=MAC][,ip=ADDR/PREFIX][,gw=ADDR][,mtu=N][,dns=ADDR]...: a NIC on "
                 "host TAP NAME (made if missing, as kiln run does); with ip= the agent sets "
@@ -88,6 +93,14 @@ void finish_run(RunOptions& o, const std::vector<std::string>& volumes,
     throw kiln::Error("ROOT " + o.workload.root + " does not exist");
   if (volumes.size() > 16) throw kiln::Error("-v: at most 16 volumes");
   for (const auto& v : volumes) o.volumes.push_back(parse_volume(v));
+  if (o.tmpfs.size() > 16) throw kiln::Error("--tmpfs: at most 16");
+  for (const auto& t : o.tmpfs) {
+    try {
+      agent::parse_tmpfs(t);
+    } catch (const std::runtime_error& e) {
+      throw kiln::Error(std::string("--") + e.what());
+    }
+  }
   if (o.kernel.empty()) o.kernel = (self_dir() / "guest-kernel" / "vmlinux").string();
   if (o.initrd.empty()) o.initrd = (self_dir() / "agent" / "kiln-agent.cpio").string();
   for (const auto& [what, path] : {std::pair{"--kernel", o.kernel}, {"--initrd", o.initrd}})

@@ -1,6 +1,8 @@
 // The `kiln sandbox` commands behind the command line (sandbox/cli.cc parses it).
 #pragma once
 
+#include <sys/types.h>
+
 #include <functional>
 #include <optional>
 #include <string>
@@ -19,11 +21,15 @@ struct RunOptions {
   WorkloadRequest workload;
   std::vector<Volume> volumes;
   std::vector<FileBind> files;
+  std::vector<std::string> tmpfs;  // "/DIR[:OPTS]", checked by agent::parse_tmpfs
   std::optional<SandboxNet> net;
   std::optional<std::string> name;
   bool remove = false;  // --rm
   AttachOptions attach;
   bool timings = false;
+  // Appends the phases' times (ms from Kiln's start) as a JSON line to this file once the
+  // workload exited (kiln-oci: the io.kiln.timings annotation).
+  std::string timings_file;
   std::string console_log;  // empty: the sandbox's own console.log (kept until rm)
   unsigned cpus = 1, memory = 256, boot_timeout = 300;
   // kiln-oci: the workload planned by the caller (its root and Start) rather than from
@@ -31,6 +37,9 @@ struct RunOptions {
   std::optional<Workload> planned;
   std::string hostname;
   std::string state_root;  // the registry's root (empty: Registry::default_root())
+  // The process the record names as the sandbox's (0: this one). kiln-oci: the container's
+  // host process, this process's parent, which lives and dies with it.
+  pid_t host_pid = 0;
   // A start gate: once the agent is ready the sandbox is recorded `created`, `on_created`
   // runs, and the workload waits for a start request on the control socket (kiln-oci start).
   // A signal before that (through the control socket, or to this process) ends the sandbox

@@ -7,8 +7,10 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
@@ -16,7 +18,10 @@
 #include <sstream>
 #include <thread>
 
+#include <nlohmann/json.hpp>
+
 #include "base/error.h"
+#include "base/unique_fd.h"
 #include "sandbox/agent_client.h"
 #include "sandbox/commands.h"
 #include "sandbox/control.h"
@@ -163,7 +168,7 @@ int run(const RunOptions& o) {
   Workload w = o.planned ? *o.planned : plan_workload(o.workload);
   Record rec;
   rec.name = o.name.value_or(random_name());
-  rec.pid = getpid();
+  rec.pid = o.host_pid > 0 ? o.host_pid : getpid();
   rec.pid_start = process_start_time(rec.pid);
   rec.root = o.workload.root;
   rec.command = w.start.argv;
@@ -196,6 +201,7 @@ int run(const RunOptions& o) {
                 {"--fs", "tag=" + tag + ",path=" + v.host + (v.read_only ? ",ro" : "")});
     cmdline += " kiln.volume=" + tag + ":" + v.guest + (v.read_only ? ":ro" : "");
   }
+  for (const std::string& t : o.tmpfs) cmdline += " kiln.tmpfs=" + t;
   // File binds: each directory shared once, read-only (see FileBind).
   std::vector<std::string> file_dirs;
   for (const FileBind& f : o.files) {
@@ -245,7 +251,7 @@ int run(const RunOptions& o) {
     AgentClient client(std::move(stream));
     client.forward_signals(signals.get());
     agent::Hello hello = client.handshake(10s);
-    double ready_ms = ms_since(), started_ms = 0;
+    double ready_ms = ms_since(), started_ms = 0, start_ms = 0;
     std::optional<uint32_t> main_id;
     bool start_requested = !o.wait_for_start;
     int gate_signal = 0;  // a signal that ended the sandbox at its start gate
@@ -268,6 +274,7 @@ int run(const RunOptions& o) {
         if (start_requested) return "the workload was started already";
         if (gate_signal) return "the sandbox is stopping (it was signalled)";
         start_requested = true;
+        start_ms = ms_since();
         entry.running();
         return "";
       };
@@ -302,6 +309,25 @@ int run(const RunOptions& o) {
                    "kiln sandbox: agent ready %.1f ms (kernel boot to agent %.1f ms, agent "
                    "start-up %.1f ms), workload started %.1f ms, exited %.1f ms\n",
                    ready_ms, hello.boot_ns / 1e6, hello.startup_ns / 1e6, started_ms, ms_since());
+    if (!o.timings_file.empty()) {
+      // One line, appended whole (O_APPEND): containers may share the file.
+      double clock_ms =  // CLOCK_MONOTONIC, as steady_clock is on Linux
+          std::chrono::duration<double, std::milli>(t0.time_since_epoch()).count();
+      std::string line = nlohmann::json{{"name", rec.name},
+                                        {"monotonic_start_ms", clock_ms},
+                                        {"agent_ready_ms", ready_ms},
+                                        {"kernel_boot_ms", hello.boot_ns / 1e6},
+                                        {"agent_startup_ms", hello.startup_ns / 1e6},
+                                        {"start_requested_ms", start_ms},
+                                        {"started_ms", started_ms},
+                                        {"exited_ms", ms_since()}}
+                             .dump() +
+                         "\n";
+      UniqueFd f(open(o.timings_file.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644));
+      if (!f || write(f.get(), line.data(), line.size()) != static_cast<ssize_t>(line.size()))
+        std::fprintf(stderr, "kiln sandbox: cannot write the timings to %s: %s\n",
+                     o.timings_file.c_str(), std::strerror(errno));
+    }
   } catch (const agent::ProtocolError& e) {
     throw vm_failed(std::string("the agent broke the protocol: ") + e.what());
   } catch (const kiln::Error& e) {

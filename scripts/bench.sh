@@ -19,9 +19,10 @@
 #                        write, read, reread; 500 creates, stats, unlinks) beside the same
 #                        operations on the shared directory itself; writes build/bench/fs-*.txt
 #   --sandbox            only `kiln sandbox run ROOT -- true` (a docker-archive and an ext4
-#                        image of the kit's busybox tree) beside `podman --runtime runc run
-#                        --rm IMAGE true` on the same image, --runs rounds (default 5) of
-#                        bench/sandbox_bench.sh; writes build/bench/sandbox-*.txt and .json
+#                        image of the kit's busybox tree) and `podman --runtime kiln-oci run
+#                        --rm IMAGE true` beside `podman --runtime runc run --rm IMAGE true` on
+#                        the same image, --runs rounds (default 10) of bench/sandbox_bench.sh;
+#                        writes build/bench/sandbox-*.txt and .json
 #
 # Where /dev/kvm works everything runs here. Where it does not, the Kiln-and-QEMU figures run
 # inside the nested-KVM VM (scripts/nested-kvm/run-in-vm.sh, everything emulated: absolute times
@@ -82,7 +83,7 @@ if ((sandbox)); then
   for f in build/kiln build/guest-kernel/vmlinux build/agent/kiln-agent.cpio; do
     [ -e "$f" ] || { echo "bench: $f missing (build it: scripts/bench.sh --sandbox)" >&2; exit 1; }
   done
-  [ -n "$runs_opt" ] || runs=5
+  [ -n "$runs_opt" ] || runs=10
   . "$repo/scripts/lib/kvm-host.sh"
   run=(bench/sandbox_bench.sh --runs "$runs" "$repo/build/kiln" "$out")
   if kvm_runs_guests; then
@@ -98,7 +99,8 @@ if ((sandbox)); then
   [ -s "$out/sandbox-results.json" ] ||
     { echo "bench: the sandbox run wrote no results (see above)" >&2; exit 1; }
   echo
-  echo "kiln sandbox run ROOT -- true beside podman --runtime runc run --rm IMAGE true:"
+  echo "kiln sandbox run ROOT -- true and podman --runtime kiln-oci run --rm IMAGE true beside"
+  echo "podman --runtime runc run --rm IMAGE true:"
   echo "  $where"
   case $where in nested*)
     echo "(everything is emulated there, Kiln's guest on nested KVM: absolute figures are slow,"

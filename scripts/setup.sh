@@ -17,7 +17,7 @@ packages=(
   curl                                                                # API tests (curl sequence)
   e2fsprogs busybox-static                                            # rootfs images (mkfs.ext4 -d, debugfs)
   stress-ng attr                                                      # Linux test: virtio-fs stress, xattrs
-  podman runc                                                         # image test: archives podman saves
+  podman runc containerd                                              # image and kiln-oci tests: engines
   qemu-system-x86                                                     # guest self-check, benchmarks
 )
 # Where guests cannot run directly (no /dev/kvm, or a PVM /dev/kvm: scripts/lib/kvm-host.sh),

@@ -2,8 +2,9 @@
 # /init of the nested-kvm initramfs (see README.md). Runs as PID 1 inside the TCG VM.
 # Loads the modules listed in /modules.order, mounts the host's root filesystem (9p tag
 # "hostroot", read-only) at /host and the per-run exchange directory (9p tag "nkio",
-# writable) at /host/run/nested-kvm-io, then runs /host/run/nested-kvm-io/cmd.sh chrooted
-# into /host, writes its exit status to the exchange directory and powers off.
+# writable) at /host/run/nested-kvm-io, moves /host onto / and runs
+# /run/nested-kvm-io/cmd.sh chrooted into it, writes its exit status to the exchange directory
+# and powers off.
 /bin/busybox mkdir -p /bin /sbin /usr/bin /usr/sbin
 /bin/busybox --install -s
 export PATH=/bin:/sbin:/usr/bin:/usr/sbin
@@ -66,9 +67,13 @@ else
   echo "nested-kvm: WARNING: no /dev/kvm in the VM" >&2
 fi
 
-chroot /host /bin/sh /run/nested-kvm-io/cmd.sh
+# The host root moved onto / (as switch_root does, PID 1 staying here), then chrooted into:
+# a process that joins a mount namespace (setns, as `podman cp` into a running container
+# does) lands on the namespace's "/", which must be this root, not the initramfs beneath.
+cd /host && mount --move /host / || fail "cannot move the host root onto /"
+chroot . /bin/sh /run/nested-kvm-io/cmd.sh
 rc=$?
-echo "$rc" > /host/run/nested-kvm-io/rc
+echo "$rc" > run/nested-kvm-io/rc
 sync
 echo "NESTED-EXIT=$rc"
 poweroff -f

@@ -4,8 +4,10 @@
 # and kiln-oci's own verbs on a hand-made bundle (create, state, start, kill, delete, list, a
 # bad config.json refused). Cases: exit statuses 0, 3 and 137; stdout and stderr apart; -i
 # stdin; -e, -w, -u; -v read-write and :ro; the engine's /etc/hostname and
-# /etc/hosts (file binds); -t (conmon's console socket: a pty in the guest); --memory (the guest's RAM); the runtime's state through a
-# container's life.
+# /etc/hosts (file binds); -t (conmon's console socket: a pty in the guest); --memory (the
+# guest's RAM); --read-only and --tmpfs; a detached container's logs, exec, exec -it, ps, cp
+# both ways, stop, start again, kill -s USR1 and wait; the runtime's state through a container's
+# life.
 #
 #   tests/linux/oci-e2e.sh          prepare, boots (here on VMX/SVM KVM, else in the nested-KVM
 #                                   VM), check
@@ -76,6 +78,11 @@ CONF
       < "${in:-/dev/null}" > "$out/$name.out" 2> "$out/$name.err"
     echo $? > "$out/$name.rc"
     echo "oci-e2e: $name: exit $(cat "$out/$name.rc") after $(($(date +%s) - start)) s"
+    [ $(($(date +%s) - start)) -ge 300 ] && hung "$name"
+  }
+  hung() {  # what was left when a run timed out: the processes, the guests' consoles
+    echo "oci-e2e: $1 timed out; processes:"; ps -eo pid,ppid,stat,args | grep -v ' \[' | cut -c1-200
+    find "$tmp" /run -name console.log 2>/dev/null | while read -r f; do echo "== $f"; tail -n 30 "$f"; done
   }
   local img=localhost/kiln-oci-test
   run echo "$img" echo hi
@@ -90,6 +97,15 @@ CONF
   run files --hostname kiln-box "$img" sh -c 'hostname; echo "$(cat /etc/hostname)"; grep -q localhost /etc/hosts && echo hosts-ok'
   run tty -t "$img" sh -c 'test -t 0 && test -t 1 && echo tty; stty size'
   run memory --memory 256m "$img" sh -c "awk '/MemTotal/ {print \$2}' /proc/meminfo"
+  # --read-only: the root is read-only, podman's tmpfs on /tmp, /var/tmp (missing in the image:
+  # kiln-oci makes the mount point) and /run are not.
+  run readonly --read-only "$img" sh -c \
+    'touch /x 2>/dev/null || echo ro-root; touch /tmp/a /var/tmp/b /run/c && echo tmp-ok'
+  # --tmpfs with options, and one over /etc: the image's files copied up (podman's default
+  # tmpcopyup), the engine's /etc/hosts bound on top of it.
+  run tmpfs --tmpfs /scratch:size=1m,mode=700 --tmpfs /etc "$img" sh -c \
+    'grep -o " /scratch tmpfs [^ ]*" /proc/mounts; stat -c %a /scratch; grep -c " /etc tmpfs" /proc/mounts
+     grep -q "^root:" /etc/passwd && echo copied; grep -q localhost /etc/hosts && echo hosts-ok'
 
   # A detached container: logs, exec (conmon's exec --process --detach), ps, stop, rm.
   local prt=("${pod[@]}" --runtime "$repo/build/kiln-oci") v
@@ -103,8 +119,20 @@ CONF
     'echo daemon-up; while :; do sleep 1; done'
   for v in $(seq 300); do "${prt[@]}" logs kbox 2>/dev/null | grep -q daemon-up && break; sleep 0.2; done
   pstep pexec exec kbox sh -c 'echo "exec-hi $(cat /etc/hostname)"; exit 5'
+  pstep pexectty exec -it kbox sh -c 'test -t 0 && test -t 1 && echo exec-tty'
   pstep pps ps --format '{{.Names}} {{.Status}}'
+  # cp both ways through the container's root (the share the guest sees).
+  echo cp-in > "$out/cp.in"
+  pstep pcpin cp "$out/cp.in" kbox:/cp-in
+  pstep pcpseen exec kbox sh -c 'cat /cp-in; echo cp-out > /cp-out'
+  pstep pcpout cp kbox:/cp-out "$out/cp.got"
   pstep pstop stop -t 5 kbox
+  # Started again: a fresh microVM from the same bundle; then a signal the workload does not
+  # catch ends it with 128+10.
+  pstep pstart start kbox
+  for v in $(seq 300); do [ "$("${prt[@]}" logs kbox 2>/dev/null | grep -c daemon-up)" = 2 ] && break; sleep 0.2; done
+  pstep pkill kill -s USR1 kbox
+  pstep pwait wait kbox
   pstep plogs logs kbox
   pstep prm rm kbox
   echo "oci-e2e: detached container done"
@@ -118,11 +146,15 @@ CONF
     echo $? > "$out/$name.rc"
   }
   # create's stdio is the container's: the workload's output lands in bundle-workload.out.
-  timeout -k 5 120 "${oci[@]}" create --bundle "$out/bundle" --pid-file "$out/bundle.pid" "$id" \
+  # (--no-pivot: the host process's view of the root made with a move and chroot.)
+  timeout -k 5 120 "${oci[@]}" create --no-pivot --bundle "$out/bundle" --pid-file "$out/bundle.pid" "$id" \
     < /dev/null > "$out/bundle-workload.out" 2> "$out/create.err"
   echo $? > "$out/create.rc"
   : > "$out/create.out"
   step state-created "${oci[@]}" state "$id"
+  # The container's host process sees the container's root as "/" (what an engine joining its
+  # mount namespace gets), here in a listing of its /proc/PID/root.
+  step view ls "/proc/$(cat "$out/bundle.pid" 2>/dev/null)/root/"
   step start "${oci[@]}" start "$id"
   for v in $(seq 300); do grep -q started "$out/bundle-workload.out" && break; sleep 0.2; done
   step state-running "${oci[@]}" state "$id"
@@ -143,6 +175,54 @@ CONF
   step bad-list "${oci[@]}" list -q
   step features "${oci[@]}" features
   step version "${oci[@]}" --version
+
+  # containerd's runc shim with kiln-oci as its runc binary (what a Kubernetes RuntimeClass
+  # whose runc options set BinaryName does), the image from an OCI archive Podman wrote.
+  local ctd="$tmp/ctd" ctd_pid
+  mkdir -p "$ctd"
+  cat > "$ctd/config.toml" <<CONF
+version = 2
+root = "$ctd/root"
+state = "$ctd/state"
+[grpc]
+  address = "$ctd/ctd.sock"
+CONF
+  containerd --config "$ctd/config.toml" > "$out/containerd.log" 2>&1 &
+  ctd_pid=$!
+  local ctr=(ctr -a "$ctd/ctd.sock") crun=(--snapshotter native --runc-binary "$repo/build/kiln-oci")
+  for v in $(seq 100); do "${ctr[@]}" version >/dev/null 2>&1 && break; sleep 0.2; done
+  "${pod[@]}" save -q --format oci-archive -o "$tmp/img.tar" "$img" &&
+    "${ctr[@]}" images import --snapshotter native --base-name "$img" "$tmp/img.tar" >/dev/null ||
+    echo "oci-e2e: the containerd image import failed" >&2
+  step ctr-run "${ctr[@]}" run --rm "${crun[@]}" "$img:latest" kctr1 \
+    sh -c 'echo ctr-out; echo ctr-err >&2; exit 4'
+  step ctr-detach "${ctr[@]}" run -d "${crun[@]}" "$img:latest" kctr2 \
+    sh -c 'while :; do sleep 1; done'
+  step ctr-exec "${ctr[@]}" task exec --exec-id e1 kctr2 sh -c 'echo "ctr-exec $(hostname)"; exit 6'
+  step ctr-ps "${ctr[@]}" task ls
+  step ctr-kill "${ctr[@]}" task kill -s KILL kctr2
+  for v in $(seq 100); do "${ctr[@]}" task ls 2>/dev/null | grep -q 'kctr2.*STOPPED' && break; sleep 0.2; done
+  step ctr-rm "${ctr[@]}" task rm kctr2
+  "${ctr[@]}" containers rm kctr2 >/dev/null 2>&1
+  kill "$ctd_pid" && wait "$ctd_pid"
+
+  # Docker's HTTP API as Podman serves it, driven with curl, kiln-oci the service's runtime
+  # (Podman 4.3's compat API ignores HostConfig.Runtime: the libpod inspect below shows which
+  # runtime ran the container).
+  "${prt[@]}" system service --time 0 "unix://$tmp/docker.sock" > "$out/service.log" 2>&1 &
+  local svc=$! api="http://d/v1.41" dk=(curl -sS --unix-socket "$tmp/docker.sock")
+  for v in $(seq 100); do "${dk[@]}" "$api/_ping" >/dev/null 2>&1 && break; sleep 0.2; done
+  step api-create "${dk[@]}" -X POST -H 'Content-Type: application/json' \
+    -d '{"Image": "'"$img"'", "Cmd": ["sh", "-c", "echo api-out; echo api-err >&2; exit 7"],
+         "HostConfig": {"NetworkMode": "none"}}' \
+    "$api/containers/create?name=kapi"
+  step api-start "${dk[@]}" -X POST -w '%{http_code}' "$api/containers/kapi/start"
+  step api-wait "${dk[@]}" -X POST "$api/containers/kapi/wait"
+  step api-logs "${dk[@]}" "$api/containers/kapi/logs?stdout=1&stderr=1"
+  step api-inspect "${dk[@]}" "$api/containers/kapi/json"
+  step api-runtime "${dk[@]}" "http://d/v4.3.0/libpod/containers/kapi/json"  # names the runtime
+  step api-rm "${dk[@]}" -X DELETE -w '%{http_code}' "$api/containers/kapi"
+  kill "$svc" && wait "$svc"
 
   "${pod[@]}" rm -af >/dev/null 2>&1
   ((cg)) && umount /sys/fs/cgroup
@@ -193,6 +273,8 @@ check() {
   else bad volume-host "vol/out missing or volro/f written"; fi
   expect files 0 $'kiln-box\nkiln-box\nhosts-ok\n'
   expect tty 0 $'tty\r\n24 80\r\n'
+  expect readonly 0 $'ro-root\ntmp-ok\n'
+  match tmpfs 0 '^ /scratch tmpfs rw,[^ ]*size=1024k,mode=700.700.1.copied.hosts-ok.$'
   local kb
   kb=$(cat "$out/memory.out" 2>/dev/null)
   # 256 MiB and kiln-oci's 64 MiB overhead, less what the kernel keeps.
@@ -200,8 +282,25 @@ check() {
     [ "${kb:-0}" -lt 330000 ]; then ok memory
   else bad memory "MemTotal ${kb:-none} kB, want 250000-330000 (exit $(cat "$out/memory.rc" 2>/dev/null))"; fi
 
+  expect ctr-run 4 $'ctr-out\n' $'ctr-err\n'
+  match ctr-detach 0 '^$'
+  match ctr-exec 6 '^ctr-exec [a-z0-9-]+.$'
+  match ctr-ps 0 'kctr2 +[0-9]+ +RUNNING'
+  match ctr-kill 0 '^$'
+  match ctr-rm 0 '^$'
+  match api-create 0 '"Id": *"[0-9a-f]{64}"'
+  expect api-start 0 '204'
+  match api-wait 0 '"StatusCode": *7'
+  # The logs' multiplexed stream: an 8-byte header (stream 1 or 2) before each line.
+  if grep -aq $'\x01\x00\x00\x00\x00\x00\x00\x08api-out' "$out/api-logs.out" &&
+    grep -aq $'\x02\x00\x00\x00\x00\x00\x00\x08api-err' "$out/api-logs.out"; then ok api-logs
+  else bad api-logs "stdout and stderr not in the log stream: $(od -c "$out/api-logs.out" | head -5)"; fi
+  match api-inspect 0 '"State": *\{[^}]*"ExitCode": *7'
+  match api-runtime 0 '"OCIRuntime": *"[^"]*kiln-oci"'
+  expect api-rm 0 '204'
   match create 0 '^$'
   match state-created 0 '"status": "created"'
+  expect view 0 "$(ls "$out/bundle/rootfs/")"$'\n'
   match start 0 '^$'
   match state-running 0 '"annotations": \{[^}]*"org.example.test": "yes".*"status": "running"'
   if [ -n "$(cat "$out/bundle.pid" 2>/dev/null)" ] &&
@@ -214,9 +313,18 @@ check() {
   else bad exec-pid-file "exec --detach wrote no pid file"; fi
   match detach 0 '^[0-9a-f]{64}'
   expect pexec 5 $'exec-hi kbox\n'
+  expect pexectty 0 $'exec-tty\r\n'
   match pps 0 'kbox Up'
+  match pcpin 0 '^$'
+  expect pcpseen 0 $'cp-in\n'
+  match pcpout 0 '^$'
+  if [ "$(cat "$out/cp.got" 2>/dev/null)" = cp-out ]; then ok cp-out-file
+  else bad cp-out-file "podman cp kbox:/cp-out gave '$(cat "$out/cp.got" 2>/dev/null)'"; fi
   match pstop 0 'kbox'
-  expect plogs 0 $'daemon-up\n'
+  match pstart 0 'kbox'
+  match pkill 0 'kbox'
+  expect pwait 0 $'138\n'
+  expect plogs 0 $'daemon-up\ndaemon-up\n'
   match prm 0 'kbox'
   match delete-running 1 '^$' 'is running'
   match kill 0 '^$'

@@ -2,6 +2,7 @@
 #include "agent/boot_config.h"
 
 #include <gtest/gtest.h>
+#include <sys/mount.h>
 
 #include <stdexcept>
 
@@ -120,6 +121,49 @@ TEST(AgentBootConfig, FileBinds) {
     EXPECT_NE(error_of(std::string("kiln.root=x kiln.bind=") + bad).find("kiln.bind="),
               std::string::npos)
         << bad;
+}
+
+TEST(AgentBootConfig, TmpfsFlagsDataAndCopyUp) {
+  auto c = parse_boot_config(
+      "kiln.root=r kiln.tmpfs=/scratch:size=1m,mode=1777,noexec,nosuid "
+      "kiln.tmpfs=/run:rw,nodev,tmpcopyup kiln.tmpfs=/ro:ro,nr_inodes=1k,uid=1000,gid=100 "
+      "kiln.tmpfs=/plain");
+  ASSERT_EQ(c.tmpfs.size(), 4u);
+  EXPECT_EQ(c.tmpfs[0].target, "/scratch");
+  EXPECT_EQ(c.tmpfs[0].flags, unsigned(MS_NOEXEC | MS_NOSUID));
+  EXPECT_EQ(c.tmpfs[0].data, "size=1m,mode=1777");
+  EXPECT_FALSE(c.tmpfs[0].copy_up);
+  EXPECT_EQ(c.tmpfs[1].flags, unsigned(MS_NODEV));
+  EXPECT_TRUE(c.tmpfs[1].copy_up);
+  EXPECT_EQ(c.tmpfs[1].data, "");
+  EXPECT_EQ(c.tmpfs[2].flags, unsigned(MS_RDONLY));
+  EXPECT_EQ(c.tmpfs[2].data, "nr_inodes=1k,uid=1000,gid=100");
+  EXPECT_EQ(c.tmpfs[3].target, "/plain");
+  EXPECT_EQ(c.tmpfs[3].flags, 0u);
+}
+
+TEST(AgentBootConfig, BadTmpfsIsNamed) {
+  const std::pair<std::string, std::string> cases[] = {
+      {"kiln.tmpfs=rel", "kiln.tmpfs 'rel': the directory must be absolute"},
+      {"kiln.tmpfs=/", "the directory must be absolute, not /"},
+      {"kiln.tmpfs=/a/../b", "without '.' or '..'"},
+      {"kiln.tmpfs=/t:size=", "a bad value in 'size='"},
+      {"kiln.tmpfs=/t:size=1t", "a bad value in 'size=1t'"},
+      {"kiln.tmpfs=/t:size=1234567890123456", "a bad value"},
+      {"kiln.tmpfs=/t:mode=08", "a bad value in 'mode=08'"},
+      {"kiln.tmpfs=/t:mode=17777", "a bad value in 'mode=17777'"},
+      {"kiln.tmpfs=/t:uid=-1", "a bad value in 'uid=-1'"},
+      {"kiln.tmpfs=/t:bind", "unknown option 'bind'"},
+      {"kiln.tmpfs=/t:", "no options after ':'"},
+      {"kiln.tmpfs=/t:ro,,nosuid", "unknown option ''"},
+      {"kiln.tmpfs=/t:" + std::string("ro,") + "ro,ro,ro,ro,ro,ro,ro,ro,ro,ro,ro,ro,ro,ro,ro,ro",
+       "more than 16 options"},
+  };
+  for (const auto& [param, want] : cases) {
+    std::string e = error_of("kiln.root=r " + param);
+    EXPECT_NE(e.find(want), std::string::npos) << param << " -> " << e;
+  }
+  EXPECT_NE(std::string(error_of("kiln.root=r kiln.tmpfs=/t")).find("accepted"), std::string::npos);
 }
 
 }  // namespace

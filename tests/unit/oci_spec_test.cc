@@ -8,6 +8,7 @@
 #include <fstream>
 
 #include "base/error.h"
+#include "oci/mount_points.h"
 
 namespace kiln::oci {
 namespace {
@@ -79,6 +80,7 @@ TEST_F(OciSpec, ProcessMountsAndResourcesReachTheSandbox) {
   EXPECT_TRUE(s.no_new_privileges);
   EXPECT_EQ(b.run.hostname, "box");
   EXPECT_EQ(b.annotations.at("a"), "b");
+  EXPECT_EQ(b.run.timings_file, "");
   ASSERT_EQ(b.run.files.size(), 1u);
   EXPECT_EQ(b.run.files[0].guest, "/etc/hosts");
   ASSERT_EQ(b.run.volumes.size(), 1u);
@@ -97,6 +99,62 @@ TEST_F(OciSpec, ReadOnlyRootAndCpuset) {
   EXPECT_NE(b.run.planned->cmdline.find("kiln.rootflags=ro"), std::string::npos);
   EXPECT_EQ(b.run.planned->vm_args.back().substr(b.run.planned->vm_args.back().size() - 3), ",ro");
   EXPECT_EQ(b.run.cpus, 4u);
+}
+
+// podman --read-only --tmpfs /scratch:size=1m: the spec's tmpfs mounts (the guest's own /run
+// and /tmp among them) go to the agent with their options, propagation options dropped.
+TEST_F(OciSpec, TmpfsMountsKeepTheirOptions) {
+  Bundle b = load(config(R"({"args": ["true"], "cwd": "/"})",
+                         R"("mounts": [
+      {"destination": "/dev", "type": "tmpfs", "options": ["nosuid", "mode=755"]},
+      {"destination": "/run", "type": "tmpfs", "options": ["rw", "rprivate", "nosuid", "nodev",
+                                                           "tmpcopyup"]},
+      {"destination": "/scratch", "type": "tmpfs", "source": "tmpfs",
+       "options": ["rw", "size=1m", "mode=1777", "noexec"]},
+      {"destination": "/var/tmp", "type": "tmpfs"}])"));
+  EXPECT_EQ(b.run.tmpfs,
+            (std::vector<std::string>{"/run:rw,nosuid,nodev,tmpcopyup",
+                                      "/scratch:rw,size=1m,mode=1777,noexec", "/var/tmp"}));
+}
+
+// Mount points are made in the root on the host (the guest cannot in a read-only root): the
+// directories and files of shares and tmpfs, not what lies under the guest's own file systems,
+// and never outside the root through a symbolic link.
+TEST_F(OciSpec, MountPointsAreMadeInsideTheRoot) {
+  fs::create_directories(dir_ / "outside");
+  fs::create_symlink(dir_ / "outside", dir_ / "rootfs" / "escape");
+  sandbox::RunOptions run;
+  run.tmpfs = {"/var/tmp:size=1m"};
+  run.volumes = {{(dir_ / "data").string(), "/srv/data", false}};
+  run.files = {{(dir_ / "hosts").string(), "/etc/hosts"},
+               {(dir_ / "hosts").string(), "/run/.containerenv"},
+               {(dir_ / "hosts").string(), "/var/tmp/in-tmpfs"}};
+  make_mount_points((dir_ / "rootfs").string(), run);
+  fs::path r = dir_ / "rootfs";
+  for (const char* d : {"dev", "proc", "sys", "run", "tmp", "var/tmp", "srv/data"})
+    EXPECT_TRUE(fs::is_directory(r / d)) << d;
+  EXPECT_TRUE(fs::is_regular_file(r / "etc" / "hosts"));
+  EXPECT_EQ(fs::file_size(r / "etc" / "hosts"), 0u);
+  EXPECT_FALSE(fs::exists(r / "run" / ".containerenv"));
+  EXPECT_FALSE(fs::exists(r / "var" / "tmp" / "in-tmpfs"));
+
+  // A link to an absolute host path resolves inside the root (where it leads nowhere), and a
+  // file where a directory must be: refused, naming the mount point, nothing made outside.
+  std::ofstream(r / "srv" / "file");
+  const std::pair<std::string, std::string> cases[] = {
+      {"/escape/t", "the mount point /escape/t: open /escape/: No such file"},
+      {"/srv/file/x", "the mount point /srv/file/x: /srv/file is not a directory"}};
+  for (const auto& [target, want] : cases) {
+    run = {};
+    run.volumes = {{(dir_ / "data").string(), target, false}};
+    try {
+      make_mount_points(r.string(), run);
+      ADD_FAILURE() << target << " accepted";
+    } catch (const UsageError& e) {
+      EXPECT_NE(std::string(e.what()).find(want), std::string::npos) << e.what();
+    }
+  }
+  EXPECT_FALSE(fs::exists(dir_ / "outside" / "t"));
 }
 
 TEST_F(OciSpec, BadValuesNameTheirField) {
@@ -134,6 +192,17 @@ TEST_F(OciSpec, BadValuesNameTheirField) {
       {config(R"({"args": ["x"], "cwd": "/"})",
               R"("linux": {"resources": {"cpu": {"cpus": "a-b"}}})"),
        "linux.resources.cpu.cpus"},
+      {config(R"({"args": ["x"], "cwd": "/"})",
+              R"("mounts": [{"destination": "/t", "type": "tmpfs", "options": ["size=lots"]}])"),
+       "mounts[0]: tmpfs '/t:size=lots': a bad value in 'size=lots'"},
+      {config(R"({"args": ["x"], "cwd": "/"})",
+              R"("mounts": [{"destination": "/t", "type": "tmpfs", "options": ["huge=always"]}])"),
+       "unknown option 'huge=always'"},
+      {config(R"({"args": ["x"], "cwd": "/"})",
+              R"("mounts": [{"destination": "/t", "type": "tmpfs", "options": "size=1m"}])"),
+       "mounts[0].options: must be an array of strings"},
+      {config(R"({"args": ["x"], "cwd": "/"})", R"("annotations": {"io.kiln.timings": "t.json"})"),
+       "annotations.io.kiln.timings: must be an absolute path"},
       {"not json", "not a JSON object"},
   };
   for (const auto& [cfg, want] : cases) {
