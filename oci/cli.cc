@@ -90,6 +90,10 @@ int oci_main(int argc, char** argv) {
   bool force = false, all = false, quiet = false;
   CLI::App* start_c = app.add_subcommand("start", "Start a created container's process");
   start_c->add_option("ID", id)->required();
+  CLI::App* pause_c = app.add_subcommand("pause", "Pause a container's microVM");
+  pause_c->add_option("ID", id)->required();
+  CLI::App* resume_c = app.add_subcommand("resume", "Resume a paused container's microVM");
+  resume_c->add_option("ID", id)->required();
   CLI::App* state_c = app.add_subcommand("state", "Print a container's state as JSON");
   state_c->add_option("ID", id)->required();
   CLI::App* kill_c = app.add_subcommand("kill", "Signal a container's process");
@@ -120,8 +124,6 @@ int oci_main(int argc, char** argv) {
   // runc exec ID CMD ARG...: everything after the ID is the command, options included.
   exec_c->prefix_command();
   for (auto [name, what] : {std::pair{"ps", "List a container's processes"},
-                            {"pause", "Pause a container"},
-                            {"resume", "Resume a container"},
                             {"update", "Change a container's resources"},
                             {"checkpoint", "Checkpoint a container"},
                             {"restore", "Restore a container"},
@@ -156,6 +158,8 @@ int oci_main(int argc, char** argv) {
       return exec(g, eo);
     }
     if (app.got_subcommand(state_c)) return state(g, id);
+    if (app.got_subcommand(pause_c)) return pause(g, id);
+    if (app.got_subcommand(resume_c)) return resume(g, id);
     if (app.got_subcommand(kill_c)) return kill(g, id, signal);
     if (app.got_subcommand(delete_c)) return remove(g, id, force);
     if (app.got_subcommand(list_c)) return list(g, format, quiet);

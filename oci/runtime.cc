@@ -32,6 +32,7 @@
 #include "sandbox/commands.h"
 #include "sandbox/control.h"
 #include "sandbox/registry.h"
+#include "sandbox/vmm_api.h"
 
 namespace kiln::oci {
 
@@ -73,8 +74,14 @@ Record read_container(const Registry& reg, const std::string& id) {
   }
 }
 
-// runc's status names: the record's status and whether its host process still runs.
-std::string oci_status(const Record& r) {
+// The VMM's API socket of container `id` (kiln run --api-sock).
+std::string api_socket(const Registry& reg, const std::string& id) {
+  return (reg.dir(id) / "api.sock").string();
+}
+
+// runc's status names: the record's status, whether its host process still runs, and for a
+// running one whether its VMM says it is paused.
+std::string oci_status(const Registry& reg, const Record& r) {
   if (r.status == Status::kExited || !Registry::alive(r)) return "stopped";
   switch (r.status) {
     case Status::kStarting:
@@ -82,8 +89,17 @@ std::string oci_status(const Record& r) {
     case Status::kCreated:
       return "created";
     default:
-      return "running";
+      break;
   }
+  try {
+    auto reply = sandbox::vmm_api_call(api_socket(reg, r.name), "GET", "/", "", 2000);
+    json info = json::parse(reply.body, nullptr, false);
+    if (reply.status == 200 && info.is_object() && info.value("state", "") == "Paused")
+      return "paused";
+  } catch (const kiln::Error&) {
+    // No API (a container created by an older kiln-oci) or a busy VMM: running, as recorded.
+  }
+  return "running";
 }
 
 json state_of(const Registry& reg, const Record& r) {
@@ -91,7 +107,7 @@ json state_of(const Registry& reg, const Record& r) {
   std::ifstream f(reg.dir(r.name) / kOciFile);
   if (f) extra = json::parse(f, nullptr, false);
   if (!extra.is_object()) extra = json::object();
-  std::string status = oci_status(r);
+  std::string status = oci_status(reg, r);
   return {{"ociVersion", kOciVersion},
           {"id", r.name},
           {"pid", status == "stopped" ? 0 : r.pid},
@@ -329,6 +345,7 @@ int create(const Globals& g, const CreateOptions& o) {
   b.run.name = o.id;
   b.run.state_root = g.root;
   b.run.wait_for_start = true;
+  b.run.vmm_api = true;  // pause and resume
 
   pid_t child;
   try {
@@ -376,7 +393,7 @@ int create(const Globals& g, const CreateOptions& o) {
 int exec(const Globals& g, const ExecOptions& o) {
   Registry reg(g.root);
   Record r = read_container(reg, o.id);
-  std::string st = oci_status(r);
+  std::string st = oci_status(reg, r);
   if (st != "running" && st != "created")
     throw kiln::Error("container " + o.id + " is " + st + ": nothing to exec in");
   agent::Start s;
@@ -424,10 +441,34 @@ int exec(const Globals& g, const ExecOptions& o) {
   return 0;
 }
 
+// PATCH /vm {"state": STATE} on container `id`'s VMM, which must be `from` now.
+int set_vm_state(const Globals& g, const std::string& id, const char* from, const char* state) {
+  Registry reg(g.root);
+  Record r = read_container(reg, id);
+  if (std::string st = oci_status(reg, r); st != from)
+    throw kiln::Error("container " + id + " is " + st + ", not " + from);
+  auto reply =
+      sandbox::vmm_api_call(api_socket(reg, id), "PATCH", "/vm", json{{"state", state}}.dump());
+  if (reply.status != 204) {
+    json fault = json::parse(reply.body, nullptr, false);
+    throw kiln::Error("the VMM refused to make container " + id + " " + state + ": " +
+                      (fault.is_object() ? fault.value("fault_message", reply.body) : reply.body));
+  }
+  return 0;
+}
+
+int pause(const Globals& g, const std::string& id) {
+  return set_vm_state(g, id, "running", "Paused");
+}
+
+int resume(const Globals& g, const std::string& id) {
+  return set_vm_state(g, id, "paused", "Resumed");
+}
+
 int start(const Globals& g, const std::string& id) {
   Registry reg(g.root);
   Record r = read_container(reg, id);
-  std::string st = oci_status(r);
+  std::string st = oci_status(reg, r);
   if (st != "created") throw kiln::Error("container " + id + " is " + st + ", not created");
   sandbox::request_start((reg.dir(id) / "control").string());
   return 0;
@@ -443,7 +484,7 @@ int kill(const Globals& g, const std::string& id, const std::string& signal) {
   int sig = parse_signal(signal, "SIGNAL");
   Registry reg(g.root);
   Record r = read_container(reg, id);
-  if (oci_status(r) == "stopped") throw kiln::Error("container " + id + " is not running");
+  if (oci_status(reg, r) == "stopped") throw kiln::Error("container " + id + " is not running");
   sandbox::request_signal((reg.dir(id) / "control").string(), sig);
   return 0;
 }
@@ -458,14 +499,20 @@ int remove(const Globals& g, const std::string& id, bool force) {
   } catch (const std::exception&) {
     // A directory without a readable record only holds the name.
   }
-  if (r && oci_status(*r) != "stopped") {
-    // As runc: a created container is deleted (its process killed); a running one needs force.
-    if (oci_status(*r) == "running" && !force)
-      throw kiln::Error("container " + id + " is running: stop it first, or delete --force");
-    try {
-      sandbox::request_signal((reg.dir(id) / "control").string(), SIGKILL);
-    } catch (const kiln::Error&) {
-      ::kill(r->pid, SIGKILL);  // its control socket is gone or wedged: the process goes
+  std::string st = r ? oci_status(reg, *r) : "stopped";
+  if (st != "stopped") {
+    // As runc: a created container is deleted (its process killed); a running or paused one
+    // needs force.
+    if ((st == "running" || st == "paused") && !force)
+      throw kiln::Error("container " + id + " is " + st + ": stop it first, or delete --force");
+    if (st == "paused") {
+      ::kill(r->pid, SIGKILL);  // its guest cannot take a signal: the process goes
+    } else {
+      try {
+        sandbox::request_signal((reg.dir(id) / "control").string(), SIGKILL);
+      } catch (const kiln::Error&) {
+        ::kill(r->pid, SIGKILL);  // its control socket is gone or wedged: the process goes
+      }
     }
     if (!wait_gone(*r, 20s)) {
       ::kill(r->pid, SIGKILL);

@@ -36,6 +36,10 @@ struct ExecOptions {
 };
 int exec(const Globals& g, const ExecOptions& o);
 int start(const Globals& g, const std::string& id);
+// The container's microVM paused (vCPUs and devices quiesced, PATCH /vm Paused on its VMM's
+// API) and resumed; `state` then says "paused". A paused container can be killed and deleted.
+int pause(const Globals& g, const std::string& id);
+int resume(const Globals& g, const std::string& id);
 int state(const Globals& g, const std::string& id);
 int kill(const Globals& g, const std::string& id, const std::string& signal);
 int remove(const Globals& g, const std::string& id, bool force);

@@ -27,6 +27,7 @@ struct RunOptions {
   bool remove = false;  // --rm
   AttachOptions attach;
   bool timings = false;
+  bool vmm_api = false;  // kiln run serves its API on the sandbox's api.sock (kiln-oci pause)
   // Appends the phases' times (ms from Kiln's start) as a JSON line to this file once the
   // workload exited (kiln-oci: the io.kiln.timings annotation).
   std::string timings_file;

@@ -192,6 +192,7 @@ int run(const RunOptions& o) {
                                 "--cpus",   std::to_string(o.cpus),
                                 "--memory", std::to_string(o.memory)};
   args.insert(args.end(), w.vm_args.begin(), w.vm_args.end());
+  if (o.vmm_api) args.insert(args.end(), {"--api-sock", (entry.dir() / "api.sock").string()});
   std::string cmdline = "console=ttyS0 reboot=k panic=1 quiet" + w.cmdline;
   if (!o.hostname.empty()) cmdline += " kiln.hostname=" + o.hostname;
   for (size_t i = 0; i < o.volumes.size(); ++i) {
