@@ -10,6 +10,7 @@
 
 #include "agent/boot_config.h"
 #include "base/error.h"
+#include "base/text_parse.h"
 
 namespace kiln::oci {
 
@@ -275,6 +276,30 @@ void read_resources(const json& linux_obj, sandbox::RunOptions& run) {
   }
 }
 
+// Kiln's own annotations (io.kiln.*), each checked; an unknown one is refused rather than
+// ignored. io.kiln.timings=FILE appends the container's phases to FILE; io.kiln.vcpus and
+// io.kiln.memory_mib size the microVM (over the defaults; linux.resources, read after, win).
+void read_kiln_annotations(const std::map<std::string, std::string>& a, sandbox::RunOptions& run) {
+  for (const auto& [key, value] : a) {
+    if (key.rfind("io.kiln.", 0) != 0) continue;
+    std::string at = "annotations." + key;
+    if (key == "io.kiln.timings") {
+      if (value.empty() || value[0] != '/') bad(at, "must be an absolute path");
+      run.timings_file = value;
+    } else if (key == "io.kiln.vcpus") {
+      long n = parse_bounded(value, 1, 254);
+      if (n < 0) bad(at, "'" + value + "' is not a vCPU count from 1 to 254");
+      run.cpus = static_cast<unsigned>(n);
+    } else if (key == "io.kiln.memory_mib") {
+      long n = parse_bounded(value, 32, 65536);
+      if (n < 0) bad(at, "'" + value + "' is not a guest memory size from 32 to 65536 MiB");
+      run.memory = static_cast<unsigned>(n);
+    } else {
+      bad(at, "unknown (known: io.kiln.timings, io.kiln.vcpus, io.kiln.memory_mib)");
+    }
+  }
+}
+
 }  // namespace
 
 agent::Start load_process(const std::string& path) {
@@ -328,20 +353,15 @@ Bundle load_bundle(const std::string& dir, const sandbox::RunOptions& defaults) 
     bad("hostname", "must be at most 64 bytes without whitespace or '/'");
   read_mounts(member(spec, "mounts"), b.run);
   if (b.run.volumes.size() > 16) bad("mounts", "at most 16 directory bind mounts");
-  const json& linux_obj = member(spec, "linux");
-  if (!linux_obj.is_null() && !linux_obj.is_object()) bad("linux", "must be an object");
-  if (linux_obj.is_object()) {
-    read_resources(linux_obj, b.run);
-    b.netns = network_namespace(linux_obj);
-  }
   if (const json& a = member(spec, "annotations"); a.is_object())
     for (const auto& [k, v] : a.items())
       if (v.is_string()) b.annotations[k] = v.get<std::string>();
-  // Kiln's own annotations: io.kiln.timings=FILE appends the container's phases to FILE.
-  if (auto t = b.annotations.find("io.kiln.timings"); t != b.annotations.end()) {
-    if (t->second.empty() || t->second[0] != '/')
-      bad("annotations.io.kiln.timings", "must be an absolute path");
-    b.run.timings_file = t->second;
+  read_kiln_annotations(b.annotations, b.run);
+  const json& linux_obj = member(spec, "linux");
+  if (!linux_obj.is_null() && !linux_obj.is_object()) bad("linux", "must be an object");
+  if (linux_obj.is_object()) {
+    read_resources(linux_obj, b.run);  // the engine's limits win over annotations
+    b.netns = network_namespace(linux_obj);
   }
 
   try {

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # kiln-oci driven by an engine nobody here wrote: Podman (with conmon) runs containers with
 # `--runtime build/kiln-oci`, each in a Kiln microVM booted with the kit's kernel and the agent;
-# and kiln-oci's own verbs on a hand-made bundle (create, state, start, kill, delete, list, a
-# bad config.json refused). Cases: exit statuses 0, 3 and 137; stdout and stderr apart; -i
-# stdin; -e, -w, -u; -v read-write and :ro; the engine's /etc/hostname and
-# /etc/hosts (file binds); -t (conmon's console socket: a pty in the guest); --memory (the
-# guest's RAM); --read-only and --tmpfs; a detached container's logs, exec, exec -it, ps,
-# pause and unpause, cp both ways, stop, start again, kill -s USR1 and wait; containerd's ctr;
-# Docker's API as Podman serves it; the runtime's state through a container's life (paused too).
+# and kiln-oci's own verbs on a hand-made bundle (create, state, start, kill, delete, list, a bad
+# config.json refused). Cases: exit statuses 0, 3 and 137; stdout and stderr apart; -i stdin; -e,
+# -w, -u; -v read-write and :ro; the engine's /etc/hostname and /etc/hosts (file binds); -t
+# (conmon's console socket: a pty in the guest); --memory (the guest's RAM); Kiln's annotations
+# (vCPUs, memory); --read-only and --tmpfs; a detached container's logs, exec, exec -it, ps, pause
+# and unpause, cp both ways, stop, start again, kill -s USR1 and wait; containerd's ctr; Docker's
+# API as Podman serves it; the runtime's state through a container's life (paused too).
 #
 #   tests/linux/oci-e2e.sh          prepare, boots (here on VMX/SVM KVM, else in the nested-KVM
 #                                   VM), check
@@ -97,6 +97,9 @@ CONF
   run files --hostname kiln-box "$img" sh -c 'hostname; echo "$(cat /etc/hostname)"; grep -q localhost /etc/hosts && echo hosts-ok'
   run tty -t "$img" sh -c 'test -t 0 && test -t 1 && echo tty; stty size'
   run memory --memory 256m "$img" sh -c "awk '/MemTotal/ {print \$2}' /proc/meminfo"
+  # Kiln's annotations size the microVM: 2 vCPUs, 192 MiB.
+  run annotations --annotation io.kiln.vcpus=2 --annotation io.kiln.memory_mib=192 "$img" sh -c \
+    "grep -c ^processor /proc/cpuinfo; awk '/MemTotal/ {print \$2}' /proc/meminfo"
   # --read-only: the root is read-only, podman's tmpfs on /tmp, /var/tmp (missing in the image:
   # kiln-oci makes the mount point) and /run are not.
   run readonly --read-only "$img" sh -c \
@@ -287,6 +290,12 @@ check() {
   expect files 0 $'kiln-box\nkiln-box\nhosts-ok\n'
   expect tty 0 $'tty\r\n24 80\r\n'
   expect readonly 0 $'ro-root\ntmp-ok\n'
+  local cpus mem
+  { read -r cpus; read -r mem; } < "$out/annotations.out" 2>/dev/null
+  # 192 MiB is 196608 kB, less what the kernel keeps.
+  if [ "$(cat "$out/annotations.rc" 2>/dev/null)" = 0 ] && [ "${cpus:-0}" = 2 ] &&
+    [ "${mem:-0}" -gt 140000 ] && [ "${mem:-0}" -le 196608 ]; then ok annotations
+  else bad annotations "cpus ${cpus:-none}, MemTotal ${mem:-none} kB, want 2 and 140000-196608"; fi
   match tmpfs 0 '^ /scratch tmpfs rw,[^ ]*size=1024k,mode=700.700.1.copied.hosts-ok.$'
   local kb
   kb=$(cat "$out/memory.out" 2>/dev/null)

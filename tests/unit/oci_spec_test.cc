@@ -157,6 +157,22 @@ TEST_F(OciSpec, MountPointsAreMadeInsideTheRoot) {
   EXPECT_FALSE(fs::exists(dir_ / "outside" / "t"));
 }
 
+// io.kiln.vcpus and io.kiln.memory_mib size the microVM over the defaults; the engine's
+// linux.resources win over them.
+TEST_F(OciSpec, KilnAnnotationsSizeTheVm) {
+  Bundle b = load(config(R"({"args": ["true"], "cwd": "/"})",
+                         R"("annotations": {"io.kiln.vcpus": "3", "io.kiln.memory_mib": "512",
+                                            "org.other": "x"})"));
+  EXPECT_EQ(b.run.cpus, 3u);
+  EXPECT_EQ(b.run.memory, 512u);
+  b = load(config(R"({"args": ["true"], "cwd": "/"})",
+                  R"("annotations": {"io.kiln.vcpus": "3", "io.kiln.memory_mib": "512"},
+                     "linux": {"resources": {"memory": {"limit": 134217728},
+                                             "cpu": {"quota": 100000, "period": 100000}}})"));
+  EXPECT_EQ(b.run.cpus, 1u);
+  EXPECT_EQ(b.run.memory, 128u + kMemoryOverheadMiB);
+}
+
 TEST_F(OciSpec, BadValuesNameTheirField) {
   const std::pair<std::string, std::string> cases[] = {
       {"{}", "ociVersion: is required"},
@@ -203,6 +219,12 @@ TEST_F(OciSpec, BadValuesNameTheirField) {
        "mounts[0].options: must be an array of strings"},
       {config(R"({"args": ["x"], "cwd": "/"})", R"("annotations": {"io.kiln.timings": "t.json"})"),
        "annotations.io.kiln.timings: must be an absolute path"},
+      {config(R"({"args": ["x"], "cwd": "/"})", R"("annotations": {"io.kiln.vcpus": "0"})"),
+       "annotations.io.kiln.vcpus: '0' is not a vCPU count from 1 to 254"},
+      {config(R"({"args": ["x"], "cwd": "/"})", R"("annotations": {"io.kiln.memory_mib": "1g"})"),
+       "annotations.io.kiln.memory_mib: '1g' is not a guest memory size"},
+      {config(R"({"args": ["x"], "cwd": "/"})", R"("annotations": {"io.kiln.vcpu": "2"})"),
+       "annotations.io.kiln.vcpu: unknown (known: io.kiln.timings"},
       {"not json", "not a JSON object"},
   };
   for (const auto& [cfg, want] : cases) {
