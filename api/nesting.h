@@ -9,6 +9,7 @@
 #include <string_view>
 
 #include "base/json_nesting.h"
+#include "base/toml_nesting.h"
 
 namespace kiln::api {
 
@@ -17,9 +18,7 @@ inline constexpr size_t kMaxNesting = 32;
 // base/json_nesting.h's scan with the configuration bound.
 std::optional<size_t> json_nesting_exceeded(std::string_view text, size_t limit = kMaxNesting);
 
-// The same for TOML: arrays, inline tables and table headers; brackets in strings (basic,
-// literal, multi-line) and comments do not count; dotted keys (`a.b.c`) and table headers add
-// a level per part, since toml11 makes each part a nested table.
+// base/toml_nesting.h's scan with the configuration bound.
 std::optional<size_t> toml_nesting_exceeded(std::string_view text, size_t limit = kMaxNesting);
 
 }  // namespace kiln::api

@@ -28,6 +28,7 @@
 #include "base/unique_fd.h"
 #include "oci/container_view.h"
 #include "oci/mount_points.h"
+#include "oci/runtime_config.h"
 #include "oci/spec.h"
 #include "sandbox/commands.h"
 #include "sandbox/control.h"
@@ -123,6 +124,8 @@ sandbox::RunOptions defaults() {
   sandbox::RunOptions d;
   d.kernel = (self_dir() / "guest-kernel" / "vmlinux").string();
   d.initrd = (self_dir() / "agent" / "kiln-agent.cpio").string();
+  const char* config = getenv("KILN_OCI_CONFIG");
+  apply_runtime_config(d, config && *config ? config : kDefaultRuntimeConfig, config && *config);
   for (const auto& [what, path] : {std::pair{"kernel", d.kernel}, {"initramfs", d.initrd}})
     if (!fs::is_regular_file(path))
       throw kiln::Error(std::string("the guest ") + what + " " + path +

@@ -154,6 +154,7 @@ CONF
   }
   # create's stdio is the container's: the workload's output lands in bundle-workload.out.
   # (--no-pivot: the host process's view of the root made with a move and chroot.)
+  printf 'vcpus = 2\nmemory = 64\n' > "$out/bad-oci.toml"
   timeout -k 5 120 "${oci[@]}" create --no-pivot --bundle "$out/bundle" --pid-file "$out/bundle.pid" "$id" \
     < /dev/null > "$out/bundle-workload.out" 2> "$out/create.err"
   echo $? > "$out/create.rc"
@@ -185,6 +186,8 @@ CONF
   step delete "${oci[@]}" delete "$id"
   step state-gone "${oci[@]}" state "$id"
   step bad "${oci[@]}" create --bundle "$out/badbundle" bad-1
+  step bad-config env KILN_OCI_CONFIG="$out/bad-oci.toml" "${oci[@]}" create --bundle \
+    "$out/bundle" bad-2
   step bad-list "${oci[@]}" list -q
   step features "${oci[@]}" features
   step version "${oci[@]}" --version
@@ -365,6 +368,7 @@ check() {
   match delete 0 '^$'
   match state-gone 1 '^$' 'kiln-e2e-1 does not exist'
   match bad 2 '^$' 'config.json: process.cwd: must be an absolute path'
+  match bad-config 2 '^$' 'bad-oci.toml:2: memory: unknown key'
   match bad-list 0 '^$'
   match features 0 '"ociVersionMax"'
   match version 0 '^kiln-oci version [0-9.]+.commit: kiln [0-9.]+.spec: 1\.0\.2.$'
