@@ -120,12 +120,13 @@ json state_of(const Registry& reg, const Record& r) {
           {"annotations", extra.value("annotations", json::object())}};
 }
 
-sandbox::RunOptions defaults() {
+// The containers' defaults, and the runtime config's other settings in `config`.
+sandbox::RunOptions defaults(RuntimeConfig& config) {
   sandbox::RunOptions d;
   d.kernel = (self_dir() / "guest-kernel" / "vmlinux").string();
   d.initrd = (self_dir() / "agent" / "kiln-agent.cpio").string();
-  const char* config = getenv("KILN_OCI_CONFIG");
-  apply_runtime_config(d, config && *config ? config : kDefaultRuntimeConfig, config && *config);
+  const char* file = getenv("KILN_OCI_CONFIG");
+  config = apply_runtime_config(d, file && *file ? file : kDefaultRuntimeConfig, file && *file);
   for (const auto& [what, path] : {std::pair{"kernel", d.kernel}, {"initramfs", d.initrd}})
     if (!fs::is_regular_file(path))
       throw kiln::Error(std::string("the guest ") + what + " " + path +
@@ -325,7 +326,13 @@ int create(const Globals& g, const CreateOptions& o) {
     throw UsageError("--preserve-fds: file descriptors cannot be passed into a microVM");
   Registry reg(g.root);
   if (fs::exists(reg.dir(o.id))) throw kiln::Error("container " + o.id + " already exists");
-  Bundle b = load_bundle(o.bundle.empty() ? "." : o.bundle, defaults());
+  RuntimeConfig config;
+  Bundle b = load_bundle(o.bundle.empty() ? "." : o.bundle, defaults(config));
+  if (!b.run.timings_file.empty() && !config.timings_annotation)
+    throw UsageError(
+        "config.json: annotations.io.kiln.timings: not enabled (it makes the runtime append "
+        "to a file the container's creator names: set timings_annotation = true in the "
+        "runtime config to allow it)");
   // A terminal: a pty made here, its master sent to the engine's console socket, its slave
   // the container process's stdio and controlling terminal (resizes arrive as SIGWINCH).
   UniqueFd slave;

@@ -13,11 +13,12 @@ namespace kiln::oci {
 
 namespace fs = std::filesystem;
 
-void apply_runtime_config(sandbox::RunOptions& d, const std::string& path, bool required) {
+RuntimeConfig apply_runtime_config(sandbox::RunOptions& d, const std::string& path, bool required) {
+  RuntimeConfig c;
   std::error_code ec;
   if (!fs::exists(path, ec)) {
     if (required) throw UsageError("runtime config " + path + ": no such file");
-    return;
+    return c;
   }
   auto size = fs::file_size(path, ec);
   if (ec) throw UsageError("runtime config " + path + ": " + ec.message());
@@ -50,10 +51,16 @@ void apply_runtime_config(sandbox::RunOptions& d, const std::string& path, bool 
         throw UsageError(at + ": must be an integer from " + std::to_string(lo) + " to " +
                          std::to_string(hi));
       (cpus ? d.cpus : d.memory) = static_cast<unsigned>(value.as_integer());
+    } else if (key == "timings_annotation") {
+      if (!value.is_boolean()) throw UsageError(at + ": must be true or false");
+      c.timings_annotation = value.as_boolean();
     } else {
-      throw UsageError(at + ": unknown key (known: kernel, initrd, vcpus, memory_mib)");
+      throw UsageError(at +
+                       ": unknown key (known: kernel, initrd, vcpus, memory_mib, "
+                       "timings_annotation)");
     }
   }
+  return c;
 }
 
 }  // namespace kiln::oci

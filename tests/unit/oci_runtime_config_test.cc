@@ -57,9 +57,12 @@ TEST_F(OciRuntimeConfig, BadFilesNameTheLineAndKey) {
       {"vcpus = 0\n", "oci.toml:1: vcpus: must be an integer from 1 to 254"},
       {"\nmemory_mib = \"256\"\n", "oci.toml:2: memory_mib: must be an integer from 32 to 65536"},
       {"kernel = \"vmlinux\"\n", "kernel: must be an absolute path"},
-      {"cpus = 2\n", "oci.toml:1: cpus: unknown key (known: kernel, initrd, vcpus, memory_mib)"},
+      {"cpus = 2\n",
+       "oci.toml:1: cpus: unknown key (known: kernel, initrd, vcpus, memory_mib, "
+       "timings_annotation)"},
       {"[machine]\nvcpus = 2\n", "machine: unknown key"},
       {"vcpus = \n", "TOML error"},
+      {"timings_annotation = 1\n", "timings_annotation: must be true or false"},
       {"x = " + std::string(100, '[') + std::string(100, ']') + "\n", "nested"},
   };
   for (const auto& [text, want] : cases) {
