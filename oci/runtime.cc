@@ -1,7 +1,6 @@
 #include "oci/runtime.h"
 
 #include <fcntl.h>
-#include <net/if.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/ioctl.h>
@@ -13,6 +12,8 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include <spdlog/spdlog.h>
+
 #include <nlohmann/json.hpp>
 
 #include <chrono>
@@ -20,7 +21,6 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 #include <thread>
 
 #include "base/error.h"
@@ -28,6 +28,7 @@
 #include "base/unique_fd.h"
 #include "oci/container_view.h"
 #include "oci/mount_points.h"
+#include "oci/network.h"
 #include "oci/runtime_config.h"
 #include "oci/spec.h"
 #include "sandbox/commands.h"
@@ -155,39 +156,6 @@ std::string read_child(int fd, const std::string& prefix = "") {
   return text;
 }
 
-// The interfaces of network namespace `path` other than lo, read by a child that enters it
-// (setns changes only the calling thread's namespace, but a child keeps this process clean).
-std::vector<std::string> foreign_interfaces(const std::string& path) {
-  UniqueFd ns(open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!ns) throw_errno("open the network namespace " + path);
-  int p[2];
-  if (pipe2(p, O_CLOEXEC) < 0) throw_errno("pipe");
-  UniqueFd in(p[0]), out(p[1]);
-  pid_t child = fork();
-  if (child < 0) throw_errno("fork");
-  if (child == 0) {
-    if (setns(ns.get(), CLONE_NEWNET) < 0) _exit(1);
-    if (struct if_nameindex* names = if_nameindex()) {
-      for (struct if_nameindex* n = names; n->if_index; ++n) {
-        std::string line = std::string(n->if_name) + "\n";
-        (void)!::write(out.get(), line.data(), line.size());
-      }
-    }
-    _exit(0);
-  }
-  out.reset();
-  std::string text = read_child(in.get());
-  int st = 0;
-  waitpid(child, &st, 0);
-  if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
-    throw kiln::Error("cannot enter the network namespace " + path);
-  std::vector<std::string> names;
-  std::istringstream lines(text);
-  for (std::string l; std::getline(lines, l);)
-    if (l != "lo") names.push_back(l);
-  return names;
-}
-
 // `slave` (a pty, if any) as this process's controlling terminal and stdio.
 void take_terminal(UniqueFd& slave) {
   if (!slave) return;
@@ -312,6 +280,61 @@ UniqueFd open_console(const std::string& socket_path, uint16_t rows, uint16_t co
   return slave;
 }
 
+// The container's network namespace entered (by this process: the VMM it starts lives
+// there); the interface the engine made in it (if any: else loopback only) connected to a TAP
+// and `b.run.net` set for it.
+std::optional<EngineLink> connect_engine_network(Bundle& b) {
+  if (b.netns.empty()) return std::nullopt;
+  enter_netns(b.netns);
+  std::vector<EngineLink> links = engine_links();
+  if (links.empty()) return std::nullopt;
+  if (links.size() > 1) {
+    std::string names;
+    for (const auto& l : links) names += (names.empty() ? "" : ", ") + l.name;
+    throw UsageError("linux.namespaces: the network namespace " + b.netns + " has " +
+                     std::to_string(links.size()) + " interfaces (" + names +
+                     "): kiln-oci connects one (give the container one network)");
+  }
+  EngineLink& l = links[0];
+  for (const auto& what : l.left_out)
+    spdlog::warn(
+        "the microVM does not get {}'s {} (kiln-oci gives it one IPv4 address and "
+        "the default route)",
+        l.name, what);
+  connect_tap(l, kTapName);
+  b.run.net = guest_net(l, kTapName);
+  return l;
+}
+
+// Takes the TAP and the redirect away when the container's host process ends.
+struct Disconnect {
+  const std::optional<EngineLink>& link;
+  ~Disconnect() {
+    if (!link) return;
+    try {
+      disconnect_tap(link->name, kTapName);
+    } catch (const std::exception& e) {
+      spdlog::warn("could not remove {} from the container's network: {}", kTapName, e.what());
+    }
+  }
+};
+
+// What is left of a container's network once it stopped (its host process killed before it
+// could clean up): the TAP and the redirect, if the namespace is still there.
+void disconnect_recorded(const Registry& reg, const std::string& id) {
+  std::ifstream f(reg.dir(id) / kOciFile);
+  json extra = f ? json::parse(f, nullptr, false) : json();
+  if (!extra.is_object() || !extra.contains("network") || !extra["network"].is_object()) return;
+  const json& n = extra["network"];
+  std::string netns = n.value("netns", ""), link = n.value("link", ""), tap = n.value("tap", "");
+  if (netns.empty() || link.empty() || tap.empty()) return;
+  try {
+    in_netns(netns, [&] { disconnect_tap(link, tap); });
+  } catch (const std::exception& e) {
+    spdlog::warn("container {}: could not remove {} from its network: {}", id, tap, e.what());
+  }
+}
+
 }  // namespace
 
 std::string default_root() {
@@ -344,13 +367,6 @@ int create(const Globals& g, const CreateOptions& o) {
   } else if (!o.console_socket.empty()) {
     throw UsageError("--console-socket is for a process with a terminal (process.terminal)");
   }
-  // An engine's network (a veth in the container's namespace) is not connected to the guest
-  // yet: refused rather than left unconnected.
-  if (!b.netns.empty())
-    if (auto names = foreign_interfaces(b.netns); !names.empty())
-      throw UsageError("linux.namespaces: the network namespace " + b.netns + " has " + names[0] +
-                       ": kiln-oci does not connect microVMs to an engine's " +
-                       "network yet (use --network none: the guest has loopback only)");
   make_mount_points(b.rootfs, b.run);
   b.run.name = o.id;
   b.run.state_root = g.root;
@@ -364,6 +380,10 @@ int create(const Globals& g, const CreateOptions& o) {
     // caller's, and this process passes signals on to it and exits with its status.
     child = fork_until_ready("the container's process", [&](const std::function<void()>& ready) {
       take_terminal(slave);
+      // The engine's network: this process (and so the VMM) in the container's network
+      // namespace, its interface connected to a TAP there (oci/network.h).
+      std::optional<EngineLink> link = connect_engine_network(b);
+      Disconnect disconnect{link};
       sigset_t forwarded = forwarded_signals(), old;
       sigprocmask(SIG_BLOCK, &forwarded, &old);
       pid_t host = getpid();
@@ -372,6 +392,7 @@ int create(const Globals& g, const CreateOptions& o) {
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         if (getppid() != host) return sandbox::kExitKiln;
         json extra = {{"bundle", b.dir}, {"annotations", b.annotations}};
+        if (link) extra["network"] = {{"netns", b.netns}, {"link", link->name}, {"tap", kTapName}};
         b.run.host_pid = host;
         b.run.on_created = [&] {
           write_atomically(reg.dir(o.id) / kOciFile, extra.dump() + "\n");
@@ -529,6 +550,7 @@ int remove(const Globals& g, const std::string& id, bool force) {
       if (!wait_gone(*r, 5s)) throw kiln::Error("container " + id + " did not stop");
     }
   }
+  disconnect_recorded(reg, id);
   reg.remove(id);
   return 0;
 }

@@ -11,13 +11,14 @@ packages=(
   linux-libc-dev                                                      # KVM and boot headers
   libspdlog-dev libfmt-dev libcli11-dev libtoml11-dev nlohmann-json3-dev libfdt-dev
   libarchive-dev libssl-dev libzstd-dev liblz4-dev libacl1-dev       # container images (image/)
+  libnl-route-3-dev                                                   # kiln-oci: netlink, tc
   libgtest-dev                                                        # tests
   clang-format                                                        # style check
   clang libclang-rt-14-dev                                            # libFuzzer targets
   curl                                                                # API tests (curl sequence)
   e2fsprogs busybox-static                                            # rootfs images (mkfs.ext4 -d, debugfs)
   stress-ng attr                                                      # Linux test: virtio-fs stress, xattrs
-  podman runc containerd                                              # image and kiln-oci tests: engines
+  podman runc containerd netavark iptables                            # image and kiln-oci tests: engines
   qemu-system-x86                                                     # guest self-check, benchmarks
 )
 # Where guests cannot run directly (no /dev/kvm, or a PVM /dev/kvm: scripts/lib/kvm-host.sh),

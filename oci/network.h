@@ -1,0 +1,54 @@
+// An engine's network reaching a microVM (Kata's tc model). In the container's network
+// namespace the engine made an interface (a veth whose peer is on its bridge) and gave it an
+// address and routes; its port mappings (`-p`) forward to that address. kiln-oci makes a TAP
+// beside the interface and redirects every frame both ways with tc (an ingress qdisc and a
+// match-all u32 filter with a mirred redirect on each side); the guest's NIC has the interface's
+// MAC, and the agent gives it the interface's address, default gateway and MTU. The frames
+// never reach the namespace's own IP stack, so the guest answers for the address.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "sandbox/network.h"
+
+namespace kiln::oci {
+
+inline constexpr const char* kTapName = "tap0_kiln";
+
+struct EngineLink {
+  std::string name, mac;
+  int ifindex = 0;
+  unsigned mtu = 0;
+  std::string address;  // its first IPv4 address ("": none)
+  int prefix = 0;
+  std::string gateway;  // the IPv4 default route's, if it goes through this link
+  // What the guest will not have: further addresses (IPv6 ones too) and other routes.
+  std::vector<std::string> left_out;
+};
+
+// The interfaces of the calling thread's network namespace other than lo, with their IPv4
+// configuration. Throws kiln::Error naming what could not be read.
+std::vector<EngineLink> engine_links();
+
+// Makes TAP `tap` (persistent, the link's MTU, up) and redirects every frame between it and
+// the link; what an earlier container left in the namespace (the TAP, the ingress qdiscs) is
+// replaced. Throws kiln::Error naming the step (tc's modules: sch_ingress, cls_u32,
+// act_mirred).
+void connect_tap(const EngineLink& link, const std::string& tap);
+// Undoes connect_tap (the link's ingress qdisc and its filter, the TAP); what is already gone
+// is no error.
+void disconnect_tap(const std::string& link, const std::string& tap);
+
+// What `kiln sandbox run --net` gets for a TAP connected to `link`.
+sandbox::SandboxNet guest_net(const EngineLink& link, const std::string& tap);
+
+// Runs `body` in a child that entered network namespace `path` (setns changes only the
+// caller's thread, and a child keeps this process clean); false if `path` cannot be entered
+// (the engine removed it). Throws kiln::Error with the reason `body` threw.
+bool in_netns(const std::string& path, const std::function<void()>& body);
+// Moves the calling process (single-threaded) into network namespace `path`.
+void enter_netns(const std::string& path);
+
+}  // namespace kiln::oci
