@@ -1,45 +1,17 @@
 #include "oci/cli.h"
 
 #include <spdlog/spdlog.h>
-#include <time.h>
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
-#include <fstream>
-#include <nlohmann/json.hpp>
 
 #include "base/error.h"
+#include "oci/log.h"
 #include "oci/runtime.h"
 
 namespace kiln::oci {
 
 namespace {
-
-// --log FILE --log-format text|json: each error also goes there, one line each; containerd
-// reports the last JSON line's "msg".
-struct Log {
-  std::string file, format = "text";
-
-  void error(const std::string& msg) const {
-    std::fprintf(stderr, "kiln-oci: %s\n", msg.c_str());
-    if (file.empty()) return;
-    std::ofstream f(file, std::ios::app);
-    timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    tm t{};
-    gmtime_r(&ts.tv_sec, &t);
-    char when[64];
-    std::strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &t);
-    std::string time =
-        std::string(when) + "." + std::to_string(ts.tv_nsec / 1000000 + 1000).substr(1) + "Z";
-    if (format == "json")
-      f << nlohmann::json{{"level", "error"}, {"msg", msg}, {"time", time}}.dump(
-               -1, ' ', false, nlohmann::json::error_handler_t::replace)
-        << "\n";
-    else
-      f << "time=\"" << time << "\" level=error msg=\"" << msg << "\"\n";
-  }
-};
 
 // Commands an engine may call that kiln-oci does not have yet: a clear refusal.
 void not_yet(CLI::App& app, const char* name, const char* what) {
@@ -59,11 +31,11 @@ int oci_main(int argc, char** argv) {
   app.require_subcommand(0, 1);
   Globals g;
   g.root = default_root();
-  Log log;
+  std::string log_file, log_format = "text";
   bool debug = false, systemd_cgroup = false, version = false;
   app.add_option("--root", g.root, "the state directory")->capture_default_str();
-  app.add_option("--log", log.file, "also write errors to this file");
-  app.add_option("--log-format", log.format, "text or json")
+  app.add_option("--log", log_file, "also write messages to this file");
+  app.add_option("--log-format", log_format, "text or json")
       ->check(CLI::IsMember({"text", "json"}));
   app.add_flag("--debug", debug, "debug messages");
   app.add_flag("--systemd-cgroup", systemd_cgroup,
@@ -123,8 +95,13 @@ int oci_main(int argc, char** argv) {
   exec_c->add_option("ID", eo.id)->required();
   // runc exec ID CMD ARG...: everything after the ID is the command, options included.
   exec_c->prefix_command();
-  for (auto [name, what] : {std::pair{"ps", "List a container's processes"},
-                            {"update", "Change a container's resources"},
+  std::string ps_format = "table";
+  CLI::App* ps_c = app.add_subcommand("ps", "List the host processes of a container");
+  ps_c->add_option("-f,--format", ps_format, "table or json")
+      ->check(CLI::IsMember({"table", "json"}));
+  ps_c->add_option("ID", id)->required();
+  ps_c->prefix_command();  // runc ps ID [ps options]
+  for (auto [name, what] : {std::pair{"update", "Change a container's resources"},
                             {"checkpoint", "Checkpoint a container"},
                             {"restore", "Restore a container"},
                             {"run", "Create and start a container"},
@@ -135,13 +112,15 @@ int oci_main(int argc, char** argv) {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     if (e.get_exit_code() == 0) return app.exit(e);
-    log.error(e.what());
+    install_log(log_file, log_format == "json" ? "json" : "text", false);
+    spdlog::error(e.what());
     return 2;
   } catch (const std::exception& e) {
-    log.error(e.what());
+    install_log(log_file, log_format == "json" ? "json" : "text", false);
+    spdlog::error(e.what());
     return 1;
   }
-  spdlog::set_level(debug ? spdlog::level::debug : spdlog::level::warn);
+  install_log(log_file, log_format, debug);
   if (version) {
     std::printf("kiln-oci version %s\ncommit: kiln %s\nspec: 1.0.2\n", KILN_VERSION, KILN_VERSION);
     return 0;
@@ -163,14 +142,15 @@ int oci_main(int argc, char** argv) {
     if (app.got_subcommand(kill_c)) return kill(g, id, signal);
     if (app.got_subcommand(delete_c)) return remove(g, id, force);
     if (app.got_subcommand(list_c)) return list(g, format, quiet);
+    if (app.got_subcommand(ps_c)) return ps(g, id, ps_format, ps_c->remaining());
     if (app.got_subcommand(features_c)) return features();
     std::printf("%s", app.help().c_str());
     return 2;
   } catch (const UsageError& e) {
-    log.error(e.what());
+    spdlog::error(e.what());
     return 2;
   } catch (const std::exception& e) {
-    log.error(e.what());
+    spdlog::error(e.what());
     return 1;
   }
 }

@@ -27,8 +27,10 @@
 #include "base/signals.h"
 #include "base/unique_fd.h"
 #include "oci/container_view.h"
+#include "oci/log.h"
 #include "oci/mount_points.h"
 #include "oci/network.h"
+#include "oci/process_tree.h"
 #include "oci/runtime_config.h"
 #include "oci/spec.h"
 #include "sandbox/commands.h"
@@ -193,7 +195,7 @@ Starting start_child(const std::string& what,
       if (ready_out)
         (void)!::write(ready_out.get(), msg.data(), msg.size());
       else
-        std::fprintf(stderr, "kiln-oci: %s\n", e.what());  // after ready: the engine's log
+        spdlog::error(e.what());  // after ready: the --log file (stderr is the container's)
       std::exit(sandbox::kExitKiln);
     }
   }
@@ -380,6 +382,7 @@ int create(const Globals& g, const CreateOptions& o) {
     // caller's, and this process passes signals on to it and exits with its status.
     child = fork_until_ready("the container's process", [&](const std::function<void()>& ready) {
       take_terminal(slave);
+      log_to_file_only();  // this process's stderr is the container's
       // The engine's network: this process (and so the VMM) in the container's network
       // namespace, its interface connected to a TAP there (oci/network.h).
       std::optional<EngineLink> link = connect_engine_network(b);
@@ -465,6 +468,7 @@ int exec(const Globals& g, const ExecOptions& o) {
   }
   pid_t child = fork_until_ready("the exec'd process", [&](const std::function<void()>& ready) {
     take_terminal(slave);
+    log_to_file_only();  // this process's stderr is the exec'd process's
     UniqueFd signals = sandbox::forwarded_signals();
     return sandbox::exec_process(uds, s, attach, signals.get(), ready);
   });
@@ -552,6 +556,22 @@ int remove(const Globals& g, const std::string& id, bool force) {
   }
   disconnect_recorded(reg, id);
   reg.remove(id);
+  return 0;
+}
+
+int ps(const Globals& g, const std::string& id, const std::string& format,
+       const std::vector<std::string>& ps_args) {
+  Registry reg(g.root);
+  Record r = read_container(reg, id);
+  std::vector<pid_t> pids;
+  if (oci_status(reg, r) != "stopped") pids = process_tree(r.pid);
+  if (format == "json") {
+    if (!ps_args.empty())
+      throw UsageError("ps: ps options (" + ps_args[0] + "...) are for --format table");
+    std::printf("%s\n", json(pids).dump().c_str());
+    return 0;
+  }
+  std::printf("%s", ps_table(pids, ps_args).c_str());
   return 0;
 }
 

@@ -44,6 +44,10 @@ int state(const Globals& g, const std::string& id);
 int kill(const Globals& g, const std::string& id, const std::string& signal);
 int remove(const Globals& g, const std::string& id, bool force);
 int list(const Globals& g, const std::string& format, bool quiet);
+// runc ps: the host processes standing for the container (oci/process_tree.h), as a JSON
+// array of pids or as `ps ARGS`'s lines for them.
+int ps(const Globals& g, const std::string& id, const std::string& format,
+       const std::vector<std::string>& ps_args);
 int features();
 
 }  // namespace kiln::oci

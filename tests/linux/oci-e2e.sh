@@ -51,6 +51,16 @@ boots() {
   fi
   local tmp pod
   tmp=$(mktemp -d /tmp/kiln-oci-e2e.XXXXXX)
+  # The engine's network (netavark: bridge, veth, iptables' NAT) and kiln-oci's redirect (tc
+  # ingress, u32, mirred), loaded where they are modules nothing loaded yet (the nested VM's
+  # initramfs loads only its own few); lo up for the requests to 127.0.0.1.
+  local m
+  for m in bridge veth br_netfilter nf_tables nft_compat nft_chain_nat nf_nat nf_conntrack \
+    xt_nat xt_MASQUERADE xt_conntrack xt_comment xt_addrtype xt_mark xt_multiport xt_tcpudp \
+    sch_ingress cls_u32 act_mirred; do
+    modprobe -q "$m" 2>/dev/null
+  done
+  ip link set lo up
   # Podman as ../shared/docs/engines-here.md has it in the nested VM: cgroup2 where nothing is
   # mounted, its state under $tmp, no network (netavark's bridge needs modules the VM lacks).
   local cg=0
@@ -64,6 +74,7 @@ cgroup_manager = "cgroupfs"
 events_logger = "none"
 tmp_dir = "$tmp/ptmp"
 [network]
+network_backend = "netavark"
 network_config_dir = "$tmp/pnet"
 CONF
   export CONTAINERS_CONF="$tmp/containers.conf" TMPDIR="$tmp"
@@ -144,6 +155,26 @@ CONF
   pstep prm rm kbox
   echo "oci-e2e: detached container done"
 
+  # The engine's network: -p with a request from the host answered by httpd in the guest,
+  # `port`, and the guest's NIC with the MAC, address and gateway Podman gave the container.
+  pstep web run -d --name kweb -p 18080:80 "$img" sh -c \
+    'echo web-page > /tmp/index.html; exec httpd -f -p 80 -h /tmp'
+  pstep webport port kweb
+  for v in $(seq 100); do
+    curl -sS -m 3 http://127.0.0.1:18080/ > "$out/webget.out" 2> "$out/webget.err" && break
+    sleep 0.3
+  done
+  echo $? > "$out/webget.rc"
+  pstep webnic exec kweb sh -c \
+    'cat /sys/class/net/eth0/address; ip -4 -o addr show eth0 | awk "{print \$4}"
+     ip route | awk "/^default/ {print \$3}"; cat /sys/class/net/eth0/mtu'
+  pstep webinspect inspect kweb --format \
+    '{{.NetworkSettings.MacAddress}}
+{{.NetworkSettings.IPAddress}}/{{.NetworkSettings.IPPrefixLen}}
+{{.NetworkSettings.Gateway}}'
+  pstep webrm rm -f -t 2 kweb
+  echo "oci-e2e: network done"
+
   # The runtime's verbs on the hand-made bundle.
   local oci=("$repo/build/kiln-oci" --root "$tmp/oci") id=kiln-e2e-1
   step() {  # NAME CMD...
@@ -167,6 +198,11 @@ CONF
   for v in $(seq 300); do grep -q started "$out/bundle-workload.out" && break; sleep 0.2; done
   step state-running "${oci[@]}" state "$id"
   step list "${oci[@]}" list
+  # ps: the host processes standing for the container (its host process first).
+  step ps-json "${oci[@]}" ps --format json "$id"
+  step ps-table "${oci[@]}" ps "$id"
+  step ps-args "${oci[@]}" ps "$id" -o pid,comm
+  step ps-json-args "${oci[@]}" ps --format json "$id" -o pid
   # Paused: the VMM's vCPUs stopped, and state asks the VMM.
   step pause "${oci[@]}" pause "$id"
   step state-paused "${oci[@]}" state "$id"
@@ -185,7 +221,41 @@ CONF
   step state-stopped "${oci[@]}" state "$id"
   step delete "${oci[@]}" delete "$id"
   step state-gone "${oci[@]}" state "$id"
+  # A bundle in a network namespace made here as an engine makes one: the guest has the
+  # veth's address; the TAP and the redirect are there while the container lives; its host
+  # process killed (no clean-up of its own), delete removes them.
+  local ns=kiln-e2e-net nid=kiln-e2e-net
+  ip netns add "$ns" && ip link add kiln-e2e-peer type veth peer name eth0 netns "$ns" &&
+    ip -n "$ns" addr add 10.91.0.2/24 dev eth0 && ip -n "$ns" link set eth0 up &&
+    ip link set kiln-e2e-peer up || echo "oci-e2e: could not make network namespace $ns" >&2
+  mkdir -p "$out/netbundle"
+  cat > "$out/netbundle/config.json" <<JSON
+{"ociVersion": "1.0.2", "root": {"path": "$out/bundle/rootfs"},
+ "process": {"args": ["sh", "-c", "ip -4 -o addr show eth0 | awk '{print \$4}'; while :; do sleep 1; done"],
+             "env": ["PATH=/bin:/sbin"], "cwd": "/"},
+ "linux": {"namespaces": [{"type": "network", "path": "/run/netns/$ns"}]}}
+JSON
+  timeout -k 5 120 "${oci[@]}" create --bundle "$out/netbundle" --pid-file "$out/net.pid" "$nid" \
+    < /dev/null > "$out/net-workload.out" 2> "$out/net-create.err"
+  echo $? > "$out/net-create.rc"
+  : > "$out/net-create.out"
+  step net-tap ip -n "$ns" -o link show tap0_kiln
+  step net-start "${oci[@]}" start "$nid"
+  for v in $(seq 300); do grep -q 10.91 "$out/net-workload.out" && break; sleep 0.2; done
+  cp "$out/net-workload.out" "$out/net-guest.out"; echo 0 > "$out/net-guest.rc"
+  kill -KILL "$(cat "$out/net.pid")"
+  for v in $(seq 100); do kill -0 "$(cat "$out/net.pid")" 2>/dev/null || break; sleep 0.2; done
+  step net-delete "${oci[@]}" delete "$nid"
+  step net-tap-gone ip -n "$ns" -o link show tap0_kiln
+  step net-qdisc-gone tc -n "$ns" qdisc show dev eth0 ingress
+  ip netns del "$ns"
   step bad "${oci[@]}" create --bundle "$out/badbundle" bad-1
+  # --log: the error also in the log file, as containerd (json) and Podman (text) read it.
+  step log-json "${oci[@]}" --log "$out/oci-log.json" --log-format json create --bundle \
+    "$out/badbundle" bad-3
+  step log-json-file cat "$out/oci-log.json"
+  step log-text "${oci[@]}" --log "$out/oci-log.txt" create --bundle "$out/badbundle" bad-4
+  step log-text-file cat "$out/oci-log.txt"
   step bad-config env KILN_OCI_CONFIG="$out/bad-oci.toml" "${oci[@]}" create --bundle \
     "$out/bundle" bad-2
   step bad-list "${oci[@]}" list -q
@@ -219,6 +289,7 @@ CONF
     sh -c 'while :; do sleep 1; done'
   step ctr-exec "${ctr[@]}" task exec --exec-id e1 kctr2 sh -c 'echo "ctr-exec $(hostname)"; exit 6'
   step ctr-ps "${ctr[@]}" task ls
+  step ctr-top "${ctr[@]}" task ps kctr2
   step ctr-kill "${ctr[@]}" task kill -s KILL kctr2
   for v in $(seq 100); do "${ctr[@]}" task ls 2>/dev/null | grep -q 'kctr2.*STOPPED' && break; sleep 0.2; done
   step ctr-rm "${ctr[@]}" task rm kctr2
@@ -311,6 +382,7 @@ check() {
   match ctr-detach 0 '^$'
   match ctr-exec 6 '^ctr-exec [a-z0-9-]+.$'
   match ctr-ps 0 'kctr2 +[0-9]+ +RUNNING'
+  match ctr-top 0 '^PID +INFO.[0-9]+ +-.[0-9]+ +-'
   match ctr-kill 0 '^$'
   match ctr-rm 0 '^$'
   match api-create 0 '"Id": *"[0-9a-f]{64}"'
@@ -323,10 +395,29 @@ check() {
   match api-inspect 0 '"State": *\{[^}]*"ExitCode": *7'
   match api-runtime 0 '"OCIRuntime": *"[^"]*kiln-oci"'
   expect api-rm 0 '204'
+  match web 0 '^[0-9a-f]{64}.$'
+  expect webport 0 $'80/tcp -> 0.0.0.0:18080\n'
+  expect webget 0 $'web-page\n'
+  match webinspect 0 '^([0-9a-f]{2}:){5}[0-9a-f]{2}.[0-9.]+/[0-9]+.[0-9.]+.$'
+  expect webnic 0 "$(cat "$out/webinspect.out" 2>/dev/null)"$'\n1500\n'
+  match webrm 0 'kweb'
   match create 0 '^$'
   match state-created 0 '"status": "created"'
   expect view 0 "$(ls "$out/bundle/rootfs/")"$'\n'
   match start 0 '^$'
+  local hp
+  hp=$(cat "$out/bundle.pid" 2>/dev/null || echo none)
+  match ps-json 0 "^\\[$hp(,[0-9]+)+\\].\$"
+  match ps-table 0 "^UID +PID +PPID .*.[a-z0-9]+ +$hp +[0-9]+ .*kiln"
+  match ps-args 0 "^ *PID COMMAND.* *$hp kiln"
+  match ps-json-args 2 '^$' 'ps options \(-o\.\.\.\) are for --format table'
+  match net-create 0 '^$'
+  match net-tap 0 'tap0_kiln.*state UP'
+  match net-start 0 '^$'
+  expect net-guest 0 $'10.91.0.2/24\n'
+  match net-delete 0 '^$'
+  match net-tap-gone 1 '^$' 'does not exist'
+  match net-qdisc-gone 0 '^$'
   match state-running 0 '"annotations": \{[^}]*"org.example.test": "yes".*"status": "running"'
   if [ -n "$(cat "$out/bundle.pid" 2>/dev/null)" ] &&
     grep -q "\"pid\": $(cat "$out/bundle.pid")," "$out/state-running.out"; then ok pid-file
@@ -368,6 +459,10 @@ check() {
   match delete 0 '^$'
   match state-gone 1 '^$' 'kiln-e2e-1 does not exist'
   match bad 2 '^$' 'config.json: process.cwd: must be an absolute path'
+  match log-json 2 '^$' 'kiln-oci: error: config.json: process.cwd'
+  match log-json-file 0 '^\{"level":"error","msg":"config.json: process.cwd: must be an absolute path[^"]*","time":"20[0-9-]+T[0-9:.]+Z"\}.$'
+  match log-text 2 '^$' 'kiln-oci: error: config.json: process.cwd'
+  match log-text-file 0 '^time="20[0-9-]+T[0-9:.]+Z" level=error msg="config.json: process.cwd: must be an absolute path[^"]*".$'
   match bad-config 2 '^$' 'bad-oci.toml:2: memory: unknown key'
   match bad-list 0 '^$'
   match features 0 '"ociVersionMax"'
