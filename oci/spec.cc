@@ -5,11 +5,11 @@
 #include <algorithm>
 #include <cctype>
 #include <filesystem>
-#include <fstream>
 #include <set>
 
 #include "agent/boot_config.h"
 #include "base/error.h"
+#include "base/json_nesting.h"
 #include "base/text_parse.h"
 
 namespace kiln::oci {
@@ -19,7 +19,8 @@ using nlohmann::json;
 
 namespace {
 
-constexpr uintmax_t kMaxConfig = 4 << 20;
+constexpr size_t kMaxConfig = 4 << 20;
+constexpr size_t kMaxNesting = 64;  // nlohmann's walks recurse (base/json_nesting.h)
 
 [[noreturn]] void bad(const std::string& field, const std::string& why) {
   throw UsageError("config.json: " + field + ": " + why);
@@ -302,34 +303,30 @@ void read_kiln_annotations(const std::map<std::string, std::string>& a, sandbox:
 
 }  // namespace
 
-agent::Start load_process(const std::string& path) {
-  std::error_code ec;
-  auto size = fs::file_size(path, ec);
-  if (ec) throw UsageError("--process " + path + ": " + ec.message());
-  if (size > kMaxConfig) throw UsageError("--process " + path + ": larger than 4 MiB");
-  std::ifstream f(path);
-  json p = json::parse(f, nullptr, false);
-  if (p.is_discarded() || !p.is_object())
-    throw UsageError("--process " + path + ": not a JSON object");
+agent::Start read_process_text(const std::string& text, const std::string& what) {
+  if (text.size() > kMaxConfig) throw UsageError(what + ": larger than 4 MiB");
+  if (json_nesting_exceeded(text, kMaxNesting))
+    throw UsageError(what + ": nested more than " + std::to_string(kMaxNesting) + " levels");
+  json p = json::parse(text, nullptr, false);
+  if (p.is_discarded() || !p.is_object()) throw UsageError(what + ": not a JSON object");
   try {
     return read_process(p);
   } catch (const UsageError& e) {
-    std::string m = e.what();  // "config.json: process.x: ..." -> "process.json: process.x: ..."
-    throw UsageError(path + m.substr(m.find(':')));
+    std::string m = e.what();  // "config.json: process.x: ..." -> "WHAT: process.x: ..."
+    throw UsageError(what + m.substr(m.find(':')));
   }
 }
 
-Bundle load_bundle(const std::string& dir, const sandbox::RunOptions& defaults) {
-  Bundle b;
-  b.dir = fs::absolute(dir).lexically_normal().string();
-  fs::path config = fs::path(b.dir) / "config.json";
-  std::error_code ec;
-  auto size = fs::file_size(config, ec);
-  if (ec) throw UsageError("--bundle " + dir + ": no config.json (" + ec.message() + ")");
-  if (size > kMaxConfig) throw UsageError("config.json: larger than 4 MiB");
-  std::ifstream f(config);
-  json spec = json::parse(f, nullptr, false);
+Bundle read_spec(const std::string& text, const std::string& dir,
+                 const sandbox::RunOptions& defaults) {
+  if (text.size() > kMaxConfig) throw UsageError("config.json: larger than 4 MiB");
+  if (auto line = json_nesting_exceeded(text, kMaxNesting))
+    throw UsageError("config.json:" + std::to_string(*line) + ": nested more than " +
+                     std::to_string(kMaxNesting) + " levels");
+  json spec = json::parse(text, nullptr, false);
   if (spec.is_discarded() || !spec.is_object()) throw UsageError("config.json: not a JSON object");
+  Bundle b;
+  b.dir = dir;
   std::string version = string_at(spec, "ociVersion", "", true);
   if (version.rfind("1.", 0) != 0) bad("ociVersion", "'" + version + "': kiln-oci reads 1.x");
 
@@ -343,11 +340,11 @@ Bundle load_bundle(const std::string& dir, const sandbox::RunOptions& defaults) 
   if (rootfs.is_relative()) rootfs = fs::path(b.dir) / rootfs;
   b.rootfs = rootfs.lexically_normal().string();
   if (!fs::is_directory(b.rootfs)) bad("root.path", b.rootfs + " is not a directory");
-  bool read_only = b.read_only = bool_at(root, "readonly", "root");
+  b.read_only = bool_at(root, "readonly", "root");
 
   b.run = defaults;
-  agent::Start start = read_process(member(spec, "process"));
-  b.terminal = start.terminal;
+  b.process = read_process(member(spec, "process"));
+  b.terminal = b.process.terminal;
   b.run.hostname = string_at(spec, "hostname", "", false);
   if (b.run.hostname.size() > 64 || b.run.hostname.find_first_of(" \t\n/") != std::string::npos)
     bad("hostname", "must be at most 64 bytes without whitespace or '/'");
@@ -362,12 +359,6 @@ Bundle load_bundle(const std::string& dir, const sandbox::RunOptions& defaults) 
   if (linux_obj.is_object()) {
     read_resources(linux_obj, b.run);  // the engine's limits win over annotations
     b.netns = network_namespace(linux_obj);
-  }
-
-  try {
-    b.run.planned = sandbox::directory_workload(b.rootfs, read_only, std::move(start));
-  } catch (const kiln::Error& e) {
-    bad("root.path", e.what());
   }
   b.run.workload.root = b.rootfs;
   return b;

@@ -21,17 +21,26 @@ struct Bundle {
   bool read_only = false;  // root.readonly
   std::string netns;       // linux.namespaces' network path ("" : none given)
   std::map<std::string, std::string> annotations;
+  agent::Start process;     // read_spec's; load_bundle moves it into run.planned
   sandbox::RunOptions run;  // the root, the process, the shares, cpus and memory
 };
 
 // Guest memory for a memory limit: the limit plus this much for the guest kernel and agent.
 inline constexpr unsigned kMemoryOverheadMiB = 64;
 
-// A process.json (runc exec --process): the spec's `process` object alone.
-agent::Start load_process(const std::string& path);
+// The JSON alone (oci/spec.cc, with no file but the host paths it checks: the fuzz target's
+// surface). A process object's text (runc exec --process), `what` naming it in errors.
+agent::Start read_process_text(const std::string& text, const std::string& what);
+// config.json's text read into a Bundle for the bundle directory `dir` (absolute): all but
+// run.planned, the process in `process`. Text over 4 MiB or nested over 64 levels is refused.
+Bundle read_spec(const std::string& text, const std::string& dir,
+                 const sandbox::RunOptions& defaults);
 
-// Reads `dir`/config.json (at most 4 MiB). `defaults` gives the kernel, initramfs, vCPUs and
-// memory when the spec does not set them.
+// The files (oci/bundle.cc). A process.json (runc exec --process): the spec's `process`
+// object alone.
+agent::Start load_process(const std::string& path);
+// Reads `dir`/config.json (at most 4 MiB) and plans the root's workload. `defaults` gives the
+// kernel, initramfs, vCPUs and memory when the spec does not set them.
 Bundle load_bundle(const std::string& dir, const sandbox::RunOptions& defaults);
 
 }  // namespace kiln::oci

@@ -10,23 +10,9 @@
 #include <vector>
 
 #include "agent/protocol/messages.h"
+#include "sandbox/volume.h"
 
 namespace kiln::sandbox {
-
-struct Volume {
-  std::string host, guest;
-  bool read_only = false;
-};
-
-// A host file bind-mounted on a guest file (kiln-oci: the engine's /etc/hosts, ...). Its
-// directory is shared read-only, so the file is read-only in the guest and the guest cannot
-// reach the directory's other files for writing.
-struct FileBind {
-  std::string host, guest;
-};
-
-// -v HOSTDIR:GUESTDIR[:ro]; kiln::Error naming the value when it is not one.
-Volume parse_volume(const std::string& v);
 
 // -u UID[:GID], numeric (GID defaults to UID).
 std::pair<uint32_t, uint32_t> parse_numeric_user(const std::string& v);

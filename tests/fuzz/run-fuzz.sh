@@ -2,7 +2,8 @@
 # Builds and runs a libFuzzer target: tests/fuzz/run-fuzz.sh TARGET SECONDS [libFuzzer flags...]
 #   TARGET   http (tests/fuzz/http_parser_fuzz.cc), api (tests/fuzz/api_json_fuzz.cc),
 #            fuse (tests/fuzz/fuse_fuzz.cc: virtio-fs's FUSE server over a temporary share),
-#            image (tests/fuzz/image_fuzz.cc: container images' JSON documents)
+#            image (tests/fuzz/image_fuzz.cc: container images' JSON documents),
+#            oci (tests/fuzz/oci_spec_fuzz.cc: kiln-oci's config.json and process.json)
 #   SECONDS  -max_total_time
 # Needs Debian's clang and libclang-rt-14-dev. Builds into $KILN_FUZZ_OUT (default build/fuzz);
 # new corpus entries go to $KILN_FUZZ_OUT/corpus-TARGET (the seed corpus in
@@ -47,8 +48,13 @@ case $target in
     extra_flags="-max_len=8192"
     libs="-lcrypto"
     ;;
+  oci)
+    sources="tests/fuzz/oci_spec_fuzz.cc oci/spec.cc agent/boot_config.cc sandbox/volume.cc
+             base/json_nesting.cc"
+    extra_flags="-max_len=8192"
+    ;;
   *)
-    echo "$0: unknown fuzz target '$target' (known: http, api, fuse, image)" >&2
+    echo "$0: unknown fuzz target '$target' (known: http, api, fuse, image, oci)" >&2
     exit 2
     ;;
 esac

@@ -226,11 +226,32 @@ TEST_F(OciSpec, BadValuesNameTheirField) {
       {config(R"({"args": ["x"], "cwd": "/"})", R"("annotations": {"io.kiln.vcpu": "2"})"),
        "annotations.io.kiln.vcpu: unknown (known: io.kiln.timings"},
       {"not json", "not a JSON object"},
+      {config(R"({"args": ["x"], "cwd": "/"})",
+              "\n\"x\": " + std::string(65, '[') + std::string(65, ']')),
+       "config.json:2: nested more than 64 levels"},
   };
   for (const auto& [cfg, want] : cases) {
     std::string e = error_of(cfg);
     EXPECT_NE(e.find(want), std::string::npos) << cfg << "\n -> " << e;
   }
+}
+
+TEST_F(OciSpec, AProcessFileIsReadAndCheckedAlone) {
+  std::ofstream(dir_ / "process.json") << R"({"args": ["sh"], "cwd": "/w", "env": ["A=1"]})";
+  agent::Start s = load_process((dir_ / "process.json").string());
+  EXPECT_EQ(s.argv, std::vector<std::string>{"sh"});
+  EXPECT_EQ(s.cwd, "/w");
+  std::ofstream(dir_ / "bad.json") << R"({"args": ["sh"], "cwd": "w"})";
+  try {
+    load_process((dir_ / "bad.json").string());
+    FAIL() << "accepted";
+  } catch (const UsageError& e) {
+    EXPECT_EQ(std::string(e.what()),
+              (dir_ / "bad.json").string() + ": process.cwd: must be an absolute path");
+  }
+  EXPECT_THROW(load_process((dir_ / "missing.json").string()), UsageError);
+  fs::remove(dir_ / "config.json");
+  EXPECT_THROW(load_bundle(dir_.string(), sandbox::RunOptions{}), UsageError);
 }
 
 }  // namespace
