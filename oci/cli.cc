@@ -101,8 +101,12 @@ int oci_main(int argc, char** argv) {
       ->check(CLI::IsMember({"table", "json"}));
   ps_c->add_option("ID", id)->required();
   ps_c->prefix_command();  // runc ps ID [ps options]
-  for (auto [name, what] : {std::pair{"update", "Change a container's resources"},
-                            {"checkpoint", "Checkpoint a container"},
+  std::string resources;
+  CLI::App* update_c = app.add_subcommand("update", "Change a container's resources");
+  update_c->add_option("-r,--resources", resources, "the linux.resources JSON (FILE or -)")
+      ->required();
+  update_c->add_option("ID", id)->required();
+  for (auto [name, what] : {std::pair{"checkpoint", "Checkpoint a container"},
                             {"restore", "Restore a container"},
                             {"run", "Create and start a container"},
                             {"spec", "Write a default config.json"}})
@@ -142,6 +146,7 @@ int oci_main(int argc, char** argv) {
     if (app.got_subcommand(kill_c)) return kill(g, id, signal);
     if (app.got_subcommand(delete_c)) return remove(g, id, force);
     if (app.got_subcommand(list_c)) return list(g, format, quiet);
+    if (app.got_subcommand(update_c)) return update(g, id, resources);
     if (app.got_subcommand(ps_c)) return ps(g, id, ps_format, ps_c->remaining());
     if (app.got_subcommand(features_c)) return features();
     std::printf("%s", app.help().c_str());

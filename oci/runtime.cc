@@ -21,11 +21,13 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <thread>
 
 #include "base/error.h"
 #include "base/signals.h"
 #include "base/unique_fd.h"
+#include "base/unix_socket.h"
 #include "oci/container_view.h"
 #include "oci/log.h"
 #include "oci/mount_points.h"
@@ -257,14 +259,10 @@ UniqueFd open_console(const std::string& socket_path, uint16_t rows, uint16_t co
   UniqueFd slave(open(name, O_RDWR | O_NOCTTY | O_CLOEXEC));
   if (!slave) throw_errno(std::string("open ") + name);
 
-  sockaddr_un a{};
-  a.sun_family = AF_UNIX;
-  if (socket_path.size() >= sizeof a.sun_path)
-    throw UsageError("--console-socket " + socket_path + ": the path is too long");
-  std::memcpy(a.sun_path, socket_path.c_str(), socket_path.size() + 1);
-  UniqueFd s(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (!s || connect(s.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) < 0)
-    throw_errno("connect to --console-socket " + socket_path);
+  auto a = unix_address(socket_path);
+  if (!a) throw UsageError("--console-socket " + socket_path + ": the path is empty or too long");
+  UniqueFd s = connect_unix(*a);
+  if (!s) throw_errno("connect to --console-socket " + socket_path);
   iovec iov{name, std::strlen(name)};
   alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
   msghdr msg{};
@@ -394,7 +392,10 @@ int create(const Globals& g, const CreateOptions& o) {
         sigprocmask(SIG_SETMASK, &old, nullptr);
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         if (getppid() != host) return sandbox::kExitKiln;
-        json extra = {{"bundle", b.dir}, {"annotations", b.annotations}};
+        json extra = {{"bundle", b.dir},
+                      {"annotations", b.annotations},
+                      {"vcpus", b.run.cpus},
+                      {"memory_mib", b.run.memory}};
         if (link) extra["network"] = {{"netns", b.netns}, {"link", link->name}, {"tap", kTapName}};
         b.run.host_pid = host;
         b.run.on_created = [&] {
@@ -572,6 +573,35 @@ int ps(const Globals& g, const std::string& id, const std::string& format,
     return 0;
   }
   std::printf("%s", ps_table(pids, ps_args).c_str());
+  return 0;
+}
+
+int update(const Globals& g, const std::string& id, const std::string& resources) {
+  Registry reg(g.root);
+  Record r = read_container(reg, id);
+  if (oci_status(reg, r) == "stopped") throw kiln::Error("container " + id + " is stopped");
+  std::ifstream f(reg.dir(id) / kOciFile);
+  json extra = f ? json::parse(f, nullptr, false) : json();
+  if (!extra.is_object() || !extra["vcpus"].is_number_unsigned() ||
+      !extra["memory_mib"].is_number_unsigned())
+    throw kiln::Error("container " + id + ": its size is not recorded (created by an older " +
+                      "kiln-oci)");
+  sandbox::RunOptions current;
+  current.cpus = extra["vcpus"].get<unsigned>();
+  current.memory = extra["memory_mib"].get<unsigned>();
+  std::string text;
+  {
+    std::ifstream file;
+    if (resources != "-") {
+      file.open(resources, std::ios::binary);
+      if (!file) throw UsageError("--resources " + resources + ": cannot be read");
+    }
+    std::istream& in = resources == "-" ? std::cin : file;
+    char buf[65536];
+    while (text.size() <= (4u << 20) && in.read(buf, sizeof buf).gcount() > 0)
+      text.append(buf, static_cast<size_t>(in.gcount()));
+  }
+  resources_update(text, current);  // the size it has: nothing to change
   return 0;
 }
 

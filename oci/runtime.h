@@ -48,6 +48,9 @@ int list(const Globals& g, const std::string& format, bool quiet);
 // array of pids or as `ps ARGS`'s lines for them.
 int ps(const Globals& g, const std::string& id, const std::string& format,
        const std::vector<std::string>& ps_args);
+// runc update --resources FILE|-: a running microVM's size cannot change, so an update that
+// keeps it succeeds and any other is refused naming the field (oci/spec.h resources_update).
+int update(const Globals& g, const std::string& id, const std::string& resources);
 int features();
 
 }  // namespace kiln::oci

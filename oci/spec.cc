@@ -303,6 +303,50 @@ void read_kiln_annotations(const std::map<std::string, std::string>& a, sandbox:
 
 }  // namespace
 
+sandbox::RunOptions resources_update(const std::string& text, const sandbox::RunOptions& current) {
+  if (text.size() > kMaxConfig) throw UsageError("--resources: larger than 4 MiB");
+  if (json_nesting_exceeded(text, kMaxNesting))
+    throw UsageError("--resources: nested more than " + std::to_string(kMaxNesting) + " levels");
+  json r = json::parse(text, nullptr, false);
+  if (r.is_discarded() || !r.is_object()) throw UsageError("--resources: not a JSON object");
+  auto refuse = [](const std::string& f, const std::string& why) {
+    throw UsageError("--resources: linux.resources." + f + ": " + why);
+  };
+  // What sizes the microVM is read as create reads it; anything else is a host cgroup
+  // setting, which kiln-oci does not manage (README.md, "kiln-oci").
+  static const std::set<std::string> kSize = {"memory.limit", "cpu.quota", "cpu.period",
+                                              "cpu.cpus"};
+  for (const auto& [key, value] : r.items()) {
+    if (value.is_null()) continue;
+    if ((key == "memory" || key == "cpu") && value.is_object()) {
+      for (const auto& [k, v] : value.items())
+        if (!v.is_null() && !kSize.count(key + "." + k))
+          refuse(key + "." + k,
+                 "kiln-oci applies no host cgroup limits (a microVM's size is "
+                 "its memory and vCPUs)");
+      continue;
+    }
+    refuse(key,
+           "kiln-oci applies no host cgroup limits (a microVM's size is its memory and "
+           "vCPUs)");
+  }
+  sandbox::RunOptions next = current;
+  try {
+    read_resources(json{{"resources", r}}, next);
+  } catch (const UsageError& e) {
+    std::string m = e.what();  // "config.json: linux.resources.x: ..."
+    throw UsageError("--resources" + m.substr(m.find(':')));
+  }
+  if (next.memory != current.memory)
+    refuse("memory.limit", "a running microVM's memory cannot change (it has " +
+                               std::to_string(current.memory) +
+                               " MiB of guest RAM): create the container again");
+  if (next.cpus != current.cpus)
+    refuse("cpu", "a running microVM's vCPU count cannot change (it has " +
+                      std::to_string(current.cpus) + "): create the container again");
+  return next;
+}
+
 agent::Start read_process_text(const std::string& text, const std::string& what) {
   if (text.size() > kMaxConfig) throw UsageError(what + ": larger than 4 MiB");
   if (json_nesting_exceeded(text, kMaxNesting))

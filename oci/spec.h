@@ -36,6 +36,11 @@ agent::Start read_process_text(const std::string& text, const std::string& what)
 Bundle read_spec(const std::string& text, const std::string& dir,
                  const sandbox::RunOptions& defaults);
 
+// runc update's --resources text (the spec's linux.resources object) against a container of
+// `current`'s size: an update that keeps the size is the container as it is; one that would
+// resize the microVM, or sets a host cgroup limit, is refused with UsageError naming the field.
+sandbox::RunOptions resources_update(const std::string& text, const sandbox::RunOptions& current);
+
 // The files (oci/bundle.cc). A process.json (runc exec --process): the spec's `process`
 // object alone.
 agent::Start load_process(const std::string& path);

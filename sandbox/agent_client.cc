@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "base/error.h"
+#include "base/unix_socket.h"
 
 namespace kiln::sandbox {
 
@@ -69,17 +70,15 @@ AgentClient::AgentClient(UniqueFd stream) : ch_(std::move(stream)) {}
 UniqueFd AgentClient::connect_vsock(const std::string& uds_path, uint32_t port,
                                     std::chrono::milliseconds timeout,
                                     const std::function<bool()>& keep_trying) {
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (uds_path.size() >= sizeof addr.sun_path)
-    throw kiln::Error("vsock socket path '" + uds_path + "' is too long for a Unix socket");
-  std::memcpy(addr.sun_path, uds_path.c_str(), uds_path.size() + 1);
+  auto addr = unix_address(uds_path);
+  if (!addr)
+    throw kiln::Error("vsock socket path '" + uds_path +
+                      "' is empty or too long for a Unix socket");
   auto deadline = Clock::now() + timeout;
   std::string last = "no attempt";
   while (Clock::now() < deadline) {
-    UniqueFd s(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    if (!s) throw_errno("socket");
-    if (connect(s.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) < 0) {
+    UniqueFd s = connect_unix(*addr);
+    if (!s) {
       last = errno_message("connect " + uds_path);
     } else {
       std::string req = "CONNECT " + std::to_string(port) + "\n", line;

@@ -11,6 +11,7 @@
 #include <cstring>
 
 #include "base/error.h"
+#include "base/unix_socket.h"
 
 namespace kiln::sandbox {
 
@@ -21,12 +22,9 @@ namespace {
 constexpr size_t kMaxLine = 512;
 
 sockaddr_un address(const std::string& path) {
-  sockaddr_un a{};
-  a.sun_family = AF_UNIX;
-  if (path.size() >= sizeof a.sun_path)
-    throw kiln::Error("control socket path " + path + " is too long (set KILN_SANDBOX_DIR)");
-  std::memcpy(a.sun_path, path.c_str(), path.size() + 1);
-  return a;
+  auto a = unix_address(path);
+  if (!a) throw kiln::Error("control socket path " + path + " is too long (set KILN_SANDBOX_DIR)");
+  return *a;
 }
 
 // One '\n'-terminated line of at most kMaxLine bytes within `ms`; false otherwise.

@@ -13,6 +13,7 @@
 
 #include "base/error.h"
 #include "base/unique_fd.h"
+#include "base/unix_socket.h"
 
 namespace kiln::sandbox {
 
@@ -40,13 +41,10 @@ ApiReply vmm_api_call(const std::string& socket_path, const std::string& method,
   auto fail = [&](const std::string& what) {
     return kiln::Error("the VMM's API at " + socket_path + ": " + what);
   };
-  sockaddr_un a{};
-  a.sun_family = AF_UNIX;
-  if (socket_path.size() >= sizeof a.sun_path) throw fail("the path is too long");
-  std::memcpy(a.sun_path, socket_path.c_str(), socket_path.size() + 1);
-  UniqueFd s(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (!s || connect(s.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) < 0)
-    throw fail(std::string("connect: ") + std::strerror(errno));
+  auto a = unix_address(socket_path);
+  if (!a) throw fail("the path is empty or too long");
+  UniqueFd s = connect_unix(*a);
+  if (!s) throw fail(std::string("connect: ") + std::strerror(errno));
   std::string req = method + " " + path + " HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n";
   if (!body.empty())
     req +=

@@ -27,6 +27,7 @@
 #include "base/event_fd.h"
 #include "base/log_limiter.h"
 #include "base/unique_fd.h"
+#include "base/unix_socket.h"
 
 namespace kiln::api {
 
@@ -130,14 +131,12 @@ struct Connection {
   uint32_t interest = 0;
 };
 
-sockaddr_un unix_address(const std::string& path) {
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (path.empty() || path.size() >= sizeof(addr.sun_path))
-    throw UsageError("API socket path '" + path + "' must be 1 to " +
-                     std::to_string(sizeof(addr.sun_path) - 1) + " bytes long");
-  std::memcpy(addr.sun_path, path.data(), path.size());
-  return addr;
+sockaddr_un api_address(const std::string& path) {
+  auto addr = unix_address(path);
+  if (!addr)
+    throw UsageError("API socket path '" + path + "' must be 1 to " + std::to_string(kMaxUnixPath) +
+                     " bytes long");
+  return *addr;
 }
 
 // Refuses an existing `path` unless it is a socket nobody accepts on, which is removed.
@@ -228,7 +227,7 @@ class ApiServer::Impl {
 ApiServer::Impl::Impl(std::string path, Handler handler, Limits limits)
     : path_(std::move(path)), handler_(std::move(handler)), limits_(limits) {
   if (limits_.max_connections == 0) throw Error("ApiServer: max_connections must be at least 1");
-  const sockaddr_un addr = unix_address(path_);
+  const sockaddr_un addr = api_address(path_);
   clear_stale_socket(path_, addr);
   listen_ = UniqueFd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
   if (!listen_) throw_errno("socket(AF_UNIX)");

@@ -215,6 +215,10 @@ CONF
   step exec-json "${oci[@]}" exec --process "$out/process.json" --detach \
     --pid-file "$out/exec.pid" "$id"
   for v in $(seq 300); do kill -0 "$(cat "$out/exec.pid" 2>/dev/null)" 2>/dev/null || break; sleep 0.2; done
+  # update: the size the microVM has is accepted, another refused naming the field.
+  step update-same sh -c "echo '{\"memory\": {\"limit\": null}}' | $(printf '%q ' "${oci[@]}") update --resources - $id"
+  echo '{"memory": {"limit": 1073741824}}' > "$out/resources.json"
+  step update-memory "${oci[@]}" update --resources "$out/resources.json" "$id"
   step delete-running "${oci[@]}" delete "$id"
   step kill "${oci[@]}" kill "$id" TERM
   for v in $(seq 300); do kill -0 "$(cat "$out/bundle.pid")" 2>/dev/null || break; sleep 0.2; done
@@ -410,6 +414,8 @@ check() {
   match ps-json 0 "^\\[$hp(,[0-9]+)+\\].\$"
   match ps-table 0 "^UID +PID +PPID .*.[a-z0-9]+ +$hp +[0-9]+ .*kiln"
   match ps-args 0 "^ *PID COMMAND.* *$hp kiln"
+  match update-same 0 '^$'
+  match update-memory 2 '^$' 'linux.resources.memory.limit: a running microVM.s memory cannot change \(it has 256 MiB'
   match ps-json-args 2 '^$' 'ps options \(-o\.\.\.\) are for --format table'
   match net-create 0 '^$'
   match net-tap 0 'tap0_kiln.*state UP'

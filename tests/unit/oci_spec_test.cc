@@ -254,5 +254,40 @@ TEST_F(OciSpec, AProcessFileIsReadAndCheckedAlone) {
   EXPECT_THROW(load_bundle(dir_.string(), sandbox::RunOptions{}), UsageError);
 }
 
+TEST(OciUpdate, TheSizeItHasIsAcceptedAnyOtherChangeRefused) {
+  sandbox::RunOptions now;
+  now.cpus = 2;
+  now.memory = 256 + kMemoryOverheadMiB;
+  EXPECT_EQ(resources_update("{}", now).memory, now.memory);
+  EXPECT_EQ(resources_update(R"({"memory": {"limit": 268435456}, "cpu": {"quota": 200000,
+      "period": 100000}, "pids": null})",
+                             now)
+                .cpus,
+            2u);
+  auto error_of = [&](const std::string& text) {
+    try {
+      resources_update(text, now);
+    } catch (const UsageError& e) {
+      return std::string(e.what());
+    }
+    return std::string("accepted");
+  };
+  EXPECT_EQ(error_of(R"({"memory": {"limit": 536870912}})"),
+            "--resources: linux.resources.memory.limit: a running microVM's memory cannot "
+            "change (it has 320 MiB of guest RAM): create the container again");
+  EXPECT_EQ(error_of(R"({"cpu": {"cpus": "0-3"}})"),
+            "--resources: linux.resources.cpu: a running microVM's vCPU count cannot change (it "
+            "has 2): create the container again");
+  EXPECT_NE(error_of(R"({"pids": {"limit": 100}})")
+                .find("linux.resources.pids: kiln-oci applies no host cgroup limits"),
+            std::string::npos);
+  EXPECT_NE(error_of(R"({"memory": {"limit": 268435456, "swap": 1}})")
+                .find("linux.resources.memory.swap:"),
+            std::string::npos);
+  EXPECT_EQ(error_of(R"({"memory": {"limit": 1024}})"),
+            "--resources: linux.resources.memory.limit: must be 32 MiB to 64 GiB for a microVM");
+  EXPECT_EQ(error_of("[1]"), "--resources: not a JSON object");
+}
+
 }  // namespace
 }  // namespace kiln::oci

@@ -7,17 +7,16 @@
 #include <cstring>
 
 #include "base/error.h"
+#include "base/unix_socket.h"
 
 namespace kiln::virtio::vsock {
 
 namespace {
 
 bool unix_address(const std::string& path, sockaddr_un& addr) {
-  addr = {};
-  addr.sun_family = AF_UNIX;
-  if (path.empty() || path.size() >= sizeof(addr.sun_path)) return false;
-  std::memcpy(addr.sun_path, path.data(), path.size());
-  return true;
+  auto a = kiln::unix_address(path);
+  if (a) addr = *a;
+  return a.has_value();
 }
 
 }  // namespace
