@@ -2,6 +2,7 @@
 
 #include <sys/mount.h>
 
+#include <cctype>
 #include <map>
 #include <sstream>
 #include <stdexcept>
@@ -41,7 +42,7 @@ Volume parse_volume(const std::string& v) {
 Network parse_network(const std::string& v) {
   auto bad = [&v](const std::string& why) {
     return std::runtime_error("kiln.net='" + v + "': " + why +
-                              " (want ADDR/PREFIX[,gw=ADDR][,mtu=N])");
+                              " (want ADDR/PREFIX[,gw=ADDR][,mtu=N][,mac=MAC,name=NAME])");
   };
   Network n;
   std::istringstream parts(v);
@@ -64,11 +65,26 @@ Network parse_network(const std::string& v) {
       long mtu = parse_bounded(part.substr(4), 68, 65535);
       if (mtu < 0) throw bad("mtu must be 68 to 65535");
       n.mtu = static_cast<uint32_t>(mtu);
+    } else if (part.rfind("mac=", 0) == 0) {
+      n.mac = part.substr(4);
+      bool ok = n.mac.size() == 17;
+      for (size_t i = 0; ok && i < n.mac.size(); ++i)
+        ok = i % 3 == 2 ? n.mac[i] == ':' : std::isxdigit(static_cast<unsigned char>(n.mac[i]));
+      if (!ok) throw bad("mac must be six hex pairs with ':'");
+      for (char& ch : n.mac) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    } else if (part.rfind("name=", 0) == 0) {
+      n.name = part.substr(5);
+      bool ok = !n.name.empty() && n.name.size() < 16 && n.name != "." && n.name != "..";
+      for (char ch : n.name)
+        ok = ok &&
+             (std::isalnum(static_cast<unsigned char>(ch)) || ch == '_' || ch == '-' || ch == '.');
+      if (!ok) throw bad("name must be 1 to 15 letters, digits, '_', '-' or '.'");
     } else {
       throw bad("unknown option '" + part + "'");
     }
   }
   if (first) throw bad("no address");
+  if (n.mac.empty() != n.name.empty()) throw bad("mac and name go together");
   return n;
 }
 
@@ -229,7 +245,15 @@ BootConfig parse_boot_config(const std::string& cmdline) {
         throw std::runtime_error(std::string("kiln.") + e.what());
       }
     } else if (key == "kiln.net") {
-      c.net = parse_network(value);
+      if (c.nets.size() >= 8) throw std::runtime_error("more than 8 kiln.net= given");
+      c.nets.push_back(parse_network(value));
+      const Network& n = c.nets.back();
+      for (size_t i = 0; i + 1 < c.nets.size(); ++i)
+        if (c.nets[i].name == n.name || (!n.mac.empty() && c.nets[i].mac == n.mac) ||
+            (!n.gateway.empty() && !c.nets[i].gateway.empty()))
+          throw std::runtime_error("kiln.net='" + value +
+                                   "': a second one for the same interface, MAC or default "
+                                   "route");
     } else if (key == "kiln.dns") {
       std::istringstream servers(value);
       std::string a;

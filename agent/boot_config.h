@@ -19,8 +19,10 @@
 //                            noatime, ...), tmpfs data (size=, nr_inodes=, mode=, uid=, gid=)
 //                            and tmpcopyup (the directory's files copied in); repeatable
 //   Volumes, tmpfs and binds are mounted parents first (by the depth of their target).
-//   kiln.net=ADDR/PREFIX[,gw=GW][,mtu=N]
-//                            eth0's IPv4 address, default route and MTU (68 to 65535)
+//   kiln.net=ADDR/PREFIX[,gw=GW][,mtu=N][,mac=MAC,name=NAME]
+//                            an interface's IPv4 address, default route and MTU (68 to
+//                            65535): eth0's, or with mac= and name= the one with that MAC,
+//                            renamed NAME (kiln-oci: the engine's names); repeatable (8)
 //   kiln.dns=ADDR[,ADDR]...  name servers (at most 3) for /etc/resolv.conf (bind-mounted from
 //                            /run/kiln, the workload's root is not written)
 #pragma once
@@ -62,6 +64,8 @@ struct Network {
   int prefix = 24;
   std::string gateway;  // empty: no default route
   uint32_t mtu = 0;     // 0: the device's
+  std::string mac;      // lower-case aa:bb:..; empty: the interface is eth0
+  std::string name;     // what the interface with `mac` is renamed to
 };
 
 struct BootConfig {
@@ -75,7 +79,7 @@ struct BootConfig {
   std::vector<Volume> volumes;
   std::vector<FileBind> binds;
   std::vector<Tmpfs> tmpfs;
-  std::optional<Network> net;
+  std::vector<Network> nets;
   std::vector<std::string> dns;
 };
 

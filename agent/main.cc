@@ -306,7 +306,7 @@ int run() {
   mount_workload(cfg);
   if (sethostname(cfg.hostname.data(), cfg.hostname.size()) < 0) fail("sethostname");
   bring_up_lo();
-  if (cfg.net) configure_eth0(*cfg.net);
+  for (const auto& n : cfg.nets) configure_link(n);
   if (!cfg.dns.empty()) install_resolv_conf(cfg.dns);
 
   sigset_t set;

@@ -1,6 +1,7 @@
 #include "agent/network.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <net/if.h>
 #include <net/route.h>
@@ -14,6 +15,7 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <memory>
 #include <stdexcept>
 
 #include "base/unique_fd.h"
@@ -72,26 +74,65 @@ void bring_up_lo() {
   set_up(s.get(), "lo");
 }
 
-void configure_eth0(const Network& n) {
-  const char* dev = "eth0";
-  for (int i = 0; access("/sys/class/net/eth0", F_OK) < 0; ++i) {
-    if (i == 500)
-      throw std::runtime_error("kiln.net: no eth0 after 5 s (does the VM have a network device?)");
-    usleep(10000);
+namespace {
+
+// The interface whose MAC is `mac` (lower case), waiting up to 5 s for it to appear.
+std::string find_by_mac(const std::string& mac) {
+  for (int i = 0; i < 500; ++i, usleep(10000)) {
+    std::unique_ptr<DIR, int (*)(DIR*)> d(opendir("/sys/class/net"), closedir);
+    if (!d) continue;
+    while (dirent* e = readdir(d.get())) {
+      if (e->d_name[0] == '.') continue;
+      std::ifstream f(std::string("/sys/class/net/") + e->d_name + "/address");
+      std::string address;
+      if (std::getline(f, address) && address == mac) return e->d_name;
+    }
   }
+  throw std::runtime_error("kiln.net: no interface with MAC " + mac + " after 5 s");
+}
+
+void rename_link(int s, const std::string& from, const std::string& to) {
+  ifreq ifr = request_for(from.c_str());
+  std::strncpy(ifr.ifr_newname, to.c_str(), IFNAMSIZ - 1);
+  if (ioctl(s, SIOCSIFNAME, &ifr) < 0) fail("rename " + from + " to " + to);
+}
+
+}  // namespace
+
+void configure_link(const Network& n) {
   UniqueFd s = inet_socket();
+  std::string name = "eth0";
+  if (n.mac.empty()) {
+    for (int i = 0; access("/sys/class/net/eth0", F_OK) < 0; ++i) {
+      if (i == 500)
+        throw std::runtime_error(
+            "kiln.net: no eth0 after 5 s (does the VM have a network device?)");
+      usleep(10000);
+    }
+  } else {
+    name = n.name;
+    std::string now = find_by_mac(n.mac);
+    if (now != name) {
+      // Another interface holds the name: it moves aside (its own kiln.net renames it).
+      if (access(("/sys/class/net/" + name).c_str(), F_OK) == 0)
+        rename_link(s.get(), name, "kiln" + std::to_string(getpid()) + now.substr(0, 4));
+      rename_link(s.get(), now, name);
+    }
+  }
+  const char* dev = name.c_str();
   ifreq ifr = request_for(dev);
   if (n.mtu) {
     ifr.ifr_mtu = static_cast<int>(n.mtu);
-    if (ioctl(s.get(), SIOCSIFMTU, &ifr) < 0) fail("set eth0's MTU to " + std::to_string(n.mtu));
+    if (ioctl(s.get(), SIOCSIFMTU, &ifr) < 0)
+      fail("set " + name + "'s MTU to " + std::to_string(n.mtu));
   }
   ifr = request_for(dev);
   ifr.ifr_addr = ipv4(n.address);
-  if (ioctl(s.get(), SIOCSIFADDR, &ifr) < 0) fail("set eth0's address " + n.address);
+  if (ioctl(s.get(), SIOCSIFADDR, &ifr) < 0) fail("set " + name + "'s address " + n.address);
   ifr = request_for(dev);
   ifr.ifr_netmask = netmask(n.prefix);
   if (ioctl(s.get(), SIOCSIFNETMASK, &ifr) < 0)
-    fail("set eth0's prefix /" + std::to_string(n.prefix));
+    fail("set " + name + "'s prefix /" + std::to_string(n.prefix));
   set_up(s.get(), dev);
   if (n.gateway.empty()) return;
   rtentry rt{};
@@ -99,8 +140,9 @@ void configure_eth0(const Network& n) {
   rt.rt_genmask = netmask(0);
   rt.rt_gateway = ipv4(n.gateway);
   rt.rt_flags = RTF_UP | RTF_GATEWAY;
-  char name[IFNAMSIZ] = "eth0";
-  rt.rt_dev = name;
+  char route_dev[IFNAMSIZ] = {};
+  std::strncpy(route_dev, dev, IFNAMSIZ - 1);
+  rt.rt_dev = route_dev;
   if (ioctl(s.get(), SIOCADDRT, &rt) < 0) fail("add the default route via " + n.gateway);
 }
 

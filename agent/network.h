@@ -1,5 +1,5 @@
-// The guest's network as the kernel command line asks (agent/boot_config.h): lo always, eth0
-// with kiln.net, /etc/resolv.conf with kiln.dns. Throws std::runtime_error naming the step.
+// The guest's network as the kernel command line asks (agent/boot_config.h): lo always, each
+// kiln.net interface, /etc/resolv.conf with kiln.dns. Throws std::runtime_error naming the step.
 #pragma once
 
 #include <string>
@@ -10,8 +10,9 @@
 namespace kiln::agent {
 
 void bring_up_lo();
-// eth0 up with the address, netmask, MTU and default route; waits up to 5 s for the device.
-void configure_eth0(const Network& n);
+// eth0, or the interface with n.mac renamed n.name, up with the address, netmask, MTU and
+// default route; waits up to 5 s for the device.
+void configure_link(const Network& n);
 // /run/kiln/resolv.conf with `servers`, bind-mounted on the root's /etc/resolv.conf (made
 // empty first if missing), so the workload's root is not written.
 void install_resolv_conf(const std::vector<std::string>& servers);

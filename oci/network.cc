@@ -20,6 +20,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cstring>
 #include <memory>
 
@@ -255,10 +256,19 @@ void disconnect_tap(const std::string& link, const std::string& tap) {
   delete_link(s.get(), tap);
 }
 
+bool guest_name_ok(const std::string& name) {
+  if (name.empty() || name.size() >= IFNAMSIZ || name == "." || name == "..") return false;
+  for (char c : name)
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '-' && c != '.')
+      return false;
+  return true;
+}
+
 sandbox::SandboxNet guest_net(const EngineLink& link, const std::string& tap) {
   sandbox::SandboxNet n;
   n.tap = tap;
   n.mac = link.mac;
+  if (!link.mac.empty()) n.name = link.name;
   n.address = link.address;
   n.prefix = link.prefix;
   if (!link.address.empty()) {

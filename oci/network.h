@@ -15,7 +15,17 @@
 
 namespace kiln::oci {
 
-inline constexpr const char* kTapName = "tap0_kiln";
+inline constexpr size_t kMaxEngineLinks = 8;  // the agent takes 8 kiln.net=
+// The TAP beside the engine's interface number `i`: tap0_kiln, tap1_kiln, ...
+inline std::string tap_name(size_t i) {
+  return "tap" + std::to_string(i) + "_kiln";
+}
+// Whether the guest can take the interface's name (agent/boot_config.h: kiln.net's name=).
+bool guest_name_ok(const std::string& name);
+
+struct Connected {
+  std::string link, tap;
+};
 
 struct EngineLink {
   std::string name, mac;
@@ -41,7 +51,8 @@ void connect_tap(const EngineLink& link, const std::string& tap);
 // is no error.
 void disconnect_tap(const std::string& link, const std::string& tap);
 
-// What `kiln sandbox run --net` gets for a TAP connected to `link`.
+// What `kiln sandbox run --net` gets for a TAP connected to `link`: its MAC and name, so the
+// agent finds the NIC and names it as the engine did.
 sandbox::SandboxNet guest_net(const EngineLink& link, const std::string& tap);
 
 // Runs `body` in a child that entered network namespace `path` (setns changes only the

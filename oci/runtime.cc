@@ -281,57 +281,87 @@ UniqueFd open_console(const std::string& socket_path, uint16_t rows, uint16_t co
 }
 
 // The container's network namespace entered (by this process: the VMM it starts lives
-// there); the interface the engine made in it (if any: else loopback only) connected to a TAP
-// and `b.run.net` set for it.
-std::optional<EngineLink> connect_engine_network(Bundle& b) {
-  if (b.netns.empty()) return std::nullopt;
+// there); each interface the engine made in it (none: loopback only) connected to a TAP of
+// its own and given to the guest (`b.run.nets`). One default route: the first interface's
+// that has one.
+std::vector<Connected> connect_engine_network(Bundle& b) {
+  std::vector<Connected> done;
+  if (b.netns.empty()) return done;
   enter_netns(b.netns);
   std::vector<EngineLink> links = engine_links();
-  if (links.empty()) return std::nullopt;
-  if (links.size() > 1) {
-    std::string names;
-    for (const auto& l : links) names += (names.empty() ? "" : ", ") + l.name;
+  if (links.size() > kMaxEngineLinks)
     throw UsageError("linux.namespaces: the network namespace " + b.netns + " has " +
-                     std::to_string(links.size()) + " interfaces (" + names +
-                     "): kiln-oci connects one (give the container one network)");
+                     std::to_string(links.size()) + " interfaces: kiln-oci connects at most " +
+                     std::to_string(kMaxEngineLinks));
+  bool routed = false;
+  try {
+    for (size_t i = 0; i < links.size(); ++i) {
+      EngineLink& l = links[i];
+      if (!guest_name_ok(l.name))
+        throw UsageError("linux.namespaces: interface '" + l.name + "' in " + b.netns +
+                         ": the guest cannot take its name (letters, digits, '_', '-', '.')");
+      if (routed && !l.gateway.empty()) {
+        l.left_out.push_back("default route via " + l.gateway);
+        l.gateway.clear();
+      }
+      routed = routed || !l.gateway.empty();
+      for (const auto& what : l.left_out)
+        spdlog::warn(
+            "the microVM does not get {}'s {} (kiln-oci gives each interface one IPv4 address, "
+            "and one default route)",
+            l.name, what);
+      std::string tap = tap_name(i);
+      connect_tap(l, tap);
+      done.push_back({l.name, tap});
+      b.run.nets.push_back(guest_net(l, tap));
+    }
+  } catch (...) {
+    for (const auto& c : done) disconnect_tap(c.link, c.tap);
+    throw;
   }
-  EngineLink& l = links[0];
-  for (const auto& what : l.left_out)
-    spdlog::warn(
-        "the microVM does not get {}'s {} (kiln-oci gives it one IPv4 address and "
-        "the default route)",
-        l.name, what);
-  connect_tap(l, kTapName);
-  b.run.net = guest_net(l, kTapName);
-  return l;
+  return done;
 }
 
-// Takes the TAP and the redirect away when the container's host process ends.
+// Takes the TAPs and the redirects away when the container's host process ends.
 struct Disconnect {
-  const std::optional<EngineLink>& link;
+  const std::vector<Connected>& links;
   ~Disconnect() {
-    if (!link) return;
-    try {
-      disconnect_tap(link->name, kTapName);
-    } catch (const std::exception& e) {
-      spdlog::warn("could not remove {} from the container's network: {}", kTapName, e.what());
+    for (const auto& c : links) {
+      try {
+        disconnect_tap(c.link, c.tap);
+      } catch (const std::exception& e) {
+        spdlog::warn("could not remove {} from the container's network: {}", c.tap, e.what());
+      }
     }
   }
 };
 
+json recorded_network(const std::string& netns, const std::vector<Connected>& links) {
+  json list = json::array();
+  for (const auto& c : links) list.push_back({{"link", c.link}, {"tap", c.tap}});
+  return {{"netns", netns}, {"links", list}};
+}
+
 // What is left of a container's network once it stopped (its host process killed before it
-// could clean up): the TAP and the redirect, if the namespace is still there.
+// could clean up): the TAPs and the redirects, if the namespace is still there.
 void disconnect_recorded(const Registry& reg, const std::string& id) {
   std::ifstream f(reg.dir(id) / kOciFile);
   json extra = f ? json::parse(f, nullptr, false) : json();
   if (!extra.is_object() || !extra.contains("network") || !extra["network"].is_object()) return;
   const json& n = extra["network"];
-  std::string netns = n.value("netns", ""), link = n.value("link", ""), tap = n.value("tap", "");
-  if (netns.empty() || link.empty() || tap.empty()) return;
+  std::string netns = n.value("netns", "");
+  if (netns.empty() || !n.contains("links") || !n["links"].is_array()) return;
+  std::vector<Connected> links;
+  for (const auto& l : n["links"])
+    if (l.is_object() && !l.value("link", "").empty() && !l.value("tap", "").empty())
+      links.push_back({l.value("link", ""), l.value("tap", "")});
+  if (links.empty()) return;
   try {
-    in_netns(netns, [&] { disconnect_tap(link, tap); });
+    in_netns(netns, [&] {
+      for (const auto& c : links) disconnect_tap(c.link, c.tap);
+    });
   } catch (const std::exception& e) {
-    spdlog::warn("container {}: could not remove {} from its network: {}", id, tap, e.what());
+    spdlog::warn("container {}: could not remove its TAPs from its network: {}", id, e.what());
   }
 }
 
@@ -383,8 +413,8 @@ int create(const Globals& g, const CreateOptions& o) {
       log_to_file_only();  // this process's stderr is the container's
       // The engine's network: this process (and so the VMM) in the container's network
       // namespace, its interface connected to a TAP there (oci/network.h).
-      std::optional<EngineLink> link = connect_engine_network(b);
-      Disconnect disconnect{link};
+      std::vector<Connected> links = connect_engine_network(b);
+      Disconnect disconnect{links};
       sigset_t forwarded = forwarded_signals(), old;
       sigprocmask(SIG_BLOCK, &forwarded, &old);
       pid_t host = getpid();
@@ -396,7 +426,7 @@ int create(const Globals& g, const CreateOptions& o) {
                       {"annotations", b.annotations},
                       {"vcpus", b.run.cpus},
                       {"memory_mib", b.run.memory}};
-        if (link) extra["network"] = {{"netns", b.netns}, {"link", link->name}, {"tap", kTapName}};
+        if (!links.empty()) extra["network"] = recorded_network(b.netns, links);
         b.run.host_pid = host;
         b.run.on_created = [&] {
           write_atomically(reg.dir(o.id) / kOciFile, extra.dump() + "\n");

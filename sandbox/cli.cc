@@ -88,7 +88,7 @@ void add_run(CLI::App& app, RunOptions& o, std::vector<std::string>& volumes,
 // After parsing: the volumes, kernel and initramfs checked, defaults found beside kiln.
 void finish_run(RunOptions& o, const std::vector<std::string>& volumes,
                 const std::optional<std::string>& net) {
-  if (net) o.net = parse_net(*net);
+  if (net) o.nets.push_back(parse_net(*net));
   if (!fs::exists(o.workload.root) && !fs::exists(image::parse_image_ref(o.workload.root).path))
     throw kiln::Error("ROOT " + o.workload.root + " does not exist");
   if (volumes.size() > 16) throw kiln::Error("-v: at most 16 volumes");

@@ -22,7 +22,7 @@ struct RunOptions {
   std::vector<Volume> volumes;
   std::vector<FileBind> files;
   std::vector<std::string> tmpfs;  // "/DIR[:OPTS]", checked by agent::parse_tmpfs
-  std::optional<SandboxNet> net;
+  std::vector<SandboxNet> nets;    // one virtio-net device each, in order
   std::optional<std::string> name;
   bool remove = false;  // --rm
   AttachOptions attach;

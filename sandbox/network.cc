@@ -65,6 +65,7 @@ std::string SandboxNet::cmdline() const {
     c += " kiln.net=" + address + "/" + std::to_string(prefix);
     if (!gateway.empty()) c += ",gw=" + gateway;
     if (mtu) c += ",mtu=" + std::to_string(mtu);
+    if (!name.empty()) c += ",mac=" + mac + ",name=" + name;
   }
   for (size_t i = 0; i < dns.size(); ++i) c += (i ? "," : " kiln.dns=") + dns[i];
   return c;

@@ -16,6 +16,9 @@ struct SandboxNet {
   std::string gateway;
   unsigned mtu = 0;
   std::vector<std::string> dns;
+  // The guest interface's name (kiln-oci: the engine's): the agent finds the NIC by `mac` and
+  // renames it. Empty: it is eth0.
+  std::string name;
 
   std::vector<std::string> vm_args() const;  // for kiln run
   std::string cmdline() const;               // for the agent (" kiln.net=..."), or ""

@@ -216,10 +216,10 @@ int run(const RunOptions& o) {
     }
     cmdline += " kiln.bind=" + tag + ":" + name + ":" + f.guest + ":ro";
   }
-  if (o.net) {
-    auto net_args = o.net->vm_args();
+  for (const auto& net : o.nets) {
+    auto net_args = net.vm_args();
     args.insert(args.end(), net_args.begin(), net_args.end());
-    cmdline += o.net->cmdline();
+    cmdline += net.cmdline();
   }
   args.insert(args.end(), {"--cmdline", cmdline});
   pid_t vm = spawn_vm(args, log);

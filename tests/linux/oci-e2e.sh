@@ -229,13 +229,18 @@ CONF
   # veth's address; the TAP and the redirect are there while the container lives; its host
   # process killed (no clean-up of its own), delete removes them.
   local ns=kiln-e2e-net nid=kiln-e2e-net
+  # Two interfaces, the second named as no guest names its NICs (the agent renames by MAC).
   ip netns add "$ns" && ip link add kiln-e2e-peer type veth peer name eth0 netns "$ns" &&
+    ip link add kiln-e2e-peer1 type veth peer name uplink1 netns "$ns" &&
+    ip -n "$ns" link set uplink1 address 02:00:00:00:91:01 &&
     ip -n "$ns" addr add 10.91.0.2/24 dev eth0 && ip -n "$ns" link set eth0 up &&
-    ip link set kiln-e2e-peer up || echo "oci-e2e: could not make network namespace $ns" >&2
+    ip -n "$ns" addr add 10.92.0.2/24 dev uplink1 && ip -n "$ns" link set uplink1 up &&
+    ip link set kiln-e2e-peer up && ip link set kiln-e2e-peer1 up ||
+    echo "oci-e2e: could not make network namespace $ns" >&2
   mkdir -p "$out/netbundle"
   cat > "$out/netbundle/config.json" <<JSON
 {"ociVersion": "1.0.2", "root": {"path": "$out/bundle/rootfs"},
- "process": {"args": ["sh", "-c", "ip -4 -o addr show eth0 | awk '{print \$4}'; while :; do sleep 1; done"],
+ "process": {"args": ["sh", "-c", "for i in eth0 uplink1; do echo \$i \$(cat /sys/class/net/\$i/address) \$(ip -4 -o addr show \$i | awk '{print \$4}'); done; while :; do sleep 1; done"],
              "env": ["PATH=/bin:/sbin"], "cwd": "/"},
  "linux": {"namespaces": [{"type": "network", "path": "/run/netns/$ns"}]}}
 JSON
@@ -244,15 +249,19 @@ JSON
   echo $? > "$out/net-create.rc"
   : > "$out/net-create.out"
   step net-tap ip -n "$ns" -o link show tap0_kiln
+  step net-tap1 ip -n "$ns" -o link show tap1_kiln
   step net-start "${oci[@]}" start "$nid"
-  for v in $(seq 300); do grep -q 10.91 "$out/net-workload.out" && break; sleep 0.2; done
+  for v in $(seq 300); do grep -q 10.92 "$out/net-workload.out" && break; sleep 0.2; done
   cp "$out/net-workload.out" "$out/net-guest.out"; echo 0 > "$out/net-guest.rc"
   kill -KILL "$(cat "$out/net.pid")"
   for v in $(seq 100); do kill -0 "$(cat "$out/net.pid")" 2>/dev/null || break; sleep 0.2; done
   step net-delete "${oci[@]}" delete "$nid"
   step net-tap-gone ip -n "$ns" -o link show tap0_kiln
+  step net-tap1-gone ip -n "$ns" -o link show tap1_kiln
   step net-qdisc-gone tc -n "$ns" qdisc show dev eth0 ingress
   ip netns del "$ns"
+  ip link del kiln-e2e-peer 2>/dev/null
+  ip link del kiln-e2e-peer1 2>/dev/null
   step bad "${oci[@]}" create --bundle "$out/badbundle" bad-1
   # --log: the error also in the log file, as containerd (json) and Podman (text) read it.
   step log-json "${oci[@]}" --log "$out/oci-log.json" --log-format json create --bundle \
@@ -419,10 +428,12 @@ check() {
   match ps-json-args 2 '^$' 'ps options \(-o\.\.\.\) are for --format table'
   match net-create 0 '^$'
   match net-tap 0 'tap0_kiln.*state UP'
+  match net-tap1 0 'tap1_kiln.*state UP'
   match net-start 0 '^$'
-  expect net-guest 0 $'10.91.0.2/24\n'
+  match net-guest 0 '^eth0 ([0-9a-f]{2}:){5}[0-9a-f]{2} 10.91.0.2/24.uplink1 02:00:00:00:91:01 10.92.0.2/24.$'
   match net-delete 0 '^$'
   match net-tap-gone 1 '^$' 'does not exist'
+  match net-tap1-gone 1 '^$' 'does not exist'
   match net-qdisc-gone 0 '^$'
   match state-running 0 '"annotations": \{[^}]*"org.example.test": "yes".*"status": "running"'
   if [ -n "$(cat "$out/bundle.pid" 2>/dev/null)" ] &&

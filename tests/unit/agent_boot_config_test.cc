@@ -79,23 +79,39 @@ TEST(AgentBootConfig, BadVolumesAreRefused) {
 TEST(AgentBootConfig, NetworkAndDns) {
   auto c = parse_boot_config(
       "kiln.root=/dev/vda kiln.net=10.0.0.2/24,gw=10.0.0.1,mtu=1400 kiln.dns=10.0.0.1,1.1.1.1");
-  ASSERT_TRUE(c.net);
-  EXPECT_EQ(c.net->address, "10.0.0.2");
-  EXPECT_EQ(c.net->prefix, 24);
-  EXPECT_EQ(c.net->gateway, "10.0.0.1");
-  EXPECT_EQ(c.net->mtu, 1400u);
+  ASSERT_EQ(c.nets.size(), 1u);
+  EXPECT_EQ(c.nets[0].address, "10.0.0.2");
+  EXPECT_EQ(c.nets[0].prefix, 24);
+  EXPECT_EQ(c.nets[0].gateway, "10.0.0.1");
+  EXPECT_EQ(c.nets[0].mtu, 1400u);
+  EXPECT_EQ(c.nets[0].mac, "");
   EXPECT_EQ(c.dns, (std::vector<std::string>{"10.0.0.1", "1.1.1.1"}));
   auto bare = parse_boot_config("kiln.root=/dev/vda kiln.net=192.168.1.5/32");
-  EXPECT_EQ(bare.net->gateway, "");
-  EXPECT_EQ(bare.net->mtu, 0u);
-  EXPECT_FALSE(parse_boot_config("kiln.root=/dev/vda").net);
+  EXPECT_EQ(bare.nets.at(0).gateway, "");
+  EXPECT_EQ(bare.nets.at(0).mtu, 0u);
+  EXPECT_TRUE(parse_boot_config("kiln.root=/dev/vda").nets.empty());
+  // kiln-oci's: each engine interface by its MAC, renamed to the engine's name.
+  auto two = parse_boot_config(
+      "kiln.root=/dev/vda kiln.net=10.88.0.2/16,gw=10.88.0.1,mac=02:AA:bb:cc:dd:01,name=eth0 "
+      "kiln.net=10.89.0.2/24,mac=02:aa:bb:cc:dd:02,name=eth1");
+  ASSERT_EQ(two.nets.size(), 2u);
+  EXPECT_EQ(two.nets[0].mac, "02:aa:bb:cc:dd:01");
+  EXPECT_EQ(two.nets[1].name, "eth1");
+  EXPECT_EQ(two.nets[1].gateway, "");
 }
 
 TEST(AgentBootConfig, BadNetworksAreRefused) {
-  for (const char* bad : {"kiln.net=10.0.0.2", "kiln.net=10.0.0.2/33", "kiln.net=10.0.0/24",
-                          "kiln.net=10.0.0.2/24,gw=x", "kiln.net=10.0.0.2/24,mtu=67",
-                          "kiln.net=10.0.0.2/24,mtu=99999999", "kiln.net=10.0.0.2/24,via=1",
-                          "kiln.net=::1/64", "kiln.net=10.0.0.2/-1"})
+  for (const char* bad :
+       {"kiln.net=10.0.0.2", "kiln.net=10.0.0.2/33", "kiln.net=10.0.0/24",
+        "kiln.net=10.0.0.2/24,gw=x", "kiln.net=10.0.0.2/24,mtu=67",
+        "kiln.net=10.0.0.2/24,mtu=99999999", "kiln.net=10.0.0.2/24,via=1", "kiln.net=::1/64",
+        "kiln.net=10.0.0.2/-1", "kiln.net=10.0.0.2/24,mac=02:aa:bb:cc:dd:01",
+        "kiln.net=10.0.0.2/24,name=eth1", "kiln.net=10.0.0.2/24,mac=zz,name=e",
+        "kiln.net=10.0.0.2/24,mac=02:aa:bb:cc:dd:01,name=a/b",
+        "kiln.net=10.0.0.2/24,mac=02:aa:bb:cc:dd:01,name=0123456789abcdef",
+        "kiln.net=10.0.0.2/24 kiln.net=10.0.0.3/24",
+        "kiln.net=10.0.0.2/24,gw=10.0.0.1,mac=02:aa:bb:cc:dd:01,name=e0 "
+        "kiln.net=10.0.1.2/24,gw=10.0.1.1,mac=02:aa:bb:cc:dd:02,name=e1"})
     EXPECT_NE(error_of(std::string("kiln.root=/dev/vda ") + bad).find("kiln.net="),
               std::string::npos)
         << bad;

@@ -79,10 +79,11 @@ TEST_F(EngineNetns, ReadsTheEnginesInterface) {
   EXPECT_EQ(l.left_out[0], "address 10.90.0.7/24");
   EXPECT_EQ(l.left_out[1], "route 192.168.50.0/24 via 10.89.0.254");
 
-  sandbox::SandboxNet n = guest_net(l, kTapName);
+  sandbox::SandboxNet n = guest_net(l, tap_name(0));
   EXPECT_EQ(n.vm_args(),
             (std::vector<std::string>{"--net", "tap=tap0_kiln,mac=02:11:22:33:44:55"}));
-  EXPECT_EQ(n.cmdline(), " kiln.net=10.89.0.7/16,gw=10.89.0.1,mtu=1400");
+  EXPECT_EQ(n.cmdline(),
+            " kiln.net=10.89.0.7/16,gw=10.89.0.1,mtu=1400,mac=02:11:22:33:44:55,name=eth0");
 }
 
 TEST_F(EngineNetns, RedirectsBothWaysAndCleansUp) {
@@ -93,28 +94,28 @@ TEST_F(EngineNetns, RedirectsBothWaysAndCleansUp) {
       if (found.name == "eth0") l = found;
     ASSERT_EQ(l.name, "eth0");
     try {
-      connect_tap(l, kTapName);
+      connect_tap(l, tap_name(0));
     } catch (const kiln::Error& e) {
       GTEST_SKIP() << e.what();  // no sch_ingress, cls_u32 or act_mirred here
     }
-    connect_tap(l, kTapName);  // again: what the first left is replaced
+    connect_tap(l, tap_name(0));  // again: what the first left is replaced
   }
   const std::string tc = "tc -n " + name_ + " filter show dev ";
   std::string from_link = output_of(tc + "eth0 ingress");
-  std::string from_tap = output_of(tc + std::string(kTapName) + " ingress");
+  std::string from_tap = output_of(tc + tap_name(0) + " ingress");
   EXPECT_NE(from_link.find("u32"), std::string::npos) << from_link;
   EXPECT_NE(from_link.find("Redirect to device tap0_kiln"), std::string::npos) << from_link;
   EXPECT_NE(from_tap.find("Redirect to device eth0"), std::string::npos) << from_tap;
-  std::string tap = output_of("ip -n " + name_ + " -d link show " + kTapName);
+  std::string tap = output_of("ip -n " + name_ + " -d link show " + tap_name(0));
   EXPECT_NE(tap.find("mtu 1400"), std::string::npos) << tap;
   EXPECT_NE(tap.find("tun type tap"), std::string::npos) << tap;
   EXPECT_NE(tap.find("persist"), std::string::npos) << tap;
 
   // disconnect_tap in a child in the namespace, as kiln-oci delete does; a second is no error.
-  ASSERT_TRUE(in_netns(path_, [] { disconnect_tap("eth0", kTapName); }));
-  ASSERT_TRUE(in_netns(path_, [] { disconnect_tap("eth0", kTapName); }));
+  ASSERT_TRUE(in_netns(path_, [] { disconnect_tap("eth0", tap_name(0)); }));
+  ASSERT_TRUE(in_netns(path_, [] { disconnect_tap("eth0", tap_name(0)); }));
   EXPECT_EQ(output_of(tc + "eth0 ingress"), "");
-  EXPECT_NE(output_of("ip -n " + name_ + " link show " + kTapName).find("does not exist"),
+  EXPECT_NE(output_of("ip -n " + name_ + " link show " + tap_name(0)).find("does not exist"),
             std::string::npos);
 }
 
