@@ -12,6 +12,7 @@ packages=(
   libspdlog-dev libfmt-dev libcli11-dev libtoml11-dev nlohmann-json3-dev libfdt-dev
   libarchive-dev libssl-dev libzstd-dev liblz4-dev libacl1-dev       # container images (image/)
   libnl-route-3-dev                                                   # kiln-oci: netlink, tc
+  zlib1g-dev                                                          # snapshot state files: CRC-32
   libgtest-dev                                                        # tests
   clang-format                                                        # style check
   clang libclang-rt-14-dev                                            # libFuzzer targets

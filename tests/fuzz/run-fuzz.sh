@@ -3,7 +3,8 @@
 #   TARGET   http (tests/fuzz/http_parser_fuzz.cc), api (tests/fuzz/api_json_fuzz.cc),
 #            fuse (tests/fuzz/fuse_fuzz.cc: virtio-fs's FUSE server over a temporary share),
 #            image (tests/fuzz/image_fuzz.cc: container images' JSON documents),
-#            oci (tests/fuzz/oci_spec_fuzz.cc: kiln-oci's config.json and process.json)
+#            oci (tests/fuzz/oci_spec_fuzz.cc: kiln-oci's config.json and process.json),
+#            snapshot (tests/fuzz/snapshot_fuzz.cc: snapshot state files)
 #   SECONDS  -max_total_time
 # Needs Debian's clang and libclang-rt-14-dev. Builds into $KILN_FUZZ_OUT (default build/fuzz);
 # new corpus entries go to $KILN_FUZZ_OUT/corpus-TARGET (the seed corpus in
@@ -53,8 +54,13 @@ case $target in
              base/json_nesting.cc"
     extra_flags="-max_len=8192"
     ;;
+  snapshot)
+    sources="tests/fuzz/snapshot_fuzz.cc base/snapshot/state_file.cc base/snapshot/bytes.cc"
+    extra_flags="-max_len=4096"
+    libs="-lz"
+    ;;
   *)
-    echo "$0: unknown fuzz target '$target' (known: http, api, fuse, image, oci)" >&2
+    echo "$0: unknown fuzz target '$target' (known: http, api, fuse, image, oci, snapshot)" >&2
     exit 2
     ;;
 esac
