@@ -1,5 +1,8 @@
 #include "devices/legacy/serial.h"
 
+#include "base/error.h"
+#include "base/snapshot/bytes.h"
+
 namespace kiln {
 
 namespace {
@@ -31,6 +34,58 @@ Serial::Serial(Output output, RaiseIrq raise_irq, Notify rx_space)
     : output_(std::move(output)),
       raise_irq_(std::move(raise_irq)),
       rx_space_(std::move(rx_space)) {}
+
+namespace {
+constexpr uint16_t kStateVersion = 1;
+
+void put_bytes(snapshot::ByteWriter& w, const std::deque<uint8_t>& q) {
+  w.blob(std::string(q.begin(), q.end()));
+}
+
+std::deque<uint8_t> get_bytes(snapshot::ByteReader& r, size_t max) {
+  std::string b = r.blob(max);
+  return {b.begin(), b.end()};
+}
+}  // namespace
+
+std::vector<uint8_t> Serial::save() const {
+  std::lock_guard lock(mutex_);
+  snapshot::ByteWriter w;
+  w.u16(kStateVersion);
+  for (uint8_t reg : {ier_, lcr_, mcr_, scr_, dll_, dlm_, fcr_}) w.u8(reg);
+  w.u8(static_cast<uint8_t>((thre_pending_ ? 1 : 0) | (rx_was_full_ ? 2 : 0)));
+  put_bytes(w, fifo_);
+  put_bytes(w, tx_fifo_);
+  put_bytes(w, input_);
+  return w.take();
+}
+
+void Serial::restore(std::span<const uint8_t> state) {
+  snapshot::ByteReader r(state.data(), state.size(), "serial state");
+  if (uint16_t v = r.u16(); v != kStateVersion)
+    throw kiln::Error("serial state: version " + std::to_string(v) + " (this Kiln reads 1)");
+  uint8_t regs[7];
+  for (uint8_t& reg : regs) reg = r.u8();
+  uint8_t flags = r.u8();
+  if (flags > 3 || (regs[0] & ~0x0f) || (regs[2] & ~0x1f))  // bits the registers never hold
+    throw kiln::Error("serial state: a register or flag holds a value the UART never has");
+  std::deque<uint8_t> fifo = get_bytes(r, kFifoSize), tx = get_bytes(r, kFifoSize),
+                      input = get_bytes(r, kInputCapacity);
+  r.finish();
+  std::lock_guard lock(mutex_);
+  ier_ = regs[0];
+  lcr_ = regs[1];
+  mcr_ = regs[2];
+  scr_ = regs[3];
+  dll_ = regs[4];
+  dlm_ = regs[5];
+  fcr_ = regs[6];
+  thre_pending_ = flags & 1;
+  rx_was_full_ = flags & 2;
+  fifo_ = std::move(fifo);
+  tx_fifo_ = std::move(tx);
+  input_ = std::move(input);
+}
 
 void Serial::read(uint64_t offset, std::span<uint8_t> data) {
   std::fill(data.begin(), data.end(), 0);

@@ -20,11 +20,12 @@
 #include <span>
 
 #include "base/bus.h"
+#include "base/snapshottable.h"
 #include "devices/console_input.h"
 
 namespace kiln {
 
-class Serial : public BusDevice, public ConsoleInput {
+class Serial : public BusDevice, public ConsoleInput, public Snapshottable {
  public:
   // Takes what the host console can take now (0: full; it calls tx_space() once it has room).
   using Output = std::function<size_t(std::span<const uint8_t>)>;
@@ -48,6 +49,10 @@ class Serial : public BusDevice, public ConsoleInput {
   size_t rx_room() const override;
   // The output sink has room again: transmit what waits in the transmit FIFO.
   void tx_space();
+
+  // The registers, the FIFOs and the host input not yet taken (version 1).
+  std::vector<uint8_t> save() const override;
+  void restore(std::span<const uint8_t> state) override;
 
  private:
   uint8_t read_register(uint64_t offset);

@@ -3,6 +3,9 @@
 #include <gtest/gtest.h>
 
 #include <string>
+#include <vector>
+
+#include "base/error.h"
 
 #include "tests/support/uart_guest.h"
 
@@ -175,6 +178,59 @@ TEST(SerialRxSpace, NotifiesAfterAnExactFill) {
   uint8_t byte = 0;
   serial.read(0, std::span(&byte, 1));
   EXPECT_EQ(notified, 1);
+}
+
+// Snapshottable: a UART mid-conversation (FIFO data, host input waiting, a stalled transmit,
+// registers set) saved and restored into a fresh one behaves the same from then on; a state
+// that is truncated, of another version or out of bounds is refused and leaves it untouched.
+TEST_F(SerialTest, SnapshotRestoresTheSameUart) {
+  out(3, 0x80);  // DLAB: divisor 3 (38400 baud)
+  out(0, 3);
+  out(3, 0x1b);  // 8E1
+  out(7, 0x5a);
+  out(1, 0x01);  // RX interrupts
+  std::string typed = "hello, restored";
+  serial.enqueue_input(std::span(reinterpret_cast<const uint8_t*>(typed.data()), typed.size()));
+  EXPECT_EQ(in(0), 'h');
+  sink_room = 0;
+  out(0, 'x');  // waits in the transmit FIFO
+  std::vector<uint8_t> state = serial.save();
+
+  std::string copy_out;
+  Serial copy{[&](std::span<const uint8_t> b) {
+                copy_out.append(b.begin(), b.end());
+                return b.size();
+              },
+              [] {}};
+  copy.restore(state);
+  EXPECT_EQ(copy.save(), state);
+  auto copy_in = [&](uint64_t off) {
+    uint8_t v = 0;
+    copy.read(off, std::span(&v, 1));
+    return v;
+  };
+  EXPECT_EQ(copy_in(3), 0x1b);
+  EXPECT_EQ(copy_in(7), 0x5a);
+  copy.tx_space();
+  EXPECT_EQ(copy_out, "x");
+  std::string rest;
+  while (copy_in(5) & 0x01) rest += static_cast<char>(copy_in(0));
+  EXPECT_EQ(rest, "ello, restored");
+
+  Serial fresh{[](std::span<const uint8_t> b) { return b.size(); }, [] {}};
+  std::vector<uint8_t> before = fresh.save();
+  for (size_t n = 0; n < state.size(); ++n)
+    EXPECT_THROW(fresh.restore(std::span(state.data(), n)), kiln::Error) << n;
+  std::vector<uint8_t> bad = state;
+  bad[0] = 9;  // version
+  EXPECT_THROW(fresh.restore(bad), kiln::Error);
+  bad = state;
+  bad[2] = 0xff;  // IER with bits it never holds
+  EXPECT_THROW(fresh.restore(bad), kiln::Error);
+  bad = state;
+  bad.push_back(0);
+  EXPECT_THROW(fresh.restore(bad), kiln::Error);
+  EXPECT_EQ(fresh.save(), before);
 }
 
 }  // namespace
