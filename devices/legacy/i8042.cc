@@ -1,5 +1,8 @@
 #include "devices/legacy/i8042.h"
 
+#include "base/error.h"
+#include "base/snapshot/bytes.h"
+
 #include <algorithm>
 
 namespace kiln {
@@ -207,6 +210,44 @@ void I8042::keyboard_argument(uint8_t cmd, uint8_t arg) {
     scan_set_ = arg;
   }
   push({kAck});  // LEDs, typematic rate: accepted, nothing to do
+}
+
+std::vector<uint8_t> I8042::save() const {
+  std::lock_guard lock(mutex_);
+  snapshot::ByteWriter w;
+  w.u16(1);
+  w.blob(std::string(queue_.begin(), queue_.end()));
+  w.u8(command_byte_);
+  w.u8(last_port_write_);
+  w.u8(static_cast<uint8_t>(controller_arg_));
+  w.u8(keyboard_arg_for_);
+  w.u8(scan_set_);
+  w.u8(scanning_ ? 1 : 0);
+  return w.take();
+}
+
+void I8042::restore(std::span<const uint8_t> state) {
+  snapshot::ByteReader r(state.data(), state.size(), "i8042 state");
+  if (uint16_t v = r.u16(); v != 1)
+    throw kiln::Error("i8042 state: version " + std::to_string(v) + " (this Kiln reads 1)");
+  std::string queue = r.blob(kQueueCapacity);
+  uint8_t command_byte = r.u8(), last_port_write = r.u8(), arg = r.u8(), kbd_arg = r.u8(),
+          set = r.u8(), scanning = r.u8();
+  r.finish();
+  // Only values the controller itself can reach.
+  if (arg > static_cast<uint8_t>(ControllerArg::kAux) ||
+      (kbd_arg != 0 && kbd_arg != kKbdSetLeds && kbd_arg != kKbdTypematic &&
+       kbd_arg != kKbdScanSet) ||
+      (set != 1 && set != 2) || scanning > 1)
+    throw kiln::Error("i8042 state: a value the controller never holds");
+  std::lock_guard lock(mutex_);
+  queue_.assign(queue.begin(), queue.end());
+  command_byte_ = command_byte;
+  last_port_write_ = last_port_write;
+  controller_arg_ = static_cast<ControllerArg>(arg);
+  keyboard_arg_for_ = kbd_arg;
+  scan_set_ = set;
+  scanning_ = scanning == 1;
 }
 
 I8042::KeyResult I8042::send_ctrl_alt_del() {

@@ -14,12 +14,14 @@
 #include <functional>
 #include <initializer_list>
 #include <mutex>
+#include <vector>
 
 #include "base/bus.h"
+#include "base/snapshottable.h"
 
 namespace kiln {
 
-class I8042 : public BusDevice {
+class I8042 : public BusDevice, public Snapshottable {
  public:
   static constexpr uint16_t kDataPort = 0x60;
   static constexpr uint16_t kCommandPort = 0x64;
@@ -40,6 +42,10 @@ class I8042 : public BusDevice {
   // guest turned on the controller's translation. Nothing is queued unless all of them fit.
   KeyResult send_ctrl_alt_del();
 
+  // The output queue, the command byte and the keyboard's state (version 1).
+  std::vector<uint8_t> save() const override;
+  void restore(std::span<const uint8_t> state) override;
+
  private:
   void controller_command(uint8_t cmd);
   void data_write(uint8_t value);
@@ -50,7 +56,7 @@ class I8042 : public BusDevice {
   void raise_if_ready();
   bool translating() const;
 
-  std::mutex mutex_;
+  mutable std::mutex mutex_;
   Callback on_reset_;
   Callback raise_irq_;
   std::deque<uint8_t> queue_;  // front() is the output buffer the guest reads at port 0x60

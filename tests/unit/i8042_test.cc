@@ -6,6 +6,8 @@
 
 #include <vector>
 
+#include "base/error.h"
+
 namespace kiln {
 namespace {
 
@@ -166,6 +168,48 @@ TEST_F(I8042Test, CtrlAltDelRefusedWhenItCannotBeDelivered) {
 TEST_F(I8042Test, GuestThatNeverReadsCannotGrowTheQueue) {
   for (int i = 0; i < 100; ++i) data(0xf2);
   EXPECT_EQ(drain().size(), I8042::kQueueCapacity);
+}
+
+// Snapshottable: a controller mid-command (translation on, a scan-set command waiting for its
+// argument, an ACK in the output buffer) restored into a fresh one carries on the same; bad
+// states are refused and leave it as it was.
+TEST_F(I8042Test, SnapshotRestoresMidCommand) {
+  command(0x60);
+  data(0x65);  // command byte: translation on
+  data(0xf0);  // keyboard: select scan set (its argument comes next)
+  std::vector<uint8_t> state = kbd_.save();
+
+  int irqs = 0;
+  I8042 copy{[] {}, [&] { ++irqs; }};
+  copy.restore(state);
+  EXPECT_EQ(copy.save(), state);
+  auto read = [&](uint64_t off) {
+    uint8_t v = 0;
+    copy.read(off, std::span(&v, 1));
+    return v;
+  };
+  auto write = [&](uint64_t off, uint8_t v) { copy.write(off, std::span(&v, 1)); };
+  EXPECT_EQ(read(4) & 0x01, 0x01);
+  EXPECT_EQ(read(0), 0xfa);  // the ACK that waited
+  write(0, 0x00);            // the argument: report the set
+  EXPECT_EQ(read(0), 0xfa);
+  EXPECT_EQ(read(0), 0x41);  // set 2, as translation reports it
+  write(4, 0x20);
+  EXPECT_EQ(read(0), 0x65);
+
+  I8042 fresh{[] {}, [] {}};
+  std::vector<uint8_t> before = fresh.save();
+  for (size_t n = 0; n < state.size(); ++n)
+    EXPECT_THROW(fresh.restore(std::span(state.data(), n)), kiln::Error) << n;
+  for (size_t at : {state.size() - 1, state.size() - 2, state.size() - 3}) {
+    std::vector<uint8_t> bad = state;
+    bad[at] = 0x77;  // scanning, scan set, awaited keyboard argument: values never held
+    EXPECT_THROW(fresh.restore(bad), kiln::Error) << at;
+  }
+  std::vector<uint8_t> long_queue = {1, 0, 17, 0, 0, 0};  // a 17-byte queue (capacity 16)
+  long_queue.resize(long_queue.size() + 17 + 6);
+  EXPECT_THROW(fresh.restore(long_queue), kiln::Error);
+  EXPECT_EQ(fresh.save(), before);
 }
 
 }  // namespace
