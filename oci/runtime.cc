@@ -316,7 +316,13 @@ std::vector<Connected> connect_engine_network(Bundle& b) {
       b.run.nets.push_back(guest_net(l, tap));
     }
   } catch (...) {
-    for (const auto& c : done) disconnect_tap(c.link, c.tap);
+    for (const auto& c : done) {
+      try {
+        disconnect_tap(c.link, c.tap);
+      } catch (const std::exception&) {
+        // The first error is the one to report; the namespace goes with the container.
+      }
+    }
     throw;
   }
   return done;
