@@ -115,7 +115,7 @@ void configure_link(const Network& n) {
     if (now != name) {
       // Another interface holds the name: it moves aside (its own kiln.net renames it).
       if (access(("/sys/class/net/" + name).c_str(), F_OK) == 0)
-        rename_link(s.get(), name, "kiln" + std::to_string(getpid()) + now.substr(0, 4));
+        rename_link(s.get(), name, "kiln" + std::to_string(if_nametoindex(name.c_str())));
       rename_link(s.get(), now, name);
     }
   }

@@ -2,6 +2,7 @@
 // parts of oci/spec.h that touch more than the JSON.
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <sstream>
 
 #include "base/error.h"
@@ -30,6 +31,16 @@ std::string read_text(const fs::path& path, const std::string& what) {
 }
 
 }  // namespace
+
+sandbox::RunOptions load_resources_update(const std::string& file,
+                                          const sandbox::RunOptions& current) {
+  if (file != "-") return resources_update(read_text(file, "--resources " + file), current);
+  std::string text;
+  char buf[65536];
+  while (text.size() <= kMaxFile && std::cin.read(buf, sizeof buf).gcount() > 0)
+    text.append(buf, static_cast<size_t>(std::cin.gcount()));
+  return resources_update(text, current);  // over 4 MiB: refused there
+}
 
 agent::Start load_process(const std::string& path) {
   return read_process_text(read_text(path, "--process " + path), path);

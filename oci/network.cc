@@ -25,6 +25,7 @@
 #include <memory>
 
 #include "base/error.h"
+#include "base/mac_address.h"
 #include "base/unique_fd.h"
 
 namespace kiln::oci {
@@ -69,12 +70,10 @@ std::string ip_text(nl_addr* a) {
 }
 
 std::string mac_text(nl_addr* a) {
-  if (!a || nl_addr_get_len(a) != 6) return "";
-  auto* b = static_cast<const unsigned char*>(nl_addr_get_binary_addr(a));
-  char text[18];
-  std::snprintf(text, sizeof text, "%02x:%02x:%02x:%02x:%02x:%02x", b[0], b[1], b[2], b[3], b[4],
-                b[5]);
-  return text;
+  MacAddress mac;
+  if (!a || nl_addr_get_len(a) != mac.bytes.size()) return "";
+  std::memcpy(mac.bytes.data(), nl_addr_get_binary_addr(a), mac.bytes.size());
+  return mac.to_string();
 }
 
 // A traffic-control request (RTM_*QDISC, RTM_*TFILTER) on `ifindex`, acknowledged; `body`

@@ -21,7 +21,6 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <iostream>
 #include <thread>
 
 #include "base/error.h"
@@ -108,11 +107,16 @@ std::string oci_status(const Registry& reg, const Record& r) {
   return "running";
 }
 
+// What create recorded beside the sandbox's record (kOciFile): the bundle, the annotations,
+// the size and the network; an empty object if it is missing or unreadable.
+json read_extra(const Registry& reg, const std::string& id) {
+  std::ifstream f(reg.dir(id) / kOciFile);
+  json extra = f ? json::parse(f, nullptr, false) : json();
+  return extra.is_object() ? extra : json::object();
+}
+
 json state_of(const Registry& reg, const Record& r) {
-  json extra = json::object();
-  std::ifstream f(reg.dir(r.name) / kOciFile);
-  if (f) extra = json::parse(f, nullptr, false);
-  if (!extra.is_object()) extra = json::object();
+  json extra = read_extra(reg, r.name);
   std::string status = oci_status(reg, r);
   return {{"ociVersion", kOciVersion},
           {"id", r.name},
@@ -351,9 +355,8 @@ json recorded_network(const std::string& netns, const std::vector<Connected>& li
 // What is left of a container's network once it stopped (its host process killed before it
 // could clean up): the TAPs and the redirects, if the namespace is still there.
 void disconnect_recorded(const Registry& reg, const std::string& id) {
-  std::ifstream f(reg.dir(id) / kOciFile);
-  json extra = f ? json::parse(f, nullptr, false) : json();
-  if (!extra.is_object() || !extra.contains("network") || !extra["network"].is_object()) return;
+  json extra = read_extra(reg, id);
+  if (!extra.contains("network") || !extra["network"].is_object()) return;
   const json& n = extra["network"];
   std::string netns = n.value("netns", "");
   if (netns.empty() || !n.contains("links") || !n["links"].is_array()) return;
@@ -616,28 +619,15 @@ int update(const Globals& g, const std::string& id, const std::string& resources
   Registry reg(g.root);
   Record r = read_container(reg, id);
   if (oci_status(reg, r) == "stopped") throw kiln::Error("container " + id + " is stopped");
-  std::ifstream f(reg.dir(id) / kOciFile);
-  json extra = f ? json::parse(f, nullptr, false) : json();
-  if (!extra.is_object() || !extra["vcpus"].is_number_unsigned() ||
-      !extra["memory_mib"].is_number_unsigned())
+  json extra = read_extra(reg, id);
+  if (!extra.value("vcpus", json()).is_number_unsigned() ||
+      !extra.value("memory_mib", json()).is_number_unsigned())
     throw kiln::Error("container " + id + ": its size is not recorded (created by an older " +
                       "kiln-oci)");
   sandbox::RunOptions current;
   current.cpus = extra["vcpus"].get<unsigned>();
   current.memory = extra["memory_mib"].get<unsigned>();
-  std::string text;
-  {
-    std::ifstream file;
-    if (resources != "-") {
-      file.open(resources, std::ios::binary);
-      if (!file) throw UsageError("--resources " + resources + ": cannot be read");
-    }
-    std::istream& in = resources == "-" ? std::cin : file;
-    char buf[65536];
-    while (text.size() <= (4u << 20) && in.read(buf, sizeof buf).gcount() > 0)
-      text.append(buf, static_cast<size_t>(in.gcount()));
-  }
-  resources_update(text, current);  // the size it has: nothing to change
+  load_resources_update(resources, current);  // the size it has: nothing to change
   return 0;
 }
 

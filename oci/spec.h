@@ -41,7 +41,11 @@ Bundle read_spec(const std::string& text, const std::string& dir,
 // resize the microVM, or sets a host cgroup limit, is refused with UsageError naming the field.
 sandbox::RunOptions resources_update(const std::string& text, const sandbox::RunOptions& current);
 
-// The files (oci/bundle.cc). A process.json (runc exec --process): the spec's `process`
+// The files (oci/bundle.cc). runc update's --resources: FILE, or "-" for stdin (4 MiB at most),
+// checked with resources_update.
+sandbox::RunOptions load_resources_update(const std::string& file,
+                                          const sandbox::RunOptions& current);
+// A process.json (runc exec --process): the spec's `process`
 // object alone.
 agent::Start load_process(const std::string& path);
 // Reads `dir`/config.json (at most 4 MiB) and plans the root's workload. `defaults` gives the
