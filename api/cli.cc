@@ -267,6 +267,40 @@ CliCommand parse_cli(int argc, const char* const* argv) {
                  "Boot from Firecracker's JSON configuration (boot-source, machine-config, "
                  "drives, ...)");
 
+  request::LoadSnapshot restore;
+  auto* restore_opt = app.add_option("--restore", restore.snapshot_path,
+                                     "Start from this snapshot's state file (PUT /snapshot/create "
+                                     "wrote it) instead of booting; needs --mem");
+  auto* mem_opt = app.add_option("--mem", restore.mem_file_path,
+                                 "With --restore: the snapshot's memory file (mapped "
+                                 "copy-on-write: it is never written)");
+  bool paused = false;
+  app.add_flag("--paused", paused,
+               "With --restore: stay paused until PATCH /vm Resumed (the default is to run at "
+               "once)");
+  app.add_flag("--track-dirty-pages", restore.track_dirty_pages,
+               "With --restore: track dirty pages, for Diff snapshots");
+  app.add_flag("--clock-realtime", restore.clock_realtime,
+               "With --restore: advance the guest's kvmclock by the time since the snapshot");
+  std::vector<std::string> net_overrides;
+  app.add_option("--net-override", net_overrides,
+                 "With --restore: IFACE_ID=TAP puts the snapshot's interface IFACE_ID on another "
+                 "TAP (repeatable; each clone needs its own)");
+  std::string vsock_override;
+  app.add_option("--vsock-override", vsock_override,
+                 "With --restore: the vsock device's Unix socket path (each clone needs its own)");
+  restore_opt->needs(mem_opt);
+  mem_opt->needs(restore_opt);
+  CLI::App* snapshot = app.add_subcommand("snapshot", "Work with snapshot files");
+  snapshot->require_subcommand(1);
+  CLI::App* rebase = snapshot->add_subcommand(
+      "rebase",
+      "Merge a Diff snapshot's memory file onto the memory file of the snapshot before it (as "
+      "Firecracker's rebase-snap); restore the Diff's state file with the merged file");
+  rebase->add_option("--base-file", cmd.rebase_base_file, "The earlier memory file (written)")
+      ->required();
+  rebase->add_option("--diff-file", cmd.rebase_diff_file, "The Diff snapshot's memory file")
+      ->required();
   CLI::App* run =
       app.add_subcommand("run", "Boot a guest kernel with its console on this terminal");
   run->footer(kRunFooter);
@@ -334,6 +368,10 @@ CliCommand parse_cli(int argc, const char* const* argv) {
   try {
     app.parse(argc, argv);
     VmConfig& c = cmd.config;
+    if (rebase->parsed()) {
+      cmd.action = CliCommand::Action::kRebase;
+      return cmd;
+    }
     if (run->parsed()) {
       if (!toml_file.empty()) api::apply_toml_config_file(c, toml_file);
       if (kernel->count()) c.kernel_path = flags.kernel_path;
@@ -369,6 +407,18 @@ CliCommand parse_cli(int argc, const char* const* argv) {
       struct stat st {};
       if (::stat(c.kernel_path.c_str(), &st) != 0)
         throw UsageError(errno_message("--kernel " + c.kernel_path));
+    } else if (restore_opt->count()) {
+      if (!config_file.empty())
+        throw UsageError("--restore: the snapshot has its configuration; drop --config-file");
+      restore.resume_vm = !paused;
+      for (const std::string& o : net_overrides) {
+        const size_t eq = o.find('=');
+        if (eq == std::string::npos || eq == 0 || eq + 1 == o.size() || o.size() - eq - 1 > 15)
+          throw UsageError("--net-override " + o + ": expected IFACE_ID=TAP (TAP 1 to 15 bytes)");
+        restore.network_overrides.push_back({o.substr(0, eq), o.substr(eq + 1)});
+      }
+      if (!vsock_override.empty()) restore.vsock_uds_path = vsock_override;
+      cmd.restore = restore;
     } else if (!config_file.empty()) {
       api::apply_json_config_file(c, config_file);
     } else if (!cmd.api_socket.empty()) {

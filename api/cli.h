@@ -2,21 +2,27 @@
 // into the shared VmConfig.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "vmm/command.h"
 #include "vmm/vm_config.h"
 
 namespace kiln {
 
 struct CliCommand {
-  enum class Action { kRun, kExit };
+  // kRebase: `kiln snapshot rebase` (merge a Diff memory file onto its base, then exit).
+  enum class Action { kRun, kExit, kRebase };
   Action action = Action::kExit;
   int exit_code = 0;  // for kExit: 0 after --help/--version, kExitUsage after an error
   VmConfig config;
   std::string log_level = "warn";
   std::string api_socket;  // empty: no API server
   bool start_now = true;   // boot at once (kiln run, --config-file) or wait for InstanceStart
+  // --restore SNAPSHOT --mem FILE: start from a snapshot instead (PUT /snapshot/load's fields).
+  std::optional<request::LoadSnapshot> restore;
+  std::string rebase_base_file, rebase_diff_file;  // kRebase
 };
 
 // Parses a --disk value "PATH[,ro][,id=NAME]". Throws kiln::UsageError naming the bad part.

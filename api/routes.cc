@@ -9,6 +9,7 @@
 #include "api/fs_json.h"
 #include "api/json_fields.h"
 #include "api/nesting.h"
+#include "api/snapshot_json.h"
 #include "api/utf8.h"
 #include "api/vm_json.h"
 
@@ -40,6 +41,8 @@ enum class Op {
   kPutSerial,
   kPutVsock,
   kPutFs,  // Kiln's own
+  kCreateSnapshot,
+  kLoadSnapshot,
 };
 
 // Method -> request, for each fixed path.
@@ -60,6 +63,8 @@ const std::map<std::string, std::map<std::string, Op>>& fixed_routes() {
       {"/entropy", {{"PUT", Op::kPutEntropy}}},
       {"/serial", {{"PUT", Op::kPutSerial}}},
       {"/vsock", {{"PUT", Op::kPutVsock}}},
+      {"/snapshot/create", {{"PUT", Op::kCreateSnapshot}}},
+      {"/snapshot/load", {{"PUT", Op::kLoadSnapshot}}},
   };
   return routes;
 }
@@ -128,6 +133,10 @@ Request parse_request(Op op, const std::string& id, const json& body) {
       return rq::PutVsock{parse_vsock(body)};
     case Op::kPutFs:
       return rq::PutFs{parse_fs(body, id)};
+    case Op::kCreateSnapshot:
+      return parse_snapshot_create(body);
+    case Op::kLoadSnapshot:
+      return parse_snapshot_load(body);
   }
   throw UsageError("unsupported request");
 }
@@ -218,6 +227,10 @@ std::variant<VmmCommand, VmmReply> route(const HttpRequest& r) {
     command.deprecated = deprecated_fields("machine-config", body);
   else if (op == Op::kPutVsock)
     command.deprecated = deprecated_fields("vsock", body);
+  else if (op == Op::kLoadSnapshot)
+    command.deprecated = snapshot_load_deprecated_fields(body);
+  const bool after_boot =
+      op == Op::kPatchDrive || op == Op::kPatchNetworkInterface || op == Op::kCreateSnapshot;
   try {
     command.request = parse_request(op, id, body);
   } catch (const FieldError& e) {
@@ -225,11 +238,10 @@ std::variant<VmmCommand, VmmReply> route(const HttpRequest& r) {
     // which answers it after its state checks (and logs and counts it).
     if (op == Op::kActions || op == Op::kPatchVm)
       return VmmReply::fault(400, api_fault_message(e, r.body));
-    command.request = request::Invalid{api_fault_message(e, r.body), e.is_shape_error(),
-                                       op == Op::kPatchDrive || op == Op::kPatchNetworkInterface};
+    command.request =
+        request::Invalid{api_fault_message(e, r.body), e.is_shape_error(), after_boot};
   } catch (const UsageError& e) {  // any other refusal, answered as the controller would
-    command.request = request::Invalid{e.what(), false,
-                                       op == Op::kPatchDrive || op == Op::kPatchNetworkInterface};
+    command.request = request::Invalid{e.what(), false, after_boot};
   }
   return command;
 }

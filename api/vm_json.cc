@@ -335,8 +335,10 @@ json vm_config_json(const VmConfig& config) {
             {"entropy", entropy_json(config)},
             {"memory-hotplug", nullptr},
             {"pmem", json::array()}};
-  // Kiln's own key, only when used: without shares the object is exactly Firecracker's.
+  // Kiln's own keys, only when used: without them the object is exactly Firecracker's.
   if (!config.fs.empty()) full["fs"] = fs_json(config);
+  if (config.console == ConsoleMode::kVirtio) full["console"] = {{"mode", "virtio"}};
+  if (config.console == ConsoleMode::kNone) full["console"] = {{"mode", "none"}};
   return full;
 }
 
@@ -361,10 +363,13 @@ void apply_full_config(VmConfig& config, const json& document) {
   auto console = f.optional<json>("console");
   auto vsock = f.optional<json>("vsock");
   auto fs = f.optional<json>("fs");
-  for (const char* unsupported_now : {"balloon", "mmds-config", "cpu-config"}) {
+  for (const char* unsupported_now : {"balloon", "mmds-config", "cpu-config", "memory-hotplug"}) {
     if (f.optional<json>(unsupported_now))
       throw FieldError("configuration", unsupported_now, "is not supported by Kiln yet");
   }
+  // GET /vm/config shows "pmem": [] (Firecracker's shape); a device in it is not supported.
+  if (auto pmem = f.optional<json>("pmem"); pmem && !(pmem->is_array() && pmem->empty()))
+    throw FieldError("configuration", "pmem", "is not supported by Kiln yet");
   f.reject_unknown();
   if (!boot) throw FieldError::shape("configuration", "boot-source", "missing field `boot-source`");
   check("boot-source", apply_boot_source(config, parse_boot_source(*boot)));

@@ -39,10 +39,10 @@ Mapping map_ram(uint64_t size, HugePages huge_pages) {
 }
 }  // namespace
 
-GuestMemory::GuestMemory(const std::vector<Range>& ranges, HugePages huge_pages) {
-  const uint64_t page =
-      huge_pages == HugePages::k2M ? k2MiB : static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+template <typename Map>
+void GuestMemory::map_ranges(const std::vector<Range>& ranges, uint64_t page, Map map) {
   Gpa prev_end = 0;
+  uint64_t offset = 0;
   for (const Range& r : ranges) {
     if (r.size == 0 || r.base % page != 0 || r.size % page != 0)
       throw Error("guest memory range at " + hex(r.base) + " size " + hex(r.size) +
@@ -50,9 +50,26 @@ GuestMemory::GuestMemory(const std::vector<Range>& ranges, HugePages huge_pages)
     if (r.base + r.size < r.base) throw Error("guest memory range at " + hex(r.base) + " wraps");
     if (!regions_.empty() && r.base < prev_end)
       throw Error("guest memory ranges overlap or are unsorted at " + hex(r.base));
-    regions_.push_back(GuestRegion{r.base, map_ram(r.size, huge_pages)});
+    regions_.push_back(GuestRegion{r.base, map(r, offset)});
     prev_end = r.base + r.size;
+    offset += r.size;
   }
+}
+
+GuestMemory::GuestMemory(const std::vector<Range>& ranges, HugePages huge_pages) {
+  const uint64_t page =
+      huge_pages == HugePages::k2M ? k2MiB : static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+  map_ranges(ranges, page, [&](const Range& r, uint64_t) { return map_ram(r.size, huge_pages); });
+}
+
+GuestMemory GuestMemory::map_private(const std::vector<Range>& ranges, int fd) {
+  GuestMemory mem;
+  mem.map_ranges(ranges, static_cast<uint64_t>(::sysconf(_SC_PAGESIZE)),
+                 [&](const Range& r, uint64_t offset) {
+                   return Mapping::of_fd(fd, r.size, PROT_READ | PROT_WRITE,
+                                         MAP_PRIVATE | MAP_NORESERVE, static_cast<off_t>(offset));
+                 });
+  return mem;
 }
 
 const GuestRegion* GuestMemory::find(Gpa gpa, uint64_t len) const {

@@ -41,6 +41,10 @@ class GuestMemory {
   // page-aligned (2 MiB-aligned with 2M huge pages), non-empty, sorted and non-overlapping; throws
   // kiln::Error otherwise or when the memory cannot be mapped.
   explicit GuestMemory(const std::vector<Range>& ranges, HugePages huge_pages = HugePages::kNone);
+  // Maps the ranges from `fd` (a snapshot's memory file: the ranges' bytes one after another)
+  // copy-on-write (MAP_PRIVATE): pages load when the guest touches them and its writes never
+  // reach the file. The caller checks the file's size first.
+  static GuestMemory map_private(const std::vector<Range>& ranges, int fd);
 
   GuestMemory(GuestMemory&&) = default;
   GuestMemory& operator=(GuestMemory&&) = default;
@@ -79,6 +83,11 @@ class GuestMemory {
   uint64_t total_size() const;
 
  private:
+  GuestMemory() = default;
+  // Checks the ranges (see the constructor) and maps each with `map(range, offset)`, its
+  // offset the bytes of the ranges before it.
+  template <typename Map>
+  void map_ranges(const std::vector<Range>& ranges, uint64_t page, Map map);
   const GuestRegion* find(Gpa gpa, uint64_t len) const;
   std::vector<GuestRegion> regions_;
 };

@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "base/error.h"
@@ -74,6 +75,22 @@ std::vector<kvm_cpuid_entry2> KvmSystem::supported_cpuid() const {
   throw Error("KVM_GET_SUPPORTED_CPUID: more than 4096 entries");
 }
 
+std::vector<uint32_t> KvmSystem::msr_index_list() const {
+  for (size_t n = 256; n <= 16384; n *= 2) {
+    FlexBuffer<kvm_msr_list, uint32_t> buf(n);
+    buf.header()->nmsrs = static_cast<uint32_t>(n);
+    if (::ioctl(fd_.get(), KVM_GET_MSR_INDEX_LIST, buf.header()) == 0)
+      return std::vector<uint32_t>(buf.entries(), buf.entries() + buf.header()->nmsrs);
+    if (errno != E2BIG) throw_errno("KVM_GET_MSR_INDEX_LIST");
+  }
+  throw Error("KVM_GET_MSR_INDEX_LIST: more than 16384 MSRs");
+}
+
+size_t KvmSystem::xsave_size() const {
+  const int size = check_extension(KVM_CAP_XSAVE2);
+  return size > static_cast<int>(sizeof(kvm_xsave)) ? static_cast<size_t>(size) : sizeof(kvm_xsave);
+}
+
 VmFd::VmFd(const KvmSystem& kvm) {
   int fd;
   do {
@@ -114,6 +131,39 @@ void VmFd::create_pit2() {
   kvm_pit_config config{};
   config.flags = KVM_PIT_SPEAKER_DUMMY;
   if (::ioctl(fd_.get(), KVM_CREATE_PIT2, &config) < 0) throw_errno("KVM_CREATE_PIT2");
+}
+
+kvm_irqchip VmFd::get_irqchip(uint32_t chip_id) const {
+  kvm_irqchip chip{};
+  chip.chip_id = chip_id;
+  if (::ioctl(fd_.get(), KVM_GET_IRQCHIP, &chip) < 0)
+    throw_errno("KVM_GET_IRQCHIP " + std::to_string(chip_id));
+  return chip;
+}
+
+void VmFd::set_irqchip(const kvm_irqchip& chip) {
+  if (::ioctl(fd_.get(), KVM_SET_IRQCHIP, &chip) < 0)
+    throw_errno("KVM_SET_IRQCHIP " + std::to_string(chip.chip_id));
+}
+
+kvm_pit_state2 VmFd::get_pit2() const {
+  kvm_pit_state2 pit{};
+  if (::ioctl(fd_.get(), KVM_GET_PIT2, &pit) < 0) throw_errno("KVM_GET_PIT2");
+  return pit;
+}
+
+void VmFd::set_pit2(const kvm_pit_state2& pit) {
+  if (::ioctl(fd_.get(), KVM_SET_PIT2, &pit) < 0) throw_errno("KVM_SET_PIT2");
+}
+
+kvm_clock_data VmFd::get_clock() const {
+  kvm_clock_data clock{};
+  if (::ioctl(fd_.get(), KVM_GET_CLOCK, &clock) < 0) throw_errno("KVM_GET_CLOCK");
+  return clock;
+}
+
+void VmFd::set_clock(const kvm_clock_data& clock) {
+  if (::ioctl(fd_.get(), KVM_SET_CLOCK, &clock) < 0) throw_errno("KVM_SET_CLOCK");
 }
 
 void VmFd::set_tss_addr(uint64_t addr) {
@@ -183,6 +233,14 @@ KILN_VCPU_SET(kvm_sregs, KVM_SET_SREGS, set_sregs)
 KILN_VCPU_SET(kvm_fpu, KVM_SET_FPU, set_fpu)
 KILN_VCPU_GET(kvm_lapic_state, KVM_GET_LAPIC, get_lapic)
 KILN_VCPU_SET(kvm_lapic_state, KVM_SET_LAPIC, set_lapic)
+KILN_VCPU_GET(kvm_xcrs, KVM_GET_XCRS, get_xcrs)
+KILN_VCPU_SET(kvm_xcrs, KVM_SET_XCRS, set_xcrs)
+KILN_VCPU_GET(kvm_debugregs, KVM_GET_DEBUGREGS, get_debugregs)
+KILN_VCPU_SET(kvm_debugregs, KVM_SET_DEBUGREGS, set_debugregs)
+KILN_VCPU_GET(kvm_mp_state, KVM_GET_MP_STATE, get_mp_state)
+KILN_VCPU_SET(kvm_mp_state, KVM_SET_MP_STATE, set_mp_state)
+KILN_VCPU_GET(kvm_vcpu_events, KVM_GET_VCPU_EVENTS, get_vcpu_events)
+KILN_VCPU_SET(kvm_vcpu_events, KVM_SET_VCPU_EVENTS, set_vcpu_events)
 #undef KILN_VCPU_GET
 #undef KILN_VCPU_SET
 
@@ -194,6 +252,39 @@ void VcpuFd::set_msrs(const std::vector<kvm_msr_entry>& entries) {
   if (n < 0) throw_errno("KVM_SET_MSRS");
   if (static_cast<size_t>(n) != entries.size())
     throw Error("KVM_SET_MSRS: KVM refused MSR " + std::to_string(entries[n].index));
+}
+
+std::vector<kvm_msr_entry> VcpuFd::get_msrs(const std::vector<uint32_t>& indices) const {
+  FlexBuffer<kvm_msrs, kvm_msr_entry> buf(indices.size());
+  buf.header()->nmsrs = static_cast<uint32_t>(indices.size());
+  for (size_t i = 0; i < indices.size(); ++i) buf.entries()[i] = kvm_msr_entry{indices[i], 0, 0};
+  const int n = ::ioctl(fd_.get(), KVM_GET_MSRS, buf.header());
+  if (n < 0) throw_errno("KVM_GET_MSRS");
+  return std::vector<kvm_msr_entry>(buf.entries(),
+                                    buf.entries() + std::min<size_t>(n, indices.size()));
+}
+
+std::vector<uint8_t> VcpuFd::get_xsave(size_t size) const {
+  std::vector<uint8_t> xsave(std::max(size, sizeof(kvm_xsave)));
+  const unsigned long request = xsave.size() > sizeof(kvm_xsave) ? KVM_GET_XSAVE2 : KVM_GET_XSAVE;
+  if (::ioctl(fd_.get(), request, xsave.data()) < 0) throw_errno("KVM_GET_XSAVE");
+  return xsave;
+}
+
+void VcpuFd::set_xsave(const std::vector<uint8_t>& xsave) {
+  if (xsave.size() < sizeof(kvm_xsave)) throw Error("KVM_SET_XSAVE: the state is too short");
+  if (::ioctl(fd_.get(), KVM_SET_XSAVE, xsave.data()) < 0) throw_errno("KVM_SET_XSAVE");
+}
+
+uint32_t VcpuFd::get_tsc_khz() const {
+  const int khz = ::ioctl(fd_.get(), KVM_GET_TSC_KHZ, 0);
+  if (khz < 0) throw_errno("KVM_GET_TSC_KHZ");
+  return static_cast<uint32_t>(khz);
+}
+
+void VcpuFd::set_tsc_khz(uint32_t khz) {
+  if (::ioctl(fd_.get(), KVM_SET_TSC_KHZ, static_cast<unsigned long>(khz)) < 0)
+    throw_errno("KVM_SET_TSC_KHZ " + std::to_string(khz));
 }
 
 void VcpuFd::set_cpuid2(const std::vector<kvm_cpuid_entry2>& entries) {

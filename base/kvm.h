@@ -24,6 +24,10 @@ class KvmSystem {
   int max_vcpus() const;
   // KVM_GET_SUPPORTED_CPUID: the host's supported leaves as a heap buffer.
   std::vector<kvm_cpuid_entry2> supported_cpuid() const;
+  // KVM_GET_MSR_INDEX_LIST: the MSRs KVM saves and restores for a vCPU (snapshots).
+  std::vector<uint32_t> msr_index_list() const;
+  // Bytes of a vCPU's XSAVE state: KVM_CAP_XSAVE2's size, at least sizeof(kvm_xsave).
+  size_t xsave_size() const;
 
  private:
   UniqueFd fd_;
@@ -45,6 +49,14 @@ class VmFd {
   std::vector<uint64_t> take_dirty_log(uint32_t slot, uint64_t size);
   void create_irqchip();
   void create_pit2();
+  // The in-kernel irqchip (chip_id KVM_IRQCHIP_PIC_MASTER, _PIC_SLAVE, _IOAPIC), PIT and
+  // kvmclock, for snapshots.
+  kvm_irqchip get_irqchip(uint32_t chip_id) const;
+  void set_irqchip(const kvm_irqchip& chip);
+  kvm_pit_state2 get_pit2() const;
+  void set_pit2(const kvm_pit_state2& pit);
+  kvm_clock_data get_clock() const;
+  void set_clock(const kvm_clock_data& clock);
   void set_tss_addr(uint64_t addr);
   void set_identity_map_addr(uint64_t addr);
   // Connects `eventfd` to interrupt line `gsi`: a write to the eventfd raises the line.
@@ -78,6 +90,24 @@ class VcpuFd {
   void set_cpuid2(const std::vector<kvm_cpuid_entry2>& entries);
   kvm_lapic_state get_lapic() const;
   void set_lapic(const kvm_lapic_state& lapic);
+  // Snapshot state. get_msrs returns the entries KVM read, in order; it stops at the first
+  // MSR KVM cannot read (the returned vector is then shorter than `indices`).
+  std::vector<kvm_msr_entry> get_msrs(const std::vector<uint32_t>& indices) const;
+  // `size` from KvmSystem::xsave_size() (KVM_GET_XSAVE2 when larger than kvm_xsave).
+  std::vector<uint8_t> get_xsave(size_t size) const;
+  void set_xsave(const std::vector<uint8_t>& xsave);
+  kvm_xcrs get_xcrs() const;
+  void set_xcrs(const kvm_xcrs& xcrs);
+  kvm_debugregs get_debugregs() const;
+  void set_debugregs(const kvm_debugregs& regs);
+  kvm_mp_state get_mp_state() const;
+  void set_mp_state(const kvm_mp_state& state);
+  kvm_vcpu_events get_vcpu_events() const;
+  void set_vcpu_events(const kvm_vcpu_events& events);
+  // KVM_GET_TSC_KHZ / KVM_SET_TSC_KHZ (TSC scaling: a restore on a host whose TSC runs at
+  // another rate keeps the guest's).
+  uint32_t get_tsc_khz() const;
+  void set_tsc_khz(uint32_t khz);
 
  private:
   UniqueFd fd_;

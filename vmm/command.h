@@ -70,6 +70,30 @@ struct PutVsock {
 struct PutFs {
   FsConfig fs;
 };
+// PUT /snapshot/create (the VM must be paused).
+enum class SnapshotType { kFull, kDiff };
+struct CreateSnapshot {
+  SnapshotType type = SnapshotType::kFull;
+  std::string snapshot_path;
+  std::string mem_file_path;
+};
+// PUT /snapshot/load, on a fresh process (only logger and metrics configured), or
+// `kiln --restore`. The memory backend is a file (api/ refuses Uffd).
+struct NetworkOverride {
+  std::string iface_id;
+  std::string host_dev_name;
+};
+struct LoadSnapshot {
+  std::string snapshot_path;
+  std::string mem_file_path;
+  bool track_dirty_pages = false;
+  bool resume_vm = false;
+  bool clock_realtime = false;  // kvmclock advanced by the wall-clock time since the snapshot
+  std::vector<NetworkOverride> network_overrides;
+  std::optional<std::string> vsock_uds_path;  // vsock_override.uds_path
+  // huge_pages: none given ("Snapshot"): the snapshot's own, which must then be None.
+  std::optional<HugePages> huge_pages;
+};
 // A body api/ refused (wrong shape, a value the object does not allow). The controller answers
 // it after its state checks, as for any request, so every request is logged and counted alike.
 struct Invalid {
@@ -80,13 +104,15 @@ struct Invalid {
 
 }  // namespace request
 
-using Request = std::variant<
-    request::GetInstanceInfo, request::GetVersion, request::GetVmConfig, request::GetMachineConfig,
-    request::PutMachineConfig, request::PatchMachineConfig, request::PutBootSource,
-    request::PutDrive, request::PatchDrive, request::PutNetworkInterface,
-    request::PatchNetworkInterface, request::InstanceStart, request::SendCtrlAltDel,
-    request::FlushMetrics, request::Pause, request::Resume, request::PutLogger, request::PutMetrics,
-    request::PutEntropy, request::PutSerial, request::PutVsock, request::PutFs, request::Invalid>;
+using Request =
+    std::variant<request::GetInstanceInfo, request::GetVersion, request::GetVmConfig,
+                 request::GetMachineConfig, request::PutMachineConfig, request::PatchMachineConfig,
+                 request::PutBootSource, request::PutDrive, request::PatchDrive,
+                 request::PutNetworkInterface, request::PatchNetworkInterface,
+                 request::InstanceStart, request::SendCtrlAltDel, request::FlushMetrics,
+                 request::Pause, request::Resume, request::PutLogger, request::PutMetrics,
+                 request::PutEntropy, request::PutSerial, request::PutVsock, request::PutFs,
+                 request::CreateSnapshot, request::LoadSnapshot, request::Invalid>;
 
 struct VmmCommand {
   Request request;

@@ -11,6 +11,7 @@
 #include <cstring>
 
 #include "base/error.h"
+#include "base/snapshot/state_file.h"
 
 namespace kiln {
 
@@ -21,6 +22,9 @@ constexpr int kMetricsPeriodSeconds = 60;
 constexpr const char* kInstanceId = "anonymous-instance";
 
 constexpr int kAppendFlags = O_WRONLY | O_APPEND | O_CREAT;
+
+// The state file's section with the VM's configuration (ConfigCodec's text).
+constexpr const char* kConfigSection = "config";
 
 constexpr const char* kNotAfterBoot =
     "The requested operation is not supported after starting the microVM.";
@@ -73,8 +77,11 @@ spdlog::level::level_enum spdlog_level(const std::string& level) {
 
 }  // namespace
 
-VmmController::VmmController(VmConfig config, ConsoleFds console)
-    : config_(std::move(config)), console_(console) {
+VmmController::VmmController(VmConfig config, ConsoleFds console, ConfigCodec codec)
+    : config_(std::move(config)), console_(console), codec_(std::move(codec)) {
+  boot_resources_set_ = !config_.kernel_path.empty() || !config_.drives.empty() ||
+                        !config_.nets.empty() || config_.vsock || !config_.fs.empty() ||
+                        config_.entropy;
   // Stop signals arrive through a signalfd on this loop; every thread started from here on
   // inherits the blocked mask.
   const sigset_t set = handled_signals();
@@ -118,10 +125,10 @@ void VmmController::submit(VmmCommand command, Done done) {
   commands_ready_.signal();
 }
 
-int VmmController::run(bool start_now) {
-  if (start_now) {
+int VmmController::run(bool start_now, const request::LoadSnapshot* restore) {
+  if (start_now || restore) {
     apply_logger();
-    VmmReply reply = start_instance();
+    VmmReply reply = restore ? load_snapshot(*restore) : start_instance();
     if (reply.status >= 400) throw UsageError(reply.fault_message);
   }
   while (!stopped_) loop_.run_once();
@@ -202,7 +209,7 @@ VmmReply VmmController::dispatch(const Request& r, bool& body_read) {
       std::holds_alternative<rq::PatchNetworkInterface>(r) ||
       std::holds_alternative<rq::SendCtrlAltDel>(r) ||
       std::holds_alternative<rq::FlushMetrics>(r) || std::holds_alternative<rq::Pause>(r) ||
-      std::holds_alternative<rq::Resume>(r) ||
+      std::holds_alternative<rq::Resume>(r) || std::holds_alternative<rq::CreateSnapshot>(r) ||
       (std::holds_alternative<rq::Invalid>(r) && std::get<rq::Invalid>(r).after_boot);
   const bool any_time =
       std::holds_alternative<rq::GetInstanceInfo>(r) || std::holds_alternative<rq::GetVersion>(r) ||
@@ -217,6 +224,8 @@ VmmReply VmmController::dispatch(const Request& r, bool& body_read) {
     if (problem) return VmmReply::fault(400, fault_of(object, *problem));
     if (!file_problem.empty()) return VmmReply::fault(400, file_problem);
     config_ = std::move(next);
+    if (std::string_view(object) != "logger" && std::string_view(object) != "metrics")
+      boot_resources_set_ = true;
     return VmmReply::no_content();
   };
   return std::visit(
@@ -258,6 +267,8 @@ VmmReply VmmController::dispatch(const Request& r, bool& body_read) {
             return VmmReply::fault(400, invalid.fault_message);
           },
           [&](const rq::InstanceStart&) { return start_instance(); },
+          [&](const rq::CreateSnapshot& c) { return create_snapshot(c); },
+          [&](const rq::LoadSnapshot& l) { return load_snapshot(l); },
           [&](const rq::PutMachineConfig& p) {
             return applied("machine-config", apply_machine_config(next, p.update, false));
           },
@@ -337,15 +348,20 @@ std::string VmmController::metrics_file_problem(const MetricsConfig& metrics) {
 VmmReply VmmController::start_instance() {
   if (config_.kernel_path.empty())
     return VmmReply::fault(400, "Cannot start microvm without kernel configuration.");
+  start_vmm(nullptr, false);
+  return VmmReply::no_content();
+}
+
+void VmmController::start_vmm(VmmRestore* restore, bool paused) {
   ConsoleFds console = console_;
   UniqueFd serial_out;
   if (!config_.serial_out_path.empty()) {
     serial_out.reset(
         ::open(config_.serial_out_path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600));
-    if (!serial_out) return VmmReply::fault(400, errno_message("serial_out_path"));
+    if (!serial_out) throw UsageError(errno_message("serial_out_path"));
     console.out = serial_out.get();
   }
-  vmm_ = std::make_unique<Vmm>(config_, console, &metrics_);
+  vmm_ = std::make_unique<Vmm>(config_, console, &metrics_, restore);
   vmm_->adopt_fd(std::move(serial_out));
   loop_.add(vmm_->stop_signal().fd(), EPOLLIN,
             [this](uint32_t) { stop(vmm_->stop_signal().wait()); });
@@ -359,8 +375,75 @@ VmmReply VmmController::start_instance() {
       flush_metrics();
     });
   }
+  if (paused) vmm_->pause();  // the vCPU threads start parked
   vmm_->start();
-  state_ = State::kRunning;
+  state_ = paused ? State::kPaused : State::kRunning;
+}
+
+VmmReply VmmController::create_snapshot(const request::CreateSnapshot& c) {
+  if (state_ != State::kPaused)
+    return VmmReply::fault(400,
+                           "Create snapshot error: the microVM must be paused first (PATCH /vm "
+                           "{\"state\": \"Paused\"})");
+  if (!codec_.encode) return VmmReply::fault(400, "Create snapshot error: not supported here");
+  try {
+    snapshot::StateWriter writer;
+    const std::string config = codec_.encode(config_);
+    writer.add(kConfigSection, std::vector<uint8_t>(config.begin(), config.end()));
+    vmm_->save_snapshot(writer, c.snapshot_path, c.mem_file_path,
+                        c.type == request::SnapshotType::kDiff);
+  } catch (const Error& e) {
+    return VmmReply::fault(400, std::string("Create snapshot error: ") + e.what());
+  }
+  spdlog::info("snapshot: {} state in {}, memory in {}",
+               c.type == request::SnapshotType::kDiff ? "Diff" : "Full", c.snapshot_path,
+               c.mem_file_path);
+  return VmmReply::no_content();
+}
+
+VmmReply VmmController::load_snapshot(const request::LoadSnapshot& l) {
+  if (boot_resources_set_)
+    return VmmReply::fault(
+        400, "Loading a microVM snapshot not allowed after configuring boot-specific resources.");
+  if (!codec_.decode) return VmmReply::fault(400, "Load snapshot error: not supported here");
+  auto fault = [](const std::string& why) {
+    return VmmReply::fault(400, "Load snapshot error: " + why);
+  };
+  try {
+    const snapshot::StateFile state = snapshot::StateFile::load(l.snapshot_path);
+    const std::vector<uint8_t>& text = state.section(kConfigSection);
+    VmConfig next = codec_.decode(std::string(text.begin(), text.end()));
+    // The process's own logger and metrics stay; the rest is the snapshot's.
+    next.logger = config_.logger;
+    next.metrics = config_.metrics;
+    next.track_dirty_pages = l.track_dirty_pages;
+    if (l.huge_pages) next.huge_pages = *l.huge_pages;
+    for (const request::NetworkOverride& o : l.network_overrides) {
+      auto it = std::find_if(next.nets.begin(), next.nets.end(),
+                             [&](const NetConfig& n) { return n.iface_id == o.iface_id; });
+      if (it == next.nets.end())
+        return fault("network_overrides: the snapshot has no network interface \"" + o.iface_id +
+                     "\"");
+      it->host_dev_name = o.host_dev_name;
+    }
+    if (l.vsock_uds_path) {
+      if (!next.vsock) return fault("vsock_override: the snapshot has no vsock device");
+      next.vsock->uds_path = *l.vsock_uds_path;
+    }
+    VmConfig before = std::exchange(config_, std::move(next));
+    try {
+      VmmRestore restore{state, l.mem_file_path, l.clock_realtime};
+      start_vmm(&restore, !l.resume_vm);
+    } catch (...) {
+      vmm_.reset();
+      config_ = std::move(before);
+      throw;
+    }
+  } catch (const Error& e) {
+    return fault(e.what());
+  }
+  boot_resources_set_ = true;
+  spdlog::info("snapshot: restored {} ({})", l.snapshot_path, l.resume_vm ? "running" : "paused");
   return VmmReply::no_content();
 }
 

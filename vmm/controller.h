@@ -21,18 +21,29 @@
 
 namespace kiln {
 
+// How a snapshot carries its VM's configuration: as text in the front end's form (api/ gives
+// the JSON of GET /vm/config and reads it back as a --config-file). Without one, snapshots are
+// refused.
+struct ConfigCodec {
+  std::function<std::string(const VmConfig&)> encode;
+  // Throws UsageError naming the field.
+  std::function<VmConfig(const std::string&)> decode;
+};
+
 class VmmController {
  public:
   using Done = std::function<void(VmmReply)>;
 
-  VmmController(VmConfig config, ConsoleFds console);
+  VmmController(VmConfig config, ConsoleFds console, ConfigCodec codec = {});
   ~VmmController();
 
   // Thread-safe. `done` runs on the controller thread.
   void submit(VmmCommand command, Done done);
   // Runs commands until the VM (if one was started) stops or a stop signal arrives; returns
   // the exit status. With `start_now`, boots the configured VM first (errors are thrown).
-  int run(bool start_now);
+  // With `restore`, the VM is that snapshot's instead (errors are thrown, UsageError for bad
+  // input).
+  int run(bool start_now, const request::LoadSnapshot* restore = nullptr);
 
   Metrics& metrics() { return metrics_; }
 
@@ -48,6 +59,11 @@ class VmmController {
   static std::string logger_file_problem(const LoggerConfig& logger);
   static std::string metrics_file_problem(const MetricsConfig& metrics);
   VmmReply start_instance();
+  // Builds and starts the Vmm from config_ (restored from `restore` when given; paused when
+  // `paused`: no vCPU runs until PATCH /vm Resumed).
+  void start_vmm(VmmRestore* restore, bool paused);
+  VmmReply create_snapshot(const request::CreateSnapshot& create);
+  VmmReply load_snapshot(const request::LoadSnapshot& load);
   VmmReply set_paused(bool paused);
   VmmReply patch_drive(const request::PatchDrive& patch);
   VmmReply send_ctrl_alt_del();
@@ -57,6 +73,10 @@ class VmmController {
 
   VmConfig config_;
   ConsoleFds console_;
+  ConfigCodec codec_;
+  // A resource other than the logger and metrics was configured (from the command line or
+  // the API): PUT /snapshot/load is then refused, as Firecracker refuses it.
+  bool boot_resources_set_ = false;
   State state_ = State::kNotStarted;
   std::unique_ptr<Vmm> vmm_;
   EventLoop loop_;

@@ -13,8 +13,10 @@
 #include "api/cli.h"
 #include "api/http/api_server.h"
 #include "api/routes.h"
+#include "api/snapshot_json.h"
 #include "base/error.h"
 #include "base/fd_limit.h"
+#include "base/snapshot/memory_file.h"
 #include "base/stop.h"
 #include "oci/cli.h"
 #include "sandbox/cli.h"
@@ -40,6 +42,15 @@ int main(int argc, char** argv) {
     return kiln::kExitUsage;
   }
   if (cmd.action == kiln::CliCommand::Action::kExit) return cmd.exit_code;
+  if (cmd.action == kiln::CliCommand::Action::kRebase) {
+    try {
+      kiln::snapshot::rebase_memory_file(cmd.rebase_base_file, cmd.rebase_diff_file);
+      return 0;
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "kiln snapshot rebase: %s\n", e.what());
+      return kiln::kExitUsage;
+    }
+  }
 
   auto logger = spdlog::stderr_color_mt("kiln");
   logger->set_pattern("kiln: %^%l%$: %v");
@@ -49,7 +60,8 @@ int main(int argc, char** argv) {
 
   try {
     // The console is the terminal when the VM boots from the command line or a config file.
-    kiln::VmmController controller(cmd.config, kiln::ConsoleFds{STDIN_FILENO, STDOUT_FILENO});
+    kiln::VmmController controller(cmd.config, kiln::ConsoleFds{STDIN_FILENO, STDOUT_FILENO},
+                                   kiln::api::snapshot_config_codec());
     std::unique_ptr<kiln::api::ApiServer> server;
     if (!cmd.api_socket.empty()) {
       server = std::make_unique<kiln::api::ApiServer>(
@@ -67,7 +79,7 @@ int main(int argc, char** argv) {
       server->start();
     }
     kiln::RawTerminal raw(STDIN_FILENO);
-    return controller.run(cmd.start_now);
+    return controller.run(cmd.start_now, cmd.restore ? &*cmd.restore : nullptr);
   } catch (const kiln::UsageError& e) {
     spdlog::error("{}", e.what());
     return kiln::kExitUsage;

@@ -96,6 +96,11 @@ void Vcpu::resume() {
 bool Vcpu::wait_while_paused() {
   std::unique_lock lock(pause_mutex_);
   if (!paused_) return true;
+  // The exit just handled may still need KVM to finish it (the data of a port or MMIO read
+  // goes into the guest's registers on the next KVM_RUN): enter once with immediate_exit set,
+  // so the state a snapshot reads while parked is whole (KVM API, "immediate_exit").
+  fd_->run_struct()->immediate_exit = 1;
+  fd_->run();
   parked_ = true;
   pause_cv_.notify_all();
   pause_cv_.wait(lock, [&] { return !paused_ || stopping_.load(); });

@@ -138,4 +138,19 @@ void VirtioDevices::replace_drive(const std::string& id, const std::string& path
   d->transport->config_changed();
 }
 
+void VirtioDevices::save(snapshot::StateWriter&) const {
+  if (!slots_.empty())
+    throw UsageError(
+        "snapshot: this VM has virtio devices, and Kiln cannot snapshot virtio devices yet; "
+        "snapshot a VM with only the serial console");
+}
+
+void VirtioDevices::restore(const snapshot::StateFile& state) {
+  for (const std::string& name : state.names())
+    if (name.rfind("device/virtio", 0) == 0)
+      throw UsageError("snapshot: section " + name + ": this Kiln cannot restore virtio devices");
+  if (!slots_.empty())
+    throw UsageError("snapshot: the configuration has virtio devices the snapshot does not");
+}
+
 }  // namespace kiln

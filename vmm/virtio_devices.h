@@ -15,6 +15,7 @@
 #include "base/event_loop.h"
 #include "base/kvm.h"
 #include "base/metrics.h"
+#include "base/snapshot/state_file.h"
 #include "devices/virtio/block/block_device.h"
 #include "devices/virtio/console/console_device.h"
 #include "devices/virtio/mmio_transport.h"
@@ -47,6 +48,11 @@ class VirtioDevices {
   // Stops / restarts every device's queue and host work (see MmioTransport::pause).
   void pause();
   void resume();
+  // Snapshots: each device's section. Not every device can be snapshotted yet; save() refuses
+  // (kiln::Error naming the first that cannot) before writing anything, and restore() refuses
+  // a state file whose devices differ from this configuration's.
+  void save(snapshot::StateWriter& writer) const;
+  void restore(const snapshot::StateFile& state);
   // The virtio-console, or null.
   std::shared_ptr<virtio::ConsoleDevice> console() const { return console_; }
   // The host terminal changed size: tell the guest's hvc0 (config-change interrupt).

@@ -15,9 +15,12 @@
 #include "arch/x86_64/boot_cpu.h"
 #include "arch/x86_64/layout.h"
 #include "arch/x86_64/mptable.h"
+#include "arch/x86_64/vcpu_state.h"
+#include "arch/x86_64/vm_state.h"
 #include "base/error.h"
+#include "base/snapshot/bytes.h"
+#include "base/snapshot/memory_file.h"
 #include "boot/linux_loader.h"
-#include "devices/legacy/acpi_pm.h"
 
 namespace kiln {
 
@@ -40,30 +43,70 @@ std::vector<uint8_t> random_seed(size_t n) {
   return seed;
 }
 
+// Device sections of the state file.
+constexpr const char* kVmSection = "vm";
+constexpr const char* kSerialSection = "device/serial";
+constexpr const char* kI8042Section = "device/i8042";
+constexpr const char* kAcpiPmSection = "device/acpi-pm";
+constexpr const char* kMemorySection = "memory";
+
+std::string vcpu_section(uint32_t index) {
+  return "vcpu/" + std::to_string(index);
+}
+
 }  // namespace
 
-Vmm::Vmm(const VmConfig& config, ConsoleFds console, Metrics* metrics)
+Vmm::Vmm(const VmConfig& config, ConsoleFds console, Metrics* metrics, VmmRestore* restore)
     : config_(config),
       console_(console),
       console_output_(console.out),
       metrics_(metrics ? *metrics : own_metrics_),
-      memory_(x86::ram_ranges(config.memory_mib << 20), config.huge_pages),
+      memory_(map_memory(config, restore)),
       virtio_(config_, memory_, metrics_, console_hooks()),
-      boot_info_(load_kernel()),
+      // A restored guest's memory holds its kernel and tables already.
+      boot_info_(restore ? boot::LinuxBootInfo{} : load_kernel()),
       kvm_(),
       vm_(kvm_) {
   const int max_vcpus = kvm_.max_vcpus();
   if (config_.vcpus == 0 || config_.vcpus > static_cast<uint32_t>(max_vcpus))
     throw UsageError(
         fmt::format("--cpus {}: this host's KVM allows 1 to {} vCPUs", config_.vcpus, max_vcpus));
-  write_acpi_tables();
+  if (!restore) write_acpi_tables();
   setup_memory();
   vm_.set_tss_addr(kTssAddr);
   vm_.set_identity_map_addr(kIdentityMapAddr);
   vm_.create_irqchip();
   vm_.create_pit2();
   setup_devices();
-  setup_vcpus();
+  setup_vcpus(restore ? &restore->state : nullptr);
+  if (restore) {
+    restore_state(*restore);
+    memory_base_ = true;
+  }
+}
+
+GuestMemory Vmm::map_memory(const VmConfig& config, VmmRestore* restore) {
+  const auto ranges = x86::ram_ranges(config.memory_mib << 20);
+  if (!restore) return GuestMemory(ranges, config.huge_pages);
+  if (config.huge_pages != HugePages::kNone)
+    throw UsageError(
+        "huge_pages: a restored guest's memory is mapped from its memory file; restore "
+        "with huge_pages None");
+  // The memory section: version, the guest's RAM bytes, the memory file's id.
+  const std::vector<uint8_t>& section = restore->state.section(kMemorySection);
+  snapshot::ByteReader r(section.data(), section.size(), kMemorySection);
+  r.expect_version(1);
+  const uint64_t size = r.u64();
+  snapshot::MemoryId id;
+  for (uint8_t& b : id) b = r.u8();
+  r.finish();
+  uint64_t want = 0;
+  for (const auto& range : ranges) want += range.size;
+  if (size != want)
+    throw UsageError("snapshot: its guest has " + std::to_string(size) +
+                     " bytes of RAM, its configuration " + std::to_string(want));
+  const UniqueFd fd = snapshot::open_memory_file(restore->memory_path, size, id);
+  return GuestMemory::map_private(ranges, fd.get());
 }
 
 Vmm::~Vmm() {
@@ -106,14 +149,14 @@ void Vmm::setup_devices() {
       },
       [keyboard_irq] { keyboard_irq->signal(); });
   pio_bus_.insert(I8042::kDataPort, I8042::kCommandPort - I8042::kDataPort + 1, i8042_);
-  pio_bus_.insert(AcpiPm::kBasePort, AcpiPm::kPortCount,
-                  std::make_shared<AcpiPm>(
-                      [this] {
-                        stop_.request({kExitGuestStopped, "guest powered off (ACPI S5)"});
-                      },
-                      [this] {
-                        stop_.request({kExitGuestStopped, "guest reset (ACPI)"});
-                      }));
+  acpi_pm_ = std::make_shared<AcpiPm>(
+      [this] {
+        stop_.request({kExitGuestStopped, "guest powered off (ACPI S5)"});
+      },
+      [this] {
+        stop_.request({kExitGuestStopped, "guest reset (ACPI)"});
+      });
+  pio_bus_.insert(AcpiPm::kBasePort, AcpiPm::kPortCount, acpi_pm_);
   virtio_.attach(vm_, mmio_bus_, loop_);
 }
 
@@ -165,17 +208,93 @@ void Vmm::write_acpi_tables() {
                 machine.virtio.size());
 }
 
-void Vmm::setup_vcpus() {
+void Vmm::setup_vcpus(const snapshot::StateFile* restore) {
   Vcpu::install_kick_signal_handler();
   for (uint32_t i = 0; i < config_.vcpus; ++i) {
     auto fd = vm_.create_vcpu(i, kvm_.vcpu_mmap_size());
     x86::setup_vcpu_common(kvm_, *fd, i, config_.vcpus);
-    // The boot vCPU starts at the kernel; the others wait in the in-kernel LAPIC for the
-    // guest's INIT/SIPI.
-    if (i == 0) x86::setup_boot_vcpu_registers(*fd, boot_info_.entry, boot_info_.boot_params);
+    if (restore) {
+      const std::string name = vcpu_section(i);
+      x86::restore_vcpu_state(*fd, x86::decode_vcpu_state(restore->section(name), name));
+    } else if (i == 0) {
+      // The boot vCPU starts at the kernel; the others wait in the in-kernel LAPIC for the
+      // guest's INIT/SIPI.
+      x86::setup_boot_vcpu_registers(*fd, boot_info_.entry, boot_info_.boot_params);
+    }
     vcpus_.push_back(
         std::make_unique<Vcpu>(i, std::move(fd), pio_bus_, mmio_bus_, stop_, metrics_));
   }
+}
+
+void Vmm::restore_state(const VmmRestore& restore) {
+  const snapshot::StateFile& state = restore.state;
+  if (state.has(vcpu_section(config_.vcpus)))
+    throw UsageError("the snapshot has more vCPUs than its configuration");
+  x86::restore_vm_state(vm_, x86::decode_vm_state(state.section(kVmSection), kVmSection),
+                        restore.clock_realtime);
+  serial_->restore(state.section(kSerialSection));
+  i8042_->restore(state.section(kI8042Section));
+  acpi_pm_->restore(state.section(kAcpiPmSection));
+  virtio_.restore(state);
+}
+
+void Vmm::save_snapshot(snapshot::StateWriter& writer, const std::string& state_path,
+                        const std::string& memory_path, bool diff) {
+  if (!paused_) throw Error("snapshot: the VM must be paused first");
+  const std::vector<uint32_t> msrs = x86::saveable_msrs(kvm_, vcpus_.front()->fd());
+  for (auto& vcpu : vcpus_)
+    writer.add(vcpu_section(vcpu->index()),
+               x86::encode_vcpu_state(x86::save_vcpu_state(kvm_, vcpu->fd(), msrs)));
+  writer.add(kVmSection, x86::encode_vm_state(x86::save_vm_state(vm_)));
+  writer.add(kSerialSection, serial_->save());
+  writer.add(kI8042Section, i8042_->save());
+  writer.add(kAcpiPmSection, acpi_pm_->save());
+  virtio_.save(writer);
+  save_memory(writer, memory_path, diff);
+  try {
+    writer.commit(state_path);
+  } catch (...) {
+    memory_base_ = false;  // see save_memory
+    throw;
+  }
+}
+
+std::vector<std::vector<uint64_t>> Vmm::take_dirty_logs() {
+  std::vector<std::vector<uint64_t>> logs;
+  uint32_t slot = 0;
+  for (const GuestRegion& region : memory_.regions())
+    logs.push_back(vm_.take_dirty_log(slot++, region.size()));
+  return logs;
+}
+
+void Vmm::save_memory(snapshot::StateWriter& writer, const std::string& path, bool diff) {
+  if (diff && !config_.track_dirty_pages)
+    throw UsageError(
+        "snapshot_type Diff: the VM does not track dirty pages (machine-config "
+        "track_dirty_pages)");
+  if (diff && !memory_base_)
+    throw UsageError(
+        "snapshot_type Diff: take a Full snapshot of this VM first (a Diff holds only the "
+        "pages written since the last snapshot, merged onto that one's memory file)");
+  // Kiln writes guest memory only from virtio devices (which cannot be snapshotted yet), so
+  // KVM's dirty log holds every page written since the last snapshot.
+  const snapshot::MemoryId id = snapshot::new_memory_id();
+  // Taking the dirty log starts a new one: if this snapshot then fails, the pages it held are
+  // in no file, and the next Diff would miss them. Until one succeeds, only a Full will do.
+  memory_base_ = false;
+  if (diff) {
+    const auto dirty = take_dirty_logs();
+    snapshot::write_memory_file(memory_, path, id, &dirty);
+  } else {
+    if (config_.track_dirty_pages) take_dirty_logs();  // the next Diff starts from here
+    snapshot::write_memory_file(memory_, path, id);
+  }
+  memory_base_ = true;
+  snapshot::ByteWriter w;
+  w.u16(1);
+  w.u64(memory_.total_size());
+  for (uint8_t b : id) w.u8(b);
+  writer.add(kMemorySection, w.take());
 }
 
 void Vmm::watch_console_input() {
@@ -226,11 +345,9 @@ StopReason Vmm::shutdown() {
 
 void Vmm::log_dirty_pages() {
   uint64_t dirty = 0, pages = 0;
-  uint32_t slot = 0;
-  for (const GuestRegion& region : memory_.regions()) {
-    for (uint64_t word : vm_.take_dirty_log(slot++, region.size())) dirty += std::popcount(word);
-    pages += region.size() / 4096;
-  }
+  for (const auto& log : take_dirty_logs())
+    for (uint64_t word : log) dirty += std::popcount(word);
+  for (const GuestRegion& region : memory_.regions()) pages += region.size() / 4096;
   spdlog::info("dirty page tracking: {} of {} guest pages written since the last log", dirty,
                pages);
 }

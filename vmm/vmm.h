@@ -14,8 +14,10 @@
 #include "base/guest_memory.h"
 #include "base/kvm.h"
 #include "base/metrics.h"
+#include "base/snapshot/state_file.h"
 #include "base/stop.h"
 #include "boot/linux_loader.h"
+#include "devices/legacy/acpi_pm.h"
 #include "devices/legacy/i8042.h"
 #include "devices/legacy/serial.h"
 #include "vmm/console_output.h"
@@ -26,12 +28,23 @@
 
 namespace kiln {
 
+// What a VM restored from a snapshot is built from: its state file (already checked) and its
+// memory file (opened by snapshot::open_memory_file, mapped copy-on-write).
+struct VmmRestore {
+  const snapshot::StateFile& state;
+  std::string memory_path;
+  bool clock_realtime = false;  // see x86::restore_vm_state
+};
+
 class Vmm {
  public:
   // Validates the configuration and builds the VM; nothing runs yet. Throws UsageError for
   // bad input (image files, sizes), kiln::Error for host failures.
   // `metrics` must outlive the Vmm; by default the Vmm counts into its own.
-  Vmm(const VmConfig& config, ConsoleFds console, Metrics* metrics = nullptr);
+  // With `restore`, the VM is the snapshot's: memory, vCPUs, irqchip and devices as they were
+  // (the kernel is not loaded again); `config` must be the one the snapshot was taken with.
+  Vmm(const VmConfig& config, ConsoleFds console, Metrics* metrics = nullptr,
+      VmmRestore* restore = nullptr);
   ~Vmm();
 
   // Starts the event loop and the vCPUs. Call once, from a thread that has the stop signals
@@ -49,6 +62,13 @@ class Vmm {
   // arrives meanwhile is handled after resume().
   void pause();
   void resume();
+  // A snapshot, while paused (kiln::Error otherwise): the VM's, each vCPU's and each device's
+  // section added to `writer` (which may hold the caller's already; refusals come here, before
+  // any file is written), then the memory file at `memory_path`, every page (Full) or those
+  // written since the last snapshot (Diff, with track_dirty_pages), then the state file at
+  // `state_path`, last. A Full snapshot restarts the dirty log.
+  void save_snapshot(snapshot::StateWriter& writer, const std::string& state_path,
+                     const std::string& memory_path, bool diff);
   // Keeps `fd` open for the VM's life (e.g. the serial output file).
   void adopt_fd(UniqueFd fd) { adopted_fds_.push_back(std::move(fd)); }
   // Points drive `id` at a new image and tells the guest its capacity may have changed.
@@ -67,7 +87,13 @@ class Vmm {
   boot::LinuxBootInfo load_kernel();
   // ACPI tables for the configured vCPUs and virtio devices (RSDP at x86::kAcpiRsdpAddr).
   void write_acpi_tables();
-  void setup_vcpus();
+  void setup_vcpus(const snapshot::StateFile* restore);
+  // The VM's and the devices' sections put back (vCPUs: setup_vcpus).
+  void restore_state(const VmmRestore& restore);
+  void save_memory(snapshot::StateWriter& writer, const std::string& path, bool diff);
+  static GuestMemory map_memory(const VmConfig& config, VmmRestore* restore);
+  // The dirty log of every memory slot (KVM starts a new one).
+  std::vector<std::vector<uint64_t>> take_dirty_logs();
   void watch_console_input();
   ConsoleHooks console_hooks();
   // The console input device has room again (its rx_space callback, any thread).
@@ -91,6 +117,7 @@ class Vmm {
   EventLoop loop_;
   std::shared_ptr<Serial> serial_;
   std::shared_ptr<I8042> i8042_;
+  std::shared_ptr<AcpiPm> acpi_pm_;
   std::shared_ptr<ConsoleInput> console_input_;    // UART or virtio-console; null: no input
   std::unique_ptr<ConsoleReader> console_reader_;  // set before any thread starts
   std::vector<std::unique_ptr<Vcpu>> vcpus_;
@@ -98,6 +125,9 @@ class Vmm {
   std::thread loop_thread_;
   bool started_ = false;
   bool paused_ = false;  // controller thread only
+  // A memory file a Diff can be merged onto exists: the VM was restored from one, or a Full
+  // snapshot was taken (controller thread only).
+  bool memory_base_ = false;
   sigset_t saved_mask_{};
 };
 

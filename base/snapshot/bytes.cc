@@ -34,6 +34,17 @@ std::string ByteReader::blob(size_t max) {
   return b;
 }
 
+void ByteReader::expect_version(uint16_t expected) {
+  if (const uint16_t v = u16(); v != expected)
+    throw kiln::Error(what_ + ": version " + std::to_string(v) + " (this Kiln reads " +
+                      std::to_string(expected) + ")");
+}
+
+void ByteReader::wrong_size(const char* field, size_t got, size_t want) const {
+  throw kiln::Error(what_ + ": " + field + " is " + std::to_string(got) + " bytes, not " +
+                    std::to_string(want));
+}
+
 void ByteReader::finish() const {
   if (left_)
     throw kiln::Error(what_ + ": " + std::to_string(left_) + " bytes more than its fields");

@@ -10,6 +10,7 @@
 #include <filesystem>
 
 #include "base/error.h"
+#include "base/snapshot/atomic_file.h"
 #include "base/snapshot/bytes.h"
 #include "base/unique_fd.h"
 
@@ -27,25 +28,6 @@ constexpr size_t kMinFile = sizeof kMagic + 4 + 4;  // magic, version, ..., CRC
 uint32_t crc_of(const uint8_t* p, size_t n) {
   return static_cast<uint32_t>(crc32_z(crc32_z(0L, Z_NULL, 0), p, n));
 }
-
-void write_all(int fd, const std::vector<uint8_t>& bytes, const std::string& what) {
-  size_t done = 0;
-  while (done < bytes.size()) {
-    ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) throw_errno("write " + what);
-    done += static_cast<size_t>(n);
-  }
-}
-
-// The temporary file, removed unless it was renamed into place.
-struct TempFile {
-  std::string path;
-  bool kept = false;
-  ~TempFile() {
-    if (!kept && !path.empty()) ::unlink(path.c_str());
-  }
-};
 
 }  // namespace
 
@@ -101,24 +83,9 @@ std::vector<uint8_t> StateWriter::encode() const {
 }
 
 void StateWriter::commit(const std::string& path) const {
-  std::vector<uint8_t> bytes = encode();
-  std::filesystem::path target(path);
-  std::string dir = target.has_parent_path() ? target.parent_path().string() : ".";
-  TempFile tmp{
-      (std::filesystem::path(dir) / ("." + target.filename().string() + ".XXXXXX")).string()};
-  UniqueFd fd(mkostemp(tmp.path.data(), O_CLOEXEC));
-  if (!fd) {
-    tmp.path.clear();
-    throw_errno("snapshot " + path + ": create a temporary file in " + dir);
-  }
-  write_all(fd.get(), bytes, "snapshot " + tmp.path);
-  if (fchmod(fd.get(), 0600) < 0 || fsync(fd.get()) < 0) throw_errno("snapshot " + tmp.path);
-  fd.reset();
-  if (::rename(tmp.path.c_str(), path.c_str()) < 0)
-    throw_errno("snapshot " + path + ": rename into place");
-  tmp.kept = true;
-  UniqueFd d(open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!d || fsync(d.get()) < 0) throw_errno("snapshot " + path + ": fsync " + dir);
+  const std::vector<uint8_t> bytes = encode();
+  replace_file_atomically(path, "snapshot " + path,
+                          [&](int fd) { write_all(fd, bytes, "snapshot " + path); });
 }
 
 StateFile StateFile::load(const std::string& path, const HostIdentity& host) {

@@ -4,6 +4,8 @@
 
 #include <algorithm>
 
+#include "base/snapshot/bytes.h"
+
 namespace kiln {
 
 namespace {
@@ -28,6 +30,18 @@ void AcpiPm::write(uint64_t offset, std::span<const uint8_t> data) {
   } else if (offset == kReset && value == kResetValue) {
     on_reset_();
   }
+}
+
+std::vector<uint8_t> AcpiPm::save() const {
+  snapshot::ByteWriter w;
+  w.u16(1);
+  return w.take();
+}
+
+void AcpiPm::restore(std::span<const uint8_t> state) {
+  snapshot::ByteReader r(state.data(), state.size(), "ACPI PM state");
+  r.expect_version(1);
+  r.finish();
 }
 
 }  // namespace kiln

@@ -14,10 +14,13 @@
 
 #include "base/bus.h"
 #include "base/log_limiter.h"
+#include "base/snapshottable.h"
 
 namespace kiln {
 
-class AcpiPm : public BusDevice {
+// Snapshottable, though it holds no state between accesses (a write acts at once): its section
+// carries only a version, so a state file from a later Kiln whose PM has state is refused.
+class AcpiPm : public BusDevice, public Snapshottable {
  public:
   static constexpr uint16_t kBasePort = 0x600;
   static constexpr uint16_t kPortCount = 3;
@@ -37,6 +40,8 @@ class AcpiPm : public BusDevice {
   // counts (the registers are 8 bits wide).
   void read(uint64_t offset, std::span<uint8_t> data) override;
   void write(uint64_t offset, std::span<const uint8_t> data) override;
+  std::vector<uint8_t> save() const override;
+  void restore(std::span<const uint8_t> state) override;
 
  private:
   Action on_power_off_;

@@ -228,8 +228,7 @@ std::vector<uint8_t> I8042::save() const {
 
 void I8042::restore(std::span<const uint8_t> state) {
   snapshot::ByteReader r(state.data(), state.size(), "i8042 state");
-  if (uint16_t v = r.u16(); v != 1)
-    throw kiln::Error("i8042 state: version " + std::to_string(v) + " (this Kiln reads 1)");
+  r.expect_version(1);
   std::string queue = r.blob(kQueueCapacity);
   uint8_t command_byte = r.u8(), last_port_write = r.u8(), arg = r.u8(), kbd_arg = r.u8(),
           set = r.u8(), scanning = r.u8();

@@ -62,8 +62,7 @@ std::vector<uint8_t> Serial::save() const {
 
 void Serial::restore(std::span<const uint8_t> state) {
   snapshot::ByteReader r(state.data(), state.size(), "serial state");
-  if (uint16_t v = r.u16(); v != kStateVersion)
-    throw kiln::Error("serial state: version " + std::to_string(v) + " (this Kiln reads 1)");
+  r.expect_version(kStateVersion);
   uint8_t regs[7];
   for (uint8_t& reg : regs) reg = r.u8();
   uint8_t flags = r.u8();

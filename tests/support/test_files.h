@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cstdint>
+#include <filesystem>
 #include <span>
 #include <stdexcept>
 #include <string>
@@ -41,6 +42,26 @@ class TempFile {
     path_ = name;
     if (done != contents.size()) throw std::runtime_error("short write to " + name);
   }
+  std::string path_;
+};
+
+// A fresh directory in $TMPDIR (or /tmp), removed with what it holds on destruction.
+class TempDir {
+ public:
+  TempDir() {
+    const char* dir = std::getenv("TMPDIR");
+    path_ = std::string(dir && *dir ? dir : "/tmp") + "/kiln-test-XXXXXX";
+    if (!::mkdtemp(path_.data())) throw std::runtime_error("mkdtemp failed in " + path_);
+  }
+  ~TempDir() {
+    std::error_code ignored;
+    std::filesystem::remove_all(path_, ignored);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
   std::string path_;
 };
 

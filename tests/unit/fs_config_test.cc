@@ -24,19 +24,7 @@ namespace {
 using nlohmann::json;
 using test::TempFile;
 
-class TempDir {
- public:
-  TempDir() {
-    const char* dir = std::getenv("TMPDIR");
-    path_ = std::string(dir && *dir ? dir : "/tmp") + "/kiln-fs-XXXXXX";
-    if (!::mkdtemp(path_.data())) throw std::runtime_error("mkdtemp failed");
-  }
-  ~TempDir() { ::rmdir(path_.c_str()); }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using test::TempDir;
 
 // PUT /fs/{id} as the controller takes it: the body read, then added to the configuration.
 void put_fs(VmConfig& c, const std::string& id, const json& body) {

@@ -1,0 +1,132 @@
+#include "api/snapshot_json.h"
+
+#include "api/json_fields.h"
+#include "api/vm_json.h"
+
+namespace kiln::api {
+
+using nlohmann::json;
+
+request::CreateSnapshot parse_snapshot_create(const json& body) {
+  JsonFields f(body, "snapshot-create");
+  request::CreateSnapshot c;
+  c.snapshot_path = f.required<std::string>("snapshot_path");
+  c.mem_file_path = f.required<std::string>("mem_file_path");
+  const std::string type = f.optional<std::string>("snapshot_type").value_or("Full");
+  f.reject_unknown();
+  if (type == "Diff")
+    c.type = request::SnapshotType::kDiff;
+  else if (type != "Full")
+    throw unknown_variant("snapshot-create", "snapshot_type", type, {"Full", "Diff"});
+  if (c.snapshot_path.empty())
+    throw FieldError("snapshot-create", "snapshot_path", "must not be empty");
+  if (c.mem_file_path.empty())
+    throw FieldError("snapshot-create", "mem_file_path", "must not be empty");
+  if (c.snapshot_path == c.mem_file_path)
+    throw FieldError("snapshot-create", "mem_file_path", "must differ from snapshot_path");
+  return c;
+}
+
+request::LoadSnapshot parse_snapshot_load(const json& body) {
+  const std::string what = "snapshot-load";
+  JsonFields f(body, what);
+  request::LoadSnapshot l;
+  l.snapshot_path = f.required<std::string>("snapshot_path");
+  const auto mem_file = f.optional<std::string>("mem_file_path");
+  const auto backend = f.optional<json>("mem_backend");
+  const auto track = f.optional<bool>("track_dirty_pages");
+  const auto enable_diff = f.optional<bool>("enable_diff_snapshots");
+  l.resume_vm = f.optional<bool>("resume_vm").value_or(false);
+  l.clock_realtime = f.optional<bool>("clock_realtime").value_or(false);
+  const auto overrides = f.optional<json>("network_overrides");
+  const auto vsock = f.optional<json>("vsock_override");
+  const auto huge = f.optional<std::string>("huge_pages");
+  f.reject_unknown();
+  if (l.snapshot_path.empty()) throw FieldError(what, "snapshot_path", "must not be empty");
+  if (mem_file && backend)
+    throw FieldError(what, "mem_backend", "mem_file_path and mem_backend cannot both be given");
+  if (!mem_file && !backend)
+    throw FieldError::shape(what, "mem_backend", "missing field `mem_backend`");
+  if (backend) {
+    JsonFields b(*backend, "mem_backend");
+    const auto type = b.required<std::string>("backend_type");
+    l.mem_file_path = b.required<std::string>("backend_path");
+    b.reject_unknown();
+    if (type == "Uffd")
+      throw FieldError("mem_backend", "backend_type",
+                       "Uffd is not supported by this Kiln (it maps the memory file "
+                       "copy-on-write, lazily); use File");
+    if (type != "File")
+      throw unknown_variant("mem_backend", "backend_type", type, {"File", "Uffd"});
+  } else {
+    l.mem_file_path = *mem_file;
+  }
+  if (l.mem_file_path.empty())
+    throw FieldError(what, backend ? "mem_backend.backend_path" : "mem_file_path",
+                     "must not be empty");
+  l.track_dirty_pages = track.value_or(false) || enable_diff.value_or(false);
+  if (overrides) {
+    if (!overrides->is_array()) throw FieldError(what, "network_overrides", "must be an array");
+    for (size_t i = 0; i < overrides->size(); ++i) {
+      JsonFields o((*overrides)[i], "network_overrides[" + std::to_string(i) + "]");
+      request::NetworkOverride n;
+      n.iface_id = o.required<std::string>("iface_id");
+      n.host_dev_name = o.required<std::string>("host_dev_name");
+      o.reject_unknown();
+      if (n.host_dev_name.empty() || n.host_dev_name.size() > 15)
+        throw FieldError("network_overrides[" + std::to_string(i) + "]", "host_dev_name",
+                         "must be 1 to 15 bytes (a TAP's name)");
+      l.network_overrides.push_back(std::move(n));
+    }
+  }
+  if (vsock) {
+    JsonFields v(*vsock, "vsock_override");
+    l.vsock_uds_path = v.required<std::string>("uds_path");
+    v.reject_unknown();
+    if (l.vsock_uds_path->empty())
+      throw FieldError("vsock_override", "uds_path", "must not be empty");
+  }
+  if (huge && *huge != "Snapshot") {
+    if (*huge != "None") {
+      if (*huge == "Transparent" || *huge == "2M")
+        throw FieldError(what, "huge_pages",
+                         *huge +
+                             " needs a Uffd memory backend, which this Kiln does not have; "
+                             "use None");
+      throw unknown_variant(what, "huge_pages", *huge, {"Snapshot", "None", "Transparent", "2M"});
+    }
+    l.huge_pages = HugePages::kNone;
+  }
+  return l;
+}
+
+std::vector<std::string> snapshot_load_deprecated_fields(const json& body) {
+  std::vector<std::string> fields;
+  if (!body.is_object()) return fields;
+  for (const char* name : {"mem_file_path", "enable_diff_snapshots"})
+    if (body.contains(name)) fields.push_back(name);
+  return fields;
+}
+
+ConfigCodec snapshot_config_codec() {
+  ConfigCodec codec;
+  codec.encode = [](const VmConfig& config) { return vm_config_json(config).dump(); };
+  codec.decode = [](const std::string& text) {
+    json document;
+    try {
+      document = json::parse(text);
+    } catch (const json::exception& e) {
+      throw UsageError(std::string("the snapshot's configuration is not JSON: ") + e.what());
+    }
+    VmConfig config;
+    try {
+      apply_full_config(config, document);
+    } catch (const UsageError& e) {
+      throw UsageError(std::string("the snapshot's configuration: ") + e.what());
+    }
+    return config;
+  };
+  return codec;
+}
+
+}  // namespace kiln::api

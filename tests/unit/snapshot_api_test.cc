@@ -1,0 +1,162 @@
+// api/snapshot_json.h: PUT /snapshot/create and /snapshot/load bodies as Firecracker defines
+// them (each refusal names its field), and the snapshot's configuration text, which must give
+// back the configuration it was made from.
+#include "api/snapshot_json.h"
+
+#include <gtest/gtest.h>
+
+#include "api/json_fields.h"
+#include "base/error.h"
+#include "tests/support/test_files.h"
+
+namespace kiln::api {
+namespace {
+
+using nlohmann::json;
+
+template <typename F>
+std::string refusal(F parse) {
+  try {
+    parse();
+  } catch (const UsageError& e) {
+    return e.what();
+  }
+  return "accepted";
+}
+
+TEST(SnapshotCreateBody, FieldsAndDefaults) {
+  auto c = parse_snapshot_create({{"snapshot_path", "s"}, {"mem_file_path", "m"}});
+  EXPECT_EQ(c.type, request::SnapshotType::kFull);
+  EXPECT_EQ(c.snapshot_path, "s");
+  EXPECT_EQ(c.mem_file_path, "m");
+  c = parse_snapshot_create(
+      {{"snapshot_path", "s"}, {"mem_file_path", "m"}, {"snapshot_type", "Diff"}});
+  EXPECT_EQ(c.type, request::SnapshotType::kDiff);
+  auto bad = [](const json& body) { return refusal([&] { parse_snapshot_create(body); }); };
+  EXPECT_NE(bad({{"snapshot_path", "s"}}).find("mem_file_path"), std::string::npos);
+  EXPECT_NE(bad({{"snapshot_path", "s"}, {"mem_file_path", "m"}, {"snapshot_type", "Half"}})
+                .find("unknown variant `Half`"),
+            std::string::npos);
+  EXPECT_NE(bad({{"snapshot_path", "s"}, {"mem_file_path", "m"}, {"version", "1.0"}})
+                .find("unknown field `version`"),
+            std::string::npos);
+  EXPECT_NE(bad({{"snapshot_path", "s"}, {"mem_file_path", "s"}}).find("must differ"),
+            std::string::npos);
+  EXPECT_NE(bad({{"snapshot_path", ""}, {"mem_file_path", "m"}}).find("snapshot_path"),
+            std::string::npos);
+}
+
+TEST(SnapshotLoadBody, BackendsOverridesAndRefusals) {
+  auto l = parse_snapshot_load(
+      {{"snapshot_path", "s"},
+       {"mem_backend", {{"backend_type", "File"}, {"backend_path", "m"}}},
+       {"resume_vm", true},
+       {"track_dirty_pages", true},
+       {"clock_realtime", true},
+       {"network_overrides", {{{"iface_id", "eth0"}, {"host_dev_name", "tap7"}}}},
+       {"vsock_override", {{"uds_path", "/run/v.sock"}}},
+       {"huge_pages", "None"}});
+  EXPECT_EQ(l.mem_file_path, "m");
+  EXPECT_TRUE(l.resume_vm);
+  EXPECT_TRUE(l.track_dirty_pages);
+  EXPECT_TRUE(l.clock_realtime);
+  ASSERT_EQ(l.network_overrides.size(), 1u);
+  EXPECT_EQ(l.network_overrides[0].host_dev_name, "tap7");
+  EXPECT_EQ(l.vsock_uds_path, "/run/v.sock");
+  EXPECT_EQ(l.huge_pages, HugePages::kNone);
+  // The deprecated spellings.
+  l = parse_snapshot_load(
+      {{"snapshot_path", "s"}, {"mem_file_path", "m"}, {"enable_diff_snapshots", true}});
+  EXPECT_EQ(l.mem_file_path, "m");
+  EXPECT_TRUE(l.track_dirty_pages);
+  EXPECT_FALSE(l.resume_vm);
+  EXPECT_EQ(snapshot_load_deprecated_fields(
+                {{"snapshot_path", "s"}, {"mem_file_path", "m"}, {"enable_diff_snapshots", true}})
+                .size(),
+            2u);
+
+  auto bad = [](const json& body) { return refusal([&] { parse_snapshot_load(body); }); };
+  const json backend = {{"backend_type", "File"}, {"backend_path", "m"}};
+  EXPECT_NE(bad({{"snapshot_path", "s"}}).find("mem_backend"), std::string::npos);
+  EXPECT_NE(bad({{"snapshot_path", "s"}, {"mem_file_path", "m"}, {"mem_backend", backend}})
+                .find("cannot both"),
+            std::string::npos);
+  EXPECT_NE(bad({{"snapshot_path", "s"},
+                 {"mem_backend", {{"backend_type", "Uffd"}, {"backend_path", "/u.sock"}}}})
+                .find("Uffd is not supported"),
+            std::string::npos);
+  EXPECT_NE(bad({{"snapshot_path", "s"},
+                 {"mem_backend", {{"backend_type", "Disk"}, {"backend_path", "m"}}}})
+                .find("unknown variant `Disk`"),
+            std::string::npos);
+  EXPECT_NE(bad({{"snapshot_path", "s"}, {"mem_backend", backend}, {"huge_pages", "2M"}})
+                .find("huge_pages"),
+            std::string::npos);
+  EXPECT_NE(bad({{"snapshot_path", "s"},
+                 {"mem_backend", backend},
+                 {"network_overrides", {{{"iface_id", "eth0"}}}}})
+                .find("host_dev_name"),
+            std::string::npos);
+  EXPECT_NE(
+      bad({{"snapshot_path", "s"},
+           {"mem_backend", backend},
+           {"network_overrides", {{{"iface_id", "e"}, {"host_dev_name", std::string(16, 't')}}}}})
+          .find("1 to 15 bytes"),
+      std::string::npos);
+  EXPECT_NE(
+      bad({{"snapshot_path", "s"}, {"mem_backend", backend}, {"vsock_override", json::object()}})
+          .find("uds_path"),
+      std::string::npos);
+  EXPECT_NE(bad({{"snapshot_path", "s"}, {"mem_backend", backend}, {"resume_vm", "yes"}})
+                .find("resume_vm"),
+            std::string::npos);
+}
+
+TEST(SnapshotConfigCodec, GivesBackTheConfiguration) {
+  test::TempFile kernel("kernel"), disk(std::string(4096, '\0'));
+  VmConfig c;
+  c.vcpus = 2;
+  c.memory_mib = 256;
+  c.track_dirty_pages = true;
+  c.kernel_path = kernel.path();
+  c.cmdline = "console=hvc0 quiet";
+  c.console = ConsoleMode::kVirtio;
+  c.drives.push_back({disk.path(), true, "rootfs", true, CacheType::kWriteback});
+  c.nets.push_back({"eth0", "tap0", MacAddress::parse("02:00:00:00:00:01"), uint16_t{1400}});
+  c.vsock = VsockConfig{7, "/tmp/v.sock", ""};
+  c.entropy = EntropyConfig{};
+  FsConfig fs;
+  fs.fs_id = "fs0";
+  fs.tag = "share";
+  fs.path = "/tmp";
+  fs.read_only = true;
+  c.fs.push_back(fs);
+  const ConfigCodec codec = snapshot_config_codec();
+  const VmConfig back = codec.decode(codec.encode(c));
+  EXPECT_EQ(back.vcpus, 2u);
+  EXPECT_EQ(back.memory_mib, 256u);
+  EXPECT_TRUE(back.track_dirty_pages);
+  EXPECT_EQ(back.kernel_path, c.kernel_path);
+  EXPECT_EQ(back.cmdline, c.cmdline);
+  EXPECT_EQ(back.console, ConsoleMode::kVirtio);
+  ASSERT_EQ(back.drives.size(), 1u);
+  EXPECT_EQ(back.drives[0].path, disk.path());
+  EXPECT_TRUE(back.drives[0].read_only);
+  EXPECT_TRUE(back.drives[0].is_root);
+  EXPECT_EQ(back.drives[0].cache_type, CacheType::kWriteback);
+  ASSERT_EQ(back.nets.size(), 1u);
+  EXPECT_EQ(back.nets[0].host_dev_name, "tap0");
+  EXPECT_EQ(back.nets[0].mtu, uint16_t{1400});
+  ASSERT_TRUE(back.nets[0].guest_mac);
+  ASSERT_TRUE(back.vsock);
+  EXPECT_EQ(back.vsock->guest_cid, 7u);
+  EXPECT_TRUE(back.entropy);
+  ASSERT_EQ(back.fs.size(), 1u);
+  EXPECT_EQ(back.fs[0].tag, "share");
+  EXPECT_TRUE(back.fs[0].read_only);
+  EXPECT_NE(refusal([&] { codec.decode("{"); }).find("not JSON"), std::string::npos);
+  EXPECT_NE(refusal([&] { codec.decode("{}"); }).find("boot-source"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace kiln::api
