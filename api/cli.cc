@@ -286,6 +286,10 @@ CliCommand parse_cli(int argc, const char* const* argv) {
   app.add_option("--net-override", net_overrides,
                  "With --restore: IFACE_ID=TAP puts the snapshot's interface IFACE_ID on another "
                  "TAP (repeatable; each clone needs its own)");
+  std::vector<std::string> drive_overrides;
+  app.add_option("--drive-override", drive_overrides,
+                 "With --restore: DRIVE_ID=PATH restores drive DRIVE_ID on another image of the "
+                 "same size (a clone's copy of the disk; repeatable)");
   std::string vsock_override;
   app.add_option("--vsock-override", vsock_override,
                  "With --restore: the vsock device's Unix socket path (each clone needs its own)");
@@ -416,6 +420,12 @@ CliCommand parse_cli(int argc, const char* const* argv) {
         if (eq == std::string::npos || eq == 0 || eq + 1 == o.size() || o.size() - eq - 1 > 15)
           throw UsageError("--net-override " + o + ": expected IFACE_ID=TAP (TAP 1 to 15 bytes)");
         restore.network_overrides.push_back({o.substr(0, eq), o.substr(eq + 1)});
+      }
+      for (const std::string& o : drive_overrides) {
+        const size_t eq = o.find('=');
+        if (eq == std::string::npos || eq == 0 || eq + 1 == o.size())
+          throw UsageError("--drive-override " + o + ": expected DRIVE_ID=PATH");
+        restore.drive_overrides.push_back({o.substr(0, eq), o.substr(eq + 1)});
       }
       if (!vsock_override.empty()) restore.vsock_uds_path = vsock_override;
       cmd.restore = restore;

@@ -40,6 +40,7 @@ request::LoadSnapshot parse_snapshot_load(const json& body) {
   l.clock_realtime = f.optional<bool>("clock_realtime").value_or(false);
   const auto overrides = f.optional<json>("network_overrides");
   const auto vsock = f.optional<json>("vsock_override");
+  const auto drives = f.optional<json>("drive_overrides");  // Kiln's own
   const auto huge = f.optional<std::string>("huge_pages");
   f.reject_unknown();
   if (l.snapshot_path.empty()) throw FieldError(what, "snapshot_path", "must not be empty");
@@ -77,6 +78,19 @@ request::LoadSnapshot parse_snapshot_load(const json& body) {
         throw FieldError("network_overrides[" + std::to_string(i) + "]", "host_dev_name",
                          "must be 1 to 15 bytes (a TAP's name)");
       l.network_overrides.push_back(std::move(n));
+    }
+  }
+  if (drives) {
+    if (!drives->is_array()) throw FieldError(what, "drive_overrides", "must be an array");
+    for (size_t i = 0; i < drives->size(); ++i) {
+      const std::string where = "drive_overrides[" + std::to_string(i) + "]";
+      JsonFields d((*drives)[i], where);
+      request::DriveOverride o;
+      o.drive_id = d.required<std::string>("drive_id");
+      o.path_on_host = d.required<std::string>("path_on_host");
+      d.reject_unknown();
+      if (o.path_on_host.empty()) throw FieldError(where, "path_on_host", "must not be empty");
+      l.drive_overrides.push_back(std::move(o));
     }
   }
   if (vsock) {

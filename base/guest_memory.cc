@@ -99,6 +99,7 @@ bool GuestMemory::write(Gpa gpa, std::span<const uint8_t> in) const {
   auto s = slice(gpa, in.size());
   if (!s) return false;
   if (!in.empty()) std::memcpy(s->data(), in.data(), in.size());
+  mark_dirty(gpa, in.size());
   return true;
 }
 
@@ -106,7 +107,36 @@ bool GuestMemory::fill(Gpa gpa, uint8_t value, uint64_t len) const {
   auto s = slice(gpa, len);
   if (!s) return false;
   std::fill(s->begin(), s->end(), value);
+  mark_dirty(gpa, len);
   return true;
+}
+
+void GuestMemory::enable_dirty_tracking() {
+  if (!dirty_.empty()) return;
+  for (const GuestRegion& r : regions_) dirty_.emplace_back((r.size() / 4096 + 63) / 64);
+}
+
+void GuestMemory::mark_dirty(Gpa gpa, uint64_t len) const {
+  if (dirty_.empty() || len == 0) return;
+  for (size_t i = 0; i < regions_.size(); ++i) {
+    const GuestRegion& r = regions_[i];
+    if (gpa < r.base || gpa >= r.end()) continue;
+    const uint64_t first = (gpa - r.base) / 4096;
+    const uint64_t last = (std::min(gpa + len - 1, r.end() - 1) - r.base) / 4096;  // no overflow:
+    for (uint64_t page = first; page <= last; ++page)  // len fits the region (a slice's)
+      dirty_[i][page / 64].fetch_or(uint64_t{1} << (page % 64), std::memory_order_relaxed);
+    return;
+  }
+}
+
+std::vector<std::vector<uint64_t>> GuestMemory::take_dirty() const {
+  std::vector<std::vector<uint64_t>> out;
+  for (auto& bitmap : dirty_) {
+    std::vector<uint64_t>& words = out.emplace_back(bitmap.size());
+    for (size_t w = 0; w < bitmap.size(); ++w)
+      words[w] = bitmap[w].exchange(0, std::memory_order_relaxed);
+  }
+  return out;
 }
 
 std::span<uint8_t> GuestMemory::checked_slice(Gpa gpa, uint64_t len,

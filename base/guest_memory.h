@@ -9,6 +9,7 @@
 // (read_obj) before validating them, never validate in place and then re-read.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <cstring>
 #include <optional>
@@ -79,6 +80,15 @@ class GuestMemory {
     checked_write(gpa, std::span(reinterpret_cast<const uint8_t*>(&value), sizeof(T)), what);
   }
 
+  // Pages Kiln itself writes, for Diff snapshots (KVM's dirty log sees only the guest's): with
+  // tracking on, write() and fill() mark theirs, and the virtqueues mark the buffers they hand
+  // devices to fill and the rings they write. Any thread.
+  void enable_dirty_tracking();
+  // Marks the pages of [gpa, gpa + len) (no-op without tracking, or outside RAM).
+  void mark_dirty(Gpa gpa, uint64_t len) const;
+  // One bitmap per region (bit i: page i of 4 KiB) of the pages marked since the last call.
+  std::vector<std::vector<uint64_t>> take_dirty() const;
+
   const std::vector<GuestRegion>& regions() const { return regions_; }
   uint64_t total_size() const;
 
@@ -90,6 +100,7 @@ class GuestMemory {
   void map_ranges(const std::vector<Range>& ranges, uint64_t page, Map map);
   const GuestRegion* find(Gpa gpa, uint64_t len) const;
   std::vector<GuestRegion> regions_;
+  mutable std::vector<std::vector<std::atomic<uint64_t>>> dirty_;  // per region; empty: off
 };
 
 }  // namespace kiln

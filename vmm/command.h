@@ -83,6 +83,12 @@ struct NetworkOverride {
   std::string iface_id;
   std::string host_dev_name;
 };
+// Kiln's own: drive `drive_id` restored on another image (a clone's copy of the disk; the same
+// size as the snapshot's).
+struct DriveOverride {
+  std::string drive_id;
+  std::string path_on_host;
+};
 struct LoadSnapshot {
   std::string snapshot_path;
   std::string mem_file_path;
@@ -90,6 +96,7 @@ struct LoadSnapshot {
   bool resume_vm = false;
   bool clock_realtime = false;  // kvmclock advanced by the wall-clock time since the snapshot
   std::vector<NetworkOverride> network_overrides;
+  std::vector<DriveOverride> drive_overrides;
   std::optional<std::string> vsock_uds_path;  // vsock_override.uds_path
   // huge_pages: none given ("Snapshot"): the snapshot's own, which must then be None.
   std::optional<HugePages> huge_pages;

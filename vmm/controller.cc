@@ -426,6 +426,13 @@ VmmReply VmmController::load_snapshot(const request::LoadSnapshot& l) {
                      "\"");
       it->host_dev_name = o.host_dev_name;
     }
+    for (const request::DriveOverride& o : l.drive_overrides) {
+      auto it = std::find_if(next.drives.begin(), next.drives.end(),
+                             [&](const DriveConfig& d) { return d.id == o.drive_id; });
+      if (it == next.drives.end())
+        return fault("drive_overrides: the snapshot has no drive \"" + o.drive_id + "\"");
+      it->path = o.path_on_host;
+    }
     if (l.vsock_uds_path) {
       if (!next.vsock) return fault("vsock_override: the snapshot has no vsock device");
       next.vsock->uds_path = *l.vsock_uds_path;

@@ -138,19 +138,35 @@ void VirtioDevices::replace_drive(const std::string& id, const std::string& path
   d->transport->config_changed();
 }
 
-void VirtioDevices::save(snapshot::StateWriter&) const {
-  if (!slots_.empty())
-    throw UsageError(
-        "snapshot: this VM has virtio devices, and Kiln cannot snapshot virtio devices yet; "
-        "snapshot a VM with only the serial console");
+namespace {
+std::string virtio_section(size_t slot) {
+  return "device/virtio/" + std::to_string(slot);
+}
+}  // namespace
+
+void VirtioDevices::save(snapshot::StateWriter& writer) const {
+  // Every device's state first: a device that cannot be snapshotted refuses before any is added.
+  std::vector<std::vector<uint8_t>> states;
+  for (const Slot& slot : slots_) {
+    try {
+      states.push_back(slot.transport->save());
+    } catch (const Error& e) {
+      throw UsageError(std::string("snapshot: ") + e.what());
+    }
+  }
+  for (size_t i = 0; i < states.size(); ++i) writer.add(virtio_section(i), std::move(states[i]));
 }
 
 void VirtioDevices::restore(const snapshot::StateFile& state) {
-  for (const std::string& name : state.names())
-    if (name.rfind("device/virtio", 0) == 0)
-      throw UsageError("snapshot: section " + name + ": this Kiln cannot restore virtio devices");
-  if (!slots_.empty())
-    throw UsageError("snapshot: the configuration has virtio devices the snapshot does not");
+  if (state.has(virtio_section(slots_.size())))
+    throw UsageError("snapshot: it has more virtio devices than its configuration");
+  for (size_t i = 0; i < slots_.size(); ++i) {
+    const std::string name = virtio_section(i);
+    if (!state.has(name))
+      throw UsageError("snapshot: it has no " + slots_[i].transport->device_name() +
+                       " (section " + name + ")");
+    slots_[i].transport->restore(state.section(name));
+  }
 }
 
 }  // namespace kiln

@@ -114,6 +114,7 @@ Vmm::~Vmm() {
 }
 
 void Vmm::setup_memory() {
+  if (config_.track_dirty_pages) memory_.enable_dirty_tracking();
   uint32_t slot = 0;
   for (const GuestRegion& region : memory_.regions()) {
     vm_.set_user_memory_region(slot++, region.base, region.size(), region.mapping.data(),
@@ -260,10 +261,16 @@ void Vmm::save_snapshot(snapshot::StateWriter& writer, const std::string& state_
 }
 
 std::vector<std::vector<uint64_t>> Vmm::take_dirty_logs() {
-  std::vector<std::vector<uint64_t>> logs;
+  // The guest's writes (KVM) and Kiln's own (devices, through GuestMemory).
+  std::vector<std::vector<uint64_t>> logs = memory_.take_dirty();
+  logs.resize(memory_.regions().size());
   uint32_t slot = 0;
-  for (const GuestRegion& region : memory_.regions())
-    logs.push_back(vm_.take_dirty_log(slot++, region.size()));
+  for (const GuestRegion& region : memory_.regions()) {
+    std::vector<uint64_t> kvm = vm_.take_dirty_log(slot, region.size());
+    std::vector<uint64_t>& log = logs[slot++];
+    log.resize(kvm.size());
+    for (size_t w = 0; w < kvm.size(); ++w) log[w] |= kvm[w];
+  }
   return logs;
 }
 
@@ -276,8 +283,6 @@ void Vmm::save_memory(snapshot::StateWriter& writer, const std::string& path, bo
     throw UsageError(
         "snapshot_type Diff: take a Full snapshot of this VM first (a Diff holds only the "
         "pages written since the last snapshot, merged onto that one's memory file)");
-  // Kiln writes guest memory only from virtio devices (which cannot be snapshotted yet), so
-  // KVM's dirty log holds every page written since the last snapshot.
   const snapshot::MemoryId id = snapshot::new_memory_id();
   // Taking the dirty log starts a new one: if this snapshot then fails, the pages it held are
   // in no file, and the next Diff would miss them. Until one succeeds, only a Full will do.

@@ -5,11 +5,15 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <optional>
 #include <span>
 #include <string>
 #include <type_traits>
+#include <vector>
 
+#include "base/error.h"
 #include "base/guest_memory.h"
+#include "base/snapshot/bytes.h"
 #include "devices/virtio/queue.h"
 
 namespace kiln::virtio {
@@ -29,6 +33,20 @@ template <typename T>
 std::span<const uint8_t> config_view(const T& config) {
   static_assert(std::is_trivially_copyable_v<T>);
   return {reinterpret_cast<const uint8_t*>(&config), sizeof(T)};
+}
+
+// The save_state() of a device with no state of its own beyond the transport's (a version
+// alone), and its restore.
+inline std::vector<uint8_t> versioned_empty_state() {
+  snapshot::ByteWriter w;
+  w.u16(1);
+  return w.take();
+}
+inline void restore_versioned_empty_state(std::span<const uint8_t> state,
+                                          const std::string& what) {
+  snapshot::ByteReader r(state.data(), state.size(), what);
+  r.expect_version(1);
+  r.finish();
 }
 
 class VirtioDevice {
@@ -61,6 +79,18 @@ class VirtioDevice {
   // queue.add_used(). Returns "" or, when the device can no longer trust the queue, the reason
   // (the transport then sets DEVICE_NEEDS_RESET).
   virtual std::string process_queue(size_t index, Queue& queue, const GuestMemory& mem) = 0;
+
+  // Snapshots, while the transport is paused (no queue or host work runs). The device's own
+  // state beyond the transport's (registers, features, queues); nullopt: this device cannot be
+  // snapshotted (the snapshot is refused naming it).
+  virtual std::optional<std::vector<uint8_t>> save_state() const { return std::nullopt; }
+  // Puts what save_state() wrote back into a device built from the same configuration, before
+  // the transport activates it again. `queues` are the restored queues: a device that held a
+  // popped chain gives it back (Queue::undo_pop) so it is handed out again. Throws kiln::Error
+  // naming the problem, the device then as it was.
+  virtual void restore_state(std::span<const uint8_t> /*state*/, std::span<Queue> /*queues*/) {
+    throw kiln::Error("this device cannot be restored from a snapshot");
+  }
 
   // Host-side work (a TAP, sockets, a rate-limit timer). A device with host fds returns one
   // pollable fd - typically its own epoll instance over all of them, so it can add and drop

@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "base/error.h"
+#include "base/snapshot/bytes.h"
 
 namespace kiln::virtio {
 
@@ -342,6 +343,100 @@ void MmioTransport::config_changed() {
   std::lock_guard lock(mutex_);
   ++config_generation_;
   if (status_ & kStatusDriverOk) raise(kInterruptConfigChange);
+}
+
+namespace {
+constexpr uint16_t kStateVersion = 1;
+constexpr size_t kMaxDeviceState = 1u << 20;  // a device's own state (console input: 64 KiB)
+constexpr uint32_t kStatusBits = kStatusAcknowledge | kStatusDriver | kStatusDriverOk |
+                                 kStatusFeaturesOk | kStatusDeviceNeedsReset | kStatusFailed;
+}  // namespace
+
+std::string MmioTransport::device_name() const {
+  switch (device_->device_id()) {
+    case kDeviceIdNet:
+      return "virtio-net";
+    case kDeviceIdBlock:
+      return "virtio-blk";
+    case kDeviceIdConsole:
+      return "virtio-console";
+    case kDeviceIdRng:
+      return "virtio-rng";
+    case kDeviceIdVsock:
+      return "virtio-vsock";
+    case kDeviceIdFs:
+      return "virtio-fs";
+    default:
+      return "virtio device " + std::to_string(device_->device_id());
+  }
+}
+
+std::vector<uint8_t> MmioTransport::save() const {
+  std::lock_guard lock(mutex_);
+  const std::optional<std::vector<uint8_t>> device_state = device_->save_state();
+  if (!device_state) throw kiln::Error(device_name() + " cannot be snapshotted yet");
+  snapshot::ByteWriter w;
+  w.u16(kStateVersion);
+  w.u32(device_->device_id());
+  w.u32(status_);
+  w.u32(device_features_sel_);
+  w.u32(driver_features_sel_);
+  w.u64(driver_features_);
+  w.u32(queue_sel_);
+  w.u32(config_generation_);
+  w.u8(activated_ ? 1 : 0);
+  w.u32(interrupt_status_.load());
+  w.u32(static_cast<uint32_t>(queues_.size()));
+  for (const Queue& q : queues_) q.save(w);
+  w.blob(std::string_view(reinterpret_cast<const char*>(device_state->data()),
+                          device_state->size()));
+  return w.take();
+}
+
+void MmioTransport::restore(std::span<const uint8_t> state) {
+  const std::string what = device_name() + " state";
+  snapshot::ByteReader r(state.data(), state.size(), what);
+  r.expect_version(kStateVersion);
+  if (const uint32_t id = r.u32(); id != device_->device_id())
+    throw kiln::Error(what + ": saved from virtio device " + std::to_string(id) +
+                      " (the configuration's devices differ from the snapshot's)");
+  const uint32_t status = r.u32(), device_sel = r.u32(), driver_sel = r.u32();
+  const uint64_t driver_features = r.u64();
+  const uint32_t queue_sel = r.u32(), generation = r.u32();
+  const uint8_t activated = r.u8();
+  const uint32_t interrupts = r.u32();
+  if (const uint32_t n = r.u32(); n != queues_.size())
+    throw kiln::Error(what + ": " + std::to_string(n) + " queues, the device has " +
+                      std::to_string(queues_.size()));
+  std::vector<Queue> queues;
+  for (size_t i = 0; i < queues_.size(); ++i)
+    queues.push_back(Queue::restore(r, device_->max_queue_size(), mem_,
+                                    what + ": queue " + std::to_string(i)));
+  const std::string device_state = r.blob(kMaxDeviceState);
+  r.finish();
+  if ((status & ~kStatusBits) || (driver_features & ~device_->device_features()) ||
+      activated > 1 || (interrupts & ~(kInterruptUsedRing | kInterruptConfigChange)) ||
+      (activated && (!(status & kStatusDriverOk) || (status & kStatusDeviceNeedsReset))))
+    throw kiln::Error(what + ": a status, feature or interrupt value the device never holds");
+  std::lock_guard lock(mutex_);
+  device_->restore_state(std::span(reinterpret_cast<const uint8_t*>(device_state.data()),
+                                   device_state.size()),
+                         queues);
+  queues_ = std::move(queues);
+  status_ = status;
+  device_features_sel_ = device_sel;
+  driver_features_sel_ = driver_sel;
+  driver_features_ = driver_features;
+  queue_sel_ = queue_sel;
+  config_generation_ = generation;
+  activated_ = activated == 1;
+  interrupt_status_.store(interrupts);
+  if (activated_) device_->activate(driver_features_);
+  update_host_watch_locked();
+  // Whatever the driver added meanwhile (or a kick that waited in the paused VM) is looked at
+  // once the VM runs.
+  for (size_t i = 0; i < queues_.size(); ++i)
+    if (queues_[i].ready) queue_events_[i].signal();
 }
 
 }  // namespace kiln::virtio

@@ -10,6 +10,11 @@
 // watches host_event_fd(), an epoll set that holds the device's own host fd only while the device
 // is live, so a failed or paused device's ready sources stay unread instead of spinning the loop.
 // Queue notifications that arrive while paused are remembered and re-signalled on resume().
+//
+// Snapshots (Snapshottable, while paused): the registers, negotiated features, interrupt
+// status and queues, then the device's own state (VirtioDevice::save_state). A restore checks
+// every value against what the transport can reach before changing anything, re-activates a
+// device that was live and processes every ready queue once it runs.
 #pragma once
 
 #include <atomic>
@@ -23,12 +28,13 @@
 #include "base/guest_memory.h"
 #include "base/log_limiter.h"
 #include "base/pausable.h"
+#include "base/snapshottable.h"
 #include "base/unique_fd.h"
 #include "devices/virtio/device.h"
 
 namespace kiln::virtio {
 
-class MmioTransport : public BusDevice, public Pausable {
+class MmioTransport : public BusDevice, public Pausable, public Snapshottable {
  public:
   static constexpr uint64_t kWindowSize = 0x1000;
   static constexpr uint64_t kQueueNotifyOffset = 0x50;
@@ -55,6 +61,11 @@ class MmioTransport : public BusDevice, public Pausable {
   // meanwhile are processed after resume(). Waits for work in progress.
   void pause() override;
   void resume() override;
+  // Throws kiln::Error naming the device if it cannot be snapshotted.
+  std::vector<uint8_t> save() const override;
+  void restore(std::span<const uint8_t> state) override;
+  // "virtio-blk", "virtio-net", ...: the device in messages.
+  std::string device_name() const;
   // The device's configuration changed (e.g. disk resized): bump the generation, interrupt.
   void config_changed();
   // Runs `fn` on the device with queue processing excluded (e.g. to swap a disk's backing file).

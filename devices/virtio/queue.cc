@@ -1,5 +1,7 @@
 #include "devices/virtio/queue.h"
 
+#include "base/error.h"
+
 #include <fmt/format.h>
 
 #include <atomic>
@@ -56,6 +58,44 @@ std::string Queue::validate(const GuestMemory& mem) const {
   if (!mem.slice(used_ring, 6 + 8 * Gpa{size}))
     return fmt::format("used ring at {:#x} is outside guest memory", used_ring);
   return "";
+}
+
+void Queue::save(snapshot::ByteWriter& w) const {
+  w.u16(size);
+  w.u8(ready ? 1 : 0);
+  w.u64(desc_table);
+  w.u64(avail_ring);
+  w.u64(used_ring);
+  w.u16(next_avail_);
+  w.u16(next_used_);
+  w.u16(signalled_used_);
+  w.u8(static_cast<uint8_t>((event_idx_ ? 1 : 0) | (indirect_ ? 2 : 0)));
+}
+
+Queue Queue::restore(snapshot::ByteReader& r, uint16_t max_size, const GuestMemory& mem,
+                     const std::string& what) {
+  Queue q;
+  q.size = r.u16();
+  const uint8_t ready = r.u8();
+  q.desc_table = r.u64();
+  q.avail_ring = r.u64();
+  q.used_ring = r.u64();
+  q.next_avail_ = r.u16();
+  q.next_used_ = r.u16();
+  q.signalled_used_ = r.u16();
+  const uint8_t features = r.u8();
+  if (ready > 1 || features > 3) throw kiln::Error(what + ": flags the queue never holds");
+  q.ready = ready == 1;
+  q.event_idx_ = features & 1;
+  q.indirect_ = features & 2;
+  if (q.size == 0 || q.size > max_size || (q.size & (q.size - 1)) != 0)
+    throw kiln::Error(fmt::format("{}: size {} is not a power of two up to {}", what, q.size,
+                                  max_size));
+  if (q.ready) {
+    if (const std::string error = q.validate(mem); !error.empty())
+      throw kiln::Error(what + ": " + error);
+  }
+  return q;
 }
 
 std::optional<uint16_t> Queue::avail_idx(const GuestMemory& mem) const {
@@ -158,6 +198,7 @@ std::string Queue::walk_chain(const GuestMemory& mem, uint16_t head, DescriptorC
       if (!h)
         return fmt::format("buffer [{:#x}, +{:#x}) is outside guest memory", desc.addr, desc.len);
       host = h->data();
+      if (writable) mem.mark_dirty(desc.addr, desc.len);  // the device may fill all of it
     }
     saw_writable |= writable;
     (writable ? chain.writable_bytes : chain.readable_bytes) += desc.len;
@@ -177,6 +218,7 @@ bool Queue::add_used(const GuestMemory& mem, uint16_t head, uint32_t written) {
   ++next_used_;
   std::atomic_thread_fence(std::memory_order_release);  // element before index
   store16(used->data() + kRingIdxOffset, next_used_);
+  mem.mark_dirty(used_ring, used_ring_bytes(size));
   return true;
 }
 
@@ -197,8 +239,10 @@ bool Queue::needs_interrupt(const GuestMemory& mem) {
 
 bool Queue::enable_notification(const GuestMemory& mem) {
   if (event_idx_) {
-    if (const auto used = mem.slice(used_ring, used_ring_bytes(size)))
+    if (const auto used = mem.slice(used_ring, used_ring_bytes(size))) {
       store16(used->data() + used_entry(size), next_avail_);  // avail_event
+      mem.mark_dirty(used_ring, used_ring_bytes(size));
+    }
     std::atomic_thread_fence(std::memory_order_seq_cst);
   }
   const auto idx = avail_idx(mem);

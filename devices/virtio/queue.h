@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "base/guest_memory.h"
+#include "base/snapshot/bytes.h"
 #include "devices/virtio/virtio_spec.h"
 
 namespace kiln::virtio {
@@ -80,6 +81,14 @@ class Queue {
 
   uint16_t next_avail() const { return next_avail_; }
   uint16_t next_used() const { return next_used_; }
+
+  // Snapshots: the driver-programmed layout, the negotiated ring features and the device's
+  // ring positions.
+  void save(snapshot::ByteWriter& w) const;
+  // What save() wrote; kiln::Error naming `what` for a queue the transport never holds (a size
+  // that is not a power of two up to `max_size`, a ready queue whose rings are not in `mem`).
+  static Queue restore(snapshot::ByteReader& r, uint16_t max_size, const GuestMemory& mem,
+                       const std::string& what);
 
  private:
   std::optional<uint16_t> avail_idx(const GuestMemory& mem) const;

@@ -39,6 +39,7 @@ inline constexpr uint32_t kDeviceIdBlock = 2;
 inline constexpr uint32_t kDeviceIdConsole = 3;
 inline constexpr uint32_t kDeviceIdRng = 4;
 inline constexpr uint32_t kDeviceIdVsock = 19;
+inline constexpr uint32_t kDeviceIdFs = 26;
 
 struct Descriptor {
   uint64_t addr;

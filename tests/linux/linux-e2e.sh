@@ -9,6 +9,12 @@
 #    vCPUs up; `poweroff -f` powered off through ACPI (S5) and kiln exited 0.
 #  - cad: a short boot with --api-sock; PUT /actions SendCtrlAltDel (curl) reboots the guest
 #    through its i8042 and kiln exits 0 (tests/linux/ctrl-alt-del.sh).
+#  - snapshot: the kit's kernel at a shell-like loop on the console, snapshotted over the API
+#    after answering one command, then restored twice at once in new processes, each clone on
+#    its own copy of the disk (--drive-override): each clone answers a command from the state
+#    it was in, writes /clone.txt on its own disk (debugfs reads each afterwards; the
+#    snapshot's own image is untouched) and powers off with status 0
+#    (tests/linux/snapshot-clones.sh).
 #  - stdin: the kit's interactive shell gets its commands from a pipe given before the guest
 #    reads anything (`printf 'echo ...; poweroff -f\n' | kiln run ...`): none may be lost.
 #  - fs: the kit's kernel, root on the ext4 image, three virtio-fs shares of directories in
@@ -85,6 +91,15 @@ sleep 600
 PAYLOAD
   scripts/build-rootfs.sh --out "$out/cad-rootfs.ext4" --size 16 \
     --add "$out/cad-payload.sh:/etc/kiln-test.sh" >/dev/null || return 1
+
+  # Runs every line the console gives it (the snapshot clones get theirs after the restore).
+  cat > "$out/snap-payload.sh" <<'PAYLOAD'
+#!/bin/sh
+echo "LINUX-E2E-SNAP: ready"
+while read -r line; do eval "$line"; done
+PAYLOAD
+  scripts/build-rootfs.sh --out "$out/snap-rootfs.ext4" --size 16 \
+    --add "$out/snap-payload.sh:/etc/kiln-test.sh" >/dev/null || return 1
 
   # No /etc/kiln-test.sh: the image starts the interactive shell, fed from a pipe.
   scripts/build-rootfs.sh --out "$out/stdin-rootfs.ext4" --size 16 >/dev/null || return 1
@@ -228,6 +243,8 @@ boots() {
     --memory 256 --cpus "$cpus" < /dev/null > "$out/console-kit.log" 2>&1
   run cad 600 tests/linux/ctrl-alt-del.sh "$repo/build/kiln" "$kernel" "$out/cad-rootfs.ext4" \
     "$cmdline" "$out/console-cad.log" > "$out/cad.log" 2>&1
+  run snapshot 900 tests/linux/snapshot-clones.sh "$repo/build/kiln" "$kernel" \
+    "$out/snap-rootfs.ext4" "$cmdline" "$out" > "$out/snapshot.log" 2>&1
   run stdin 300 sh -c "printf 'echo LINUX-E2E-STDIN:%s; poweroff -f\n' '$token' |
     build/kiln run --kernel '$kernel' --rootfs '$out/stdin-rootfs.ext4' --memory 128" \
     > "$out/console-stdin.log" 2>&1
@@ -342,6 +359,18 @@ check() {
   check_ ctrl_alt_del_accepted grep -a -q "ctrl-alt-del: api status 204" "$out/cad.log"
   check_ ctrl_alt_del_rebooted log cad "reboot: Restarting system"
   check_ ctrl_alt_del_kiln_exit_0 rc cad
+  check_ snapshot_taken grep -a -q "snapshot: pause 204 create 204" "$out/snapshot.log"
+  check_ snapshot_source_answered log snap-source "^LINUX-E2E-SNAP: before 42"
+  for c in a b; do
+    check_ "snapshot_clone_${c}_ran" log "snap-$c" "^LINUX-E2E-SNAP: clone clone-$c after 42"
+    check_ "snapshot_clone_${c}_not_booted_again" not_log "snap-$c" "Linux version|kiln-init"
+    check_ "snapshot_clone_${c}_exit_0" grep -a -q "snapshot: clone $c exit 0" "$out/snapshot.log"
+    check_ "snapshot_clone_${c}_own_disk" test "$(debugfs -R 'cat /clone.txt' \
+      "$out/clone-$c.ext4" 2>/dev/null)" = "clone-$c"
+  done
+  check_ snapshot_image_untouched test -z "$(debugfs -R 'cat /clone.txt' \
+    "$out/snap-rootfs.ext4" 2>/dev/null)"
+  check_ snapshot_kiln_exit_0 rc snapshot
   # The echo's output line (not the echoed input: the shell prints the command it read too).
   check_ stdin_piped_commands_ran log stdin "^LINUX-E2E-STDIN:$token"
   check_ stdin_poweroff_exit_0 rc stdin

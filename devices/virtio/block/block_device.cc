@@ -300,4 +300,24 @@ uint8_t BlockDevice::do_flush() {
   return kStatusIoErr;
 }
 
+std::optional<std::vector<uint8_t>> BlockDevice::save_state() const {
+  snapshot::ByteWriter w;
+  w.u16(1);
+  w.u64(capacity_);
+  return w.take();
+}
+
+void BlockDevice::restore_state(std::span<const uint8_t> state, std::span<Queue>) {
+  const std::string what = "virtio-blk " + backing_.path + " state";
+  snapshot::ByteReader r(state.data(), state.size(), what);
+  r.expect_version(1);
+  const uint64_t capacity = r.u64();
+  r.finish();
+  if (capacity != capacity_)
+    throw UsageError(fmt::format(
+        "drive {}: the image has {} sectors, the snapshot's guest had {}: it changed since the "
+        "snapshot (restore with the image the snapshot was taken with)",
+        backing_.path, capacity_, capacity));
+}
+
 }  // namespace kiln::virtio

@@ -59,6 +59,11 @@ class BlockDevice : public VirtioDevice {
   uint64_t device_features() const override;
   size_t num_queues() const override { return 1; }
   std::span<const uint8_t> config_bytes() const override { return config_; }
+  // The image's capacity: a restore whose image changed size is refused (the guest's file
+  // systems were mounted on the old one).
+  std::optional<std::vector<uint8_t>> save_state() const override;
+  void restore_state(std::span<const uint8_t> state, std::span<Queue> queues) override;
+
   std::string process_queue(size_t index, Queue& queue, const GuestMemory& mem) override;
 
   // Changing the image, in two steps so that only the swap excludes queue processing:

@@ -152,4 +152,38 @@ std::string ConsoleDevice::transmit(Queue& queue, const GuestMemory& mem) {
       .error;
 }
 
+std::optional<std::vector<uint8_t>> ConsoleDevice::save_state() const {
+  std::lock_guard lock(mutex_);
+  snapshot::ByteWriter w;
+  w.u16(1);
+  w.blob(std::string(rx_.begin(), rx_.end()));
+  w.u8(rx_was_full_ ? 1 : 0);
+  w.u8(tx_drain_.held() ? 1 : 0);
+  w.u64(tx_offset_);
+  return w.take();
+}
+
+void ConsoleDevice::restore_state(std::span<const uint8_t> state, std::span<Queue> queues) {
+  snapshot::ByteReader r(state.data(), state.size(), "virtio-console state");
+  r.expect_version(1);
+  const std::string rx = r.blob(kRxCapacity);
+  const uint8_t was_full = r.u8(), held = r.u8();
+  const uint64_t offset = r.u64();
+  r.finish();
+  // A held chain is the last the transmit queue handed out (an offset past its end only
+  // completes it).
+  if (was_full > 1 || held > 1 || (!held && offset != 0) || queues.size() <= kTransmitQueue ||
+      (held && !queues[kTransmitQueue].ready))
+    throw kiln::Error("virtio-console state: a value the device never holds");
+  std::lock_guard lock(mutex_);
+  rx_.assign(rx.begin(), rx.end());
+  rx_was_full_ = was_full == 1;
+  // The chain in progress goes back to the driver's ring: the next drain pops it again and
+  // goes on at tx_offset_.
+  if (held) queues[kTransmitQueue].undo_pop();
+  tx_offset_ = offset;
+  tx_drain_.reset();
+  rx_drain_.reset();
+}
+
 }  // namespace kiln::virtio

@@ -47,6 +47,10 @@ class ConsoleDevice : public VirtioDevice, public ConsoleInput {
   void reset() override;
   std::string process_queue(size_t index, Queue& queue, const GuestMemory& mem) override;
   int host_event_fd() const override { return wake_.fd(); }
+  // Input not yet delivered and the transmit chain in progress (how much of it the host took).
+  std::optional<std::vector<uint8_t>> save_state() const override;
+  void restore_state(std::span<const uint8_t> state, std::span<Queue> queues) override;
+
   std::string process_host_events(std::span<Queue> queues, const GuestMemory& mem) override;
 
   // Host input for the guest; returns how many bytes were taken (the rest does not fit).

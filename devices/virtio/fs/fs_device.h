@@ -13,7 +13,6 @@
 
 namespace kiln::virtio {
 
-inline constexpr uint32_t kDeviceIdFs = 26;
 
 // How long the guest may cache what it learnt (FUSE entry/attribute timeouts, open flags):
 // never (0 s, FOPEN_DIRECT_IO), auto (1 s, the page cache kept while the file is unchanged),

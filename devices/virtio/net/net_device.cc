@@ -208,4 +208,12 @@ void NetDevice::warn(const std::string& what) {
     spdlog::warn("virtio-net {}: {} ({} so far)", tap_.name(), what, log_limit_.events());
 }
 
+std::optional<std::vector<uint8_t>> NetDevice::save_state() const {
+  return versioned_empty_state();
+}
+
+void NetDevice::restore_state(std::span<const uint8_t> state, std::span<Queue>) {
+  restore_versioned_empty_state(state, "virtio-net " + tap_.name() + " state");
+}
+
 }  // namespace kiln::virtio

@@ -45,6 +45,11 @@ class NetDevice : public VirtioDevice {
   uint64_t device_features() const override;
   size_t num_queues() const override { return 2; }
   std::span<const uint8_t> config_bytes() const override { return config_; }
+  // Nothing of its own (frames in flight are in the TAP or the rings); the TAP, by name from
+  // the configuration (or a network override), gets its offloads again on activation.
+  std::optional<std::vector<uint8_t>> save_state() const override;
+  void restore_state(std::span<const uint8_t> state, std::span<Queue> queues) override;
+
   void activate(uint64_t features) override;
   void reset() override;
   std::string process_queue(size_t index, Queue& queue, const GuestMemory& mem) override;

@@ -104,4 +104,12 @@ void RngDevice::disarm_timer() {
   ::timerfd_settime(timer_.get(), 0, &spec, nullptr);  // also clears a pending expiration
 }
 
+std::optional<std::vector<uint8_t>> RngDevice::save_state() const {
+  return versioned_empty_state();
+}
+
+void RngDevice::restore_state(std::span<const uint8_t> state, std::span<Queue>) {
+  restore_versioned_empty_state(state, "virtio-rng state");
+}
+
 }  // namespace kiln::virtio

@@ -32,6 +32,10 @@ class RngDevice : public VirtioDevice {
   void reset() override;
   std::string process_queue(size_t index, Queue& queue, const GuestMemory& mem) override;
   int host_event_fd() const override { return timer_.get(); }
+  // Nothing of its own: a restored device starts with a full bucket.
+  std::optional<std::vector<uint8_t>> save_state() const override;
+  void restore_state(std::span<const uint8_t> state, std::span<Queue> queues) override;
+
   std::string process_host_events(std::span<Queue> queues, const GuestMemory& mem) override;
 
   bool throttled() const { return throttled_; }

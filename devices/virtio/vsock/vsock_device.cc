@@ -30,6 +30,8 @@ void VsockDevice::activate(uint64_t /*features*/) {
 }
 
 void VsockDevice::reset() {
+  reset_event_pending_ = false;
+  event_drain_.reset();
   muxer_.reset();
   rx_drain_.reset();
   tx_drain_.reset();
@@ -43,11 +45,16 @@ std::string VsockDevice::process_queue(size_t index, Queue& queue, const GuestMe
     case vsock::kTxQueue:
       return process_tx(queue, mem);
     default:
-      return "";  // event queue: buffers wait for a TRANSPORT_RESET (none without snapshots)
+      return send_reset_event(queue, mem);  // buffers wait for a TRANSPORT_RESET
   }
 }
 
 std::string VsockDevice::process_host_events(std::span<Queue> queues, const GuestMemory& mem) {
+  if (reset_event_pending_ && queues.size() > vsock::kEventQueue &&
+      queues[vsock::kEventQueue].ready) {
+    if (std::string error = send_reset_event(queues[vsock::kEventQueue], mem); !error.empty())
+      return error;
+  }
   muxer_.on_host_events();
   if (queues.size() <= vsock::kRxQueue || !queues[vsock::kRxQueue].ready) return "";
   return fill_rx(queues[vsock::kRxQueue], mem);
@@ -120,6 +127,50 @@ std::string VsockDevice::fill_rx(Queue& queue, const GuestMemory& mem) {
           [&] { return muxer_.has_rx(); },
           [&] { muxer_.set_rx_buffers(false); })  // until the guest kicks rx
       .error;
+}
+
+std::string VsockDevice::send_reset_event(Queue& queue, const GuestMemory& mem) {
+  constexpr uint32_t kTransportReset = 0;  // VIRTIO_VSOCK_EVENT_TRANSPORT_RESET
+  return event_drain_
+      .drain(
+          queue, mem, [](const std::string&) {},
+          [&](const DescriptorChain& chain) {
+            const uint8_t* id = reinterpret_cast<const uint8_t*>(&kTransportReset);
+            if (chain.writable_bytes < sizeof(kTransportReset) ||
+                !chain_write(mem, chain, 0, std::span(id, sizeof(kTransportReset)))) {
+              if (log_limit_.allow())
+                spdlog::warn("virtio-vsock: event buffer too small or outside guest memory");
+              return DrainStep::used(0);
+            }
+            reset_event_pending_ = false;
+            return DrainStep::used(sizeof(kTransportReset));
+          },
+          [&] { return reset_event_pending_; })
+      .error;
+}
+
+std::optional<std::vector<uint8_t>> VsockDevice::save_state() const {
+  snapshot::ByteWriter w;
+  w.u16(1);
+  w.u8(rx_drain_.held() ? 1 : 0);
+  w.u8(reset_event_pending_ ? 1 : 0);
+  return w.take();
+}
+
+void VsockDevice::restore_state(std::span<const uint8_t> state, std::span<Queue> queues) {
+  snapshot::ByteReader r(state.data(), state.size(), "virtio-vsock state");
+  r.expect_version(1);
+  const uint8_t held = r.u8(), pending = r.u8();
+  r.finish();
+  if (held > 1 || pending > 1 || queues.size() <= vsock::kEventQueue ||
+      (held && !queues[vsock::kRxQueue].ready))
+    throw kiln::Error("virtio-vsock state: a value the device never holds");
+  // The held rx chain had nothing written: it goes back to the driver's ring.
+  if (held) queues[vsock::kRxQueue].undo_pop();
+  rx_drain_.reset();
+  tx_drain_.reset();
+  event_drain_.reset();
+  reset_event_pending_ = true;
 }
 
 }  // namespace kiln::virtio

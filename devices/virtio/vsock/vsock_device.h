@@ -37,6 +37,12 @@ class VsockDevice : public VirtioDevice {
   void reset() override;
   std::string process_queue(size_t index, Queue& queue, const GuestMemory& mem) override;
   int host_event_fd() const override { return muxer_.epoll_fd(); }
+  // Connections do not survive a snapshot: a restored device has none and tells the guest
+  // with VIRTIO_VSOCK_EVENT_TRANSPORT_RESET on the event queue (as Firecracker does), so its
+  // sockets close and it reads its CID again.
+  std::optional<std::vector<uint8_t>> save_state() const override;
+  void restore_state(std::span<const uint8_t> state, std::span<Queue> queues) override;
+
   std::string process_host_events(std::span<Queue> queues, const GuestMemory& mem) override;
 
   const vsock::Muxer& muxer() const { return muxer_; }
@@ -44,6 +50,8 @@ class VsockDevice : public VirtioDevice {
  private:
   std::string process_tx(Queue& queue, const GuestMemory& mem);
   std::string fill_rx(Queue& queue, const GuestMemory& mem);
+  // Puts the pending transport-reset event into the event queue, if it has a buffer.
+  std::string send_reset_event(Queue& queue, const GuestMemory& mem);
   void handle_tx(const DescriptorChain& chain, const GuestMemory& mem);
 
   VsockOptions options_;
@@ -51,6 +59,8 @@ class VsockDevice : public VirtioDevice {
   LogLimiter log_limit_;
   QueueDrain tx_drain_;
   QueueDrain rx_drain_;  // holds a popped rx chain nothing was written to yet
+  QueueDrain event_drain_;
+  bool reset_event_pending_ = false;  // restored: the guest must hear of the reset
 };
 
 }  // namespace kiln::virtio
