@@ -163,8 +163,8 @@ void VirtioDevices::restore(const snapshot::StateFile& state) {
   for (size_t i = 0; i < slots_.size(); ++i) {
     const std::string name = virtio_section(i);
     if (!state.has(name))
-      throw UsageError("snapshot: it has no " + slots_[i].transport->device_name() +
-                       " (section " + name + ")");
+      throw UsageError("snapshot: it has no " + slots_[i].transport->device_name() + " (section " +
+                       name + ")");
     slots_[i].transport->restore(state.section(name));
   }
 }

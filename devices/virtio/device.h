@@ -42,8 +42,7 @@ inline std::vector<uint8_t> versioned_empty_state() {
   w.u16(1);
   return w.take();
 }
-inline void restore_versioned_empty_state(std::span<const uint8_t> state,
-                                          const std::string& what) {
+inline void restore_versioned_empty_state(std::span<const uint8_t> state, const std::string& what) {
   snapshot::ByteReader r(state.data(), state.size(), what);
   r.expect_version(1);
   r.finish();

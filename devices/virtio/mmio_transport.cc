@@ -388,8 +388,8 @@ std::vector<uint8_t> MmioTransport::save() const {
   w.u32(interrupt_status_.load());
   w.u32(static_cast<uint32_t>(queues_.size()));
   for (const Queue& q : queues_) q.save(w);
-  w.blob(std::string_view(reinterpret_cast<const char*>(device_state->data()),
-                          device_state->size()));
+  w.blob(
+      std::string_view(reinterpret_cast<const char*>(device_state->data()), device_state->size()));
   return w.take();
 }
 
@@ -410,18 +410,18 @@ void MmioTransport::restore(std::span<const uint8_t> state) {
                       std::to_string(queues_.size()));
   std::vector<Queue> queues;
   for (size_t i = 0; i < queues_.size(); ++i)
-    queues.push_back(Queue::restore(r, device_->max_queue_size(), mem_,
-                                    what + ": queue " + std::to_string(i)));
+    queues.push_back(
+        Queue::restore(r, device_->max_queue_size(), mem_, what + ": queue " + std::to_string(i)));
   const std::string device_state = r.blob(kMaxDeviceState);
   r.finish();
-  if ((status & ~kStatusBits) || (driver_features & ~device_->device_features()) ||
-      activated > 1 || (interrupts & ~(kInterruptUsedRing | kInterruptConfigChange)) ||
+  if ((status & ~kStatusBits) || (driver_features & ~device_->device_features()) || activated > 1 ||
+      (interrupts & ~(kInterruptUsedRing | kInterruptConfigChange)) ||
       (activated && (!(status & kStatusDriverOk) || (status & kStatusDeviceNeedsReset))))
     throw kiln::Error(what + ": a status, feature or interrupt value the device never holds");
   std::lock_guard lock(mutex_);
-  device_->restore_state(std::span(reinterpret_cast<const uint8_t*>(device_state.data()),
-                                   device_state.size()),
-                         queues);
+  device_->restore_state(
+      std::span(reinterpret_cast<const uint8_t*>(device_state.data()), device_state.size()),
+      queues);
   queues_ = std::move(queues);
   status_ = status;
   device_features_sel_ = device_sel;

@@ -89,8 +89,8 @@ Queue Queue::restore(snapshot::ByteReader& r, uint16_t max_size, const GuestMemo
   q.event_idx_ = features & 1;
   q.indirect_ = features & 2;
   if (q.size == 0 || q.size > max_size || (q.size & (q.size - 1)) != 0)
-    throw kiln::Error(fmt::format("{}: size {} is not a power of two up to {}", what, q.size,
-                                  max_size));
+    throw kiln::Error(
+        fmt::format("{}: size {} is not a power of two up to {}", what, q.size, max_size));
   if (q.ready) {
     if (const std::string error = q.validate(mem); !error.empty())
       throw kiln::Error(what + ": " + error);

@@ -13,7 +13,6 @@
 
 namespace kiln::virtio {
 
-
 // How long the guest may cache what it learnt (FUSE entry/attribute timeouts, open flags):
 // never (0 s, FOPEN_DIRECT_IO), auto (1 s, the page cache kept while the file is unchanged),
 // always (a day, FOPEN_KEEP_CACHE).
