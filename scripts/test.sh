@@ -44,7 +44,7 @@ if [ $linux = 1 ] && [ "$host" != hardware ] && [ $nested = 0 ]; then
   linux=0
 fi
 echo "test: /dev/kvm here: $host ($([ $nested = 1 ] && echo "guest suites in the nested-KVM VM" || echo "guest suites run here"))"
-asan_pattern=${KILN_ASAN_NESTED_FILTER:-'Virtio*:Vsock*:VmmLifecycle.*:ApiTest.*:ApiInput.*:GuestSerial.*:GuestConsole.*:AcpiGuest.*:FirecrackerApi*'}
+asan_pattern=${KILN_ASAN_NESTED_FILTER:-'Virtio*:Vsock*:VmmLifecycle.*:ApiTest.*:ApiInput.*:GuestSerial.*:GuestConsole.*:AcpiGuest.*:FirecrackerApi*:Snapshot*'}
 
 out="$repo/build/nested-kvm/results"
 rm -rf "$out" && mkdir -p "$out"

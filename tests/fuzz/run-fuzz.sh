@@ -4,7 +4,8 @@
 #            fuse (tests/fuzz/fuse_fuzz.cc: virtio-fs's FUSE server over a temporary share),
 #            image (tests/fuzz/image_fuzz.cc: container images' JSON documents),
 #            oci (tests/fuzz/oci_spec_fuzz.cc: kiln-oci's config.json and process.json),
-#            snapshot (tests/fuzz/snapshot_fuzz.cc: snapshot state files)
+#            snapshot (tests/fuzz/snapshot_fuzz.cc: snapshot state files and the vCPU, VM and
+#            virtqueue state read from their sections)
 #   SECONDS  -max_total_time
 # Needs Debian's clang and libclang-rt-14-dev. Builds into $KILN_FUZZ_OUT (default build/fuzz);
 # new corpus entries go to $KILN_FUZZ_OUT/corpus-TARGET (the seed corpus in
@@ -31,6 +32,7 @@ case $target in
     ;;
   api)
     sources="tests/fuzz/api_json_fuzz.cc api/routes.cc api/json_fields.cc api/vm_json.cc api/net_json.cc api/fs_json.cc
+             api/snapshot_json.cc
              base/mac_address.cc api/http/http.cc api/utf8.cc api/nesting.cc base/json_nesting.cc
              base/toml_nesting.cc
              vmm/vm_config_ops.cc"
@@ -55,7 +57,9 @@ case $target in
     extra_flags="-max_len=8192"
     ;;
   snapshot)
-    sources="tests/fuzz/snapshot_fuzz.cc base/snapshot/state_file.cc base/snapshot/bytes.cc"
+    sources="tests/fuzz/snapshot_fuzz.cc base/snapshot/state_file.cc base/snapshot/bytes.cc
+             base/snapshot/atomic_file.cc arch/x86_64/vcpu_state.cc arch/x86_64/vm_state.cc
+             base/kvm.cc base/mapping.cc base/guest_memory.cc devices/virtio/queue.cc"
     extra_flags="-max_len=4096"
     libs="-lz"
     ;;

@@ -3,6 +3,9 @@
 // adds the magic and a correct CRC so the fuzzer reaches the version, host and section
 // parsing (a wrong CRC is refused first, and libFuzzer cannot forge one). Every input is
 // either refused with kiln::Error or decoded into sections that hold the format's bounds.
+// Each section is also read as what a restore reads it as: a vCPU's state, the VM's, a
+// virtqueue's (arch/x86_64/vcpu_state.cc, vm_state.cc, devices/virtio/queue.cc), which must
+// refuse or give values inside their bounds.
 #include <zlib.h>
 
 #include <cstddef>
@@ -10,9 +13,13 @@
 #include <cstdlib>
 #include <vector>
 
+#include "arch/x86_64/vcpu_state.h"
+#include "arch/x86_64/vm_state.h"
 #include "base/error.h"
+#include "base/guest_memory.h"
 #include "base/snapshot/bytes.h"
 #include "base/snapshot/state_file.h"
+#include "devices/virtio/queue.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::vector<uint8_t> bytes = {'K', 'I', 'L', 'N', 'S', 'N', 'A', 'P'};
@@ -29,6 +36,25 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       kiln::snapshot::ByteReader r(s.data(), s.size(), n);
       try {
         while (r.left()) r.blob(64);
+      } catch (const kiln::Error&) {
+      }
+      try {
+        const auto vcpu = kiln::x86::decode_vcpu_state(s, n);
+        if (vcpu.msrs.size() > kiln::x86::VcpuState::kMaxMsrs ||
+            vcpu.xsave.size() > kiln::x86::VcpuState::kMaxXsave)
+          abort();
+      } catch (const kiln::Error&) {
+      }
+      try {
+        kiln::x86::decode_vm_state(s, n);
+      } catch (const kiln::Error&) {
+      }
+      try {
+        static const kiln::GuestMemory mem({{0, 1 << 20}});
+        kiln::snapshot::ByteReader q(s.data(), s.size(), n);
+        const auto queue = kiln::virtio::Queue::restore(q, 256, mem, n);
+        if (queue.size == 0 || queue.size > 256 || (queue.ready && !queue.validate(mem).empty()))
+          abort();
       } catch (const kiln::Error&) {
       }
     }
