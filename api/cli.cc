@@ -305,6 +305,24 @@ CliCommand parse_cli(int argc, const char* const* argv) {
       ->required();
   rebase->add_option("--diff-file", cmd.rebase_diff_file, "The Diff snapshot's memory file")
       ->required();
+  CLI::App* create = snapshot->add_subcommand(
+      "create",
+      "Pause a running VM through its API socket and snapshot it (PATCH /vm Paused, PUT "
+      "/snapshot/create); it stays paused unless --resume");
+  auto& sc = cmd.snapshot_create;
+  create->add_option("--api-sock", sc.api_socket, "The VM's API socket")->required();
+  create->add_option("--snapshot-path", sc.create.snapshot_path, "The state file to write")
+      ->required();
+  create->add_option("--mem-file-path", sc.create.mem_file_path, "The memory file to write")
+      ->required();
+  std::string snapshot_type = "Full";
+  create
+      ->add_option("--type", snapshot_type,
+                   "Full (every page) or Diff (pages written since the last snapshot; needs "
+                   "track_dirty_pages)")
+      ->check(CLI::IsMember({"Full", "Diff"}))
+      ->capture_default_str();
+  create->add_flag("--resume", sc.resume, "Resume the VM once the snapshot is written");
   CLI::App* run =
       app.add_subcommand("run", "Boot a guest kernel with its console on this terminal");
   run->footer(kRunFooter);
@@ -374,6 +392,12 @@ CliCommand parse_cli(int argc, const char* const* argv) {
     VmConfig& c = cmd.config;
     if (rebase->parsed()) {
       cmd.action = CliCommand::Action::kRebase;
+      return cmd;
+    }
+    if (create->parsed()) {
+      sc.create.type =
+          snapshot_type == "Diff" ? request::SnapshotType::kDiff : request::SnapshotType::kFull;
+      cmd.action = CliCommand::Action::kSnapshotCreate;
       return cmd;
     }
     if (run->parsed()) {

@@ -12,8 +12,9 @@
 namespace kiln {
 
 struct CliCommand {
-  // kRebase: `kiln snapshot rebase` (merge a Diff memory file onto its base, then exit).
-  enum class Action { kRun, kExit, kRebase };
+  // kRebase: `kiln snapshot rebase` (merge a Diff memory file onto its base, then exit);
+  // kSnapshotCreate: `kiln snapshot create` (pause and snapshot a running VM over its API).
+  enum class Action { kRun, kExit, kRebase, kSnapshotCreate };
   Action action = Action::kExit;
   int exit_code = 0;  // for kExit: 0 after --help/--version, kExitUsage after an error
   VmConfig config;
@@ -23,6 +24,11 @@ struct CliCommand {
   // --restore SNAPSHOT --mem FILE: start from a snapshot instead (PUT /snapshot/load's fields).
   std::optional<request::LoadSnapshot> restore;
   std::string rebase_base_file, rebase_diff_file;  // kRebase
+  struct SnapshotCreate {
+    std::string api_socket;
+    request::CreateSnapshot create;
+    bool resume = false;  // PATCH /vm Resumed afterwards
+  } snapshot_create;      // kSnapshotCreate
 };
 
 // Parses a --disk value "PATH[,ro][,id=NAME]". Throws kiln::UsageError naming the bad part.

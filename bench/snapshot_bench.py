@@ -9,6 +9,7 @@ Runs where /dev/kvm works (scripts/bench.sh --snapshot runs it inside the nested
 it does not: absolute times there are emulated, the ratios are the result). The guest is
 tests/guests/snapshot.c (a 4 MiB pattern in memory, the PIT at 1 kHz, a line per 100 ticks).
 
+  process start    spawn `kiln --version` until it exited (what any of these pays first)
   cold boot        spawn `kiln run` to the guest's first line ("SNAP ready")
   create Full      PUT /snapshot/create of the paused guest, until the reply
   create Diff      the same with snapshot_type Diff, two lines after the Full one
@@ -46,6 +47,12 @@ def api(sock_path, proc, method, path, body):
         return ms
     finally:
         s.close()
+
+
+def process_start():
+    t0 = now()
+    subprocess.run([vb.KILN, "--version"], stdout=subprocess.DEVNULL, check=True)
+    return (now() - t0) * 1000
 
 
 def cold_boot(mib):
@@ -126,8 +133,9 @@ def main():
     print("%-34s %8s %8s %8s  %s" % ("figure (ms unless said)", "median", "min", "max",
                                       "vs cold boot (medians)"))
     for mib in [int(s) for s in args.sizes.split(",")]:
-        cold, full, diff, restored, running, rss = [], [], [], [], [], []
+        start, cold, full, diff, restored, running, rss = [], [], [], [], [], [], []
         for _ in range(args.runs):
+            start.append(process_start())
             work = tempfile.mkdtemp(prefix="kiln-snapbench-")
             try:
                 cold.append(cold_boot(mib))
@@ -141,7 +149,8 @@ def main():
             finally:
                 shutil.rmtree(work, ignore_errors=True)
         base = statistics.median(cold)
-        for name, vals, ratio in (("cold boot to first line", cold, False),
+        for name, vals, ratio in (("process start", start, True),
+                                  ("cold boot to first line", cold, False),
                                   ("create Full", full, False), ("create Diff", diff, False),
                                   ("restore (host side)", restored, True),
                                   ("restore to the next guest line", running, True),

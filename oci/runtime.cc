@@ -27,6 +27,7 @@
 #include "base/signals.h"
 #include "base/unique_fd.h"
 #include "base/unix_socket.h"
+#include "base/vmm_api.h"
 #include "oci/container_view.h"
 #include "oci/log.h"
 #include "oci/mount_points.h"
@@ -37,7 +38,6 @@
 #include "sandbox/commands.h"
 #include "sandbox/control.h"
 #include "sandbox/registry.h"
-#include "sandbox/vmm_api.h"
 
 namespace kiln::oci {
 
@@ -97,7 +97,7 @@ std::string oci_status(const Registry& reg, const Record& r) {
       break;
   }
   try {
-    auto reply = sandbox::vmm_api_call(api_socket(reg, r.name), "GET", "/", "", 2000);
+    auto reply = vmm_api_call(api_socket(reg, r.name), "GET", "/", "", 2000);
     json info = json::parse(reply.body, nullptr, false);
     if (reply.status == 200 && info.is_object() && info.value("state", "") == "Paused")
       return "paused";
@@ -522,8 +522,7 @@ int set_vm_state(const Globals& g, const std::string& id, const char* from, cons
   Record r = read_container(reg, id);
   if (std::string st = oci_status(reg, r); st != from)
     throw kiln::Error("container " + id + " is " + st + ", not " + from);
-  auto reply =
-      sandbox::vmm_api_call(api_socket(reg, id), "PATCH", "/vm", json{{"state", state}}.dump());
+  auto reply = vmm_api_call(api_socket(reg, id), "PATCH", "/vm", json{{"state", state}}.dump());
   if (reply.status != 204) {
     json fault = json::parse(reply.body, nullptr, false);
     throw kiln::Error("the VMM refused to make container " + id + " " + state + ": " +

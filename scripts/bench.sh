@@ -7,6 +7,7 @@
 #                    [--blk-runs N] [--vsock-runs N] [--vsock-mib N] [--no-build]
 #   scripts/bench.sh --fs [--no-build]
 #   scripts/bench.sh --sandbox [--runs N] [--no-build]
+#   scripts/bench.sh --snapshot [--runs N] [--no-build]
 #
 #   --runs N             runs per start-up / footprint / first-instruction figure (default 10)
 #   --density-seconds S  how long to keep starting idle VMs (default 10)
@@ -23,6 +24,10 @@
 #                        --rm IMAGE true` beside `podman --runtime runc run --rm IMAGE true` on
 #                        the same image, --runs rounds (default 10) of bench/sandbox_bench.sh;
 #                        writes build/bench/sandbox-*.txt and .json
+#   --snapshot           only the snapshot figures (bench/snapshot_bench.py: Full and Diff
+#                        create, restore host side and to the guest's next line, the restored
+#                        RSS, beside process start and a cold boot; 128 MiB and 1 GiB guests,
+#                        --runs rounds, default 5); writes build/bench/snapshot.txt
 #
 # Where /dev/kvm works everything runs here. Where it does not, the Kiln-and-QEMU figures run
 # inside the nested-KVM VM (scripts/nested-kvm/run-in-vm.sh, everything emulated: absolute times
@@ -33,7 +38,7 @@ repo="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$repo"
 
 runs=10 density_s=10 boot=0 boot_runs=1 blk_runs=3 vsock_runs=3 vsock_mib=256 build=1 fs=0
-sandbox=0
+sandbox=0 snapshot=0
 other=""    # the last option that neither --fs nor --sandbox takes
 runs_opt="" # --runs, which --sandbox takes and --fs does not
 while (($#)); do
@@ -48,7 +53,8 @@ while (($#)); do
     --no-build) build=0 ;;
     --fs) fs=1 ;;
     --sandbox) sandbox=1 ;;
-    -h|--help) sed -n '2,29s/^# \{0,1\}//p' "$0"; exit 0 ;;
+    --snapshot) snapshot=1 ;;
+    -h|--help) sed -n '2,35s/^# \{0,1\}//p' "$0"; exit 0 ;;
     *) echo "bench: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -66,6 +72,34 @@ if ((sandbox)) && [ -n "$other" ]; then
   echo "bench: --sandbox runs only the sandbox figures and takes no $other" \
     "(run them separately)" >&2
   exit 2
+fi
+
+# --snapshot: the snapshot test guest; kiln copied to a tmpfs first where it runs in the nested
+# VM (its 9p view of the repository has no page cache, and every exec would page kiln over it).
+if ((snapshot)); then
+  if ((fs || sandbox)) || [ -n "$other" ]; then
+    echo "bench: --snapshot runs only the snapshot figures (run the others separately)" >&2
+    exit 2
+  fi
+  out="$repo/build/bench"
+  mkdir -p "$out"
+  if ((build)); then
+    [ -d build ] || meson setup build >/dev/null
+    ninja -C build kiln tests/guests/guest-snapshot.elf
+  fi
+  [ -n "$runs_opt" ] || runs=5
+  . "$repo/scripts/lib/kvm-host.sh"
+  cmd="cp $repo/build/kiln /tmp/kiln-bench && KILN_BENCH_KILN=/tmp/kiln-bench python3 $repo/bench/snapshot_bench.py --runs $runs"
+  if kvm_runs_guests; then
+    echo "snapshot figures: this host (KVM)" | tee "$out/snapshot.txt"
+    sh -c "$cmd" | tee -a "$out/snapshot.txt"
+  else
+    echo "snapshot figures: nested-KVM VM (QEMU TCG, guest on nested KVM; absolute figures are" \
+      "slow, the ratios are the result)" | tee "$out/snapshot.txt"
+    NESTED_KVM_SMP=${NESTED_KVM_SMP:-1} scripts/nested-kvm/run-in-vm.sh --rw "$repo" sh -c "$cmd" |
+      grep -v '^nested-kvm:\|^NESTED-EXIT\|reboot:' | tee -a "$out/snapshot.txt"
+  fi
+  exit 0
 fi
 
 # --sandbox: kiln with the kit's kernel and the agent's initramfs beside it (build/guest-kernel,

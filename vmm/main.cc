@@ -13,10 +13,10 @@
 #include "api/cli.h"
 #include "api/http/api_server.h"
 #include "api/routes.h"
+#include "api/snapshot_cli.h"
 #include "api/snapshot_json.h"
 #include "base/error.h"
 #include "base/fd_limit.h"
-#include "base/snapshot/memory_file.h"
 #include "base/stop.h"
 #include "oci/cli.h"
 #include "sandbox/cli.h"
@@ -42,15 +42,10 @@ int main(int argc, char** argv) {
     return kiln::kExitUsage;
   }
   if (cmd.action == kiln::CliCommand::Action::kExit) return cmd.exit_code;
-  if (cmd.action == kiln::CliCommand::Action::kRebase) {
-    try {
-      kiln::snapshot::rebase_memory_file(cmd.rebase_base_file, cmd.rebase_diff_file);
-      return 0;
-    } catch (const std::exception& e) {
-      std::fprintf(stderr, "kiln snapshot rebase: %s\n", e.what());
-      return kiln::kExitUsage;
-    }
-  }
+  if (cmd.action == kiln::CliCommand::Action::kRebase)
+    return kiln::api::snapshot_rebase(cmd.rebase_base_file, cmd.rebase_diff_file);
+  if (cmd.action == kiln::CliCommand::Action::kSnapshotCreate)
+    return kiln::api::snapshot_create(cmd.snapshot_create);
 
   auto logger = spdlog::stderr_color_mt("kiln");
   logger->set_pattern("kiln: %^%l%$: %v");

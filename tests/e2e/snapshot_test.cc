@@ -115,9 +115,12 @@ class SnapshotTest : public ::testing::Test {
 TEST_F(SnapshotTest, AGuestSnapshottedMidRunContinuesInANewProcessTwice) {
   KILN_REQUIRE_KVM();
   boot(false, 3);
-  pause();
+  // The command line's way: `kiln snapshot create` pauses the VM and snapshots it.
+  const KilnRun created = run_kiln({"snapshot", "create", "--api-sock", socket_, "--snapshot-path",
+                                    path("full.state"), "--mem-file-path", path("full.mem")});
+  ASSERT_EQ(created.exit_code, 0) << describe(created);
+  EXPECT_EQ(api_request(socket_, "GET", "/").body.value("state", ""), "Paused");
   const std::string before = printed();
-  snapshot("full");
   kill_vm();
   const std::string mem_before = read_file(path("full.mem"));
   // Restored twice from the same files: the files are not written.
@@ -209,6 +212,17 @@ TEST_F(SnapshotTest, SnapshotRequestsAreRefusedWhenTheyCannotWork) {
       400);
   put("/snapshot/create",
       {{"snapshot_path", path("none/x.state")}, {"mem_file_path", path("none/x.mem")}}, 400);
+  // The command line says what the VM refused, and that a socket is not there.
+  const KilnRun diff =
+      run_kiln({"snapshot", "create", "--api-sock", socket_, "--type", "Diff", "--snapshot-path",
+                path("x.state"), "--mem-file-path", path("x.mem")});
+  EXPECT_EQ(diff.exit_code, 2) << describe(diff);
+  EXPECT_NE(diff.err.find("track_dirty_pages"), std::string::npos) << describe(diff);
+  const KilnRun gone =
+      run_kiln({"snapshot", "create", "--api-sock", path("none.sock"), "--snapshot-path",
+                path("x.state"), "--mem-file-path", path("x.mem")});
+  EXPECT_EQ(gone.exit_code, 1) << describe(gone);
+  EXPECT_NE(gone.err.find("none.sock"), std::string::npos) << describe(gone);
   // Bad bodies.
   put("/snapshot/create", {{"snapshot_path", path("x.state")}}, 400);
   put("/snapshot/create",

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include "api/cli.h"
 #include "api/json_fields.h"
 #include "base/error.h"
 #include "tests/support/test_files.h"
@@ -156,6 +157,63 @@ TEST(SnapshotConfigCodec, GivesBackTheConfiguration) {
   EXPECT_TRUE(back.fs[0].read_only);
   EXPECT_NE(refusal([&] { codec.decode("{"); }).find("not JSON"), std::string::npos);
   EXPECT_NE(refusal([&] { codec.decode("{}"); }).find("boot-source"), std::string::npos);
+}
+
+CliCommand cli(std::vector<const char*> args) {
+  args.insert(args.begin(), "kiln");
+  return parse_cli(static_cast<int>(args.size()), args.data());
+}
+
+TEST(SnapshotCommandLine, RestoreFlagsBecomeALoad) {
+  const CliCommand c =
+      cli({"--restore", "s.state", "--mem", "s.mem", "--paused", "--drive-override",
+           "rootfs=/tmp/a.ext4", "--net-override", "eth0=tap1", "--vsock-override", "/tmp/v.sock",
+           "--clock-realtime", "--track-dirty-pages"});
+  ASSERT_EQ(c.action, CliCommand::Action::kRun);
+  ASSERT_TRUE(c.restore);
+  EXPECT_EQ(c.restore->snapshot_path, "s.state");
+  EXPECT_EQ(c.restore->mem_file_path, "s.mem");
+  EXPECT_FALSE(c.restore->resume_vm);
+  EXPECT_TRUE(c.restore->clock_realtime);
+  EXPECT_TRUE(c.restore->track_dirty_pages);
+  ASSERT_EQ(c.restore->drive_overrides.size(), 1u);
+  EXPECT_EQ(c.restore->drive_overrides[0].drive_id, "rootfs");
+  EXPECT_EQ(c.restore->drive_overrides[0].path_on_host, "/tmp/a.ext4");
+  ASSERT_EQ(c.restore->network_overrides.size(), 1u);
+  EXPECT_EQ(c.restore->network_overrides[0].host_dev_name, "tap1");
+  EXPECT_EQ(c.restore->vsock_uds_path, "/tmp/v.sock");
+  EXPECT_TRUE(cli({"--restore", "s", "--mem", "m"}).restore->resume_vm);
+
+  for (const auto& bad : std::vector<std::vector<const char*>>{
+           {"--restore", "s"},
+           {"--mem", "m"},
+           {"--restore", "s", "--mem", "m", "--drive-override", "rootfs"},
+           {"--restore", "s", "--mem", "m", "--net-override", "eth0=a-tap-name-too-long"},
+           {"--restore", "s", "--mem", "m", "--config-file", "vm.json"}}) {
+    const CliCommand r = cli(bad);
+    EXPECT_EQ(r.action, CliCommand::Action::kExit) << bad.size();
+    EXPECT_EQ(r.exit_code, kExitUsage);
+  }
+}
+
+TEST(SnapshotCommandLine, CreateAndRebase) {
+  CliCommand c = cli({"snapshot", "create", "--api-sock", "a.sock", "--snapshot-path", "s",
+                      "--mem-file-path", "m", "--type", "Diff", "--resume"});
+  ASSERT_EQ(c.action, CliCommand::Action::kSnapshotCreate);
+  EXPECT_EQ(c.snapshot_create.api_socket, "a.sock");
+  EXPECT_EQ(c.snapshot_create.create.type, request::SnapshotType::kDiff);
+  EXPECT_EQ(c.snapshot_create.create.snapshot_path, "s");
+  EXPECT_TRUE(c.snapshot_create.resume);
+  c = cli({"snapshot", "rebase", "--base-file", "b", "--diff-file", "d"});
+  ASSERT_EQ(c.action, CliCommand::Action::kRebase);
+  EXPECT_EQ(c.rebase_base_file, "b");
+  EXPECT_EQ(c.rebase_diff_file, "d");
+  EXPECT_EQ(cli({"snapshot", "create", "--api-sock", "a"}).exit_code, kExitUsage);
+  EXPECT_EQ(cli({"snapshot", "create", "--api-sock", "a", "--snapshot-path", "s", "--mem-file-path",
+                 "m", "--type", "Half"})
+                .exit_code,
+            kExitUsage);
+  EXPECT_EQ(cli({"snapshot"}).exit_code, kExitUsage);
 }
 
 }  // namespace

@@ -1,11 +1,11 @@
-// A request to a sandbox VMM's own management API (`kiln run --api-sock`, Firecracker's HTTP
-// API on a Unix socket): kiln-oci pauses, resumes and asks the state of a container's microVM
-// through it.
+// A request to a VMM's management API (`kiln --api-sock`, Firecracker's HTTP API on a Unix
+// socket), as its clients inside Kiln make it: kiln-oci pauses, resumes and asks the state of a
+// container's microVM, `kiln snapshot create` pauses and snapshots a running VM.
 #pragma once
 
 #include <string>
 
-namespace kiln::sandbox {
+namespace kiln {
 
 struct ApiReply {
   int status = 0;    // the HTTP status
@@ -17,4 +17,4 @@ struct ApiReply {
 ApiReply vmm_api_call(const std::string& socket_path, const std::string& method,
                       const std::string& path, const std::string& body = "", int timeout_ms = 5000);
 
-}  // namespace kiln::sandbox
+}  // namespace kiln

@@ -1,4 +1,4 @@
-#include "sandbox/vmm_api.h"
+#include "base/vmm_api.h"
 
 #include <poll.h>
 #include <sys/socket.h>
@@ -15,7 +15,7 @@
 #include "base/unique_fd.h"
 #include "base/unix_socket.h"
 
-namespace kiln::sandbox {
+namespace kiln {
 
 namespace {
 
@@ -84,4 +84,4 @@ ApiReply vmm_api_call(const std::string& socket_path, const std::string& method,
   return r;
 }
 
-}  // namespace kiln::sandbox
+}  // namespace kiln

@@ -1,7 +1,7 @@
-// kiln-oci's client of a sandbox VMM's API (sandbox/vmm_api.h) against a scripted server: the
+// kiln-oci's client of a sandbox VMM's API (base/vmm_api.h) against a scripted server: the
 // request it sends, answers read to their Content-Length on a connection left open, a 204
 // without a body, and answers that are not HTTP or never come.
-#include "sandbox/vmm_api.h"
+#include "base/vmm_api.h"
 
 #include <gtest/gtest.h>
 
@@ -11,7 +11,7 @@
 #include "base/error.h"
 #include "tests/support/unix_peer.h"
 
-namespace kiln::sandbox {
+namespace kiln {
 namespace {
 
 using namespace kiln::testsupport;
@@ -81,4 +81,4 @@ TEST(SandboxVmmApi, BadOrMissingAnswersAreErrors) {
 }
 
 }  // namespace
-}  // namespace kiln::sandbox
+}  // namespace kiln
