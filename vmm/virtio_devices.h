@@ -48,10 +48,10 @@ class VirtioDevices {
   // Stops / restarts every device's queue and host work (see MmioTransport::pause).
   void pause();
   void resume();
-  // Snapshots: each device's section ("device/virtio/N", N its slot). Not every device can be
-  // snapshotted yet (virtio-fs cannot): save() refuses (UsageError naming it) before adding
-  // any section, and restore() refuses a state file whose devices differ from this
-  // configuration's.
+  // Snapshots: each device's section ("device/virtio/N", N its slot). A device that cannot be
+  // snapshotted now (virtio-fs holding a file deleted on the host) refuses (UsageError naming
+  // it) before any section is added; restore() refuses a state file whose devices differ from
+  // this configuration's.
   void save(snapshot::StateWriter& writer) const;
   void restore(const snapshot::StateFile& state);
   // The virtio-console, or null.

@@ -347,7 +347,7 @@ void MmioTransport::config_changed() {
 
 namespace {
 constexpr uint16_t kStateVersion = 1;
-constexpr size_t kMaxDeviceState = 1u << 20;  // a device's own state (console input: 64 KiB)
+constexpr size_t kMaxDeviceState = 64u << 20;  // a device's own (virtio-fs: its inodes' paths)
 constexpr uint32_t kStatusBits = kStatusAcknowledge | kStatusDriver | kStatusDriverOk |
                                  kStatusFeaturesOk | kStatusDeviceNeedsReset | kStatusFailed;
 }  // namespace

@@ -14,7 +14,9 @@
 #    its own copy of the disk (--drive-override): each clone answers a command from the state
 #    it was in, writes /clone.txt on its own disk (debugfs reads each afterwards; the
 #    snapshot's own image is untouched) and powers off with status 0
-#    (tests/linux/snapshot-clones.sh).
+#    (tests/linux/snapshot-clones.sh). A virtio-fs share is mounted, and the shell holds a file
+#    of it open across the snapshot: each clone reads on from that open file and writes a file
+#    of its own into the share.
 #  - stdin: the kit's interactive shell gets its commands from a pipe given before the guest
 #    reads anything (`printf 'echo ...; poweroff -f\n' | kiln run ...`): none may be lost.
 #  - fs: the kit's kernel, root on the ext4 image, three virtio-fs shares of directories in
@@ -95,6 +97,8 @@ PAYLOAD
   # Runs every line the console gives it (the snapshot clones get theirs after the restore).
   cat > "$out/snap-payload.sh" <<'PAYLOAD'
 #!/bin/sh
+mkdir -p /mnt/share
+mount -t virtiofs snapfs /mnt/share || echo "LINUX-E2E-SNAP: mount failed"
 echo "LINUX-E2E-SNAP: ready"
 while read -r line; do eval "$line"; done
 PAYLOAD
@@ -367,6 +371,12 @@ check() {
     check_ "snapshot_clone_${c}_exit_0" grep -a -q "snapshot: clone $c exit 0" "$out/snapshot.log"
     check_ "snapshot_clone_${c}_own_disk" test "$(debugfs -R 'cat /clone.txt' \
       "$out/clone-$c.ext4" 2>/dev/null)" = "clone-$c"
+  done
+  for c in a b; do
+    check_ "snapshot_clone_${c}_read_held_share_file" log "snap-$c" \
+      "^LINUX-E2E-SNAP: $c held second line"
+    check_ "snapshot_clone_${c}_wrote_share" test "$(cat "$out/snap-share/from-$c.txt" \
+      2>/dev/null)" = "clone-$c"
   done
   check_ snapshot_image_untouched test -z "$(debugfs -R 'cat /clone.txt' \
     "$out/snap-rootfs.ext4" 2>/dev/null)"

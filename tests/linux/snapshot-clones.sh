@@ -34,13 +34,17 @@ api() {  # METHOD PATH BODY: prints the HTTP status
 }
 
 mkfifo "$tmp/source.fifo"
+# The share the guest mounts (tag snapfs); its shell holds held.txt open across the snapshot.
+rm -rf "$dir/snap-share" && mkdir -p "$dir/snap-share"
+printf 'first line\nsecond line\n' > "$dir/snap-share/held.txt"
 "$kiln" run --kernel "$kernel" --rootfs "$rootfs" --cmdline "$cmdline" --memory 256 \
+  --fs "tag=snapfs,path=$dir/snap-share" \
   --api-sock "$sock" < "$tmp/source.fifo" > "$dir/console-snap-source.log" 2>&1 &
 pid=$!
 exec 3> "$tmp/source.fifo"
 status=0
 if wait_for "$dir/console-snap-source.log" "LINUX-E2E-SNAP: ready" "$pid" 300; then
-  echo 'echo "LINUX-E2E-SNAP: before $((6 * 7))"' >&3
+  echo 'exec 7< /mnt/share/held.txt; read -r first <&7; echo "LINUX-E2E-SNAP: before $((6 * 7)) $first"' >&3
   wait_for "$dir/console-snap-source.log" "LINUX-E2E-SNAP: before 42" "$pid" 60 || status=1
 else
   status=1
@@ -68,7 +72,7 @@ exec 4> "$tmp/a.fifo" 5> "$tmp/b.fifo"
 for c in a b; do
   fd=4
   [ $c = b ] && fd=5
-  echo "echo clone-$c > /clone.txt; sync; echo \"LINUX-E2E-SNAP: clone \$(cat /clone.txt) after \$((6 * 7))\"; poweroff -f" >&$fd
+  echo "read -r next <&7; echo \"LINUX-E2E-SNAP: $c held \$next\"; echo clone-$c > /mnt/share/from-$c.txt; echo clone-$c > /clone.txt; sync; echo \"LINUX-E2E-SNAP: clone \$(cat /clone.txt) after \$((6 * 7))\"; poweroff -f" >&$fd
 done
 i=0
 for c in a b; do

@@ -848,5 +848,121 @@ TEST_F(FuseServerLimits, FullTablesAnswerEnfileAndEmfile) {
   EXPECT_EQ(s.inode_count(), 3u);
 }
 
+// Snapshots: the FUSE session's inodes and open files, by path under the share, opened again
+// in a fresh device over the same directory.
+using fs::kRootNodeId;
+
+class FsSnapshotTest : public FsTest {
+ protected:
+  std::vector<uint8_t> save() { return *fs->device().save_state(); }
+  // A second device over the same share, the state restored into it.
+  std::unique_ptr<FuseDriver> restored(const std::vector<uint8_t>& state) {
+    FsOptions o;
+    o.tag = "share";
+    o.path = dir.path();
+    auto other = std::make_unique<FuseDriver>(o);
+    other->device().restore_state(state, {});
+    return other;
+  }
+  std::string refusal(const std::vector<uint8_t>& state) {
+    try {
+      restored(state);
+    } catch (const Error& e) {
+      return e.what();
+    }
+    return "accepted";
+  }
+};
+
+TEST_F(FsSnapshotTest, InodesAndOpenFilesGoOnInANewDevice) {
+  const auto [file, fh] = create(kRootNodeId, "held.txt");
+  const std::string text = "written before the snapshot";
+  ASSERT_EQ(
+      fs->write(file, fh, 0, std::span(reinterpret_cast<const uint8_t*>(text.data()), text.size()))
+          .error(),
+      0);
+  ASSERT_EQ(
+      fs->call(FUSE_MKDIR, kRootNodeId, FuseArgs().obj(fuse_mkdir_in{0755, 0}).str("sub")).error(),
+      0);
+  const uint64_t sub = lookup_id(kRootNodeId, "sub");
+  const auto [inner, inner_fh] = create(sub, "inner");
+  const uint64_t dir_fh = open_fh(sub, O_RDONLY | O_DIRECTORY, true);
+  const std::vector<uint8_t> state = save();
+
+  auto b = restored(state);
+  EXPECT_EQ(b->getattr(file).error(), 0);
+  EXPECT_EQ(b->getattr(inner).error(), 0);
+  const FuseReply r = b->read(file, fh, 0, 64);
+  ASSERT_EQ(r.error(), 0);
+  EXPECT_EQ(r.text(), text);
+  const std::string more = "!";
+  EXPECT_EQ(
+      b->write(inner, inner_fh, 0, std::span(reinterpret_cast<const uint8_t*>(more.data()), 1))
+          .error(),
+      0);
+  EXPECT_EQ(read_file(dir / "sub/inner").size(), 1u);
+  EXPECT_EQ(
+      b->call(FUSE_READDIR, sub, FuseArgs().obj(fuse_read_in{dir_fh, 0, 4096, 0, 0, 0, 0}), 4096)
+          .error(),
+      0);
+  // New inodes and handles get ids the guest has not seen.
+  const auto [fresh, fresh_fh] = [&] {
+    const FuseReply c = b->create(kRootNodeId, "after", O_RDWR, 0644);
+    struct Out {
+      fuse_entry_out e;
+      fuse_open_out o;
+    };
+    const auto out = c.as<Out>();
+    return std::pair{out.e.nodeid, out.o.fh};
+  }();
+  EXPECT_GT(fresh, inner);
+  EXPECT_GT(fresh_fh, dir_fh);
+  // The restored session is initialized: no second INIT needed, and a save of it restores too.
+  EXPECT_NO_THROW(restored(*b->device().save_state()));
+}
+
+TEST_F(FsSnapshotTest, AHeldFileDeletedOnTheHostRefusesTheSnapshot) {
+  const auto [file, fh] = create(kRootNodeId, "doomed");
+  (void)fh;
+  ASSERT_EQ(::unlink((dir / "doomed").c_str()), 0);
+  try {
+    save();
+    ADD_FAILURE() << "saved";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("deleted"), std::string::npos) << e.what();
+  }
+  // Once the guest lets it go, the snapshot can be taken.
+  fs->release(file, fh);
+  fs->forget(file, 1);
+  EXPECT_NO_THROW(save());
+}
+
+TEST_F(FsSnapshotTest, PathsThatChangedOnTheHostAreRefusedNotFollowed) {
+  create(kRootNodeId, "f");
+  ASSERT_EQ(
+      fs->call(FUSE_MKDIR, kRootNodeId, FuseArgs().obj(fuse_mkdir_in{0755, 0}).str("d")).error(),
+      0);
+  const uint64_t d = lookup_id(kRootNodeId, "d");
+  create(d, "g");
+  const std::vector<uint8_t> state = save();
+  TempDir outside;
+  write_file(outside / "g", "outside the share");
+  // f became a symlink (another type: refused); d a symlink to a directory outside the share
+  // (refused, never walked through).
+  ASSERT_EQ(::rename((dir / "f").c_str(), (dir / "f.old").c_str()), 0);
+  ASSERT_EQ(::symlink((outside / "g").c_str(), (dir / "f").c_str()), 0);
+  EXPECT_NE(refusal(state).find("another type"), std::string::npos) << refusal(state);
+  ASSERT_EQ(::unlink((dir / "f").c_str()), 0);
+  ASSERT_EQ(::rename((dir / "f.old").c_str(), (dir / "f").c_str()), 0);
+  EXPECT_EQ(refusal(state), "accepted");
+  ASSERT_EQ(::rename((dir / "d").c_str(), (dir / "d.old").c_str()), 0);
+  ASSERT_EQ(::symlink(outside.path().c_str(), (dir / "d").c_str()), 0);
+  EXPECT_NE(refusal(state), "accepted");
+  // Truncated states are refused too.
+  for (size_t n = 0; n < state.size(); n += 5)
+    EXPECT_NE(refusal({state.begin(), state.begin() + static_cast<std::ptrdiff_t>(n)}), "accepted")
+        << n;
+}
+
 }  // namespace
 }  // namespace kiln::virtio

@@ -2,8 +2,8 @@
 // virtio-mmio transport to a live state with requests done, is saved while paused and
 // restored into a fresh device built the same way. The restored transport shows the driver
 // the same registers, goes on serving the queues where the first one stopped, and every
-// corruption of the state is refused with the fresh device left as it was. virtio-fs is
-// refused by name.
+// corruption of the state is refused with the fresh device left as it was. A device without
+// snapshots is refused by name.
 #include <gtest/gtest.h>
 #include <sys/socket.h>
 
@@ -12,6 +12,7 @@
 
 #include "devices/virtio/block/block_device.h"
 #include "devices/virtio/console/console_device.h"
+#include "devices/virtio/fs/fs_device.h"
 #include "devices/virtio/mmio_transport.h"
 #include "devices/virtio/rng/rng_device.h"
 #include "devices/virtio/vsock/vsock_device.h"
@@ -105,6 +106,13 @@ std::vector<DeviceCase> cases(const std::string& disk, const std::string& dir) {
          return std::make_shared<ConsoleDevice>([](std::span<const uint8_t> b) { return b.size(); },
                                                 [] {});
        }},
+      {"fs",
+       [dir](int) {
+         FsOptions o;
+         o.tag = "share";
+         o.path = dir;
+         return std::make_shared<FsDevice>(o);
+       }},
       {"vsock",
        [dir](int instance) {
          // Each its own socket, as a restored clone gets through vsock_override.
@@ -177,16 +185,16 @@ TEST_P(VirtioSnapshot, CorruptStatesAreRefusedAndLeaveTheDeviceAsItWas) {
   testing::expect_bad_states_refused(*fresh.transport, state, bad);
 }
 
-INSTANTIATE_TEST_SUITE_P(EveryDevice, VirtioSnapshot, ::testing::Range(0, 4),
+INSTANTIATE_TEST_SUITE_P(EveryDevice, VirtioSnapshot, ::testing::Range(0, 5),
                          [](const ::testing::TestParamInfo<int>& info) {
                            return std::string(cases("", "")[info.param].name);
                          });
 
 TEST(VirtioSnapshotRefusal, ADeviceWithoutSnapshotsIsNamed) {
-  // The default VirtioDevice (as virtio-fs): no state to save.
+  // The default VirtioDevice: no state to save.
   class NoSnapshot : public VirtioDevice {
    public:
-    uint32_t device_id() const override { return kDeviceIdFs; }
+    uint32_t device_id() const override { return 42; }
     uint64_t device_features() const override { return feature(kFVersion1); }
     size_t num_queues() const override { return 1; }
     std::string process_queue(size_t, Queue&, const GuestMemory&) override { return ""; }
@@ -197,7 +205,7 @@ TEST(VirtioSnapshotRefusal, ADeviceWithoutSnapshotsIsNamed) {
     t.save();
     ADD_FAILURE() << "saved";
   } catch (const Error& e) {
-    EXPECT_STREQ(e.what(), "virtio-fs cannot be snapshotted yet");
+    EXPECT_STREQ(e.what(), "virtio device 42 cannot be snapshotted yet");
   }
 }
 

@@ -106,4 +106,16 @@ std::string FsDevice::process_queue(size_t index, Queue& queue, const GuestMemor
       .error;
 }
 
+std::optional<std::vector<uint8_t>> FsDevice::save_state() const {
+  snapshot::ByteWriter w;
+  impl_->server.save(w);
+  return w.take();
+}
+
+void FsDevice::restore_state(std::span<const uint8_t> state, std::span<Queue>) {
+  snapshot::ByteReader r(state.data(), state.size(), "virtio-fs " + impl_->options.tag + " state");
+  impl_->server.restore(r);
+  for (QueueDrain& d : impl_->drains) d.reset();
+}
+
 }  // namespace kiln::virtio

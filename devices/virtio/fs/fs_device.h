@@ -44,6 +44,10 @@ class FsDevice : public VirtioDevice {
   std::span<const uint8_t> config_bytes() const override;
   void reset() override;
   std::string process_queue(size_t index, Queue& queue, const GuestMemory& mem) override;
+  // The FUSE session with its inodes and open files by path under the share (FuseServer::save;
+  // a file the guest holds that was deleted on the host refuses the snapshot).
+  std::optional<std::vector<uint8_t>> save_state() const override;
+  void restore_state(std::span<const uint8_t> state, std::span<Queue> queues) override;
 
  private:
   struct Impl;

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "base/log_limiter.h"
+#include "base/snapshot/bytes.h"
 #include "base/unique_fd.h"
 #include "devices/virtio/fs/fs_device.h"
 #include "devices/virtio/fs/fuse_request.h"
@@ -62,6 +63,16 @@ class FuseServer {
 
   // The device was reset: every inode but the root and every handle go; INIT comes next.
   void reset();
+
+  // Snapshots (fuse_snapshot.cc): the session (INIT done, the minor version) and every inode
+  // and open handle by its path under the share, to be opened again on restore. Throws
+  // kiln::Error when one cannot be named so (a file the guest holds was deleted or moved out
+  // of the share on the host).
+  void save(snapshot::ByteWriter& w) const;
+  // Replaces the session with a saved one, each path opened beneath the share without
+  // following a symlink (openat2 RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS) and of the type it had.
+  // Throws kiln::Error naming what does not fit; the server is then as it was.
+  void restore(snapshot::ByteReader& r);
 
   size_t inode_count() const { return inodes_.size(); }
   size_t handle_count() const { return handles_.size(); }
@@ -130,6 +141,10 @@ class FuseServer {
   int64_t op_lseek(Req& r);
   int64_t op_copy_file_range(Req& r);
   int sanitize_open_flags(uint32_t guest_flags, bool dir, int& host_flags) const;
+
+  // fuse_snapshot.cc: the path of `fd` under the share ("" for the root itself), checked to
+  // name that very inode.
+  std::string share_path(int fd, const char* what) const;
 
   // fuse_dir_ops.cc: READDIR, READDIRPLUS.
   int64_t op_readdir(Req& r, bool plus);

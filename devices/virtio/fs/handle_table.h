@@ -37,6 +37,20 @@ class HandleTable {
   void clear() { by_id_.clear(); }
   size_t size() const { return by_id_.size(); }
 
+  // Snapshots: every handle with its id, and the next id.
+  template <typename F>
+  void for_each(F f) const {
+    for (const auto& [id, handle] : by_id_) f(id, handle);
+  }
+  uint64_t next_id() const { return next_id_; }
+  // A restored handle: false if the id is taken, 0 or not below `next_id`, or the table is full.
+  bool insert(uint64_t fh, Handle handle, uint64_t next_id) {
+    if (fh == 0 || fh >= next_id || by_id_.count(fh) || full()) return false;
+    by_id_[fh] = std::move(handle);
+    return true;
+  }
+  void set_next_id(uint64_t id) { next_id_ = id; }
+
  private:
   size_t max_;
   uint64_t next_id_ = 1;

@@ -54,6 +54,16 @@ bool InodeTable::forget(uint64_t nodeid, uint64_t n) {
   return true;
 }
 
+bool InodeTable::insert(uint64_t nodeid, Inode inode, uint64_t next_id) {
+  const Key key{inode.dev, inode.ino};
+  if (nodeid <= kRootNodeId || nodeid >= next_id || by_id_.count(nodeid) || by_key_.count(key) ||
+      by_id_.size() >= max_ || inode.lookups == 0)
+    return false;
+  by_id_[nodeid] = std::move(inode);
+  by_key_[key] = nodeid;
+  return true;
+}
+
 void InodeTable::clear() {
   for (auto it = by_id_.begin(); it != by_id_.end();) {
     if (it->first == kRootNodeId) {

@@ -45,6 +45,17 @@ class InodeTable {
   size_t size() const { return by_id_.size(); }
   size_t max() const { return max_; }
 
+  // Snapshots: every inode with its nodeid (the root included), and the next id.
+  template <typename F>
+  void for_each(F f) const {
+    for (const auto& [id, inode] : by_id_) f(id, inode);
+  }
+  uint64_t next_id() const { return next_id_; }
+  // A restored inode (not the root): false if the id or its (dev, ino) is taken, the id is not
+  // below `next_id`, or the table is full.
+  bool insert(uint64_t nodeid, Inode inode, uint64_t next_id);
+  void set_next_id(uint64_t id) { next_id_ = id; }
+
  private:
   struct Key {
     dev_t dev;
