@@ -274,6 +274,11 @@ CliCommand parse_cli(int argc, const char* const* argv) {
   auto* mem_opt = app.add_option("--mem", restore.mem_file_path,
                                  "With --restore: the snapshot's memory file (mapped "
                                  "copy-on-write: it is never written)");
+  std::string uffd_socket;
+  auto* uffd_opt = app.add_option("--uffd", uffd_socket,
+                                  "With --restore, instead of --mem: a page-fault handler "
+                                  "listening on this Unix socket serves the memory "
+                                  "(Firecracker's Uffd backend)");
   bool paused = false;
   app.add_flag("--paused", paused,
                "With --restore: stay paused until PATCH /vm Resumed (the default is to run at "
@@ -293,8 +298,9 @@ CliCommand parse_cli(int argc, const char* const* argv) {
   std::string vsock_override;
   app.add_option("--vsock-override", vsock_override,
                  "With --restore: the vsock device's Unix socket path (each clone needs its own)");
-  restore_opt->needs(mem_opt);
   mem_opt->needs(restore_opt);
+  uffd_opt->needs(restore_opt);
+  mem_opt->excludes(uffd_opt);
   CLI::App* snapshot = app.add_subcommand("snapshot", "Work with snapshot files");
   snapshot->require_subcommand(1);
   CLI::App* rebase = snapshot->add_subcommand(
@@ -438,6 +444,12 @@ CliCommand parse_cli(int argc, const char* const* argv) {
     } else if (restore_opt->count()) {
       if (!config_file.empty())
         throw UsageError("--restore: the snapshot has its configuration; drop --config-file");
+      if (!mem_opt->count() && !uffd_opt->count())
+        throw UsageError("--restore: give the memory: --mem FILE or --uffd SOCKET");
+      if (uffd_opt->count()) {
+        restore.mem_file_path = uffd_socket;
+        restore.uffd = true;
+      }
       restore.resume_vm = !paused;
       for (const std::string& o : net_overrides) {
         const size_t eq = o.find('=');

@@ -53,12 +53,9 @@ request::LoadSnapshot parse_snapshot_load(const json& body) {
     const auto type = b.required<std::string>("backend_type");
     l.mem_file_path = b.required<std::string>("backend_path");
     b.reject_unknown();
-    if (type == "Uffd")
-      throw FieldError("mem_backend", "backend_type",
-                       "Uffd is not supported by this Kiln (it maps the memory file "
-                       "copy-on-write, lazily); use File");
-    if (type != "File")
+    if (type != "File" && type != "Uffd")
       throw unknown_variant("mem_backend", "backend_type", type, {"File", "Uffd"});
+    l.uffd = type == "Uffd";
   } else {
     l.mem_file_path = *mem_file;
   }
@@ -105,7 +102,7 @@ request::LoadSnapshot parse_snapshot_load(const json& body) {
       if (*huge == "Transparent" || *huge == "2M")
         throw FieldError(what, "huge_pages",
                          *huge +
-                             " needs a Uffd memory backend, which this Kiln does not have; "
+                             ": a restored guest's memory is 4 KiB pages in this Kiln; "
                              "use None");
       throw unknown_variant(what, "huge_pages", *huge, {"Snapshot", "None", "Transparent", "2M"});
     }

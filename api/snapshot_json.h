@@ -15,9 +15,9 @@ namespace kiln::api {
 
 // PUT /snapshot/create. Throws FieldError naming the field.
 request::CreateSnapshot parse_snapshot_create(const nlohmann::json& body);
-// PUT /snapshot/load: exactly one of mem_backend and (deprecated) mem_file_path; backend_type
-// Uffd is refused (Kiln serves memory from the file), as is huge_pages other than None or
-// Snapshot. Throws FieldError naming the field.
+// PUT /snapshot/load: exactly one of mem_backend (File or Uffd) and (deprecated)
+// mem_file_path; huge_pages other than None or Snapshot is refused. Throws FieldError naming
+// the field.
 request::LoadSnapshot parse_snapshot_load(const nlohmann::json& body);
 // The deprecated fields a load body uses (mem_file_path, enable_diff_snapshots).
 std::vector<std::string> snapshot_load_deprecated_fields(const nlohmann::json& body);

@@ -78,7 +78,8 @@ struct CreateSnapshot {
   std::string mem_file_path;
 };
 // PUT /snapshot/load, on a fresh process (only logger and metrics configured), or
-// `kiln --restore`. The memory backend is a file (api/ refuses Uffd).
+// `kiln --restore`. The memory backend is the memory file, or with `uffd` a page-fault
+// handler listening on the Unix socket mem_file_path names (Firecracker's Uffd backend).
 struct NetworkOverride {
   std::string iface_id;
   std::string host_dev_name;
@@ -92,6 +93,7 @@ struct DriveOverride {
 struct LoadSnapshot {
   std::string snapshot_path;
   std::string mem_file_path;
+  bool uffd = false;
   bool track_dirty_pages = false;
   bool resume_vm = false;
   bool clock_realtime = false;  // kvmclock advanced by the wall-clock time since the snapshot

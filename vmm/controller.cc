@@ -439,7 +439,7 @@ VmmReply VmmController::load_snapshot(const request::LoadSnapshot& l) {
     }
     VmConfig before = std::exchange(config_, std::move(next));
     try {
-      VmmRestore restore{state, l.mem_file_path, l.clock_realtime};
+      VmmRestore restore{state, l.mem_file_path, l.uffd, l.clock_realtime};
       start_vmm(&restore, !l.resume_vm);
     } catch (...) {
       vmm_.reset();

@@ -20,6 +20,7 @@
 #include "base/error.h"
 #include "base/snapshot/bytes.h"
 #include "base/snapshot/memory_file.h"
+#include "base/snapshot/uffd.h"
 #include "boot/linux_loader.h"
 
 namespace kiln {
@@ -61,7 +62,7 @@ Vmm::Vmm(const VmConfig& config, ConsoleFds console, Metrics* metrics, VmmRestor
       console_(console),
       console_output_(console.out),
       metrics_(metrics ? *metrics : own_metrics_),
-      memory_(map_memory(config, restore)),
+      memory_(map_memory(config, restore, uffd_)),
       virtio_(config_, memory_, metrics_, console_hooks()),
       // A restored guest's memory holds its kernel and tables already.
       boot_info_(restore ? boot::LinuxBootInfo{} : load_kernel()),
@@ -85,7 +86,7 @@ Vmm::Vmm(const VmConfig& config, ConsoleFds console, Metrics* metrics, VmmRestor
   }
 }
 
-GuestMemory Vmm::map_memory(const VmConfig& config, VmmRestore* restore) {
+GuestMemory Vmm::map_memory(const VmConfig& config, VmmRestore* restore, UniqueFd& uffd) {
   const auto ranges = x86::ram_ranges(config.memory_mib << 20);
   if (!restore) return GuestMemory(ranges, config.huge_pages);
   if (config.huge_pages != HugePages::kNone)
@@ -105,6 +106,12 @@ GuestMemory Vmm::map_memory(const VmConfig& config, VmmRestore* restore) {
   if (size != want)
     throw UsageError("snapshot: its guest has " + std::to_string(size) +
                      " bytes of RAM, its configuration " + std::to_string(want));
+  if (restore->uffd) {
+    // Anonymous and untouched: every first touch is a fault the handler answers.
+    GuestMemory mem(ranges);
+    uffd = snapshot::hand_memory_to_uffd_handler(mem, restore->memory_path);
+    return mem;
+  }
   const UniqueFd fd = snapshot::open_memory_file(restore->memory_path, size, id);
   return GuestMemory::map_private(ranges, fd.get());
 }

@@ -32,7 +32,8 @@ namespace kiln {
 // memory file (opened by snapshot::open_memory_file, mapped copy-on-write).
 struct VmmRestore {
   const snapshot::StateFile& state;
-  std::string memory_path;
+  std::string memory_path;      // the memory file, or with `uffd` the handler's socket
+  bool uffd = false;            // see snapshot::hand_memory_to_uffd_handler
   bool clock_realtime = false;  // see x86::restore_vm_state
 };
 
@@ -91,7 +92,8 @@ class Vmm {
   // The VM's and the devices' sections put back (vCPUs: setup_vcpus).
   void restore_state(const VmmRestore& restore);
   void save_memory(snapshot::StateWriter& writer, const std::string& path, bool diff);
-  static GuestMemory map_memory(const VmConfig& config, VmmRestore* restore);
+  // With a Uffd restore, `uffd` gets the userfaultfd the handler serves.
+  static GuestMemory map_memory(const VmConfig& config, VmmRestore* restore, UniqueFd& uffd);
   // The dirty log of every memory slot (KVM starts a new one).
   std::vector<std::vector<uint64_t>> take_dirty_logs();
   void watch_console_input();
@@ -107,6 +109,7 @@ class Vmm {
   StopSignal stop_;
   // Guest RAM is mapped and the kernel loaded (and so every image validated) before /dev/kvm is
   // opened: bad input fails the same way on any host.
+  UniqueFd uffd_;  // a Uffd restore's userfaultfd (outlives memory_: declared before it)
   GuestMemory memory_;
   VirtioDevices virtio_;
   boot::LinuxBootInfo boot_info_;

@@ -22,8 +22,8 @@ extern char** environ;
 
 namespace kiln::e2e {
 
-KilnProcess::KilnProcess(const std::vector<std::string>& args) {
-  const SpawnedKiln child = spawn_kiln(args);
+KilnProcess::KilnProcess(const std::vector<std::string>& args, const std::string& program) {
+  const SpawnedKiln child = spawn_kiln(args, program);
   pid_ = child.pid;
   stdin_fd_ = child.stdin_fd;
   reader_ = std::thread([this, o = child.stdout_fd, e = child.stderr_fd] {

@@ -14,7 +14,8 @@ namespace kiln::e2e {
 // `kiln` running in the background; output collected on a thread.
 class KilnProcess {
  public:
-  explicit KilnProcess(const std::vector<std::string>& args);
+  // `kiln` with `args`, or `program` instead when given.
+  explicit KilnProcess(const std::vector<std::string>& args, const std::string& program = "");
   ~KilnProcess();  // SIGKILL if still running
   // Waits up to `seconds` for exit; returns the exit code, -1 on timeout (process killed).
   int wait(int seconds);

@@ -68,7 +68,12 @@ bool kvm_usable(std::string* why) {
   return true;
 }
 
-SpawnedKiln spawn_kiln(const std::vector<std::string>& args) {
+std::string uffd_handler_path() {
+  // Built beside the test guests: build/tests/kiln-uffd-handler.
+  return env_or_throw("KILN_GUEST_DIR") + "/../kiln-uffd-handler";
+}
+
+SpawnedKiln spawn_kiln(const std::vector<std::string>& args, const std::string& program) {
   int in_pipe[2], out_pipe[2], err_pipe[2];
   if (::pipe2(in_pipe, O_CLOEXEC) || ::pipe2(out_pipe, O_CLOEXEC) || ::pipe2(err_pipe, O_CLOEXEC))
     throw std::runtime_error("pipe2 failed");
@@ -78,7 +83,7 @@ SpawnedKiln spawn_kiln(const std::vector<std::string>& args) {
   posix_spawn_file_actions_adddup2(&actions, in_pipe[0], 0);
   posix_spawn_file_actions_adddup2(&actions, out_pipe[1], 1);
   posix_spawn_file_actions_adddup2(&actions, err_pipe[1], 2);
-  std::vector<std::string> argv_store{kiln_binary()};
+  std::vector<std::string> argv_store{program.empty() ? kiln_binary() : program};
   argv_store.insert(argv_store.end(), args.begin(), args.end());
   std::vector<char*> argv;
   for (auto& a : argv_store) argv.push_back(a.data());

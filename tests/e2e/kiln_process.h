@@ -30,14 +30,18 @@ struct KilnInput {
 std::string kiln_binary();
 std::string guest_path(const std::string& name, const std::string& kind = ".elf");
 
-// `kiln` with `args`, its stdin/stdout/stderr on pipes (the caller owns the three fds).
+// The test page-fault handler for Uffd restores (tests/support/uffd_handler.cc).
+std::string uffd_handler_path();
+
+// `kiln` (or `program`) with `args`, its stdin/stdout/stderr on pipes (the caller owns the
+// three fds).
 struct SpawnedKiln {
   pid_t pid = -1;
   int stdin_fd = -1;
   int stdout_fd = -1;
   int stderr_fd = -1;
 };
-SpawnedKiln spawn_kiln(const std::vector<std::string>& args);
+SpawnedKiln spawn_kiln(const std::vector<std::string>& args, const std::string& program = "");
 
 // "exit N", then stdout and stderr: for assertion messages.
 std::string describe(const KilnRun& r);

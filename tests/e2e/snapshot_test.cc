@@ -197,6 +197,49 @@ TEST_F(SnapshotTest, ADiffMergedOntoItsFullBaseIsTheFullSnapshot) {
   EXPECT_NE(mixed.err.find("taken with another snapshot"), std::string::npos) << describe(mixed);
 }
 
+TEST_F(SnapshotTest, APageFaultHandlerServesTheMemoryOfAUffdRestore) {
+  KILN_REQUIRE_KVM();
+  boot(false, 2);
+  pause();
+  const std::string before = printed();
+  snapshot("full");
+  kill_vm();
+  // The handler (tests/support/uffd_handler.cc) serves pages of the memory file as Firecracker's
+  // example handlers do; Kiln hands it the guest's RAM through PUT /snapshot/load.
+  const std::string handler_socket = path("uffd.sock");
+  KilnProcess handler({handler_socket, path("full.mem")}, uffd_handler_path());
+  ASSERT_TRUE(handler.wait_for_output("uffd-handler: listening", 20)) << handler.err();
+  socket_ = temp_socket_path("kiln-snap");
+  vm_ = std::make_unique<KilnProcess>(std::vector<std::string>{"--api-sock", socket_});
+  ASSERT_TRUE(wait_for_socket(socket_, 20));
+  put("/snapshot/load",
+      {{"snapshot_path", path("full.state")},
+       {"mem_backend", {{"backend_type", "Uffd"}, {"backend_path", handler_socket}}},
+       {"resume_vm", true}});
+  ASSERT_EQ(vm_->wait(120), 0) << vm_->out() << vm_->err();
+  expect_one_run(before + vm_->out(), vm_->err());
+  vm_.reset();
+  handler.signal(SIGTERM);
+  ASSERT_EQ(handler.wait(20), 0) << handler.err();
+  const std::regex served("served ([0-9]+) pages");
+  std::smatch m;
+  const std::string out = handler.out();
+  ASSERT_TRUE(std::regex_search(out, m, served)) << out;
+  // It served what the guest touched: its 4 MiB pattern and a little more, not all 64 MiB.
+  EXPECT_GT(std::stol(m[1]), 1024);
+  EXPECT_LT(std::stol(m[1]), 8192);
+  // Without a handler listening, the load is refused and says so.
+  socket_ = temp_socket_path("kiln-snap");
+  vm_ = std::make_unique<KilnProcess>(std::vector<std::string>{"--api-sock", socket_});
+  ASSERT_TRUE(wait_for_socket(socket_, 20));
+  const ApiResponse r =
+      call("PUT", "/snapshot/load",
+           {{"snapshot_path", path("full.state")},
+            {"mem_backend", {{"backend_type", "Uffd"}, {"backend_path", path("nobody.sock")}}}});
+  EXPECT_EQ(r.status, 400);
+  EXPECT_NE(r.raw_body.find("handler listening"), std::string::npos) << r.raw_body;
+}
+
 TEST_F(SnapshotTest, SnapshotRequestsAreRefusedWhenTheyCannotWork) {
   KILN_REQUIRE_KVM();
   boot(false, 1);

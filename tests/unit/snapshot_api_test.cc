@@ -82,10 +82,11 @@ TEST(SnapshotLoadBody, BackendsOverridesAndRefusals) {
   EXPECT_NE(bad({{"snapshot_path", "s"}, {"mem_file_path", "m"}, {"mem_backend", backend}})
                 .find("cannot both"),
             std::string::npos);
-  EXPECT_NE(bad({{"snapshot_path", "s"},
-                 {"mem_backend", {{"backend_type", "Uffd"}, {"backend_path", "/u.sock"}}}})
-                .find("Uffd is not supported"),
-            std::string::npos);
+  l = parse_snapshot_load(
+      {{"snapshot_path", "s"},
+       {"mem_backend", {{"backend_type", "Uffd"}, {"backend_path", "/u.sock"}}}});
+  EXPECT_TRUE(l.uffd);
+  EXPECT_EQ(l.mem_file_path, "/u.sock");
   EXPECT_NE(bad({{"snapshot_path", "s"},
                  {"mem_backend", {{"backend_type", "Disk"}, {"backend_path", "m"}}}})
                 .find("unknown variant `Disk`"),
@@ -183,10 +184,15 @@ TEST(SnapshotCommandLine, RestoreFlagsBecomeALoad) {
   EXPECT_EQ(c.restore->network_overrides[0].host_dev_name, "tap1");
   EXPECT_EQ(c.restore->vsock_uds_path, "/tmp/v.sock");
   EXPECT_TRUE(cli({"--restore", "s", "--mem", "m"}).restore->resume_vm);
+  const CliCommand u = cli({"--restore", "s", "--uffd", "/run/u.sock"});
+  ASSERT_TRUE(u.restore);
+  EXPECT_TRUE(u.restore->uffd);
+  EXPECT_EQ(u.restore->mem_file_path, "/run/u.sock");
 
   for (const auto& bad : std::vector<std::vector<const char*>>{
            {"--restore", "s"},
            {"--mem", "m"},
+           {"--restore", "s", "--mem", "m", "--uffd", "u"},
            {"--restore", "s", "--mem", "m", "--drive-override", "rootfs"},
            {"--restore", "s", "--mem", "m", "--net-override", "eth0=a-tap-name-too-long"},
            {"--restore", "s", "--mem", "m", "--config-file", "vm.json"}}) {
