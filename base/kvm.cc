@@ -287,6 +287,10 @@ void VcpuFd::set_tsc_khz(uint32_t khz) {
     throw_errno("KVM_SET_TSC_KHZ " + std::to_string(khz));
 }
 
+bool VcpuFd::kvmclock_ctrl() {
+  return ::ioctl(fd_.get(), KVM_KVMCLOCK_CTRL, 0) == 0;
+}
+
 void VcpuFd::set_cpuid2(const std::vector<kvm_cpuid_entry2>& entries) {
   FlexBuffer<kvm_cpuid2, kvm_cpuid_entry2> buf(entries.size());
   buf.header()->nent = static_cast<uint32_t>(entries.size());

@@ -108,6 +108,10 @@ class VcpuFd {
   // another rate keeps the guest's).
   uint32_t get_tsc_khz() const;
   void set_tsc_khz(uint32_t khz);
+  // KVM_KVMCLOCK_CTRL: tells a paused vCPU's guest (through kvmclock) that the host stopped it,
+  // so its soft-lockup watchdog does not fire on resume. False when the guest has no kvmclock
+  // (nothing to tell).
+  bool kvmclock_ctrl();
 
  private:
   UniqueFd fd_;

@@ -6,6 +6,7 @@
 #include <sys/un.h>
 
 #include <optional>
+#include <string>
 #include <string_view>
 
 #include "base/unique_fd.h"
@@ -19,5 +20,9 @@ inline constexpr size_t kMaxUnixPath = sizeof(sockaddr_un::sun_path) - 1;
 // A SOCK_STREAM | SOCK_CLOEXEC socket connected to `a`; an empty UniqueFd with errno set if
 // that fails.
 UniqueFd connect_unix(const sockaddr_un& a);
+
+// Sends `bytes` in one message with `fd` attached (SCM_RIGHTS), as a console socket or a
+// page-fault handler takes a descriptor. False with errno set unless all of it went.
+bool send_with_fd(int socket, std::string_view bytes, int fd);
 
 }  // namespace kiln

@@ -267,20 +267,7 @@ UniqueFd open_console(const std::string& socket_path, uint16_t rows, uint16_t co
   if (!a) throw UsageError("--console-socket " + socket_path + ": the path is empty or too long");
   UniqueFd s = connect_unix(*a);
   if (!s) throw_errno("connect to --console-socket " + socket_path);
-  iovec iov{name, std::strlen(name)};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof control;
-  cmsghdr* c = CMSG_FIRSTHDR(&msg);
-  c->cmsg_level = SOL_SOCKET;
-  c->cmsg_type = SCM_RIGHTS;
-  c->cmsg_len = CMSG_LEN(sizeof(int));
-  int fd = master.get();
-  std::memcpy(CMSG_DATA(c), &fd, sizeof fd);
-  if (sendmsg(s.get(), &msg, MSG_NOSIGNAL) < 0) throw_errno("send the pty to --console-socket");
+  if (!send_with_fd(s.get(), name, master.get())) throw_errno("send the pty to --console-socket");
   return slave;
 }
 

@@ -373,7 +373,10 @@ StopReason Vmm::run() {
 void Vmm::pause() {
   if (paused_) return;
   // vCPUs first (no new guest requests), then the devices (waits for work in progress).
-  for (auto& vcpu : vcpus_) vcpu->pause();
+  for (auto& vcpu : vcpus_) {
+    vcpu->pause();
+    vcpu->fd().kvmclock_ctrl();  // a guest without kvmclock has nothing to be told
+  }
   virtio_.pause();
   if (console_reader_) console_reader_->pause();
   paused_ = true;

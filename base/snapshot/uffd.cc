@@ -3,11 +3,8 @@
 #include <fcntl.h>
 #include <linux/userfaultfd.h>
 #include <sys/ioctl.h>
-#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
-
-#include <cstring>
 
 #include "base/error.h"
 #include "base/unix_socket.h"
@@ -54,25 +51,8 @@ UniqueFd hand_memory_to_uffd_handler(const GuestMemory& mem, const std::string& 
   if (!address) throw Error(what + ": the path is empty or too long for a Unix socket");
   UniqueFd sock = connect_unix(*address);
   if (!sock) throw_errno(what + ": connect (is the page-fault handler listening?)");
-  std::string json = uffd_regions_json(mem);
-  iovec iov{json.data(), json.size()};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof control;
-  cmsghdr* c = CMSG_FIRSTHDR(&msg);
-  c->cmsg_level = SOL_SOCKET;
-  c->cmsg_type = SCM_RIGHTS;
-  c->cmsg_len = CMSG_LEN(sizeof(int));
-  const int fd = uffd.get();
-  std::memcpy(CMSG_DATA(c), &fd, sizeof fd);
-  ssize_t n;
-  do {
-    n = ::sendmsg(sock.get(), &msg, MSG_NOSIGNAL);
-  } while (n < 0 && errno == EINTR);
-  if (n != static_cast<ssize_t>(json.size())) throw_errno(what + ": send the regions");
+  if (!send_with_fd(sock.get(), uffd_regions_json(mem), uffd.get()))
+    throw_errno(what + ": send the regions");
   return uffd;
 }
 

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstring>
 #include <string>
 
 namespace kiln {
@@ -36,6 +37,41 @@ TEST(UnixSocket, ConnectsOrSaysWhy) {
   UniqueFd c = connect_unix(*a);
   EXPECT_TRUE(c);
   unlink(path.c_str());
+}
+
+TEST(UnixSocket, SendsBytesWithADescriptor) {
+  int pair[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair), 0);
+  UniqueFd a(pair[0]), b(pair[1]);
+  int pipe_fds[2];
+  ASSERT_EQ(pipe(pipe_fds), 0);
+  UniqueFd r(pipe_fds[0]), w(pipe_fds[1]);
+  ASSERT_TRUE(send_with_fd(a.get(), "hello", w.get()));
+  char buf[16] = {};
+  iovec iov{buf, sizeof buf};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  ASSERT_EQ(recvmsg(b.get(), &msg, MSG_CMSG_CLOEXEC), 5);
+  EXPECT_EQ(std::string(buf, 5), "hello");
+  cmsghdr* c = CMSG_FIRSTHDR(&msg);
+  ASSERT_NE(c, nullptr);
+  ASSERT_EQ(c->cmsg_type, SCM_RIGHTS);
+  int got;
+  std::memcpy(&got, CMSG_DATA(c), sizeof got);
+  UniqueFd received(got);
+  // The received descriptor is the pipe's write end: what goes in comes out of `r`.
+  ASSERT_EQ(write(received.get(), "x", 1), 1);
+  char x = 0;
+  ASSERT_EQ(read(r.get(), &x, 1), 1);
+  EXPECT_EQ(x, 'x');
+  b.reset();
+  errno = 0;
+  EXPECT_FALSE(send_with_fd(a.get(), "gone", w.get()));
+  EXPECT_EQ(errno, EPIPE);
 }
 
 }  // namespace
