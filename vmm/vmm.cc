@@ -238,8 +238,15 @@ void Vmm::restore_state(const VmmRestore& restore) {
   const snapshot::StateFile& state = restore.state;
   if (state.has(vcpu_section(config_.vcpus)))
     throw UsageError("the snapshot has more vCPUs than its configuration");
+  std::vector<x86::VcpuState> vcpus;
+  for (auto& vcpu : vcpus_) {
+    const std::string name = vcpu_section(vcpu->index());
+    vcpus.push_back(x86::decode_vcpu_state(state.section(name), name));
+  }
+  // kvmclock (restored last of the VM's state) and then at once every vCPU's TSC.
   x86::restore_vm_state(vm_, x86::decode_vm_state(state.section(kVmSection), kVmSection),
                         restore.clock_realtime);
+  for (size_t i = 0; i < vcpus_.size(); ++i) x86::restore_vcpu_tsc(vcpus_[i]->fd(), vcpus[i]);
   serial_->restore(state.section(kSerialSection));
   i8042_->restore(state.section(kI8042Section));
   acpi_pm_->restore(state.section(kAcpiPmSection));

@@ -9,7 +9,12 @@ namespace kiln::x86 {
 
 namespace {
 
+constexpr uint32_t kMsrTsc = 0x10;
 constexpr uint32_t kMsrTscDeadline = 0x6e0;
+
+bool tsc_msr(uint32_t index) {
+  return index == kMsrTsc || index == kMsrTscDeadline;
+}
 constexpr uint16_t kVersion = 1;
 
 }  // namespace
@@ -61,8 +66,19 @@ void restore_vcpu_state(VcpuFd& vcpu, const VcpuState& s) {
   vcpu.set_xcrs(s.xcrs);
   vcpu.set_debugregs(s.debugregs);
   vcpu.set_lapic(s.lapic);
-  vcpu.set_msrs(s.msrs);
+  std::vector<kvm_msr_entry> msrs;
+  for (const kvm_msr_entry& m : s.msrs)
+    if (!tsc_msr(m.index)) msrs.push_back(m);
+  vcpu.set_msrs(msrs);
   vcpu.set_vcpu_events(s.events);
+}
+
+void restore_vcpu_tsc(VcpuFd& vcpu, const VcpuState& s) {
+  std::vector<kvm_msr_entry> msrs;
+  for (const kvm_msr_entry& m : s.msrs)
+    if (tsc_msr(m.index)) msrs.push_back(m);
+  // saveable_msrs put the deadline after the TSC.
+  vcpu.set_msrs(msrs);
 }
 
 std::vector<uint8_t> encode_vcpu_state(const VcpuState& s) {

@@ -39,8 +39,12 @@ std::vector<uint32_t> saveable_msrs(const KvmSystem& kvm, const VcpuFd& vcpu);
 VcpuState save_vcpu_state(const KvmSystem& kvm, const VcpuFd& vcpu,
                           const std::vector<uint32_t>& msrs);
 // Firecracker's order: MP state, registers, special registers, XSAVE, XCRs, debug registers,
-// LAPIC, MSRs, events. Throws kiln::Error naming the step KVM refused.
+// LAPIC, MSRs, events. Throws kiln::Error naming the step KVM refused. The TSC and its
+// deadline are left to restore_vcpu_tsc, which the VM calls right after kvmclock: the two
+// clocks go on from the same moment (a gap between them is skew the guest sees, and Linux then
+// marks its TSC unstable).
 void restore_vcpu_state(VcpuFd& vcpu, const VcpuState& state);
+void restore_vcpu_tsc(VcpuFd& vcpu, const VcpuState& state);
 
 std::vector<uint8_t> encode_vcpu_state(const VcpuState& state);
 // kiln::Error naming `what` and the field for bytes that are not such a state.

@@ -29,6 +29,9 @@ VmState save_vm_state(const VmFd& vm) {
 
 void restore_vm_state(VmFd& vm, const VmState& s, bool clock_realtime) {
   vm.set_pit2(s.pit);
+  vm.set_irqchip(s.pic_master);
+  vm.set_irqchip(s.pic_slave);
+  vm.set_irqchip(s.ioapic);
   kvm_clock_data clock{};
   clock.clock = s.clock.clock;
   if (clock_realtime) {
@@ -40,9 +43,6 @@ void restore_vm_state(VmFd& vm, const VmState& s, bool clock_realtime) {
     clock.realtime = s.clock.realtime;
   }
   vm.set_clock(clock);
-  vm.set_irqchip(s.pic_master);
-  vm.set_irqchip(s.pic_slave);
-  vm.set_irqchip(s.ioapic);
 }
 
 std::vector<uint8_t> encode_vm_state(const VmState& s) {

@@ -23,7 +23,8 @@ struct VmState {
 };
 
 VmState save_vm_state(const VmFd& vm);
-// The PIT, then kvmclock, then the PICs and the IOAPIC. kvmclock continues from the value it
+// The PIT, the PICs and the IOAPIC, then kvmclock (the vCPUs' TSCs follow it at once:
+// restore_vcpu_tsc). kvmclock continues from the value it
 // had (the guest does not see the time the snapshot spent on disk) or, with
 // `clock_realtime`, is advanced by the wall-clock time since (KVM_CLOCK_REALTIME; kiln::Error
 // if the snapshot's host did not record it).

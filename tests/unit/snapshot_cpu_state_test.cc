@@ -136,6 +136,7 @@ TEST(VcpuStateKvm, SavedStateRestoresIntoAFreshVcpu) {
   const VcpuState saved =
       decode_vcpu_state(encode_vcpu_state(save_vcpu_state(kvm, *a, msrs)), "vcpu/0");
   restore_vcpu_state(*b, saved);
+  restore_vcpu_tsc(*b, saved);
   const VcpuState again = save_vcpu_state(kvm, *b, msrs);
   EXPECT_EQ(again.regs.rip, 0x100200u);
   EXPECT_EQ(again.regs.rbx, 0xfeedfaceu);
