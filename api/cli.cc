@@ -295,6 +295,10 @@ CliCommand parse_cli(int argc, const char* const* argv) {
   app.add_option("--drive-override", drive_overrides,
                  "With --restore: DRIVE_ID=PATH restores drive DRIVE_ID on another image of the "
                  "same size (a clone's copy of the disk; repeatable)");
+  std::vector<std::string> fs_overrides;
+  app.add_option("--fs-override", fs_overrides,
+                 "With --restore: FS_ID=DIR restores virtio-fs share FS_ID on another host "
+                 "directory (a clone's copy; repeatable)");
   std::string vsock_override;
   app.add_option("--vsock-override", vsock_override,
                  "With --restore: the vsock device's Unix socket path (each clone needs its own)");
@@ -462,6 +466,12 @@ CliCommand parse_cli(int argc, const char* const* argv) {
         if (eq == std::string::npos || eq == 0 || eq + 1 == o.size())
           throw UsageError("--drive-override " + o + ": expected DRIVE_ID=PATH");
         restore.drive_overrides.push_back({o.substr(0, eq), o.substr(eq + 1)});
+      }
+      for (const std::string& o : fs_overrides) {
+        const size_t eq = o.find('=');
+        if (eq == std::string::npos || eq == 0 || eq + 1 == o.size())
+          throw UsageError("--fs-override " + o + ": expected FS_ID=DIR");
+        restore.fs_overrides.push_back({o.substr(0, eq), o.substr(eq + 1)});
       }
       if (!vsock_override.empty()) restore.vsock_uds_path = vsock_override;
       cmd.restore = restore;

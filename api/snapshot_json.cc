@@ -41,6 +41,7 @@ request::LoadSnapshot parse_snapshot_load(const json& body) {
   const auto overrides = f.optional<json>("network_overrides");
   const auto vsock = f.optional<json>("vsock_override");
   const auto drives = f.optional<json>("drive_overrides");  // Kiln's own
+  const auto shares = f.optional<json>("fs_overrides");     // Kiln's own
   const auto huge = f.optional<std::string>("huge_pages");
   f.reject_unknown();
   if (l.snapshot_path.empty()) throw FieldError(what, "snapshot_path", "must not be empty");
@@ -88,6 +89,19 @@ request::LoadSnapshot parse_snapshot_load(const json& body) {
       d.reject_unknown();
       if (o.path_on_host.empty()) throw FieldError(where, "path_on_host", "must not be empty");
       l.drive_overrides.push_back(std::move(o));
+    }
+  }
+  if (shares) {
+    if (!shares->is_array()) throw FieldError(what, "fs_overrides", "must be an array");
+    for (size_t i = 0; i < shares->size(); ++i) {
+      const std::string where = "fs_overrides[" + std::to_string(i) + "]";
+      JsonFields d((*shares)[i], where);
+      request::FsOverride o;
+      o.fs_id = d.required<std::string>("fs_id");
+      o.path = d.required<std::string>("path");
+      d.reject_unknown();
+      if (o.path.empty()) throw FieldError(where, "path", "must not be empty");
+      l.fs_overrides.push_back(std::move(o));
     }
   }
   if (vsock) {

@@ -90,6 +90,12 @@ struct DriveOverride {
   std::string drive_id;
   std::string path_on_host;
 };
+// Kiln's own: virtio-fs share `fs_id` restored on another host directory (a clone's copy; the
+// inodes the guest holds are opened again by their paths under it).
+struct FsOverride {
+  std::string fs_id;
+  std::string path;
+};
 struct LoadSnapshot {
   std::string snapshot_path;
   std::string mem_file_path;
@@ -99,6 +105,7 @@ struct LoadSnapshot {
   bool clock_realtime = false;  // kvmclock advanced by the wall-clock time since the snapshot
   std::vector<NetworkOverride> network_overrides;
   std::vector<DriveOverride> drive_overrides;
+  std::vector<FsOverride> fs_overrides;
   std::optional<std::string> vsock_uds_path;  // vsock_override.uds_path
   // huge_pages: none given ("Snapshot"): the snapshot's own, which must then be None.
   std::optional<HugePages> huge_pages;

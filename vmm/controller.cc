@@ -433,6 +433,13 @@ VmmReply VmmController::load_snapshot(const request::LoadSnapshot& l) {
         return fault("drive_overrides: the snapshot has no drive \"" + o.drive_id + "\"");
       it->path = o.path_on_host;
     }
+    for (const request::FsOverride& o : l.fs_overrides) {
+      auto it = std::find_if(next.fs.begin(), next.fs.end(),
+                             [&](const FsConfig& f) { return f.fs_id == o.fs_id; });
+      if (it == next.fs.end())
+        return fault("fs_overrides: the snapshot has no virtio-fs share \"" + o.fs_id + "\"");
+      it->path = o.path;
+    }
     if (l.vsock_uds_path) {
       if (!next.vsock) return fault("vsock_override: the snapshot has no vsock device");
       next.vsock->uds_path = *l.vsock_uds_path;

@@ -16,7 +16,7 @@
 #    snapshot's own image is untouched) and powers off with status 0
 #    (tests/linux/snapshot-clones.sh). A virtio-fs share is mounted, and the shell holds a file
 #    of it open across the snapshot: each clone reads on from that open file and writes a file
-#    of its own into the share.
+#    of its own into the share (clone b into its own copy of the share: --fs-override).
 #  - stdin: the kit's interactive shell gets its commands from a pipe given before the guest
 #    reads anything (`printf 'echo ...; poweroff -f\n' | kiln run ...`): none may be lost.
 #  - fs: the kit's kernel, root on the ext4 image, three virtio-fs shares of directories in
@@ -375,9 +375,13 @@ check() {
   for c in a b; do
     check_ "snapshot_clone_${c}_read_held_share_file" log "snap-$c" \
       "^LINUX-E2E-SNAP: $c held second line"
-    check_ "snapshot_clone_${c}_wrote_share" test "$(cat "$out/snap-share/from-$c.txt" \
-      2>/dev/null)" = "clone-$c"
   done
+  # Clone a on the snapshot's share, clone b on its copy (--fs-override).
+  check_ snapshot_clone_a_wrote_share test "$(cat "$out/snap-share/from-a.txt" 2>/dev/null)" = \
+    clone-a
+  check_ snapshot_clone_b_wrote_its_share test "$(cat "$out/snap-share-b/from-b.txt" \
+    2>/dev/null)" = clone-b
+  check_ snapshot_clone_b_not_on_the_original_share test ! -e "$out/snap-share/from-b.txt"
   check_ snapshot_image_untouched test -z "$(debugfs -R 'cat /clone.txt' \
     "$out/snap-rootfs.ext4" 2>/dev/null)"
   check_ snapshot_kiln_exit_0 rc snapshot

@@ -59,11 +59,16 @@ exec 3>&-
 [ "$pause" = 204 ] && [ "$create" = 204 ] || exit 1
 
 pids=()
+# Clone b also gets its own copy of the share (--fs-override): the file its shell holds is
+# opened again there.
+rm -rf "$dir/snap-share-b" && cp -a "$dir/snap-share" "$dir/snap-share-b"
 for c in a b; do
   cp --sparse=always "$rootfs" "$dir/clone-$c.ext4"
   mkfifo "$tmp/$c.fifo"
+  share=()
+  [ $c = b ] && share=(--fs-override "fs0=$dir/snap-share-b")
   "$kiln" --restore "$tmp/snap.state" --mem "$tmp/snap.mem" \
-    --drive-override "rootfs=$dir/clone-$c.ext4" \
+    --drive-override "rootfs=$dir/clone-$c.ext4" "${share[@]}" \
     < "$tmp/$c.fifo" > "$dir/console-snap-$c.log" 2>&1 &
   pids+=($!)
 done

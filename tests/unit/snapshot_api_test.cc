@@ -56,6 +56,7 @@ TEST(SnapshotLoadBody, BackendsOverridesAndRefusals) {
        {"clock_realtime", true},
        {"network_overrides", {{{"iface_id", "eth0"}, {"host_dev_name", "tap7"}}}},
        {"vsock_override", {{"uds_path", "/run/v.sock"}}},
+       {"fs_overrides", {{{"fs_id", "fs0"}, {"path", "/srv/copy"}}}},
        {"huge_pages", "None"}});
   EXPECT_EQ(l.mem_file_path, "m");
   EXPECT_TRUE(l.resume_vm);
@@ -64,6 +65,8 @@ TEST(SnapshotLoadBody, BackendsOverridesAndRefusals) {
   ASSERT_EQ(l.network_overrides.size(), 1u);
   EXPECT_EQ(l.network_overrides[0].host_dev_name, "tap7");
   EXPECT_EQ(l.vsock_uds_path, "/run/v.sock");
+  ASSERT_EQ(l.fs_overrides.size(), 1u);
+  EXPECT_EQ(l.fs_overrides[0].path, "/srv/copy");
   EXPECT_EQ(l.huge_pages, HugePages::kNone);
   // The deprecated spellings.
   l = parse_snapshot_load(
@@ -168,8 +171,8 @@ CliCommand cli(std::vector<const char*> args) {
 TEST(SnapshotCommandLine, RestoreFlagsBecomeALoad) {
   const CliCommand c =
       cli({"--restore", "s.state", "--mem", "s.mem", "--paused", "--drive-override",
-           "rootfs=/tmp/a.ext4", "--net-override", "eth0=tap1", "--vsock-override", "/tmp/v.sock",
-           "--clock-realtime", "--track-dirty-pages"});
+           "rootfs=/tmp/a.ext4", "--fs-override", "fs0=/srv/copy", "--net-override", "eth0=tap1",
+           "--vsock-override", "/tmp/v.sock", "--clock-realtime", "--track-dirty-pages"});
   ASSERT_EQ(c.action, CliCommand::Action::kRun);
   ASSERT_TRUE(c.restore);
   EXPECT_EQ(c.restore->snapshot_path, "s.state");
@@ -180,6 +183,9 @@ TEST(SnapshotCommandLine, RestoreFlagsBecomeALoad) {
   ASSERT_EQ(c.restore->drive_overrides.size(), 1u);
   EXPECT_EQ(c.restore->drive_overrides[0].drive_id, "rootfs");
   EXPECT_EQ(c.restore->drive_overrides[0].path_on_host, "/tmp/a.ext4");
+  ASSERT_EQ(c.restore->fs_overrides.size(), 1u);
+  EXPECT_EQ(c.restore->fs_overrides[0].fs_id, "fs0");
+  EXPECT_EQ(c.restore->fs_overrides[0].path, "/srv/copy");
   ASSERT_EQ(c.restore->network_overrides.size(), 1u);
   EXPECT_EQ(c.restore->network_overrides[0].host_dev_name, "tap1");
   EXPECT_EQ(c.restore->vsock_uds_path, "/tmp/v.sock");
