@@ -125,7 +125,24 @@ void VmmController::submit(VmmCommand command, Done done) {
   commands_ready_.signal();
 }
 
+void VmmController::prepare_vm_in_background() {
+  prepared_ = std::async(std::launch::async, []() -> std::unique_ptr<PreparedVm> {
+    try {
+      return std::make_unique<PreparedVm>();
+    } catch (const std::exception& e) {
+      // No /dev/kvm here (yet): the start makes its own and reports why it cannot.
+      spdlog::debug("preparing a KVM VM ahead of InstanceStart: {}", e.what());
+      return nullptr;
+    }
+  });
+}
+
+std::unique_ptr<PreparedVm> VmmController::take_prepared_vm() {
+  return prepared_.valid() ? prepared_.get() : nullptr;
+}
+
 int VmmController::run(bool start_now, const request::LoadSnapshot* restore) {
+  if (!start_now && !restore) prepare_vm_in_background();
   if (start_now || restore) {
     apply_logger();
     VmmReply reply = restore ? load_snapshot(*restore) : start_instance();
@@ -361,7 +378,12 @@ void VmmController::start_vmm(VmmRestore* restore, bool paused) {
     if (!serial_out) throw UsageError(errno_message("serial_out_path"));
     console.out = serial_out.get();
   }
-  vmm_ = std::make_unique<Vmm>(config_, console, &metrics_, restore);
+  try {
+    vmm_ = std::make_unique<Vmm>(config_, console, &metrics_, restore, take_prepared_vm());
+  } catch (...) {
+    if (!restore) prepare_vm_in_background();  // the VM stays configurable: another start
+    throw;
+  }
   vmm_->adopt_fd(std::move(serial_out));
   loop_.add(vmm_->stop_signal().fd(), EPOLLIN,
             [this](uint32_t) { stop(vmm_->stop_signal().wait()); });

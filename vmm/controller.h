@@ -8,6 +8,7 @@
 
 #include <deque>
 #include <functional>
+#include <future>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -62,6 +63,9 @@ class VmmController {
   // Builds and starts the Vmm from config_ (restored from `restore` when given; paused when
   // `paused`: no vCPU runs until PATCH /vm Resumed).
   void start_vmm(VmmRestore* restore, bool paused);
+  // While the API configures the VM: a KVM VM made on another thread for the start to take.
+  void prepare_vm_in_background();
+  std::unique_ptr<PreparedVm> take_prepared_vm();
   VmmReply create_snapshot(const request::CreateSnapshot& create);
   VmmReply load_snapshot(const request::LoadSnapshot& load);
   VmmReply set_paused(bool paused);
@@ -79,6 +83,7 @@ class VmmController {
   bool boot_resources_set_ = false;
   State state_ = State::kNotStarted;
   std::unique_ptr<Vmm> vmm_;
+  std::future<std::unique_ptr<PreparedVm>> prepared_;
   EventLoop loop_;
   EventFd commands_ready_;
   std::mutex queue_mutex_;

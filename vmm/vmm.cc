@@ -27,9 +27,6 @@ namespace kiln {
 
 namespace {
 
-constexpr uint64_t kTssAddr = 0xfffbd000;          // three pages KVM needs on Intel VMX
-constexpr uint64_t kIdentityMapAddr = 0xfffbc000;  // one page, just below
-
 std::vector<uint8_t> random_seed(size_t n) {
   std::vector<uint8_t> seed(n);
   size_t got = 0;
@@ -57,7 +54,8 @@ std::string vcpu_section(uint32_t index) {
 
 }  // namespace
 
-Vmm::Vmm(const VmConfig& config, ConsoleFds console, Metrics* metrics, VmmRestore* restore)
+Vmm::Vmm(const VmConfig& config, ConsoleFds console, Metrics* metrics, VmmRestore* restore,
+         std::unique_ptr<PreparedVm> prepared)
     : config_(config),
       console_(console),
       console_output_(console.out),
@@ -66,18 +64,15 @@ Vmm::Vmm(const VmConfig& config, ConsoleFds console, Metrics* metrics, VmmRestor
       virtio_(config_, memory_, metrics_, console_hooks()),
       // A restored guest's memory holds its kernel and tables already.
       boot_info_(restore ? boot::LinuxBootInfo{} : load_kernel()),
-      kvm_(),
-      vm_(kvm_) {
+      prepared_(prepared ? std::move(prepared) : std::make_unique<PreparedVm>()),
+      kvm_(prepared_->kvm),
+      vm_(prepared_->vm) {
   const int max_vcpus = kvm_.max_vcpus();
   if (config_.vcpus == 0 || config_.vcpus > static_cast<uint32_t>(max_vcpus))
     throw UsageError(
         fmt::format("--cpus {}: this host's KVM allows 1 to {} vCPUs", config_.vcpus, max_vcpus));
   if (!restore) write_acpi_tables();
   setup_memory();
-  vm_.set_tss_addr(kTssAddr);
-  vm_.set_identity_map_addr(kIdentityMapAddr);
-  vm_.create_irqchip();
-  vm_.create_pit2();
   setup_devices();
   setup_vcpus(restore ? &restore->state : nullptr);
   if (restore) {

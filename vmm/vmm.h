@@ -22,6 +22,7 @@
 #include "devices/legacy/serial.h"
 #include "vmm/console_output.h"
 #include "vmm/console_reader.h"
+#include "vmm/prepared_vm.h"
 #include "vmm/vcpu.h"
 #include "vmm/virtio_devices.h"
 #include "vmm/vm_config.h"
@@ -44,8 +45,9 @@ class Vmm {
   // `metrics` must outlive the Vmm; by default the Vmm counts into its own.
   // With `restore`, the VM is the snapshot's: memory, vCPUs, irqchip and devices as they were
   // (the kernel is not loaded again); `config` must be the one the snapshot was taken with.
+  // `prepared`: a KVM VM made beforehand (none: one is made here).
   Vmm(const VmConfig& config, ConsoleFds console, Metrics* metrics = nullptr,
-      VmmRestore* restore = nullptr);
+      VmmRestore* restore = nullptr, std::unique_ptr<PreparedVm> prepared = nullptr);
   ~Vmm();
 
   // Starts the event loop and the vCPUs. Call once, from a thread that has the stop signals
@@ -113,8 +115,9 @@ class Vmm {
   GuestMemory memory_;
   VirtioDevices virtio_;
   boot::LinuxBootInfo boot_info_;
-  KvmSystem kvm_;
-  VmFd vm_;
+  std::unique_ptr<PreparedVm> prepared_;  // owns the KVM handles below
+  KvmSystem& kvm_;
+  VmFd& vm_;
   Bus pio_bus_{"port I/O"};
   Bus mmio_bus_{"MMIO"};
   EventLoop loop_;
