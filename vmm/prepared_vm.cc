@@ -12,6 +12,7 @@ PreparedVm::PreparedVm() : kvm(), vm(kvm) {
   vm.set_identity_map_addr(kIdentityMapAddr);
   vm.create_irqchip();
   vm.create_pit2();
+  vcpu0 = vm.create_vcpu(0, kvm.vcpu_mmap_size());
 }
 
 }  // namespace kiln

@@ -214,7 +214,8 @@ void Vmm::write_acpi_tables() {
 void Vmm::setup_vcpus(const snapshot::StateFile* restore) {
   Vcpu::install_kick_signal_handler();
   for (uint32_t i = 0; i < config_.vcpus; ++i) {
-    auto fd = vm_.create_vcpu(i, kvm_.vcpu_mmap_size());
+    auto fd = i == 0 && prepared_->vcpu0 ? std::move(prepared_->vcpu0)
+                                         : vm_.create_vcpu(i, kvm_.vcpu_mmap_size());
     x86::setup_vcpu_common(kvm_, *fd, i, config_.vcpus);
     if (restore) {
       const std::string name = vcpu_section(i);
