@@ -64,46 +64,34 @@ request::LoadSnapshot parse_snapshot_load(const json& body) {
     throw FieldError(what, backend ? "mem_backend.backend_path" : "mem_file_path",
                      "must not be empty");
   l.track_dirty_pages = track.value_or(false) || enable_diff.value_or(false);
-  if (overrides) {
-    if (!overrides->is_array()) throw FieldError(what, "network_overrides", "must be an array");
-    for (size_t i = 0; i < overrides->size(); ++i) {
-      JsonFields o((*overrides)[i], "network_overrides[" + std::to_string(i) + "]");
-      request::NetworkOverride n;
-      n.iface_id = o.required<std::string>("iface_id");
-      n.host_dev_name = o.required<std::string>("host_dev_name");
+  // Each override list: an array of objects of two strings, the second not empty.
+  auto pairs = [&](const std::optional<json>& list, const char* name, const char* key,
+                   const char* value, auto add) {
+    if (!list) return;
+    if (!list->is_array()) throw FieldError(what, name, "must be an array");
+    for (size_t i = 0; i < list->size(); ++i) {
+      const std::string where = std::string(name) + "[" + std::to_string(i) + "]";
+      JsonFields o((*list)[i], where);
+      const std::string k = o.required<std::string>(key), v = o.required<std::string>(value);
       o.reject_unknown();
-      if (n.host_dev_name.empty() || n.host_dev_name.size() > 15)
-        throw FieldError("network_overrides[" + std::to_string(i) + "]", "host_dev_name",
-                         "must be 1 to 15 bytes (a TAP's name)");
-      l.network_overrides.push_back(std::move(n));
+      if (v.empty()) throw FieldError(where, value, "must not be empty");
+      add(where, k, v);
     }
-  }
-  if (drives) {
-    if (!drives->is_array()) throw FieldError(what, "drive_overrides", "must be an array");
-    for (size_t i = 0; i < drives->size(); ++i) {
-      const std::string where = "drive_overrides[" + std::to_string(i) + "]";
-      JsonFields d((*drives)[i], where);
-      request::DriveOverride o;
-      o.drive_id = d.required<std::string>("drive_id");
-      o.path_on_host = d.required<std::string>("path_on_host");
-      d.reject_unknown();
-      if (o.path_on_host.empty()) throw FieldError(where, "path_on_host", "must not be empty");
-      l.drive_overrides.push_back(std::move(o));
-    }
-  }
-  if (shares) {
-    if (!shares->is_array()) throw FieldError(what, "fs_overrides", "must be an array");
-    for (size_t i = 0; i < shares->size(); ++i) {
-      const std::string where = "fs_overrides[" + std::to_string(i) + "]";
-      JsonFields d((*shares)[i], where);
-      request::FsOverride o;
-      o.fs_id = d.required<std::string>("fs_id");
-      o.path = d.required<std::string>("path");
-      d.reject_unknown();
-      if (o.path.empty()) throw FieldError(where, "path", "must not be empty");
-      l.fs_overrides.push_back(std::move(o));
-    }
-  }
+  };
+  pairs(overrides, "network_overrides", "iface_id", "host_dev_name",
+        [&](const std::string& where, const std::string& id, const std::string& tap) {
+          if (tap.size() > 15)
+            throw FieldError(where, "host_dev_name", "must be 1 to 15 bytes (a TAP's name)");
+          l.network_overrides.push_back({id, tap});
+        });
+  pairs(drives, "drive_overrides", "drive_id", "path_on_host",
+        [&](const std::string&, const std::string& id, const std::string& path) {
+          l.drive_overrides.push_back({id, path});
+        });
+  pairs(shares, "fs_overrides", "fs_id", "path",
+        [&](const std::string&, const std::string& id, const std::string& path) {
+          l.fs_overrides.push_back({id, path});
+        });
   if (vsock) {
     JsonFields v(*vsock, "vsock_override");
     l.vsock_uds_path = v.required<std::string>("uds_path");

@@ -27,14 +27,42 @@ UniqueFd connect_unix(const sockaddr_un& a) {
   return s;
 }
 
-bool send_with_fd(int socket, std::string_view bytes, int fd) {
-  iovec iov{const_cast<char*>(bytes.data()), bytes.size()};
+namespace {
+// One message over `iov` with room for one descriptor.
+struct FdMessage {
+  explicit FdMessage(iovec data) : iov(data) {
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+  }
+  iovec iov;
   alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
   msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof control;
+};
+}  // namespace
+
+ssize_t recv_with_fd(int socket, std::span<char> buf, UniqueFd& fd) {
+  FdMessage m(iovec{buf.data(), buf.size()});
+  ssize_t n;
+  do {
+    n = recvmsg(socket, &m.msg, MSG_CMSG_CLOEXEC);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) return n;
+  for (cmsghdr* c = CMSG_FIRSTHDR(&m.msg); c; c = CMSG_NXTHDR(&m.msg, c)) {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS ||
+        c->cmsg_len != CMSG_LEN(sizeof(int)))
+      continue;
+    int got;
+    std::memcpy(&got, CMSG_DATA(c), sizeof got);
+    fd.reset(got);
+  }
+  return n;
+}
+
+bool send_with_fd(int socket, std::string_view bytes, int fd) {
+  FdMessage m(iovec{const_cast<char*>(bytes.data()), bytes.size()});
+  msghdr& msg = m.msg;
   cmsghdr* c = CMSG_FIRSTHDR(&msg);
   c->cmsg_level = SOL_SOCKET;
   c->cmsg_type = SCM_RIGHTS;

@@ -6,6 +6,7 @@
 #include <sys/un.h>
 
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -24,5 +25,8 @@ UniqueFd connect_unix(const sockaddr_un& a);
 // Sends `bytes` in one message with `fd` attached (SCM_RIGHTS), as a console socket or a
 // page-fault handler takes a descriptor. False with errno set unless all of it went.
 bool send_with_fd(int socket, std::string_view bytes, int fd);
+// The other side: one message into `buf`, its descriptor (if one came) into `fd`, close-on-exec.
+// Returns the bytes read, or -1 with errno set.
+ssize_t recv_with_fd(int socket, std::span<char> buf, UniqueFd& fd);
 
 }  // namespace kiln

@@ -48,9 +48,9 @@ class TempFile {
 // A fresh directory in $TMPDIR (or /tmp), removed with what it holds on destruction.
 class TempDir {
  public:
-  TempDir() {
+  explicit TempDir(const std::string& stem = "kiln-test") {
     const char* dir = std::getenv("TMPDIR");
-    path_ = std::string(dir && *dir ? dir : "/tmp") + "/kiln-test-XXXXXX";
+    path_ = std::string(dir && *dir ? dir : "/tmp") + "/" + stem + "-XXXXXX";
     if (!::mkdtemp(path_.data())) throw std::runtime_error("mkdtemp failed in " + path_);
   }
   ~TempDir() {

@@ -16,6 +16,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "base/unix_socket.h"
+
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -64,18 +66,10 @@ int main(int argc, char** argv) {
   if (conn < 0) return fail("accept");
 
   std::vector<char> buf(64 * 1024);
-  iovec iov{buf.data(), buf.size()};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof control;
-  const ssize_t n = recvmsg(conn, &msg, MSG_CMSG_CLOEXEC);
-  cmsghdr* c = CMSG_FIRSTHDR(&msg);
-  if (n <= 0 || !c || c->cmsg_type != SCM_RIGHTS) return fail("receive the userfaultfd");
-  int uffd;
-  std::memcpy(&uffd, CMSG_DATA(c), sizeof uffd);
+  kiln::UniqueFd uffd_fd;
+  const ssize_t n = kiln::recv_with_fd(conn, buf, uffd_fd);
+  if (n <= 0 || !uffd_fd) return fail("receive the userfaultfd");
+  const int uffd = uffd_fd.get();
   std::vector<Region> regions;
   for (const auto& r : nlohmann::json::parse(std::string(buf.data(), static_cast<size_t>(n))))
     regions.push_back({r.at("base_host_virt_addr").get<uint64_t>(), r.at("size").get<uint64_t>(),

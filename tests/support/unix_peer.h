@@ -15,29 +15,12 @@
 #include <string>
 
 #include "base/unique_fd.h"
+#include "tests/support/test_files.h"
 
 namespace kiln::testsupport {
 
 // A directory in $TMPDIR (or /tmp), removed with its contents on destruction.
-class TempDir {
- public:
-  explicit TempDir(const std::string& stem = "kiln-test") {
-    const char* dir = std::getenv("TMPDIR");
-    std::string tmpl = std::string(dir && *dir ? dir : "/tmp") + "/" + stem + "-XXXXXX";
-    if (!::mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp " + tmpl);
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using TempDir = test::TempDir;
 
 inline sockaddr_un unix_addr(const std::string& path) {
   sockaddr_un addr{};

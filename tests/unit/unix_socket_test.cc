@@ -48,21 +48,10 @@ TEST(UnixSocket, SendsBytesWithADescriptor) {
   UniqueFd r(pipe_fds[0]), w(pipe_fds[1]);
   ASSERT_TRUE(send_with_fd(a.get(), "hello", w.get()));
   char buf[16] = {};
-  iovec iov{buf, sizeof buf};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof control;
-  ASSERT_EQ(recvmsg(b.get(), &msg, MSG_CMSG_CLOEXEC), 5);
+  UniqueFd received;
+  ASSERT_EQ(recv_with_fd(b.get(), buf, received), 5);
   EXPECT_EQ(std::string(buf, 5), "hello");
-  cmsghdr* c = CMSG_FIRSTHDR(&msg);
-  ASSERT_NE(c, nullptr);
-  ASSERT_EQ(c->cmsg_type, SCM_RIGHTS);
-  int got;
-  std::memcpy(&got, CMSG_DATA(c), sizeof got);
-  UniqueFd received(got);
+  ASSERT_TRUE(received);
   // The received descriptor is the pipe's write end: what goes in comes out of `r`.
   ASSERT_EQ(write(received.get(), "x", 1), 1);
   char x = 0;
