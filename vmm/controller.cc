@@ -66,6 +66,13 @@ struct Overloaded : F... {
 template <class... F>
 Overloaded(F...) -> Overloaded<F...>;
 
+// The item of `items` whose `key` member is `id`, or null.
+template <typename T>
+T* find_by(std::vector<T>& items, const std::string& id, std::string T::*key) {
+  auto it = std::find_if(items.begin(), items.end(), [&](const T& t) { return t.*key == id; });
+  return it == items.end() ? nullptr : &*it;
+}
+
 spdlog::level::level_enum spdlog_level(const std::string& level) {
   if (level == "Error") return spdlog::level::err;
   if (level == "Warning") return spdlog::level::warn;
@@ -441,26 +448,20 @@ VmmReply VmmController::load_snapshot(const request::LoadSnapshot& l) {
     next.track_dirty_pages = l.track_dirty_pages;
     if (l.huge_pages) next.huge_pages = *l.huge_pages;
     for (const request::NetworkOverride& o : l.network_overrides) {
-      auto it = std::find_if(next.nets.begin(), next.nets.end(),
-                             [&](const NetConfig& n) { return n.iface_id == o.iface_id; });
-      if (it == next.nets.end())
-        return fault("network_overrides: the snapshot has no network interface \"" + o.iface_id +
-                     "\"");
-      it->host_dev_name = o.host_dev_name;
+      NetConfig* n = find_by(next.nets, o.iface_id, &NetConfig::iface_id);
+      if (!n)
+        return fault("network_overrides: the snapshot has no interface \"" + o.iface_id + "\"");
+      n->host_dev_name = o.host_dev_name;
     }
     for (const request::DriveOverride& o : l.drive_overrides) {
-      auto it = std::find_if(next.drives.begin(), next.drives.end(),
-                             [&](const DriveConfig& d) { return d.id == o.drive_id; });
-      if (it == next.drives.end())
-        return fault("drive_overrides: the snapshot has no drive \"" + o.drive_id + "\"");
-      it->path = o.path_on_host;
+      DriveConfig* d = find_by(next.drives, o.drive_id, &DriveConfig::id);
+      if (!d) return fault("drive_overrides: the snapshot has no drive \"" + o.drive_id + "\"");
+      d->path = o.path_on_host;
     }
     for (const request::FsOverride& o : l.fs_overrides) {
-      auto it = std::find_if(next.fs.begin(), next.fs.end(),
-                             [&](const FsConfig& f) { return f.fs_id == o.fs_id; });
-      if (it == next.fs.end())
-        return fault("fs_overrides: the snapshot has no virtio-fs share \"" + o.fs_id + "\"");
-      it->path = o.path;
+      FsConfig* f = find_by(next.fs, o.fs_id, &FsConfig::fs_id);
+      if (!f) return fault("fs_overrides: the snapshot has no virtio-fs share \"" + o.fs_id + "\"");
+      f->path = o.path;
     }
     if (l.vsock_uds_path) {
       if (!next.vsock) return fault("vsock_override: the snapshot has no vsock device");
@@ -513,10 +514,8 @@ VmmReply VmmController::send_ctrl_alt_del() {
 }
 
 VmmReply VmmController::patch_drive(const request::PatchDrive& p) {
-  auto it = std::find_if(config_.drives.begin(), config_.drives.end(),
-                         [&](const DriveConfig& d) { return d.id == p.id; });
-  if (it == config_.drives.end())
-    return VmmReply::fault(400, "Drive config error: drive \"" + p.id + "\" not found");
+  DriveConfig* it = find_by(config_.drives, p.id, &DriveConfig::id);
+  if (!it) return VmmReply::fault(400, "Drive config error: drive \"" + p.id + "\" not found");
   if (!p.path && !p.rate_limiter)
     return VmmReply::fault(400,
                            "Drive config error: the request changes nothing: a virtio-block "

@@ -144,7 +144,8 @@ class FuseServer {
 
   // fuse_snapshot.cc: the path of `fd` under the share ("" for the root itself), checked to
   // name that very inode.
-  std::string share_path(int fd, const char* what) const;
+  // `root` is the share root's own /proc/self/fd link (read once per save).
+  std::string share_path(const std::string& root, int fd, const char* what) const;
 
   // fuse_dir_ops.cc: READDIR, READDIRPLUS.
   int64_t op_readdir(Req& r, bool plus);

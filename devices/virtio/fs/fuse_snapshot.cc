@@ -43,8 +43,7 @@ UniqueFd open_beneath(int root, const std::string& path, int flags) {
 
 }  // namespace
 
-std::string FuseServer::share_path(int fd, const char* what) const {
-  const std::string root = link_of(inodes_.root().fd.get());
+std::string FuseServer::share_path(const std::string& root, int fd, const char* what) const {
   const std::string link = link_of(fd);
   std::string rel;
   if (link == root)
@@ -68,6 +67,7 @@ std::string FuseServer::share_path(int fd, const char* what) const {
 }
 
 void FuseServer::save(snapshot::ByteWriter& w) const {
+  const std::string root = link_of(inodes_.root().fd.get());
   w.u16(kVersion);
   w.u8(initialized_ ? 1 : 0);
   w.u32(minor_);
@@ -83,7 +83,7 @@ void FuseServer::save(snapshot::ByteWriter& w) const {
     w.u64(id);
     w.u64(inode->lookups);
     w.u32(inode->type);
-    w.blob(share_path(inode->fd.get(), ("inode " + std::to_string(id)).c_str()));
+    w.blob(share_path(root, inode->fd.get(), ("inode " + std::to_string(id)).c_str()));
   }
   std::map<uint64_t, const fs::Handle*> handles;
   handles_.for_each([&](uint64_t id, const fs::Handle& h) { handles[id] = &h; });
@@ -95,7 +95,7 @@ void FuseServer::save(snapshot::ByteWriter& w) const {
     w.u64(id);
     w.u8(static_cast<uint8_t>((h->dir ? 1 : 0) | (h->writable ? 2 : 0)));
     w.u32(static_cast<uint32_t>(flags & kHandleFlags));
-    w.blob(share_path(h->fd.get(), ("open handle " + std::to_string(id)).c_str()));
+    w.blob(share_path(root, h->fd.get(), ("open handle " + std::to_string(id)).c_str()));
   }
 }
 
