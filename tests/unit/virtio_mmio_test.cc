@@ -538,7 +538,10 @@ TEST_F(MmioLoopTest, PauseDefersKicksAndHostEventsUntilResume) {
   drv.kick(1);
   EXPECT_EQ(dev->processed, 1);
   EXPECT_EQ(q1.used_idx(), 1);
-  run_loop_for(loop, std::chrono::milliseconds(50));
+  // The host event that waited is handled once the loop runs (a loaded machine, as under ASan
+  // beside the nested VMs, may take longer than one short run: up to 5 s).
+  for (int i = 0; i < 100 && dev->host_events == 0; ++i)
+    run_loop_for(loop, std::chrono::milliseconds(50));
   EXPECT_EQ(dev->host_events, 1);
   transport.resume();  // idempotent
   EXPECT_EQ(transport.queue_events()[1].consume(), 0u);
