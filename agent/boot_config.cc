@@ -189,7 +189,7 @@ Tmpfs parse_tmpfs(const std::string& v) {
   return t;
 }
 
-BootConfig parse_boot_config(const std::string& cmdline) {
+BootConfig parse_boot_config(const std::string& cmdline, Source source) {
   BootConfig c;
   std::istringstream in(cmdline);
   std::string word;
@@ -199,7 +199,12 @@ BootConfig parse_boot_config(const std::string& cmdline) {
     std::string key = word.substr(0, eq),
                 value = eq == std::string::npos ? "" : word.substr(eq + 1);
     if (value.empty()) throw std::runtime_error(key + " needs a value (" + key + "=...)");
-    if (key == "kiln.root") {
+    if (source == Source::kConfigure && (key == "kiln.warm" || key == "kiln.port"))
+      throw std::runtime_error(key + " is a boot parameter: a configure cannot change it");
+    if (key == "kiln.warm") {
+      if (value != "1") throw std::runtime_error("kiln.warm='" + value + "': only 1");
+      c.warm = true;
+    } else if (key == "kiln.root") {
       c.root = value;
     } else if (key == "kiln.rootfstype") {
       c.rootfstype = value;
@@ -267,11 +272,20 @@ BootConfig parse_boot_config(const std::string& cmdline) {
     } else {
       throw std::runtime_error(
           "unknown parameter " + key +
-          " (known: kiln.root, kiln.rootfstype, kiln.rootflags, "
+          " (known: kiln.warm, kiln.root, kiln.rootfstype, kiln.rootflags, "
           "kiln.hostname, kiln.port, kiln.overlay, kiln.volume, kiln.bind, kiln.tmpfs, "
           "kiln.net, "
           "kiln.dns)");
     }
+  }
+  if (c.warm) {
+    // Only what the agent itself needs at a warm boot; the workload's come with configure.
+    if (!c.root.empty() || !c.volumes.empty() || !c.binds.empty() || !c.tmpfs.empty() ||
+        !c.nets.empty() || !c.dns.empty())
+      throw std::runtime_error(
+          "kiln.warm=1 takes the root, volumes, binds, tmpfs and networks from the host's "
+          "configure, not from the command line");
+    return c;
   }
   if (c.root.empty()) throw std::runtime_error("kiln.root= is missing (e.g. kiln.root=/dev/vda)");
   return c;

@@ -23,6 +23,9 @@
 //                            an interface's IPv4 address, default route and MTU (68 to
 //                            65535): eth0's, or with mac= and name= the one with that MAC,
 //                            renamed NAME (kiln-oci: the engine's names); repeatable (8)
+//   kiln.warm=1              boot without a workload (for a pooled snapshot): the agent listens
+//                            at once and takes every parameter below but kiln.port from the
+//                            host's `configure` message (agent/protocol/messages.h)
 //   kiln.dns=ADDR[,ADDR]...  name servers (at most 3) for /etc/resolv.conf (bind-mounted from
 //                            /run/kiln, the workload's root is not written)
 #pragma once
@@ -69,6 +72,7 @@ struct Network {
 };
 
 struct BootConfig {
+  bool warm = false;  // kiln.warm=1
   std::string root;
   std::string rootfstype = "ext4";
   std::string rootflags;
@@ -83,7 +87,11 @@ struct BootConfig {
   std::vector<std::string> dns;
 };
 
+// Where parameters come from: the kernel command line, or a warm agent's configure (which
+// refuses kiln.warm and kiln.port).
+enum class Source { kCmdline, kConfigure };
+
 // Parses a kernel command line; throws std::runtime_error naming a bad parameter.
-BootConfig parse_boot_config(const std::string& cmdline);
+BootConfig parse_boot_config(const std::string& cmdline, Source source = Source::kCmdline);
 
 }  // namespace kiln::agent

@@ -1,11 +1,13 @@
 // kiln-agent: PID 1 of a Kiln sandbox guest, started from the agent's initramfs as /init.
 // Mounts the API file systems and the workload's root (agent/boot_config.h), switches into it,
-// brings up lo, then serves the host over vsock (agent/core/agent.h) as a real init: reaps
+// brings up lo (with kiln.warm=1 the root and the rest wait for the host's configure: a pooled
+// snapshot is taken there), then serves the host over vsock (agent/core/agent.h) as a real init: reaps
 // every orphan, forwards SIGTERM/SIGINT to the workload, and powers the VM off (ACPI S5, so
 // `kiln run` exits 0) once a process ran and nothing is left: no process, no connection.
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <fcntl.h>
+#include <linux/random.h>
 #include <linux/vm_sockets.h>
 #include <net/if.h>
 #include <signal.h>
@@ -31,6 +33,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "agent/boot_config.h"
 #include "agent/core/agent.h"
@@ -295,19 +298,55 @@ UniqueFd listen_vsock(uint32_t port) {
   for (;;) pause();  // PID 1 must not exit
 }
 
+// The workload's root, its mounts, name and network: at boot, or at a warm agent's configure.
+void set_up_workload(const BootConfig& cfg) {
+  switch_root(cfg);
+  mount_api_filesystems();
+  mount_workload(cfg);
+  if (sethostname(cfg.hostname.data(), cfg.hostname.size()) < 0) fail("sethostname");
+  for (const auto& n : cfg.nets) configure_link(n);
+  if (!cfg.dns.empty()) install_resolv_conf(cfg.dns);
+}
+
+// The host's entropy credited to the pool, then a reseed (kernels without RNDRESEEDCRNG mix
+// it in at their next reseed): clones of one snapshot start with the same random state.
+void add_entropy(const std::vector<uint8_t>& bytes) {
+  if (bytes.empty()) return;
+  UniqueFd urandom(open("/dev/urandom", O_WRONLY | O_CLOEXEC));
+  if (!urandom) fail("open /dev/urandom");
+  std::vector<uint8_t> buf(sizeof(rand_pool_info) + bytes.size());
+  auto* info = reinterpret_cast<rand_pool_info*>(buf.data());
+  info->entropy_count = static_cast<int>(bytes.size() * 8);
+  info->buf_size = static_cast<int>(bytes.size());
+  std::memcpy(buf.data() + sizeof(rand_pool_info), bytes.data(), bytes.size());
+  if (ioctl(urandom.get(), RNDADDENTROPY, info) < 0) fail("add the host's entropy");
+#ifdef RNDRESEEDCRNG
+  if (ioctl(urandom.get(), RNDRESEEDCRNG) < 0 && errno != EINVAL && errno != ENOTTY)
+    fail("reseed the random number generator");
+#endif
+}
+
+// A warm agent's configure: the host's clock and entropy, then the workload as at a boot.
+void configure(const Configure& c) {
+  BootConfig cfg = parse_boot_config(c.params, Source::kConfigure);
+  if (c.realtime_ns) {
+    timespec ts{static_cast<time_t>(c.realtime_ns / 1000000000ull),
+                static_cast<long>(c.realtime_ns % 1000000000ull)};
+    if (clock_settime(CLOCK_REALTIME, &ts) < 0) fail("set the clock");
+  }
+  add_entropy(c.entropy);
+  set_up_workload(cfg);
+  fprintf(stderr, "kiln-agent: set up by the host's configure (root %s)\n", cfg.root.c_str());
+}
+
 int run() {
   uint64_t start_boot = now_ns(CLOCK_BOOTTIME), start = now_ns(CLOCK_MONOTONIC);
   signal(SIGPIPE, SIG_IGN);
   mount_fs("devtmpfs", "/dev", "devtmpfs", MS_NOSUID, "mode=0755");
   mount_fs("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC);
   BootConfig cfg = parse_boot_config(read_file("/proc/cmdline"));
-  switch_root(cfg);
-  mount_api_filesystems();
-  mount_workload(cfg);
-  if (sethostname(cfg.hostname.data(), cfg.hostname.size()) < 0) fail("sethostname");
   bring_up_lo();
-  for (const auto& n : cfg.nets) configure_link(n);
-  if (!cfg.dns.empty()) install_resolv_conf(cfg.dns);
+  if (!cfg.warm) set_up_workload(cfg);
 
   sigset_t set;
   sigemptyset(&set);
@@ -323,9 +362,11 @@ int run() {
   hello.startup_ns = now_ns(CLOCK_MONOTONIC) - start;
   Agent agent(hello);
   agent.set_listener(std::move(listener));
+  if (cfg.warm) agent.set_configurer(configure);
   fprintf(stderr,
-          "kiln-agent: ready on vsock port %u (kernel boot %.1f ms, agent start-up %.1f ms)\n",
-          cfg.port, start_boot / 1e6, hello.startup_ns / 1e6);
+          "kiln-agent: ready on vsock port %u (kernel boot %.1f ms, agent start-up %.1f ms)%s\n",
+          cfg.port, start_boot / 1e6, hello.startup_ns / 1e6,
+          cfg.warm ? "; warm: waiting for the host's configure" : "");
 
   for (;;) {
     if (agent.poll_once(-1, sfd.get())) {

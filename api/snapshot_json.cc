@@ -121,16 +121,56 @@ std::vector<std::string> snapshot_load_deprecated_fields(const json& body) {
   return fields;
 }
 
+namespace {
+
+// Sets `field` of the item of array `list` whose `id_key` is `id`; UsageError `missing` if the
+// document has none.
+void override_item(json& document, const char* list, const char* id_key, const std::string& id,
+                   const char* field, const std::string& value, const std::string& missing) {
+  auto items = document.find(list);
+  if (items != document.end() && items->is_array())
+    for (json& item : *items)
+      if (item.is_object() && item.value(id_key, json()) == id) {
+        item[field] = value;
+        return;
+      }
+  throw UsageError(missing);
+}
+
+// A load's overrides on the snapshot's configuration, as GET /vm/config's JSON.
+void apply_overrides(json& document, const request::LoadSnapshot& l) {
+  if (!document.is_object()) return;  // apply_full_config says what is wrong
+  for (const request::NetworkOverride& o : l.network_overrides)
+    override_item(document, "network-interfaces", "iface_id", o.iface_id, "host_dev_name",
+                  o.host_dev_name,
+                  "network_overrides: the snapshot has no interface \"" + o.iface_id + "\"");
+  for (const request::DriveOverride& o : l.drive_overrides)
+    override_item(document, "drives", "drive_id", o.drive_id, "path_on_host", o.path_on_host,
+                  "drive_overrides: the snapshot has no drive \"" + o.drive_id + "\"");
+  for (const request::FsOverride& o : l.fs_overrides)
+    override_item(document, "fs", "fs_id", o.fs_id, "path", o.path,
+                  "fs_overrides: the snapshot has no virtio-fs share \"" + o.fs_id + "\"");
+  if (l.vsock_uds_path) {
+    auto vsock = document.find("vsock");
+    if (vsock == document.end() || !vsock->is_object())
+      throw UsageError("vsock_override: the snapshot has no vsock device");
+    (*vsock)["uds_path"] = *l.vsock_uds_path;
+  }
+}
+
+}  // namespace
+
 ConfigCodec snapshot_config_codec() {
   ConfigCodec codec;
   codec.encode = [](const VmConfig& config) { return vm_config_json(config).dump(); };
-  codec.decode = [](const std::string& text) {
+  codec.decode = [](const std::string& text, const request::LoadSnapshot& load) {
     json document;
     try {
       document = json::parse(text);
     } catch (const json::exception& e) {
       throw UsageError(std::string("the snapshot's configuration is not JSON: ") + e.what());
     }
+    apply_overrides(document, load);
     VmConfig config;
     try {
       apply_full_config(config, document);

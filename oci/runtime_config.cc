@@ -51,13 +51,13 @@ RuntimeConfig apply_runtime_config(sandbox::RunOptions& d, const std::string& pa
         throw UsageError(at + ": must be an integer from " + std::to_string(lo) + " to " +
                          std::to_string(hi));
       (cpus ? d.cpus : d.memory) = static_cast<unsigned>(value.as_integer());
-    } else if (key == "timings_annotation") {
+    } else if (key == "timings_annotation" || key == "warm") {
       if (!value.is_boolean()) throw UsageError(at + ": must be true or false");
-      c.timings_annotation = value.as_boolean();
+      (key == "warm" ? c.warm : c.timings_annotation) = value.as_boolean();
     } else {
       throw UsageError(at +
                        ": unknown key (known: kernel, initrd, vcpus, memory_mib, "
-                       "timings_annotation)");
+                       "timings_annotation, warm)");
     }
   }
   return c;

@@ -7,6 +7,10 @@
 //   timings_annotation = false     whether a container's io.kiln.timings=FILE annotation is
 //                                  honoured: it makes this runtime (often root) append to FILE,
 //                                  so it is for benchmarks on machines the admin trusts
+//   warm = false                   containers start from a pooled snapshot of a booted guest
+//                                  (sandbox/warm.h: `kiln sandbox run --warm`), made on first
+//                                  use per kernel and shape; a container with a network
+//                                  interface still boots (logged), until warm ones have them
 // A container's annotations (io.kiln.vcpus, io.kiln.memory_mib) and its linux.resources
 // override vcpus and memory_mib (oci/spec.h).
 #pragma once
@@ -22,6 +26,7 @@ inline constexpr const char* kDefaultRuntimeConfig = "/etc/kiln/oci.toml";
 // What the file says beyond the defaults.
 struct RuntimeConfig {
   bool timings_annotation = false;
+  bool warm = false;
 };
 
 // Applies the file at `path` to `defaults` and returns the rest. A missing file changes nothing

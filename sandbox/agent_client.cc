@@ -117,6 +117,20 @@ Hello AgentClient::handshake(std::chrono::milliseconds timeout) {
   return *hello_;
 }
 
+void AgentClient::configure(const agent::Configure& c, std::chrono::milliseconds timeout) {
+  if (!hello_ || setup_ != Setup::kNone) throw kiln::Error("configure before the handshake");
+  setup_ = Setup::kAsked;
+  ch_.send(c);
+  auto deadline = Clock::now() + timeout;
+  while (setup_ != Setup::kDone) {
+    int left = ms_left(deadline);
+    if (left == 0)
+      throw kiln::Error("the agent did not set up the workload within " +
+                        std::to_string(timeout.count()) + " ms");
+    pump(left);
+  }
+}
+
 AgentClient::Proc& AgentClient::proc(uint32_t id, const char* what) {
   auto it = procs_.find(id);
   if (it == procs_.end() || it->second.exited || it->second.failed)
@@ -145,7 +159,13 @@ void AgentClient::handle(Message&& m) {
           if (p.started) throw ProtocolError("agent sent started twice for one process");
           p.started = true;
           p.pid = v.pid;
+        } else if constexpr (std::is_same_v<T, Configured>) {
+          if (setup_ != Setup::kAsked)
+            throw ProtocolError("agent sent configured without a configure");
+          setup_ = Setup::kDone;
         } else if constexpr (std::is_same_v<T, agent::Error>) {
+          if (v.id == 0 && setup_ == Setup::kAsked)
+            throw kiln::Error("the agent could not set up the workload: " + v.message);
           if (v.id == 0) throw ProtocolError("the agent reports: " + v.message);
           Proc& p = proc(v.id, "error");
           if (p.started) throw ProtocolError("agent sent a start error for a started process");
@@ -223,7 +243,7 @@ void AgentClient::pump(int timeout_ms) {
       std::vector<Message> msgs;
       bool open = ch_.read(&msgs);
       for (auto& m : msgs) handle(std::move(m));
-      if (!open) throw kiln::Error("the agent closed the connection");
+      if (!open) throw ClosedError("the agent closed the connection");
     }
     if (fds[0].revents & POLLOUT && !ch_.write())
       throw kiln::Error("the connection to the agent broke while writing");

@@ -37,6 +37,12 @@ class DeadlineError : public kiln::Error {
   using kiln::Error::Error;
 };
 
+// The agent (or the guest's vsock transport) closed the connection.
+class ClosedError : public kiln::Error {
+ public:
+  using kiln::Error::Error;
+};
+
 class AgentClient {
  public:
   explicit AgentClient(UniqueFd stream);
@@ -51,6 +57,10 @@ class AgentClient {
 
   // Sends the host's hello and waits for the agent's (its version and timings).
   agent::Hello handshake(std::chrono::milliseconds timeout);
+
+  // Sets up the workload of an agent that booted warm (a pooled snapshot's) and waits up to
+  // `timeout` for it to be done; kiln::Error with the agent's reason if it could not.
+  void configure(const agent::Configure& c, std::chrono::milliseconds timeout);
 
   // Starts a process and waits for the agent's answer; returns its pid in the guest. `s.id` is
   // filled in. Throws StartError if the agent could not start it. The stdio fds stay the
@@ -106,6 +116,7 @@ class AgentClient {
   agent::Channel ch_;
   bool greeted_ = false;
   std::optional<agent::Hello> hello_;
+  enum class Setup { kNone, kAsked, kDone } setup_ = Setup::kNone;  // configure's progress
   uint32_t next_id_ = 1;
   std::map<uint32_t, Proc> procs_;
   int signal_fd_ = -1;

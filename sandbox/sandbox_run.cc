@@ -26,6 +26,8 @@
 #include "sandbox/commands.h"
 #include "sandbox/control.h"
 #include "sandbox/registry.h"
+#include "sandbox/vm_process.h"
+#include "sandbox/warm.h"
 
 extern char** environ;
 
@@ -35,66 +37,6 @@ namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
 namespace {
-
-// The `kiln run` child: its console goes to `log`, its stdin is /dev/null; it gets SIGKILL if
-// this process dies (kill -9 of `kiln sandbox run` must not leave a VM running).
-pid_t spawn_vm(const std::vector<std::string>& args, const std::string& log) {
-  std::vector<char*> argv;
-  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
-  UniqueFd null_fd(open("/dev/null", O_RDONLY | O_CLOEXEC));
-  UniqueFd log_fd(open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
-  if (!null_fd) throw_errno("open /dev/null");
-  if (!log_fd) throw_errno("open the console log " + log);
-  pid_t parent = getpid();
-  pid_t pid = fork();
-  if (pid < 0) throw_errno("fork for the VM (kiln run)");
-  if (pid == 0) {
-    // Only async-signal-safe calls until exec. Its own process group, so a terminal's ^C
-    // reaches the workload (through the agent) rather than stopping the VM; default signal
-    // mask and dispositions.
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (getppid() != parent) _exit(125);
-    setpgid(0, 0);
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, nullptr);
-    struct sigaction dfl {};
-    dfl.sa_handler = SIG_DFL;
-    for (int sig = 1; sig < NSIG; ++sig)
-      if (sig != SIGKILL && sig != SIGSTOP) sigaction(sig, &dfl, nullptr);
-    if (dup2(null_fd.get(), 0) < 0 || dup2(log_fd.get(), 1) < 0 || dup2(log_fd.get(), 2) < 0)
-      _exit(125);
-    execve("/proc/self/exe", argv.data(), environ);
-    _exit(125);
-  }
-  return pid;
-}
-
-std::string tail_of(const std::string& path, size_t max = 2000) {
-  std::ifstream f(path);
-  std::stringstream s;
-  s << f.rdbuf();
-  std::string t = s.str();
-  return t.size() > max ? "..." + t.substr(t.size() - max) : t;
-}
-
-// Waits up to `timeout` for the VM to end; kills it after that. Returns its exit status.
-int wait_vm(pid_t pid, std::chrono::milliseconds timeout) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  int status;
-  for (;;) {
-    pid_t r = waitpid(pid, &status, WNOHANG);
-    if (r == pid) break;
-    if (std::chrono::steady_clock::now() > deadline) {
-      ::kill(pid, SIGKILL);
-      waitpid(pid, &status, 0);
-      return -1;
-    }
-    std::this_thread::sleep_for(20ms);
-  }
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
 
 // Signals whose default action neither ends nor stops a process.
 bool ignored_by_default(int sig) {
@@ -166,6 +108,11 @@ int run(const RunOptions& o) {
   UniqueFd signals = forwarded_signals();
   // Bad input is refused before anything is recorded.
   Workload w = o.planned ? *o.planned : plan_workload(o.workload);
+  if (o.warm && !w.root_disk.empty())
+    throw UsageError("--warm: a disk root (" + w.root_disk +
+                     ") is not restored on a warm sandbox yet; share a directory or an image");
+  if (o.warm && !o.nets.empty())
+    throw UsageError("--warm: network interfaces are not restored on a warm sandbox yet");
   Record rec;
   rec.name = o.name.value_or(random_name());
   rec.pid = o.host_pid > 0 ? o.host_pid : getpid();
@@ -184,25 +131,20 @@ int run(const RunOptions& o) {
 
   std::string uds = (entry.dir() / "vsock").string();
   std::string log = o.console_log.empty() ? (entry.dir() / "console.log").string() : o.console_log;
+  std::string api_sock = o.vmm_api ? (entry.dir() / "api.sock").string() : "";
   ControlServer control((entry.dir() / "control").string());
-  std::vector<std::string> args{"kiln",     "run",
-                                "--kernel", o.kernel,
-                                "--initrd", o.initrd,
-                                "--vsock",  "cid=3,uds=" + uds,
-                                "--cpus",   std::to_string(o.cpus),
-                                "--memory", std::to_string(o.memory)};
-  args.insert(args.end(), w.vm_args.begin(), w.vm_args.end());
-  if (o.vmm_api) args.insert(args.end(), {"--api-sock", (entry.dir() / "api.sock").string()});
-  std::string cmdline = "console=ttyS0 reboot=k panic=1 quiet" + w.cmdline;
-  if (!o.hostname.empty()) cmdline += " kiln.hostname=" + o.hostname;
+  // The shares (root, volumes, the directories of file binds) and the agent's parameters.
+  std::vector<Share> shares;
+  if (w.root_share) shares.push_back(*w.root_share);
+  std::string params = w.cmdline;
+  if (!o.hostname.empty()) params += " kiln.hostname=" + o.hostname;
   for (size_t i = 0; i < o.volumes.size(); ++i) {
     const Volume& v = o.volumes[i];
     std::string tag = "kiln-v" + std::to_string(i);
-    args.insert(args.end(),
-                {"--fs", "tag=" + tag + ",path=" + v.host + (v.read_only ? ",ro" : "")});
-    cmdline += " kiln.volume=" + tag + ":" + v.guest + (v.read_only ? ":ro" : "");
+    shares.push_back({tag, v.host, v.read_only});
+    params += " kiln.volume=" + tag + ":" + v.guest + (v.read_only ? ":ro" : "");
   }
-  for (const std::string& t : o.tmpfs) cmdline += " kiln.tmpfs=" + t;
+  for (const std::string& t : o.tmpfs) params += " kiln.tmpfs=" + t;
   // File binds: each directory shared once, read-only (see FileBind).
   std::vector<std::string> file_dirs;
   for (const FileBind& f : o.files) {
@@ -212,26 +154,33 @@ int run(const RunOptions& o) {
     std::string tag = "kiln-f" + std::to_string(it - file_dirs.begin());
     if (it == file_dirs.end()) {
       file_dirs.push_back(dir);
-      args.insert(args.end(), {"--fs", "tag=" + tag + ",path=" + dir + ",ro"});
+      shares.push_back({tag, dir, true});
     }
-    cmdline += " kiln.bind=" + tag + ":" + name + ":" + f.guest + ":ro";
+    params += " kiln.bind=" + tag + ":" + name + ":" + f.guest + ":ro";
   }
-  for (const auto& net : o.nets) {
-    auto net_args = net.vm_args();
-    args.insert(args.end(), net_args.begin(), net_args.end());
-    cmdline += net.cmdline();
+  for (const auto& net : o.nets) params += net.cmdline();
+  std::vector<std::string> args;
+  std::optional<WarmSnapshot> warm;
+  if (o.warm) {
+    warm = warm_snapshot({o.kernel, o.initrd, o.cpus, o.memory, shares}, o.boot_timeout);
+    args = warm_restore_args(*warm, uds, shares, api_sock);
+  } else {
+    args = {"kiln",     "run",    "--kernel", o.kernel,
+            "--initrd", o.initrd, "--vsock",  "cid=3,uds=" + uds,
+            "--cpus",   std::to_string(o.cpus), "--memory", std::to_string(o.memory)};
+    if (!w.root_disk.empty()) args.insert(args.end(), {"--disk", w.root_disk});
+    for (const Share& sh : shares)
+      args.insert(args.end(),
+                  {"--fs", "tag=" + sh.tag + ",path=" + sh.path + (sh.read_only ? ",ro" : "")});
+    if (!api_sock.empty()) args.insert(args.end(), {"--api-sock", api_sock});
+    for (const auto& net : o.nets) {
+      auto net_args = net.vm_args();
+      args.insert(args.end(), net_args.begin(), net_args.end());
+    }
+    args.insert(args.end(), {"--cmdline", "console=ttyS0 reboot=k panic=1 quiet" + params});
   }
-  args.insert(args.end(), {"--cmdline", cmdline});
   pid_t vm = spawn_vm(args, log);
-  struct Reap {
-    pid_t pid;
-    ~Reap() {
-      if (pid > 0) {
-        ::kill(pid, SIGKILL);
-        waitpid(pid, nullptr, 0);
-      }
-    }
-  } reap{vm};
+  VmReaper reap{vm};
   int vm_exit = -1;  // set when kiln run ended while Kiln waited for the agent
   auto vm_failed = [&](const std::string& what) {
     int st = vm_exit >= 0 ? vm_exit : wait_vm(vm, 1ms);
@@ -247,12 +196,26 @@ int run(const RunOptions& o) {
     return false;
   };
   try {
-    UniqueFd stream = AgentClient::connect_vsock(uds, agent::kDefaultPort,
-                                                 std::chrono::seconds(o.boot_timeout), vm_running);
-    AgentClient client(std::move(stream));
+    // A restored guest resets the connections it had when it handles the vsock transport
+    // reset, which may come after this connection was made: a warm sandbox's connection closed
+    // before hello is made again (a few times).
+    std::optional<AgentClient> connected;
+    agent::Hello hello;
+    for (int attempt = 1;; ++attempt) {
+      connected.emplace(AgentClient::connect_vsock(
+          uds, agent::kDefaultPort, std::chrono::seconds(o.boot_timeout), vm_running));
+      try {
+        hello = connected->handshake(10s);
+        break;
+      } catch (const ClosedError&) {
+        if (!warm || attempt == 5) throw;
+        std::this_thread::sleep_for(20ms);
+      }
+    }
+    AgentClient& client = *connected;
     client.forward_signals(signals.get());
-    agent::Hello hello = client.handshake(10s);
-    double ready_ms = ms_since(), started_ms = 0, start_ms = 0;
+    if (warm) client.configure(warm_configure(params), 60s);
+    double ready_ms = ms_since(), started_ms = 0, start_ms = 0;  // warm: set up too
     std::optional<uint32_t> main_id;
     bool start_requested = !o.wait_for_start;
     int gate_signal = 0;  // a signal that ended the sandbox at its start gate
@@ -305,7 +268,12 @@ int run(const RunOptions& o) {
     }
     // The sandbox ends with its workload: processes started by exec are ended too.
     client.shutdown();
-    if (o.timings)
+    if (o.timings && warm)
+      std::fprintf(stderr,
+                   "kiln sandbox: agent ready %.1f ms (restored warm, workload root set up), "
+                   "workload started %.1f ms, exited %.1f ms\n",
+                   ready_ms, started_ms, ms_since());
+    else if (o.timings)
       std::fprintf(stderr,
                    "kiln sandbox: agent ready %.1f ms (kernel boot to agent %.1f ms, agent "
                    "start-up %.1f ms), workload started %.1f ms, exited %.1f ms\n",
@@ -316,6 +284,7 @@ int run(const RunOptions& o) {
           std::chrono::duration<double, std::milli>(t0.time_since_epoch()).count();
       std::string line = nlohmann::json{{"name", rec.name},
                                         {"monotonic_start_ms", clock_ms},
+                                        {"warm", warm.has_value()},
                                         {"agent_ready_ms", ready_ms},
                                         {"kernel_boot_ms", hello.boot_ns / 1e6},
                                         {"agent_startup_ms", hello.startup_ns / 1e6},

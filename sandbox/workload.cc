@@ -57,7 +57,7 @@ Workload directory_workload(const std::string& root, bool read_only, agent::Star
   if (root.find(',') != std::string::npos)
     throw kiln::Error("root " + root + ": a directory root must not contain ','");
   Workload w;
-  w.vm_args = {"--fs", "tag=kiln-root,path=" + root + (read_only ? ",ro" : "")};
+  w.root_share = Share{"kiln-root", root, read_only};
   w.cmdline = " kiln.root=kiln-root kiln.rootfstype=virtiofs";
   if (read_only) w.cmdline += " kiln.rootflags=ro";
   w.user_root = fs::absolute(root).string();
@@ -82,8 +82,10 @@ Workload plan_workload(const WorkloadRequest& r) {
       if (r.root.find(',') != std::string::npos)
         throw kiln::Error("ROOT " + r.root + ": a directory or disk root must not contain ','");
       bool dir = kind == RootKind::kDirectory;
-      w.vm_args = dir ? std::vector<std::string>{"--fs", "tag=kiln-root,path=" + r.root}
-                      : std::vector<std::string>{"--disk", r.root};
+      if (dir)
+        w.root_share = Share{"kiln-root", r.root, false};
+      else
+        w.root_disk = r.root;
       w.cmdline = dir ? " kiln.root=kiln-root kiln.rootfstype=virtiofs"
                       : " kiln.root=/dev/vda kiln.rootfstype=ext4";
       if (dir) w.user_root = fs::absolute(r.root).string();
@@ -111,7 +113,7 @@ Workload plan_workload(const WorkloadRequest& r) {
       image::RunSpec spec = image::make_run_spec(img.config, ov, img.rootfs);
       if (img.rootfs.find(',') != std::string::npos)
         throw kiln::Error("the image cache " + img.rootfs + " contains ','; set KILN_CACHE");
-      w.vm_args = {"--fs", "tag=kiln-root,path=" + img.rootfs + ",ro"};
+      w.root_share = Share{"kiln-root", img.rootfs, true};
       w.cmdline = " kiln.root=kiln-root kiln.rootfstype=virtiofs kiln.overlay=tmpfs";
       w.user_root = img.rootfs;
       s.argv = spec.argv;

@@ -23,10 +23,17 @@ struct WorkloadRequest {
   std::optional<std::string> workdir, user;
 };
 
+// A host directory shared with the guest over virtio-fs as `tag`.
+struct Share {
+  std::string tag, path;
+  bool read_only = false;
+};
+
 struct Workload {
   agent::Start start;
-  std::vector<std::string> vm_args;  // kiln run's root device
-  std::string cmdline;               // the agent's root parameters
+  std::optional<Share> root_share;  // a directory or image root
+  std::string root_disk;            // or an ext4 disk root (kiln run --disk)
+  std::string cmdline;              // the agent's root parameters
   std::string user_root;             // where -u names resolve (none for a disk)
 };
 

@@ -441,32 +441,12 @@ VmmReply VmmController::load_snapshot(const request::LoadSnapshot& l) {
   try {
     const snapshot::StateFile state = snapshot::StateFile::load(l.snapshot_path);
     const std::vector<uint8_t>& text = state.section(kConfigSection);
-    VmConfig next = codec_.decode(std::string(text.begin(), text.end()));
+    VmConfig next = codec_.decode(std::string(text.begin(), text.end()), l);
     // The process's own logger and metrics stay; the rest is the snapshot's.
     next.logger = config_.logger;
     next.metrics = config_.metrics;
     next.track_dirty_pages = l.track_dirty_pages;
     if (l.huge_pages) next.huge_pages = *l.huge_pages;
-    for (const request::NetworkOverride& o : l.network_overrides) {
-      NetConfig* n = find_by(next.nets, o.iface_id, &NetConfig::iface_id);
-      if (!n)
-        return fault("network_overrides: the snapshot has no interface \"" + o.iface_id + "\"");
-      n->host_dev_name = o.host_dev_name;
-    }
-    for (const request::DriveOverride& o : l.drive_overrides) {
-      DriveConfig* d = find_by(next.drives, o.drive_id, &DriveConfig::id);
-      if (!d) return fault("drive_overrides: the snapshot has no drive \"" + o.drive_id + "\"");
-      d->path = o.path_on_host;
-    }
-    for (const request::FsOverride& o : l.fs_overrides) {
-      FsConfig* f = find_by(next.fs, o.fs_id, &FsConfig::fs_id);
-      if (!f) return fault("fs_overrides: the snapshot has no virtio-fs share \"" + o.fs_id + "\"");
-      f->path = o.path;
-    }
-    if (l.vsock_uds_path) {
-      if (!next.vsock) return fault("vsock_override: the snapshot has no vsock device");
-      next.vsock->uds_path = *l.vsock_uds_path;
-    }
     VmConfig before = std::exchange(config_, std::move(next));
     try {
       VmmRestore restore{state, l.mem_file_path, l.uffd, l.clock_realtime};

@@ -27,8 +27,10 @@ namespace kiln {
 // refused.
 struct ConfigCodec {
   std::function<std::string(const VmConfig&)> encode;
-  // Throws UsageError naming the field.
-  std::function<VmConfig(const std::string&)> decode;
+  // The configuration with a load's overrides in place (a clone's paths replace the snapshot's
+  // before anything checks them: the original vsock directory may be gone). Throws UsageError
+  // naming the field or the override.
+  std::function<VmConfig(const std::string&, const request::LoadSnapshot&)> decode;
 };
 
 class VmmController {

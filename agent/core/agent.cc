@@ -130,7 +130,22 @@ void Agent::handle(Conn& c, Message&& m) {
       [&](auto&& v) {
         using T = std::decay_t<decltype(v)>;
         if constexpr (std::is_same_v<T, Start>) {
-          start(c, std::move(v));
+          if (configurer_ && !configured_)
+            c.ch.send(Error{v.id, "the sandbox is not set up yet (this agent booted warm: the "
+                                  "host sends configure first)"});
+          else
+            start(c, std::move(v));
+        } else if constexpr (std::is_same_v<T, Configure>) {
+          if (!configurer_ || configured_)
+            throw ProtocolError(configured_ ? "configure: the sandbox is set up already"
+                                            : "configure: this agent did not boot warm");
+          configured_ = true;  // a failed set-up is not retried: the host stops the VM
+          try {
+            configurer_(v);
+          } catch (const std::exception& e) {
+            throw ProtocolError(std::string("configure: ") + e.what());
+          }
+          c.ch.send(Configured{});
         } else if constexpr (std::is_same_v<T, Signal>) {
           Process* p = find(c, v.id, "signal");
           if (p && !p->exited) kill(p->pid, v.signal);

@@ -6,6 +6,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <functional>
 #include <list>
 #include <map>
 #include <memory>
@@ -21,6 +22,12 @@ class Agent {
   explicit Agent(Hello hello) : hello_(std::move(hello)) {}
 
   void set_listener(UniqueFd fd) { listener_ = std::move(fd); }  // accept() on it
+  // A warm boot (kiln.warm=1): one `configure` is taken before any start and handed to
+  // `configurer`, which sets the workload up; what it throws goes back to the host as the
+  // connection's error.
+  void set_configurer(std::function<void(const Configure&)> configurer) {
+    configurer_ = std::move(configurer);
+  }
   void add_connection(UniqueFd fd);
 
   // Waits up to `timeout_ms` for something to do and does it. `extra_fd` (if >= 0) is polled
@@ -85,6 +92,8 @@ class Agent {
   std::vector<std::unique_ptr<Process>> doomed_;
   uint64_t started_total_ = 0;
   bool shutdown_ = false;
+  std::function<void(const Configure&)> configurer_;
+  bool configured_ = false;
 };
 
 }  // namespace kiln::agent

@@ -187,6 +187,10 @@ json to_json(const Message& m) {
         } else if constexpr (std::is_same_v<T, Error>) {
           j["id"] = v.id;
           j["message"] = v.message;
+        } else if constexpr (std::is_same_v<T, Configure>) {
+          j["params"] = v.params;
+          j["realtime_ns"] = v.realtime_ns;
+          j["entropy"] = json::binary(v.entropy);
         }
       },
       m);
@@ -286,6 +290,19 @@ Message from_json(const json& j) {
     out = Error{f.uint<uint32_t>("id"), f.string("message")};
   } else if (type == "shutdown") {
     out = Shutdown{};
+  } else if (type == "configure") {
+    Configure c;
+    c.params = f.string("params");
+    c.realtime_ns = f.uint<uint64_t>("realtime_ns", UINT64_MAX, false);
+    if (const json* e = f.find("entropy")) {
+      if (!e->is_binary() || e->get_binary().size() > kMaxEntropy)
+        bad(type, "field 'entropy' must be a CBOR byte string of at most " +
+                      std::to_string(kMaxEntropy) + " bytes");
+      c.entropy = e->get_binary();
+    }
+    out = std::move(c);
+  } else if (type == "configured") {
+    out = Configured{};
   } else {
     throw ProtocolError("unknown message type '" + type.substr(0, 64) + "'");
   }
@@ -310,7 +327,8 @@ const char* stream_name(Stream s) {
 const char* message_name(const Message& m) {
   static constexpr const char* kNames[] = {"hello",  "start",       "started", "signal",
                                            "resize", "close_stdin", "data",    "credit",
-                                           "exit",   "error",       "shutdown"};
+                                           "exit",   "error",       "shutdown",
+                                           "configure", "configured"};
   static_assert(std::size(kNames) == std::variant_size_v<Message>);
   return kNames[m.index()];
 }

@@ -111,8 +111,23 @@ struct Error {
 // synced and the VM powered off, whatever other connections still run.
 struct Shutdown {};
 
+inline constexpr size_t kMaxEntropy = 512;  // bytes of host entropy in a configure
+
+// Host: the workload's set-up for an agent that booted warm (kiln.warm=1, for a pooled
+// snapshot): `params` are kiln.* parameters as on the kernel command line (agent/boot_config.h;
+// kiln.warm and kiln.port excluded), `realtime_ns` the host's CLOCK_REALTIME (a restored guest's
+// clock is the snapshot's), `entropy` fresh random bytes credited to the guest's pool and a
+// reseed asked (clones of one snapshot must not share their random state). Accepted once,
+// after hello and before any start; the agent answers `configured` or an error (id 0).
+struct Configure {
+  std::string params;
+  uint64_t realtime_ns = 0;
+  std::vector<uint8_t> entropy;
+};
+struct Configured {};
+
 using Message = std::variant<Hello, Start, Started, Signal, Resize, CloseStdin, Data, Credit, Exit,
-                             Error, Shutdown>;
+                             Error, Shutdown, Configure, Configured>;
 const char* message_name(const Message& m);
 
 // The frame for `m`: 4-byte big-endian length, then the CBOR map.

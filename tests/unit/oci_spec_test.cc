@@ -97,7 +97,8 @@ TEST_F(OciSpec, ReadOnlyRootAndCpuset) {
                       "process": {"args": ["true"], "cwd": "/"},
                       "linux": {"resources": {"cpu": {"cpus": "0-2,5"}}}})");
   EXPECT_NE(b.run.planned->cmdline.find("kiln.rootflags=ro"), std::string::npos);
-  EXPECT_EQ(b.run.planned->vm_args.back().substr(b.run.planned->vm_args.back().size() - 3), ",ro");
+  ASSERT_TRUE(b.run.planned->root_share);
+  EXPECT_TRUE(b.run.planned->root_share->read_only);
   EXPECT_EQ(b.run.cpus, 4u);
 }
 

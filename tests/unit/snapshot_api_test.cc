@@ -137,7 +137,7 @@ TEST(SnapshotConfigCodec, GivesBackTheConfiguration) {
   fs.read_only = true;
   c.fs.push_back(fs);
   const ConfigCodec codec = snapshot_config_codec();
-  const VmConfig back = codec.decode(codec.encode(c));
+  const VmConfig back = codec.decode(codec.encode(c), {});
   EXPECT_EQ(back.vcpus, 2u);
   EXPECT_EQ(back.memory_mib, 256u);
   EXPECT_TRUE(back.track_dirty_pages);
@@ -159,8 +159,43 @@ TEST(SnapshotConfigCodec, GivesBackTheConfiguration) {
   ASSERT_EQ(back.fs.size(), 1u);
   EXPECT_EQ(back.fs[0].tag, "share");
   EXPECT_TRUE(back.fs[0].read_only);
-  EXPECT_NE(refusal([&] { codec.decode("{"); }).find("not JSON"), std::string::npos);
-  EXPECT_NE(refusal([&] { codec.decode("{}"); }).find("boot-source"), std::string::npos);
+  EXPECT_NE(refusal([&] { codec.decode("{", {}); }).find("not JSON"), std::string::npos);
+  EXPECT_NE(refusal([&] { codec.decode("{}", {}); }).find("boot-source"), std::string::npos);
+}
+
+// A clone's paths replace the snapshot's before they are checked: the snapshot's vsock directory
+// and shared directory are gone, the overrides name new ones.
+TEST(SnapshotConfigCodec, AppliesTheLoadsOverridesBeforeCheckingPaths) {
+  test::TempFile kernel("kernel");
+  test::TempDir clone;
+  VmConfig c;
+  c.kernel_path = kernel.path();
+  c.vsock = VsockConfig{3, "/nonexistent-kiln-dir/v.sock", ""};
+  FsConfig fs;
+  fs.fs_id = "root";
+  fs.tag = "kiln-root";
+  fs.path = "/nonexistent-kiln-dir/share";
+  c.fs.push_back(fs);
+  const ConfigCodec codec = snapshot_config_codec();
+  const std::string text = codec.encode(c);
+  EXPECT_NE(refusal([&] { codec.decode(text, {}); }).find("uds_path"), std::string::npos);
+  request::LoadSnapshot load;
+  load.vsock_uds_path = clone.path() + "/v.sock";
+  load.fs_overrides.push_back({"root", clone.path()});
+  const VmConfig back = codec.decode(text, load);
+  ASSERT_TRUE(back.vsock);
+  EXPECT_EQ(back.vsock->uds_path, clone.path() + "/v.sock");
+  ASSERT_EQ(back.fs.size(), 1u);
+  EXPECT_EQ(back.fs[0].path, clone.path());
+  request::LoadSnapshot unknown = load;
+  unknown.fs_overrides.push_back({"other", clone.path()});
+  EXPECT_NE(refusal([&] { codec.decode(text, unknown); })
+                .find("fs_overrides: the snapshot has no virtio-fs share \"other\""),
+            std::string::npos);
+  request::LoadSnapshot drive = load;
+  drive.drive_overrides.push_back({"rootfs", "/x"});
+  EXPECT_NE(refusal([&] { codec.decode(text, drive); }).find("the snapshot has no drive"),
+            std::string::npos);
 }
 
 CliCommand cli(std::vector<const char*> args) {

@@ -1,0 +1,45 @@
+// Warm sandboxes: a pooled snapshot of a booted guest whose agent waits for its workload
+// (kiln.warm=1), one per kernel, initramfs, machine shape and Kiln build, made on first use and
+// kept under ${KILN_CACHE:-~/.cache/kiln}/warm/<key>/ (state, memory, shape.txt). A sandbox
+// restores it in a new `kiln` (its own vsock socket, its shares on its own directories), and
+// the agent mounts the workload's root when the host's configure arrives: the start costs a
+// restore, not a boot.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "agent/protocol/messages.h"
+#include "sandbox/workload.h"
+
+namespace kiln::sandbox {
+
+struct WarmShape {
+  std::string kernel, initrd;
+  unsigned cpus = 1, memory = 256;
+  // The virtio-fs devices in order: tags and read-only flags are the snapshot's; paths are
+  // each sandbox's own.
+  std::vector<Share> shares;
+};
+
+struct WarmSnapshot {
+  std::string state, memory;
+};
+
+// The pool's snapshot for `shape`, made now if the cache has none: `kiln run` with the agent
+// booted warm, paused once the agent answered, snapshotted (Full), stopped. Concurrent first
+// uses make one (a lock beside the entry); an entry is complete or absent. kiln::Error with
+// the boot's console when it cannot be made.
+WarmSnapshot warm_snapshot(const WarmShape& shape, unsigned boot_timeout_s);
+
+// `kiln --restore` of `snap` for one sandbox: its vsock socket, its shares' directories (in
+// the shape's order), its API socket if any.
+std::vector<std::string> warm_restore_args(const WarmSnapshot& snap, const std::string& uds,
+                                           const std::vector<Share>& shares,
+                                           const std::string& api_sock);
+
+// The configure for a restored agent: `params` (kiln.* parameters), the host's clock, fresh
+// entropy.
+agent::Configure warm_configure(const std::string& params);
+
+}  // namespace kiln::sandbox
