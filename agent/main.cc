@@ -1,8 +1,8 @@
 // kiln-agent: PID 1 of a Kiln sandbox guest, started from the agent's initramfs as /init.
 // Mounts the API file systems and the workload's root (agent/boot_config.h), switches into it,
 // brings up lo (with kiln.warm=1 the root and the rest wait for the host's configure: a pooled
-// snapshot is taken there), then serves the host over vsock (agent/core/agent.h) as a real init: reaps
-// every orphan, forwards SIGTERM/SIGINT to the workload, and powers the VM off (ACPI S5, so
+// snapshot is taken there), then serves the host over vsock (agent/core/agent.h) as a real init:
+// reaps every orphan, forwards SIGTERM/SIGINT to the workload, and powers the VM off (ACPI S5, so
 // `kiln run` exits 0) once a process ran and nothing is left: no process, no connection.
 #include <arpa/inet.h>
 #include <dirent.h>

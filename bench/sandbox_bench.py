@@ -1,16 +1,17 @@
 #!/usr/bin/env python3
-"""`kiln sandbox run ROOT -- true` and `podman --runtime kiln-oci run --rm IMAGE true` beside
-`podman --runtime runc run --rm IMAGE true` on the same image, in one run
+"""`kiln sandbox run ROOT -- true` (booted, and restored --warm) and `podman --runtime kiln-oci
+run --rm IMAGE true` (booted, and warm with a runtime config saying so) beside `podman --runtime
+runc run --rm IMAGE true` on the same image, in one run
 (bench/sandbox_bench.sh prepares the roots and Podman's state and calls this). Prints figures;
 never a test.
 
   sandbox_bench.py run --runs N --out JSON --kiln KILN --kernel VMLINUX --initrd CPIO
                        --archive TAR --ext4 IMG --image NAME --kiln-oci KILN_OCI
-                       --timings FILE -- PODMAN_GLOBAL_ARGS...
+                       --timings FILE --warm-conf CONTAINERS_CONF -- PODMAN_GLOBAL_ARGS...
   sandbox_bench.py report JSON
 
-`run` does one warm-up of each kind that has something to fill (Kiln's image cache; Podman's
-first container), then N rounds of the three commands, the order flipping each round, each
+`run` does one warm-up of each kind that has something to fill (Kiln's image cache and warm
+snapshot; Podman's first container), then N rounds of the three commands, the order flipping each round, each
 timed with time.monotonic around the process; Kiln's `--timings` line splits its runs into
 phases, and kiln-oci's containers append theirs to FILE (the io.kiln.timings annotation).
 `report` prints the table: median/min/max over the runs, and each Kiln median over
@@ -18,6 +19,7 @@ Podman's median wall time.
 """
 import argparse
 import json
+import os
 import re
 import statistics
 import subprocess
@@ -27,9 +29,14 @@ import time
 TIMINGS = re.compile(
     r"kiln sandbox: agent ready ([\d.]+) ms \(kernel boot to agent ([\d.]+) ms, agent start-up "
     r"([\d.]+) ms\), workload started ([\d.]+) ms, exited ([\d.]+) ms")
+WARM_TIMINGS = re.compile(
+    r"kiln sandbox: agent ready ([\d.]+) ms \(restored warm, workload root set up\), workload "
+    r"started ([\d.]+) ms, exited ([\d.]+) ms")
 KINDS = [("kiln_image", "kiln sandbox run IMAGE.tar (docker-archive, cached)"),
+         ("kiln_image_warm", "kiln sandbox run --warm IMAGE.tar (restored snapshot)"),
          ("kiln_ext4", "kiln sandbox run ROOTFS.ext4 (virtio-blk)"),
          ("podman_kiln", "podman --runtime kiln-oci run --rm --network none IMAGE"),
+         ("podman_kiln_warm", "podman --runtime kiln-oci (warm = true) run --rm ... IMAGE"),
          ("podman", "podman --runtime runc run --rm --network none IMAGE")]
 # Phases of a Kiln run, from its --timings line (host times are from Kiln's start, guest times
 # are the guest's CLOCK_BOOTTIME, which starts near kernel entry).
@@ -40,6 +47,12 @@ PHASES = [("to_kernel_ms", "Kiln start to guest kernel (+ connect, hello)"),
           ("start_to_exit_ms", "process started to exited"),
           ("after_exit_ms", "exited to Kiln's exit (+ exec of Kiln)"),
           ("wall_ms", "whole (wall)")]
+# Phases of a warm Kiln run (restored, not booted).
+WARM_PHASES = [("to_ready_ms", "Kiln start to agent set up (restore, connect, configure)"),
+               ("ready_to_start_ms", "agent set up to process started"),
+               ("start_to_exit_ms", "process started to exited"),
+               ("after_exit_ms", "exited to Kiln's exit (+ exec of Kiln)"),
+               ("wall_ms", "whole (wall)")]
 # Phases of a kiln-oci container, from the io.kiln.timings line its sandbox appends (ms from
 # the sandbox process's start, which is inside `kiln-oci create`).
 OCI_PHASES = [("before_ms", "podman and conmon until the sandbox starts"),
@@ -51,6 +64,13 @@ OCI_PHASES = [("before_ms", "podman and conmon until the sandbox starts"),
               ("start_to_exit_ms", "process started to exited"),
               ("after_exit_ms", "exited to podman's exit (VM off, cleanup)"),
               ("wall_ms", "whole (wall)")]
+OCI_WARM_PHASES = [("before_ms", "podman and conmon until the sandbox starts"),
+                   ("to_ready_ms", "sandbox start to agent set up (restore, configure)"),
+                   ("ready_to_start_ms", "agent set up to `kiln-oci start` (the engine)"),
+                   ("start_to_started_ms", "start to process started"),
+                   ("start_to_exit_ms", "process started to exited"),
+                   ("after_exit_ms", "exited to podman's exit (VM off, cleanup)"),
+                   ("wall_ms", "whole (wall)")]
 
 
 def oci_phases(s, path):
@@ -63,8 +83,12 @@ def oci_phases(s, path):
         return
     ready, boot, startup = t["agent_ready_ms"], t["kernel_boot_ms"], t["agent_startup_ms"]
     inside = t["exited_ms"]
-    s.update(to_kernel_ms=ready - boot - startup, kernel_to_ready_ms=boot + startup,
-             agent_startup_ms=startup, ready_to_start_ms=t["start_requested_ms"] - ready,
+    if t.get("warm"):
+        s["to_ready_ms"] = ready
+    else:
+        s.update(to_kernel_ms=ready - boot - startup, kernel_to_ready_ms=boot + startup,
+                 agent_startup_ms=startup)
+    s.update(ready_to_start_ms=t["start_requested_ms"] - ready,
              start_to_started_ms=t["started_ms"] - t["start_requested_ms"],
              start_to_exit_ms=inside - t["started_ms"])
     # The sandbox's times are from its own start inside `kiln-oci create`; CLOCK_MONOTONIC
@@ -76,18 +100,25 @@ def oci_phases(s, path):
             s[k] = round(s[k], 3)
 
 
-def timed(cmd, kiln, timings_file=None):
+def timed(cmd, kiln, timings_file=None, env=None):
     if timings_file:
         open(timings_file, "w", encoding="utf-8").close()
     t0 = time.monotonic()
     p = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                       stderr=subprocess.PIPE, text=True, check=False)
+                       stderr=subprocess.PIPE, text=True, check=False,
+                       env=dict(os.environ, **env) if env else None)
     s = {"wall_ms": (time.monotonic() - t0) * 1e3, "status": p.returncode}
     if timings_file and p.returncode == 0:
         s["t0_ms"] = t0 * 1e3
         oci_phases(s, timings_file)
     m = TIMINGS.search(p.stderr)
-    if m:
+    w = WARM_TIMINGS.search(p.stderr)
+    if w:
+        ready, started, exited = map(float, w.groups())
+        s.update(to_ready_ms=ready, ready_to_start_ms=started - ready,
+                 start_to_exit_ms=exited - started, after_exit_ms=s["wall_ms"] - exited)
+        m = w
+    elif m:
         ready, boot, startup, started, exited = map(float, m.groups())
         s.update(ready_ms=ready, boot_ms=boot, startup_ms=startup, started_ms=started,
                  exited_ms=exited, to_kernel_ms=ready - boot - startup,
@@ -105,19 +136,22 @@ def timed(cmd, kiln, timings_file=None):
 def run(a):
     kiln = [a.kiln, "sandbox", "run", "--rm", "--timings", "--kernel", a.kernel,
             "--initrd", a.initrd]
+    podman_kiln = ["podman", *a.podman, "--runtime", a.kiln_oci, "run", "--rm", "--network",
+                   "none", "--annotation", "io.kiln.timings=" + a.timings, a.image, "true"]
     cmds = {"kiln_image": kiln + [a.archive, "--", "true"],
+            "kiln_image_warm": kiln + ["--warm", a.archive, "--", "true"],
             "kiln_ext4": kiln + [a.ext4, "--", "true"],
-            "podman_kiln": ["podman", *a.podman, "--runtime", a.kiln_oci, "run", "--rm",
-                            "--network", "none", "--annotation",
-                            "io.kiln.timings=" + a.timings, a.image, "true"],
+            "podman_kiln": podman_kiln,
+            "podman_kiln_warm": podman_kiln,
             "podman": ["podman", *a.podman, "--runtime", "runc", "run", "--rm",
                        "--network", "none", a.image, "true"]}
     res = {"runs": a.runs, "commands": cmds, "warmup": {}, "samples": {k: [] for k in cmds}}
 
     def one(k):
-        return timed(cmds[k], k != "podman", a.timings if k == "podman_kiln" else None)
+        return timed(cmds[k], k != "podman", a.timings if k.startswith("podman_kiln") else None,
+                     {"CONTAINERS_CONF": a.warm_conf} if k == "podman_kiln_warm" else None)
 
-    for k in ("kiln_image", "podman_kiln", "podman"):
+    for k in ("kiln_image", "kiln_image_warm", "podman_kiln", "podman_kiln_warm", "podman"):
         print(f"sandbox-bench: warm-up {k}", file=sys.stderr)
         res["warmup"][k] = one(k)
     order = list(cmds)
@@ -149,7 +183,9 @@ def report(res):
         samples = res["samples"].get(kind, [])
         bad = sum("error" in s for s in samples)
         out += title + (f" ({bad} failed)" if bad else "") + "\n"
-        phases = {"podman": PHASES[-1:], "podman_kiln": OCI_PHASES}.get(kind, PHASES)
+        phases = {"podman": PHASES[-1:], "podman_kiln": OCI_PHASES,
+                  "podman_kiln_warm": OCI_WARM_PHASES, "kiln_image_warm": WARM_PHASES}.get(
+                      kind, PHASES)
         for key, label in phases:
             st = stats(samples, key)
             if not st:
@@ -168,7 +204,7 @@ def main():
     r = sub.add_parser("run")
     r.add_argument("--runs", type=int, default=5)
     for opt in ("out", "kiln", "kernel", "initrd", "archive", "ext4", "image", "kiln-oci",
-                "timings"):
+                "timings", "warm-conf"):
         r.add_argument("--" + opt, required=True)
     r.add_argument("podman", nargs="*", help="Podman's global options (after --)")
     rep = sub.add_parser("report")

@@ -7,8 +7,9 @@
 # initramfs there too, with kiln-oci linked beside them (so every binary is paged from memory,
 # as Podman's are from the VM's cached root). Then bench/sandbox_bench.py runs, round by round
 # with the order flipping, `kiln sandbox run --rm --timings` on the archive and on the ext4
-# image, and `podman --runtime kiln-oci` and `--runtime runc` `run --rm --network none` on the
-# image, each running `true`; it prints the table and
+# image and --warm on the archive, and `podman --runtime kiln-oci` (booted, and warm by a second
+# containers.conf naming a runtime config with warm = true) and `--runtime runc` `run --rm
+# --network none` on the image, each running `true`; it prints the table and
 # writes OUTDIR/sandbox-results.json (every sample). Everything under $TMPDIR goes on exit.
 #
 #   bench/sandbox_bench.sh [--runs N] KILN OUTDIR     (N rounds, default 5; KILN has
@@ -52,6 +53,11 @@ tmp_dir = "$dir/ptmp"
 [network]
 network_config_dir = "$dir/pnet"
 EOF
+# The same with kiln-oci's warm = true (bench/sandbox_bench.py's podman_kiln_warm); the warm
+# snapshot in the cache that `kiln sandbox run --warm` uses too.
+printf 'timings_annotation = true\nwarm = true\n' > "$dir/kiln-oci-warm.toml"
+sed -e "s|KILN_OCI_CONFIG=$dir/kiln-oci.toml\"|KILN_OCI_CONFIG=$dir/kiln-oci-warm.toml\", \"KILN_CACHE=$dir/cache\"|" \
+  "$dir/containers.conf" > "$dir/containers-warm.conf"
 export CONTAINERS_CONF="$dir/containers.conf" TMPDIR="$dir" KILN_CACHE="$dir/cache" \
   KILN_SANDBOX_DIR="$dir/sb"
 
@@ -74,6 +80,7 @@ start=$(date +%s)
 python3 "$here/sandbox_bench.py" run --runs "$runs" --out "$out/sandbox-results.json" \
   --kiln "$dir/${kiln##*/}" --kernel "$dir/guest-kernel/vmlinux" \
   --initrd "$dir/agent/kiln-agent.cpio" --kiln-oci "$dir/kiln-oci" --timings "$dir/timings" \
+  --warm-conf "$dir/containers-warm.conf" \
   --archive "$dir/image.tar" --ext4 "$dir/root.ext4" --image localhost/kiln-sbbench:latest \
   -- "${pod[@]}"
 rc=$?

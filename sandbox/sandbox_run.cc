@@ -165,9 +165,12 @@ int run(const RunOptions& o) {
     warm = warm_snapshot({o.kernel, o.initrd, o.cpus, o.memory, shares}, o.boot_timeout);
     args = warm_restore_args(*warm, uds, shares, api_sock);
   } else {
-    args = {"kiln",     "run",    "--kernel", o.kernel,
-            "--initrd", o.initrd, "--vsock",  "cid=3,uds=" + uds,
-            "--cpus",   std::to_string(o.cpus), "--memory", std::to_string(o.memory)};
+    args = {"kiln",     "run",
+            "--kernel", o.kernel,
+            "--initrd", o.initrd,
+            "--vsock",  "cid=3,uds=" + uds,
+            "--cpus",   std::to_string(o.cpus),
+            "--memory", std::to_string(o.memory)};
     if (!w.root_disk.empty()) args.insert(args.end(), {"--disk", w.root_disk});
     for (const Share& sh : shares)
       args.insert(args.end(),

@@ -52,7 +52,9 @@ std::string describe(const WarmShape& s) {
 }
 
 // The snapshot's id of the share at `index`.
-std::string share_id(size_t index) { return "share" + std::to_string(index); }
+std::string share_id(size_t index) {
+  return "share" + std::to_string(index);
+}
 
 // Kiln's cache; /var/cache/kiln for a runtime started without HOME (a containerd shim's).
 std::string cache_dir() {
@@ -71,12 +73,12 @@ void check_reply(const ApiReply& r, const std::string& what) {
 void make_snapshot(const WarmShape& shape, const fs::path& dir, unsigned boot_timeout_s) {
   std::string uds = (dir / "vsock").string(), api = (dir / "api.sock").string(),
               log = (dir / "console.log").string();
-  std::vector<std::string> args{"kiln",     "run",
-                                "--kernel", shape.kernel,
-                                "--initrd", shape.initrd,
-                                "--vsock",  "cid=3,uds=" + uds,
-                                "--cpus",   std::to_string(shape.cpus),
-                                "--memory", std::to_string(shape.memory),
+  std::vector<std::string> args{"kiln",       "run",
+                                "--kernel",   shape.kernel,
+                                "--initrd",   shape.initrd,
+                                "--vsock",    "cid=3,uds=" + uds,
+                                "--cpus",     std::to_string(shape.cpus),
+                                "--memory",   std::to_string(shape.memory),
                                 "--api-sock", api};
   for (size_t i = 0; i < shape.shares.size(); ++i) {
     // An empty stand-in for each share: every sandbox restores it on its own directory.
@@ -146,8 +148,8 @@ WarmSnapshot warm_snapshot(const WarmShape& shape, unsigned boot_timeout_s) {
 std::vector<std::string> warm_restore_args(const WarmSnapshot& snap, const std::string& uds,
                                            const std::vector<Share>& shares,
                                            const std::string& api_sock) {
-  std::vector<std::string> args{"kiln", "--restore", snap.state, "--mem", snap.memory,
-                                "--vsock-override", uds};
+  std::vector<std::string> args{"kiln",      "--restore",        snap.state, "--mem",
+                                snap.memory, "--vsock-override", uds};
   for (size_t i = 0; i < shares.size(); ++i)
     args.insert(args.end(), {"--fs-override", share_id(i) + "=" + shares[i].path});
   if (!api_sock.empty()) args.insert(args.end(), {"--api-sock", api_sock});
@@ -157,10 +159,9 @@ std::vector<std::string> warm_restore_args(const WarmSnapshot& snap, const std::
 agent::Configure warm_configure(const std::string& params) {
   agent::Configure c;
   c.params = params;
-  c.realtime_ns = static_cast<uint64_t>(
-      std::chrono::duration_cast<std::chrono::nanoseconds>(
-          std::chrono::system_clock::now().time_since_epoch())
-          .count());
+  c.realtime_ns = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                            std::chrono::system_clock::now().time_since_epoch())
+                                            .count());
   c.entropy.resize(64);
   if (getrandom(c.entropy.data(), c.entropy.size(), 0) != static_cast<ssize_t>(c.entropy.size()))
     throw_errno("getrandom for the sandbox's entropy");

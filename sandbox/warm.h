@@ -1,6 +1,7 @@
 // Warm sandboxes: a pooled snapshot of a booted guest whose agent waits for its workload
 // (kiln.warm=1), one per kernel, initramfs, machine shape and Kiln build, made on first use and
-// kept under ${KILN_CACHE:-~/.cache/kiln}/warm/<key>/ (state, memory, shape.txt). A sandbox
+// kept under ${KILN_CACHE:-~/.cache/kiln}/warm/<key>/ (state, memory, shape.txt; without HOME
+// or KILN_CACHE, a containerd shim's runtime, /var/cache/kiln/warm). A sandbox
 // restores it in a new `kiln` (its own vsock socket, its shares on its own directories), and
 // the agent mounts the workload's root when the host's configure arrives: the start costs a
 // restore, not a boot.

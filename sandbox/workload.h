@@ -34,7 +34,7 @@ struct Workload {
   std::optional<Share> root_share;  // a directory or image root
   std::string root_disk;            // or an ext4 disk root (kiln run --disk)
   std::string cmdline;              // the agent's root parameters
-  std::string user_root;             // where -u names resolve (none for a disk)
+  std::string user_root;            // where -u names resolve (none for a disk)
 };
 
 // A directory root as is, read-only if asked (kiln-oci: the bundle's root), with `start`.

@@ -131,8 +131,9 @@ void Agent::handle(Conn& c, Message&& m) {
         using T = std::decay_t<decltype(v)>;
         if constexpr (std::is_same_v<T, Start>) {
           if (configurer_ && !configured_)
-            c.ch.send(Error{v.id, "the sandbox is not set up yet (this agent booted warm: the "
-                                  "host sends configure first)"});
+            c.ch.send(Error{v.id,
+                            "the sandbox is not set up yet (this agent booted warm: the "
+                            "host sends configure first)"});
           else
             start(c, std::move(v));
         } else if constexpr (std::is_same_v<T, Configure>) {

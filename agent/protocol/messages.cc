@@ -325,10 +325,9 @@ const char* stream_name(Stream s) {
 }
 
 const char* message_name(const Message& m) {
-  static constexpr const char* kNames[] = {"hello",  "start",       "started", "signal",
-                                           "resize", "close_stdin", "data",    "credit",
-                                           "exit",   "error",       "shutdown",
-                                           "configure", "configured"};
+  static constexpr const char* kNames[] = {
+      "hello",  "start", "started", "signal",   "resize",    "close_stdin", "data",
+      "credit", "exit",  "error",   "shutdown", "configure", "configured"};
   static_assert(std::size(kNames) == std::variant_size_v<Message>);
   return kNames[m.index()];
 }

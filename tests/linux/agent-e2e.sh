@@ -180,6 +180,7 @@ boots() {
   KILN_CACHE="$out/cache" sb image "$out/busybox.tar"
   KILN_CACHE="$out/cache" sb image2 -e GREETING=flag "$out/busybox.tar" -- sh -c \
     'echo changed > /etc/hostname; cat /etc/hostname; echo $GREETING; pwd'
+  warm
   named
   net
   hostile
@@ -197,6 +198,39 @@ boots() {
   echo $? > "$out/sigterm.rc"
   rm -f "$out/sigterm.ext4"
   echo "agent-e2e: sigterm: exit $(cat "$out/sigterm.rc")"
+}
+
+# Warm sandboxes (sandbox/warm.h): the first --warm run makes the pool's snapshot of a booted
+# guest in a cache under /tmp (its sockets and mapped memory file cannot be on the nested VM's
+# 9p share; the number of snapshots made goes to warm-cache.count), the next ones restore it: two clones at once (each its own clock,
+# set from the host's, and its own random state: the host's entropy and a reseed, which the
+# guest kernel's own reseeding from interrupt timings may also bring about), an image root
+# with a volume (another shape: another snapshot), a disk root refused. Each run's host clock
+# before and after: NAME.time.
+warm() {
+  local cache
+  cache=$(mktemp -d /tmp/kiln-e2e-warm.XXXXXX)
+  sbw() {  # NAME [sandbox options]
+    local name=$1
+    shift
+    date +%s > "$out/$name.time"
+    KILN_CACHE="$cache" timeout -k 5 600 build/kiln sandbox run --warm \
+      --console-log "$out/$name.console" "$@" < /dev/null > "$out/$name.out" 2> "$out/$name.err"
+    echo $? > "$out/$name.rc"
+    date +%s >> "$out/$name.time"
+    echo "agent-e2e: $name: exit $(cat "$out/$name.rc")"
+  }
+  local clone='date +%s; head -c 16 /dev/urandom | od -An -tx1 | tr -d " \n"; echo; cat /marker'
+  sbw warm-make "$out/rootdir" -- sh -c 'echo made; echo warm-guest > /warm-written'
+  sleep 3  # a restored guest whose clock were not set would be at least this far behind
+  sbw warm-a "$out/rootdir" -- sh -c "$clone" &
+  local a=$!
+  sbw warm-b "$out/rootdir" -- sh -c "$clone"
+  wait "$a"
+  sbw warm-image -v "$out/vol:/data" "$out/busybox.tar" -- sh -c 'echo $GREETING; cat /data/in'
+  sbw warm-disk "$out/rootfs.ext4" -- true
+  find "$cache/warm" -mindepth 1 -maxdepth 1 -type d | wc -l > "$out/warm-cache.count"
+  rm -rf "$cache"
 }
 
 check() {
@@ -239,6 +273,41 @@ check() {
     elif [ -z "${4:-}" ] && [ -n "$got_err" ]; then bad "$name" "stderr '$got_err', want none"
     else ok "$name"; fi
   }
+  # Warm: the clones ran on restored guests (no boot: the agent's readiness line is the pool's
+  # boot's, not theirs), each set up by configure; their clocks are the host's; their random
+  # bytes differ.
+  local n
+  for n in warm-make warm-a warm-b warm-image; do
+    if ! grep -q "kiln-agent: set up by the host's configure" "$out/$n.console" ||
+       grep -q "kiln-agent: ready on vsock" "$out/$n.console"; then
+      bad "$n-restored" "not a restored guest set up by configure ($out/$n.console)"
+    else ok "$n-restored"; fi
+  done
+  expect warm-make 0 $'made\n'
+  if [ "$(cat "$out/rootdir/warm-written" 2>/dev/null)" = warm-guest ]; then ok warm-make-write
+  else bad warm-make-write "the warm guest's /warm-written is not on the host"; fi
+  for n in warm-a warm-b; do
+    local t0 t1 guest
+    t0=$(head -1 "$out/$n.time") t1=$(tail -1 "$out/$n.time") guest=$(head -1 "$out/$n.out")
+    if [ "$(cat "$out/$n.rc")" != 0 ] || [ "$(sed -n 3p "$out/$n.out")" != host-marker ]; then
+      bad "$n" "exit $(cat "$out/$n.rc"), out $(cat "$out/$n.out"), err $(cat "$out/$n.err")"
+    elif ! [ "$guest" -ge $((t0 - 1)) ] 2>/dev/null || ! [ "$guest" -le $((t1 + 1)) ]; then
+      bad "$n-clock" "guest time $guest outside the host's $t0..$t1"
+    else ok "$n"; ok "$n-clock"; fi
+  done
+  local ra rb
+  ra=$(sed -n 2p "$out/warm-a.out") rb=$(sed -n 2p "$out/warm-b.out")
+  if [ ${#ra} = 32 ] && [ "$ra" != "$rb" ]; then ok warm-entropy
+  else bad warm-entropy "clones read '$ra' and '$rb' from /dev/urandom"; fi
+  expect warm-image 0 $'from-image\nvol-in\n'
+  local shapes
+  shapes=$(cat "$out/warm-cache.count" 2>/dev/null)
+  if [ "$shapes" = 2 ]; then ok warm-cache
+  else bad warm-cache "want 2 warm snapshots (directory root; image root and a volume), got $shapes"; fi
+  if [ "$(cat "$out/warm-disk.rc")" = 125 ] &&
+     grep -q -- "--warm: a disk root .* is not restored on a warm sandbox yet" "$out/warm-disk.err"; then
+    ok warm-disk
+  else bad warm-disk "exit $(cat "$out/warm-disk.rc"): $(cat "$out/warm-disk.err")"; fi
   step_is ls 0 '^web +running +[0-9]+ .* sh -c'
   step_is exec 4 '^main 1 /srv/app$' '^exec-err$'
   step_is exec-w 126 '^$' "chdir '/nonexistent'"

@@ -121,6 +121,22 @@ CONF
     'grep -o " /scratch tmpfs [^ ]*" /proc/mounts; stat -c %a /scratch; grep -c " /etc tmpfs" /proc/mounts
      grep -q "^root:" /etc/passwd && echo copied; grep -q localhost /etc/hosts && echo hosts-ok'
 
+  # Warm containers: kiln-oci's runtime config says warm = true (its name and the cache reach
+  # kiln-oci through conmon's environment, in a second containers.conf); the first container
+  # makes the pool's snapshot, the second restores it. Their io.kiln.timings lines say whether
+  # they were warm; the engine's hostname and /etc/hosts (a bind of its file) are set up by the
+  # restored agent.
+  printf 'warm = true\ntimings_annotation = true\n' > "$tmp/warm-oci.toml"
+  sed -e "/^\[engine\]/a conmon_env_vars = [\"PATH=/usr/sbin:/usr/bin:/sbin:/bin\", \"KILN_OCI_CONFIG=$tmp/warm-oci.toml\", \"KILN_CACHE=$tmp/kcache\"]" \
+    "$tmp/containers.conf" > "$tmp/containers-warm.conf"
+  for v in warm1 warm2; do
+    CONTAINERS_CONF="$tmp/containers-warm.conf" run "$v" --hostname "kiln-$v" \
+      --annotation io.kiln.timings="$tmp/warm-timings" "$img" sh -c \
+      'echo "warm $(hostname)"; grep -q localhost /etc/hosts && echo hosts-ok'
+  done
+  cp "$tmp/warm-timings" "$out/warm-timings.jsonl" 2>/dev/null
+  find "$tmp/kcache/warm" -mindepth 1 -maxdepth 1 -type d 2>/dev/null | wc -l > "$out/warm-cache.count"
+
   # A detached container: logs, exec (conmon's exec --process --detach), ps, stop, rm.
   local prt=("${pod[@]}" --runtime "$repo/build/kiln-oci") v
   pstep() {  # NAME podman-args...
@@ -376,6 +392,12 @@ check() {
   else bad volume-host "vol/out missing or volro/f written"; fi
   expect files 0 $'kiln-box\nkiln-box\nhosts-ok\n'
   expect tty 0 $'tty\r\n24 80\r\n'
+  expect warm1 0 $'warm kiln-warm1\nhosts-ok\n'
+  expect warm2 0 $'warm kiln-warm2\nhosts-ok\n'
+  local warm_lines
+  warm_lines=$(grep -c '"warm":true' "$out/warm-timings.jsonl" 2>/dev/null)
+  if [ "$warm_lines" = 2 ] && [ "$(cat "$out/warm-cache.count")" = 1 ]; then ok warm-restored
+  else bad warm-restored "want 2 warm starts from 1 snapshot: $warm_lines warm, $(cat "$out/warm-cache.count") snapshots"; fi
   expect readonly 0 $'ro-root\ntmp-ok\n'
   local cpus mem
   { read -r cpus; read -r mem; } < "$out/annotations.out" 2>/dev/null

@@ -51,6 +51,31 @@ TEST(AgentBootConfig, BadParametersAreNamed) {
             "kiln.hostname is longer than 64 bytes");
 }
 
+// A warm boot has no root yet; the workload's parameters come with configure, which cannot
+// change the boot's own (kiln.warm, kiln.port).
+TEST(AgentBootConfig, WarmBootAndConfigure) {
+  auto c = parse_boot_config("console=ttyS0 kiln.warm=1 kiln.port=2000");
+  EXPECT_TRUE(c.warm);
+  EXPECT_EQ(c.root, "");
+  EXPECT_EQ(c.port, 2000u);
+  EXPECT_EQ(error_of("kiln.warm=2"), "kiln.warm='2': only 1");
+  EXPECT_NE(error_of("kiln.warm=1 kiln.root=/dev/vda").find("from the host's configure"),
+            std::string::npos);
+  auto w =
+      parse_boot_config("kiln.root=r kiln.rootfstype=virtiofs kiln.hostname=h", Source::kConfigure);
+  EXPECT_FALSE(w.warm);
+  EXPECT_EQ(w.root, "r");
+  EXPECT_EQ(w.hostname, "h");
+  for (const char* bad : {"kiln.root=r kiln.warm=1", "kiln.root=r kiln.port=5"}) {
+    try {
+      parse_boot_config(bad, Source::kConfigure);
+      ADD_FAILURE() << bad << " accepted";
+    } catch (const std::runtime_error& e) {
+      EXPECT_NE(std::string(e.what()).find("a configure cannot change it"), std::string::npos);
+    }
+  }
+}
+
 TEST(AgentBootConfig, VolumesInOrderWithReadOnly) {
   auto c = parse_boot_config("kiln.root=/dev/vda kiln.volume=v0:/data kiln.volume=v1:/srv/a/b:ro");
   ASSERT_EQ(c.volumes.size(), 2u);

@@ -38,8 +38,10 @@ agent::Hello agent_hello() {
 // The agent core served from its own thread, as in the guest (one poll loop).
 class AgentThread {
  public:
-  explicit AgentThread(UniqueFd fd) : agent_(agent_hello()) {
+  explicit AgentThread(UniqueFd fd, std::function<void(const agent::Configure&)> configurer = {})
+      : agent_(agent_hello()) {
     signal(SIGPIPE, SIG_IGN);
+    if (configurer) agent_.set_configurer(std::move(configurer));
     agent_.add_connection(std::move(fd));
     thread_ = std::thread([this] {
       while (!stop_) agent_.poll_once(10);
@@ -72,9 +74,9 @@ class Capture {
 };
 
 struct Session {
-  Session() {
+  explicit Session(std::function<void(const agent::Configure&)> configurer = {}) {
     auto [a, b] = socket_pair();
-    agent = std::make_unique<AgentThread>(std::move(a));
+    agent = std::make_unique<AgentThread>(std::move(a), std::move(configurer));
     client = std::make_unique<AgentClient>(std::move(b));
     hello = client->handshake(5s);
   }
@@ -311,6 +313,88 @@ TEST(AgentCore, OutputIsHeldBackUntilTheHostGrantsCredit) {
   }
   EXPECT_TRUE(exited);
   EXPECT_EQ(got, 2000000u);
+}
+
+// The messages of `inbox` of type T.
+template <typename T>
+std::vector<T> of_type(const std::vector<Message>& inbox) {
+  std::vector<T> out;
+  for (const auto& m : inbox)
+    if (auto* v = std::get_if<T>(&m)) out.push_back(*v);
+  return out;
+}
+
+TEST(AgentCore, WarmAgentIsConfiguredOnceBeforeAnyStart) {
+  RawHost h;
+  std::vector<agent::Configure> got;
+  h.agent.set_configurer([&](const agent::Configure& c) { got.push_back(c); });
+  h.ch->send(agent::Hello{agent::kProtocolVersion, "raw", 0, 0});
+  agent::Start early;
+  early.id = 1;
+  early.argv = {"true"};
+  h.ch->send(early);
+  h.pump(100);
+  auto errors = of_type<agent::Error>(h.inbox);
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_EQ(errors[0].id, 1u);
+  EXPECT_NE(errors[0].message.find("not set up yet"), std::string::npos) << errors[0].message;
+  EXPECT_EQ(h.agent.started_total(), 0u);
+  h.ch->send(agent::Configure{"kiln.root=r kiln.hostname=w", 42, {1, 2, 3}});
+  agent::Start st;
+  st.id = 2;
+  st.argv = {"sh", "-c", "exit 4"};
+  h.ch->send(st);
+  for (int i = 0; i < 200 && of_type<agent::Exit>(h.inbox).empty(); ++i) h.pump(25);
+  EXPECT_EQ(of_type<agent::Configured>(h.inbox).size(), 1u);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].params, "kiln.root=r kiln.hostname=w");
+  EXPECT_EQ(got[0].realtime_ns, 42u);
+  EXPECT_EQ(got[0].entropy, (std::vector<uint8_t>{1, 2, 3}));
+  auto exits = of_type<agent::Exit>(h.inbox);
+  ASSERT_EQ(exits.size(), 1u);
+  EXPECT_EQ(exits[0].status(), 4);
+  h.ch->send(agent::Configure{"kiln.root=again", 0, {}});
+  EXPECT_TRUE(h.until_closed());
+  auto* e = std::get_if<agent::Error>(&h.inbox.back());
+  ASSERT_NE(e, nullptr);
+  EXPECT_EQ(e->id, 0u);
+  EXPECT_NE(e->message.find("set up already"), std::string::npos) << e->message;
+  EXPECT_EQ(got.size(), 1u);
+}
+
+TEST(AgentCore, ConfigureToAColdAgentIsAProtocolError) {
+  RawHost h;
+  h.ch->send(agent::Hello{agent::kProtocolVersion, "raw", 0, 0});
+  h.ch->send(agent::Configure{"kiln.root=r", 0, {}});
+  EXPECT_TRUE(h.until_closed());
+  auto* e = std::get_if<agent::Error>(&h.inbox.back());
+  ASSERT_NE(e, nullptr);
+  EXPECT_NE(e->message.find("did not boot warm"), std::string::npos) << e->message;
+}
+
+// The host's side: a set-up the agent could not do is Kiln's error with the agent's reason.
+TEST(AgentClient, ConfigureReportsTheAgentsSetUpAndItsFailure) {
+  {
+    Session s([](const agent::Configure& c) {
+      if (c.params != "kiln.root=ok") throw std::runtime_error("unexpected " + c.params);
+    });
+    s.client->configure(agent::Configure{"kiln.root=ok", 0, {}}, 5s);
+    Capture out, err;
+    EXPECT_EQ(s.run({"echo", "after"}, {-1, out.fd(), err.fd()}), 0);
+    EXPECT_EQ(out.text(), "after\n");
+  }
+  Session s([](const agent::Configure&) {
+    throw std::runtime_error("mount virtiofs on /newroot: No such device");
+  });
+  try {
+    s.client->configure(agent::Configure{"kiln.root=x", 0, {}}, 5s);
+    FAIL() << "configure succeeded";
+  } catch (const kiln::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("could not set up the workload: configure: mount "
+                                         "virtiofs on /newroot: No such device"),
+              std::string::npos)
+        << e.what();
+  }
 }
 
 TEST(AgentCore, MalformedHostGetsAnErrorAndIsClosed) {

@@ -93,6 +93,23 @@ TEST(AgentProtocol, OtherMessagesRoundTrip) {
   EXPECT_TRUE(std::holds_alternative<Shutdown>(roundtrip(Shutdown{})));
 }
 
+TEST(AgentProtocol, ConfigureRoundTripsAndItsEntropyIsBounded) {
+  auto got = std::get<Configure>(roundtrip(Configure{"kiln.root=r", 1234, {9, 8, 7}}));
+  EXPECT_EQ(got.params, "kiln.root=r");
+  EXPECT_EQ(got.realtime_ns, 1234u);
+  EXPECT_EQ(got.entropy, (std::vector<uint8_t>{9, 8, 7}));
+  EXPECT_TRUE(std::holds_alternative<Configured>(roundtrip(Configured{})));
+  json big = {{"type", "configure"},
+              {"params", "kiln.root=r"},
+              {"entropy", json::binary(std::vector<uint8_t>(kMaxEntropy + 1))}};
+  EXPECT_NE(decode_error(big).find("at most 512 bytes"), std::string::npos) << decode_error(big);
+  EXPECT_NE(decode_error({{"type", "configure"}, {"params", "x"}, {"entropy", "text"}})
+                .find("'entropy' must be a CBOR byte string"),
+            std::string::npos);
+  EXPECT_NE(decode_error({{"type", "configure"}}).find("missing field 'params'"),
+            std::string::npos);
+}
+
 TEST(AgentProtocol, CreateCwdIsSentOnlyWhenAsked) {
   Start s;
   s.id = 1;

@@ -44,6 +44,12 @@ TEST_F(OciRuntimeConfig, SetsTheDefaults) {
   EXPECT_EQ(d.memory, 512u);
 }
 
+TEST_F(OciRuntimeConfig, WarmIsOffUnlessTheFileTurnsItOn) {
+  sandbox::RunOptions d;
+  EXPECT_FALSE(apply_runtime_config(d, write("vcpus = 1\n"), true).warm);
+  EXPECT_TRUE(apply_runtime_config(d, write("warm = true\n"), true).warm);
+}
+
 TEST_F(OciRuntimeConfig, MissingFileIsAnErrorOnlyWhenNamed) {
   sandbox::RunOptions d;
   d.cpus = 7;
@@ -59,10 +65,11 @@ TEST_F(OciRuntimeConfig, BadFilesNameTheLineAndKey) {
       {"kernel = \"vmlinux\"\n", "kernel: must be an absolute path"},
       {"cpus = 2\n",
        "oci.toml:1: cpus: unknown key (known: kernel, initrd, vcpus, memory_mib, "
-       "timings_annotation)"},
+       "timings_annotation, warm)"},
       {"[machine]\nvcpus = 2\n", "machine: unknown key"},
       {"vcpus = \n", "TOML error"},
       {"timings_annotation = 1\n", "timings_annotation: must be true or false"},
+      {"warm = \"yes\"\n", "oci.toml:1: warm: must be true or false"},
       {"x = " + std::string(100, '[') + std::string(100, ']') + "\n", "nested"},
   };
   for (const auto& [text, want] : cases) {

@@ -189,8 +189,9 @@ TEST(SnapshotConfigCodec, AppliesTheLoadsOverridesBeforeCheckingPaths) {
   EXPECT_EQ(back.fs[0].path, clone.path());
   request::LoadSnapshot unknown = load;
   unknown.fs_overrides.push_back({"other", clone.path()});
-  EXPECT_NE(refusal([&] { codec.decode(text, unknown); })
-                .find("fs_overrides: the snapshot has no virtio-fs share \"other\""),
+  EXPECT_NE(refusal([&] {
+              codec.decode(text, unknown);
+            }).find("fs_overrides: the snapshot has no virtio-fs share \"other\""),
             std::string::npos);
   request::LoadSnapshot drive = load;
   drive.drive_overrides.push_back({"rootfs", "/x"});

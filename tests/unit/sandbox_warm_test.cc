@@ -1,0 +1,41 @@
+// Warm sandboxes' host side (sandbox/warm.h): the restore's command line and the configure a
+// restored agent gets (the host's clock, fresh entropy each time).
+#include "sandbox/warm.h"
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+
+namespace kiln::sandbox {
+namespace {
+
+TEST(SandboxWarm, RestoreArgsGiveEachShareAndTheSocketTheSandboxsPaths) {
+  std::vector<Share> shares{{"kiln-root", "/srv/root", true}, {"kiln-v0", "/data", false}};
+  EXPECT_EQ(warm_restore_args({"/c/state", "/c/memory"}, "/run/s/vsock", shares, ""),
+            (std::vector<std::string>{"kiln", "--restore", "/c/state", "--mem", "/c/memory",
+                                      "--vsock-override", "/run/s/vsock", "--fs-override",
+                                      "share0=/srv/root", "--fs-override", "share1=/data"}));
+  auto with_api = warm_restore_args({"s", "m"}, "v", {}, "/run/s/api.sock");
+  EXPECT_EQ(with_api.back(), "/run/s/api.sock");
+  EXPECT_EQ(with_api[with_api.size() - 2], "--api-sock");
+}
+
+TEST(SandboxWarm, ConfigureCarriesTheClockAndFreshEntropy) {
+  auto now = [] {
+    return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                     std::chrono::system_clock::now().time_since_epoch())
+                                     .count());
+  };
+  uint64_t before = now();
+  agent::Configure a = warm_configure(" kiln.root=kiln-root"), b = warm_configure("x");
+  EXPECT_EQ(a.params, " kiln.root=kiln-root");
+  EXPECT_GE(a.realtime_ns, before);
+  EXPECT_LE(a.realtime_ns, now());
+  EXPECT_EQ(a.entropy.size(), 64u);
+  EXPECT_LE(a.entropy.size(), agent::kMaxEntropy);
+  EXPECT_NE(a.entropy, b.entropy);
+  EXPECT_NE(a.entropy, std::vector<uint8_t>(64, 0));
+}
+
+}  // namespace
+}  // namespace kiln::sandbox
