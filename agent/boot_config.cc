@@ -38,6 +38,17 @@ Volume parse_volume(const std::string& v) {
   return vol;
 }
 
+// Six hex pairs with ':' into `out`, lower case; false if `text` is not one.
+bool parse_mac(const std::string& text, std::string* out) {
+  bool ok = text.size() == 17;
+  for (size_t i = 0; ok && i < text.size(); ++i)
+    ok = i % 3 == 2 ? text[i] == ':' : std::isxdigit(static_cast<unsigned char>(text[i]));
+  if (!ok) return false;
+  *out = text;
+  for (char& ch : *out) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  return true;
+}
+
 // ADDR/PREFIX[,gw=GW][,mtu=N]
 Network parse_network(const std::string& v) {
   auto bad = [&v](const std::string& why) {
@@ -66,12 +77,7 @@ Network parse_network(const std::string& v) {
       if (mtu < 0) throw bad("mtu must be 68 to 65535");
       n.mtu = static_cast<uint32_t>(mtu);
     } else if (part.rfind("mac=", 0) == 0) {
-      n.mac = part.substr(4);
-      bool ok = n.mac.size() == 17;
-      for (size_t i = 0; ok && i < n.mac.size(); ++i)
-        ok = i % 3 == 2 ? n.mac[i] == ':' : std::isxdigit(static_cast<unsigned char>(n.mac[i]));
-      if (!ok) throw bad("mac must be six hex pairs with ':'");
-      for (char& ch : n.mac) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+      if (!parse_mac(part.substr(4), &n.mac)) throw bad("mac must be six hex pairs with ':'");
     } else if (part.rfind("name=", 0) == 0) {
       n.name = part.substr(5);
       bool ok = !n.name.empty() && n.name.size() < 16 && n.name != "." && n.name != "..";
@@ -259,6 +265,14 @@ BootConfig parse_boot_config(const std::string& cmdline, Source source) {
           throw std::runtime_error("kiln.net='" + value +
                                    "': a second one for the same interface, MAC or default "
                                    "route");
+    } else if (key == "kiln.setmac") {
+      MacChange m;
+      auto comma = value.find(',');
+      if (comma == std::string::npos || !parse_mac(value.substr(0, comma), &m.from) ||
+          !parse_mac(value.substr(comma + 1), &m.to))
+        throw std::runtime_error("kiln.setmac='" + value + "': want OLD_MAC,NEW_MAC");
+      if (c.mac_changes.size() >= 8) throw std::runtime_error("more than 8 kiln.setmac= given");
+      c.mac_changes.push_back(m);
     } else if (key == "kiln.dns") {
       std::istringstream servers(value);
       std::string a;
@@ -275,13 +289,13 @@ BootConfig parse_boot_config(const std::string& cmdline, Source source) {
           " (known: kiln.warm, kiln.root, kiln.rootfstype, kiln.rootflags, "
           "kiln.hostname, kiln.port, kiln.overlay, kiln.volume, kiln.bind, kiln.tmpfs, "
           "kiln.net, "
-          "kiln.dns)");
+          "kiln.setmac, kiln.dns)");
     }
   }
   if (c.warm) {
     // Only what the agent itself needs at a warm boot; the workload's come with configure.
     if (!c.root.empty() || !c.volumes.empty() || !c.binds.empty() || !c.tmpfs.empty() ||
-        !c.nets.empty() || !c.dns.empty())
+        !c.nets.empty() || !c.dns.empty() || !c.mac_changes.empty())
       throw std::runtime_error(
           "kiln.warm=1 takes the root, volumes, binds, tmpfs and networks from the host's "
           "configure, not from the command line");

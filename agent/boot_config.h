@@ -26,6 +26,9 @@
 //   kiln.warm=1              boot without a workload (for a pooled snapshot): the agent listens
 //                            at once and takes every parameter below but kiln.port from the
 //                            host's `configure` message (agent/protocol/messages.h)
+//   kiln.setmac=OLD,NEW      the interface with MAC OLD takes MAC NEW (a warm snapshot's NICs
+//                            have the pool's MACs; each sandbox's its own), before any
+//                            kiln.net; repeatable (8)
 //   kiln.dns=ADDR[,ADDR]...  name servers (at most 3) for /etc/resolv.conf (bind-mounted from
 //                            /run/kiln, the workload's root is not written)
 #pragma once
@@ -71,6 +74,10 @@ struct Network {
   std::string name;     // what the interface with `mac` is renamed to
 };
 
+struct MacChange {
+  std::string from, to;  // lower-case aa:bb:..
+};
+
 struct BootConfig {
   bool warm = false;  // kiln.warm=1
   std::string root;
@@ -84,6 +91,7 @@ struct BootConfig {
   std::vector<FileBind> binds;
   std::vector<Tmpfs> tmpfs;
   std::vector<Network> nets;
+  std::vector<MacChange> mac_changes;
   std::vector<std::string> dns;
 };
 

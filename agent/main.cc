@@ -304,6 +304,7 @@ void set_up_workload(const BootConfig& cfg) {
   mount_api_filesystems();
   mount_workload(cfg);
   if (sethostname(cfg.hostname.data(), cfg.hostname.size()) < 0) fail("sethostname");
+  for (const auto& m : cfg.mac_changes) change_mac(m);
   for (const auto& n : cfg.nets) configure_link(n);
   if (!cfg.dns.empty()) install_resolv_conf(cfg.dns);
 }

@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <net/if.h>
+#include <net/if_arp.h>
 #include <net/route.h>
 #include <netinet/in.h>
 #include <sys/ioctl.h>
@@ -98,6 +99,17 @@ void rename_link(int s, const std::string& from, const std::string& to) {
 }
 
 }  // namespace
+
+void change_mac(const MacChange& c) {
+  std::string name = find_by_mac(c.from);
+  UniqueFd s = inet_socket();
+  ifreq ifr = request_for(name.c_str());
+  ifr.ifr_hwaddr.sa_family = ARPHRD_ETHER;
+  for (int i = 0; i < 6; ++i)
+    ifr.ifr_hwaddr.sa_data[i] =
+        static_cast<char>(std::stoul(c.to.substr(static_cast<size_t>(i) * 3, 2), nullptr, 16));
+  if (ioctl(s.get(), SIOCSIFHWADDR, &ifr) < 0) fail("set " + name + "'s MAC to " + c.to);
+}
 
 void configure_link(const Network& n) {
   UniqueFd s = inet_socket();

@@ -425,13 +425,6 @@ int create(const Globals& g, const CreateOptions& o) {
                       {"memory_mib", b.run.memory}};
         if (!links.empty()) extra["network"] = recorded_network(b.netns, links);
         b.run.host_pid = host;
-        if (b.run.warm && !b.run.nets.empty()) {
-          spdlog::info(
-              "container {}: booted, not restored warm: a warm sandbox has no "
-              "network interfaces yet",
-              o.id);
-          b.run.warm = false;
-        }
         b.run.on_created = [&] {
           write_atomically(reg.dir(o.id) / kOciFile, extra.dump() + "\n");
           up();

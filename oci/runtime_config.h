@@ -9,8 +9,7 @@
 //                                  so it is for benchmarks on machines the admin trusts
 //   warm = false                   containers start from a pooled snapshot of a booted guest
 //                                  (sandbox/warm.h: `kiln sandbox run --warm`), made on first
-//                                  use per kernel and shape; a container with a network
-//                                  interface still boots (logged), until warm ones have them
+//                                  use per kernel and shape
 // A container's annotations (io.kiln.vcpus, io.kiln.memory_mib) and its linux.resources
 // override vcpus and memory_mib (oci/spec.h).
 #pragma once

@@ -63,8 +63,7 @@ void add_run(CLI::App& app, RunOptions& o, std::vector<std::string>& volumes,
                 "directory");
   r->add_flag("--warm", o.warm,
               "restore a snapshot of a booted guest (made on first use, kept in "
-              "${KILN_CACHE:-~/.cache/kiln}/warm) instead of booting; not with a disk ROOT or "
-              "--net yet");
+              "${KILN_CACHE:-~/.cache/kiln}/warm) instead of booting; not with a disk ROOT yet");
   r->add_option("--cpus", o.cpus, "vCPUs")->check(CLI::Range(1, 254));
   r->add_option("--memory", o.memory, "guest memory in MiB")->check(CLI::Range(32, 65536));
   r->add_option("--boot-timeout", o.boot_timeout, "seconds to wait for the agent")

@@ -34,7 +34,7 @@ struct RunOptions {
   std::string console_log;  // empty: the sandbox's own console.log (kept until rm)
   unsigned cpus = 1, memory = 256, boot_timeout = 300;
   // Restore a pooled snapshot of a booted guest (sandbox/warm.h) rather than boot: made on
-  // first use per kernel, initramfs and shape. Not with a disk root or networks yet.
+  // first use per kernel, initramfs and shape. Not with a disk root yet.
   bool warm = false;
   // kiln-oci: the workload planned by the caller (its root and Start) rather than from
   // `workload` (whose root is still what the record shows), and the guest's hostname.

@@ -1,7 +1,10 @@
 #include "sandbox/network.h"
 
 #include <net/if.h>
+#include <sys/random.h>
 
+#include <cstdint>
+#include <cstdio>
 #include <sstream>
 
 #include "base/error.h"
@@ -53,6 +56,16 @@ SandboxNet parse_net(const std::string& v) {
   if (n.tap.empty()) throw bad("tap=NAME is required");
   if (n.address.empty() && (!n.gateway.empty() || n.mtu)) throw bad("gw= and mtu= need ip=");
   return n;
+}
+
+std::string random_mac() {
+  uint8_t b[6];
+  if (getrandom(b, sizeof b, 0) != static_cast<ssize_t>(sizeof b)) throw_errno("getrandom");
+  b[0] = static_cast<uint8_t>((b[0] & 0xfe) | 0x02);  // unicast, locally administered
+  char text[18];
+  std::snprintf(text, sizeof text, "%02x:%02x:%02x:%02x:%02x:%02x", b[0], b[1], b[2], b[3], b[4],
+                b[5]);
+  return text;
 }
 
 std::vector<std::string> SandboxNet::vm_args() const {

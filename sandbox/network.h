@@ -24,6 +24,9 @@ struct SandboxNet {
   std::string cmdline() const;               // for the agent (" kiln.net=..."), or ""
 };
 
+// A random locally administered unicast MAC ("02:..." style), lower case.
+std::string random_mac();
+
 // kiln::UsageError naming --net and the key when `v` is not one.
 SandboxNet parse_net(const std::string& v);
 

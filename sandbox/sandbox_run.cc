@@ -111,8 +111,6 @@ int run(const RunOptions& o) {
   if (o.warm && !w.root_disk.empty())
     throw UsageError("--warm: a disk root (" + w.root_disk +
                      ") is not restored on a warm sandbox yet; share a directory or an image");
-  if (o.warm && !o.nets.empty())
-    throw UsageError("--warm: network interfaces are not restored on a warm sandbox yet");
   Record rec;
   rec.name = o.name.value_or(random_name());
   rec.pid = o.host_pid > 0 ? o.host_pid : getpid();
@@ -158,12 +156,21 @@ int run(const RunOptions& o) {
     }
     params += " kiln.bind=" + tag + ":" + name + ":" + f.guest + ":ro";
   }
-  for (const auto& net : o.nets) params += net.cmdline();
   std::vector<std::string> args;
   std::optional<WarmSnapshot> warm;
   if (o.warm) {
-    warm = warm_snapshot({o.kernel, o.initrd, o.cpus, o.memory, shares}, o.boot_timeout);
-    args = warm_restore_args(*warm, uds, shares, api_sock);
+    // The snapshot's NICs have the pool's MACs: each takes the sandbox's (or a random one).
+    std::vector<std::string> taps;
+    for (size_t i = 0; i < o.nets.size(); ++i) {
+      SandboxNet net = o.nets[i];
+      if (net.mac.empty()) net.mac = random_mac();
+      params += " kiln.setmac=" + warm_pool_mac(i) + "," + net.mac;
+      taps.push_back(net.tap);
+    }
+    for (const auto& net : o.nets) params += net.cmdline();
+    warm = warm_snapshot({o.kernel, o.initrd, o.cpus, o.memory, shares, o.nets.size()},
+                         o.boot_timeout);
+    args = warm_restore_args(*warm, uds, shares, taps, api_sock);
   } else {
     args = {"kiln",     "run",
             "--kernel", o.kernel,
@@ -179,6 +186,7 @@ int run(const RunOptions& o) {
     for (const auto& net : o.nets) {
       auto net_args = net.vm_args();
       args.insert(args.end(), net_args.begin(), net_args.end());
+      params += net.cmdline();
     }
     args.insert(args.end(), {"--cmdline", "console=ttyS0 reboot=k panic=1 quiet" + params});
   }

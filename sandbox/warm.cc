@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -48,12 +49,16 @@ std::string describe(const WarmShape& s) {
     << "initrd " << identity(s.initrd, "initramfs") << "\n"
     << "vcpus " << s.cpus << "\nmemory_mib " << s.memory << "\n";
   for (const Share& sh : s.shares) t << "share " << sh.tag << (sh.read_only ? " ro" : "") << "\n";
+  t << "nets " << s.nets << "\n";
   return t.str();
 }
 
 // The snapshot's id of the share at `index`.
 std::string share_id(size_t index) {
   return "share" + std::to_string(index);
+}
+std::string net_id(size_t index) {
+  return "net" + std::to_string(index);
 }
 
 // Kiln's cache; /var/cache/kiln for a runtime started without HOME (a containerd shim's).
@@ -87,6 +92,13 @@ void make_snapshot(const WarmShape& shape, const fs::path& dir, unsigned boot_ti
     const Share& s = shape.shares[i];
     args.insert(args.end(), {"--fs", "tag=" + s.tag + ",id=" + share_id(i) + ",path=" +
                                          stand_in.string() + (s.read_only ? ",ro" : "")});
+  }
+  for (size_t i = 0; i < shape.nets; ++i) {
+    // A TAP made for the boot (TUNSETIFF creates it; it goes with the VM): this process's
+    // pid keeps it apart from another's.
+    std::string tap = "kw" + std::to_string(getpid()) + "n" + std::to_string(i);
+    args.insert(args.end(),
+                {"--net", "tap=" + tap + ",mac=" + warm_pool_mac(i) + ",id=" + net_id(i)});
   }
   args.insert(args.end(), {"--cmdline", "console=ttyS0 reboot=k panic=1 quiet kiln.warm=1"});
   VmReaper vm(spawn_vm(args, log));
@@ -145,13 +157,22 @@ WarmSnapshot warm_snapshot(const WarmShape& shape, unsigned boot_timeout_s) {
   return snap;
 }
 
+std::string warm_pool_mac(size_t index) {
+  char mac[18];
+  std::snprintf(mac, sizeof mac, "02:4b:69:6c:6e:%02x", static_cast<unsigned>(index & 0xff));
+  return mac;
+}
+
 std::vector<std::string> warm_restore_args(const WarmSnapshot& snap, const std::string& uds,
                                            const std::vector<Share>& shares,
+                                           const std::vector<std::string>& taps,
                                            const std::string& api_sock) {
   std::vector<std::string> args{"kiln",      "--restore",        snap.state, "--mem",
                                 snap.memory, "--vsock-override", uds};
   for (size_t i = 0; i < shares.size(); ++i)
     args.insert(args.end(), {"--fs-override", share_id(i) + "=" + shares[i].path});
+  for (size_t i = 0; i < taps.size(); ++i)
+    args.insert(args.end(), {"--net-override", net_id(i) + "=" + taps[i]});
   if (!api_sock.empty()) args.insert(args.end(), {"--api-sock", api_sock});
   return args;
 }

@@ -21,7 +21,13 @@ struct WarmShape {
   // The virtio-fs devices in order: tags and read-only flags are the snapshot's; paths are
   // each sandbox's own.
   std::vector<Share> shares;
+  // virtio-net devices: in the snapshot on transient TAPs with the pool's MACs
+  // (warm_pool_mac), restored on each sandbox's TAPs; the agent gives each its own MAC.
+  size_t nets = 0;
 };
+
+// The MAC of the snapshot's network interface `index` (the agent's kiln.setmac changes it).
+std::string warm_pool_mac(size_t index);
 
 struct WarmSnapshot {
   std::string state, memory;
@@ -33,10 +39,11 @@ struct WarmSnapshot {
 // the boot's console when it cannot be made.
 WarmSnapshot warm_snapshot(const WarmShape& shape, unsigned boot_timeout_s);
 
-// `kiln --restore` of `snap` for one sandbox: its vsock socket, its shares' directories (in
-// the shape's order), its API socket if any.
+// `kiln --restore` of `snap` for one sandbox: its vsock socket, its shares' directories and
+// TAPs (in the shape's order), its API socket if any.
 std::vector<std::string> warm_restore_args(const WarmSnapshot& snap, const std::string& uds,
                                            const std::vector<Share>& shares,
+                                           const std::vector<std::string>& taps,
                                            const std::string& api_sock);
 
 // The configure for a restored agent: `params` (kiln.* parameters), the host's clock, fresh

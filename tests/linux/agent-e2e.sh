@@ -130,6 +130,15 @@ net() {
     "$out/net.ext4" -- sh -c 'ip -4 addr show eth0 | grep -o "inet [0-9./]*"
       cat /sys/class/net/eth0/mtu; ip route | grep -o "default via [0-9.]*"; cat /etc/resolv.conf
       ping -c 1 -W 10 10.77.0.1 > /dev/null && echo ping-ok'
+  # The same, warm (a directory root: --warm takes no disk): the snapshot's NIC was on a TAP made
+  # for its boot; this sandbox's is restored on kiln-e2e0 with its own MAC.
+  local cache
+  cache=$(mktemp -d /tmp/kiln-e2e-warmnet.XXXXXX)
+  KILN_CACHE="$cache" sb net-warm --warm \
+    --net tap=kiln-e2e0,mac=52:54:00:77:00:03,ip=10.77.0.3/24,gw=10.77.0.1 "$out/rootdir" -- \
+    sh -c 'cat /sys/class/net/eth0/address; ip -4 addr show eth0 | grep -o "inet [0-9./]*"
+      ping -c 1 -W 10 10.77.0.1 > /dev/null && echo ping-ok'
+  rm -rf "$cache"
   ip link del kiln-e2e0
 }
 
@@ -324,7 +333,10 @@ check() {
   step_is ls-gone 0 '^$'
   expect rmflag 0 ''
   if [ -f "$out/net.skip" ]; then echo "SKIP net: $(cat "$out/net.skip")"
-  else expect net 0 $'inet 10.77.0.2/24\n1400\ndefault via 10.77.0.1\nnameserver 10.77.0.1\nping-ok\n'; fi
+  else
+    expect net 0 $'inet 10.77.0.2/24\n1400\ndefault via 10.77.0.1\nnameserver 10.77.0.1\nping-ok\n'
+    expect net-warm 0 $'52:54:00:77:00:03\ninet 10.77.0.3/24\nping-ok\n'
+  fi
   hostile_is() {  # MODE STDERR-PATTERN
     local name=hostile-$1 got_rc got_err
     got_rc=$(cat "$out/$name.rc" 2>/dev/null || echo none) got_err=$(cat "$out/$name.err" 2>/dev/null)

@@ -189,6 +189,23 @@ CONF
 {{.NetworkSettings.IPAddress}}/{{.NetworkSettings.IPPrefixLen}}
 {{.NetworkSettings.Gateway}}'
   pstep webrm rm -f -t 2 kweb
+  # The same warm (the runtime config above): the snapshot's NIC restored on this container's
+  # TAP, with Podman's MAC set by the agent.
+  CONTAINERS_CONF="$tmp/containers-warm.conf" pstep webwarm run -d --name kwebw -p 18081:80 \
+    "$img" sh -c 'echo warm-page > /tmp/index.html; exec httpd -f -p 80 -h /tmp'
+  for v in $(seq 100); do
+    curl -sS -m 3 http://127.0.0.1:18081/ > "$out/webwarmget.out" 2> "$out/webwarmget.err" && break
+    sleep 0.3
+  done
+  echo $? > "$out/webwarmget.rc"
+  pstep webwarmnic exec kwebw sh -c \
+    'cat /sys/class/net/eth0/address; ip -4 -o addr show eth0 | awk "{print \$4}"
+     ip route | awk "/^default/ {print \$3}"'
+  pstep webwarminspect inspect kwebw --format \
+    '{{.NetworkSettings.MacAddress}}
+{{.NetworkSettings.IPAddress}}/{{.NetworkSettings.IPPrefixLen}}
+{{.NetworkSettings.Gateway}}'
+  pstep webwarmrm rm -f -t 2 kwebw
   echo "oci-e2e: network done"
 
   # The runtime's verbs on the hand-made bundle.
@@ -435,6 +452,9 @@ check() {
   expect webget 0 $'web-page\n'
   match webinspect 0 '^([0-9a-f]{2}:){5}[0-9a-f]{2}.[0-9.]+/[0-9]+.[0-9.]+.$'
   expect webnic 0 "$(cat "$out/webinspect.out" 2>/dev/null)"$'\n1500\n'
+  expect webwarmget 0 $'warm-page\n'
+  match webwarminspect 0 '^([0-9a-f]{2}:){5}[0-9a-f]{2}.[0-9.]+/[0-9]+.[0-9.]+.$'
+  expect webwarmnic 0 "$(cat "$out/webwarminspect.out" 2>/dev/null)"$'\n'
   match webrm 0 'kweb'
   match create 0 '^$'
   match state-created 0 '"status": "created"'

@@ -76,6 +76,19 @@ TEST(AgentBootConfig, WarmBootAndConfigure) {
   }
 }
 
+TEST(AgentBootConfig, MacChanges) {
+  auto c = parse_boot_config(
+      "kiln.root=r kiln.setmac=02:4B:69:6c:6e:00,52:54:00:12:34:56 kiln.setmac="
+      "02:4b:69:6c:6e:01,02:00:00:00:00:09");
+  ASSERT_EQ(c.mac_changes.size(), 2u);
+  EXPECT_EQ(c.mac_changes[0].from, "02:4b:69:6c:6e:00");
+  EXPECT_EQ(c.mac_changes[0].to, "52:54:00:12:34:56");
+  EXPECT_EQ(c.mac_changes[1].to, "02:00:00:00:00:09");
+  for (const char* bad : {"kiln.root=r kiln.setmac=02:4b:69:6c:6e:00",
+                          "kiln.root=r kiln.setmac=02:4b:69:6c:6e:00,zz:00:00:00:00:00"})
+    EXPECT_NE(error_of(bad).find("want OLD_MAC,NEW_MAC"), std::string::npos) << bad;
+}
+
 TEST(AgentBootConfig, VolumesInOrderWithReadOnly) {
   auto c = parse_boot_config("kiln.root=/dev/vda kiln.volume=v0:/data kiln.volume=v1:/srv/a/b:ro");
   ASSERT_EQ(c.volumes.size(), 2u);

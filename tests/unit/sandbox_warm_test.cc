@@ -2,6 +2,8 @@
 // restored agent gets (the host's clock, fresh entropy each time).
 #include "sandbox/warm.h"
 
+#include "sandbox/network.h"
+
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -11,13 +13,24 @@ namespace {
 
 TEST(SandboxWarm, RestoreArgsGiveEachShareAndTheSocketTheSandboxsPaths) {
   std::vector<Share> shares{{"kiln-root", "/srv/root", true}, {"kiln-v0", "/data", false}};
-  EXPECT_EQ(warm_restore_args({"/c/state", "/c/memory"}, "/run/s/vsock", shares, ""),
+  EXPECT_EQ(warm_restore_args({"/c/state", "/c/memory"}, "/run/s/vsock", shares, {"tap3"}, ""),
             (std::vector<std::string>{"kiln", "--restore", "/c/state", "--mem", "/c/memory",
                                       "--vsock-override", "/run/s/vsock", "--fs-override",
-                                      "share0=/srv/root", "--fs-override", "share1=/data"}));
-  auto with_api = warm_restore_args({"s", "m"}, "v", {}, "/run/s/api.sock");
+                                      "share0=/srv/root", "--fs-override", "share1=/data",
+                                      "--net-override", "net0=tap3"}));
+  auto with_api = warm_restore_args({"s", "m"}, "v", {}, {}, "/run/s/api.sock");
   EXPECT_EQ(with_api.back(), "/run/s/api.sock");
   EXPECT_EQ(with_api[with_api.size() - 2], "--api-sock");
+}
+
+TEST(SandboxWarm, PoolMacsAreDistinctAndLocallyAdministered) {
+  EXPECT_EQ(warm_pool_mac(0), "02:4b:69:6c:6e:00");
+  EXPECT_EQ(warm_pool_mac(7), "02:4b:69:6c:6e:07");
+  std::string a = random_mac(), b = random_mac();
+  EXPECT_NE(a, b);
+  ASSERT_EQ(a.size(), 17u);
+  unsigned first = static_cast<unsigned>(std::stoul(a.substr(0, 2), nullptr, 16));
+  EXPECT_EQ(first & 0x03, 0x02u);  // unicast, locally administered
 }
 
 TEST(SandboxWarm, ConfigureCarriesTheClockAndFreshEntropy) {
