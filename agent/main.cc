@@ -286,11 +286,14 @@ UniqueFd listen_vsock(uint32_t port) {
 
 [[noreturn]] void power_off() {
   kill(-1, SIGTERM);
-  for (int i = 0; i < 20; ++i) {  // up to 200 ms for the rest to go
-    while (waitpid(-1, nullptr, WNOHANG) > 0) {
+  // Up to 200 ms for the rest to go. Every process left is this init's child (orphans are
+  // reparented here): ECHILD means none is (kill(-1, 0) would count kernel threads).
+  for (int i = 0; i < 200; ++i) {
+    pid_t pid;
+    while ((pid = waitpid(-1, nullptr, WNOHANG)) > 0) {
     }
-    if (kill(-1, 0) < 0 && errno == ESRCH) break;
-    usleep(10000);
+    if (pid < 0 && errno == ECHILD) break;
+    usleep(1000);
   }
   kill(-1, SIGKILL);
   sync();

@@ -162,12 +162,11 @@ int run(const RunOptions& o) {
     // The snapshot's NICs have the pool's MACs: each takes the sandbox's (or a random one).
     std::vector<std::string> taps;
     for (size_t i = 0; i < o.nets.size(); ++i) {
-      SandboxNet net = o.nets[i];
-      if (net.mac.empty()) net.mac = random_mac();
-      params += " kiln.setmac=" + warm_pool_mac(i) + "," + net.mac;
+      const SandboxNet& net = o.nets[i];
+      params += " kiln.setmac=" + warm_pool_mac(i) + "," +
+                (net.mac.empty() ? random_mac() : net.mac) + net.cmdline();
       taps.push_back(net.tap);
     }
-    for (const auto& net : o.nets) params += net.cmdline();
     warm = warm_snapshot({o.kernel, o.initrd, o.cpus, o.memory, shares, o.nets.size()},
                          o.boot_timeout);
     args = warm_restore_args(*warm, uds, shares, taps, api_sock);

@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -29,6 +30,8 @@ namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
 namespace {
+
+constexpr size_t kMaxEntries = 8;  // warm snapshots kept in the cache
 
 // What a file is for the cache key: its real path, size and modification time (a rebuilt
 // kernel, initramfs or kiln makes a new entry).
@@ -120,12 +123,37 @@ void make_snapshot(const WarmShape& shape, const fs::path& dir, unsigned boot_ti
   } catch (const std::exception& e) {
     std::string console = tail_of(log);
     throw kiln::Error(std::string("making the warm sandbox snapshot (booting ") + shape.kernel +
-                      " with the agent warm): " + e.what() + "; its console:\n" +
-                      (console.empty() ? "(empty)" : console));
+                      " with the agent warm" +
+                      (shape.nets ? ", on TAPs it makes: that needs CAP_NET_ADMIN" : "") + "): " +
+                      e.what() + "; its console:\n" + (console.empty() ? "(empty)" : console));
   }
 }
 
+UniqueFd open_lock(const fs::path& root, const std::string& key) {
+  UniqueFd lock(open((root / (key + ".lock")).c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+  if (!lock) throw_errno("open the warm cache's lock in " + root.string());
+  return lock;
+}
+
 }  // namespace
+
+void prune_warm_cache(const std::string& root_dir, const std::string& keep, size_t max_entries) {
+  const fs::path root(root_dir);
+  std::vector<std::pair<fs::file_time_type, std::string>> entries;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(root, ec)) {
+    std::string name = e.path().filename().string();
+    auto used = fs::last_write_time(e.path() / "state", ec);
+    bool making = name.size() > 4 && name.compare(name.size() - 4, 4, ".new") == 0;
+    if (!ec && name != keep && !making && e.is_directory()) entries.emplace_back(used, name);
+  }
+  std::sort(entries.begin(), entries.end());
+  for (size_t i = 0; i + max_entries <= entries.size(); ++i) {
+    UniqueFd lock = open_lock(root, entries[i].second);
+    if (flock(lock.get(), LOCK_EX | LOCK_NB) < 0) continue;  // in use
+    fs::remove_all(root / entries[i].second, ec);
+  }
+}
 
 WarmSnapshot warm_snapshot(const WarmShape& shape, unsigned boot_timeout_s) {
   std::string text = describe(shape);
@@ -134,26 +162,31 @@ WarmSnapshot warm_snapshot(const WarmShape& shape, unsigned boot_timeout_s) {
   // 16 hex digits: the socket paths under the entry must fit sun_path.
   std::string key = image::sha256_of(text).hex.substr(0, 16);
   fs::path entry = root / key;
-  WarmSnapshot snap{(entry / "state").string(), (entry / "memory").string()};
-  UniqueFd lock(open((root / (key + ".lock")).c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
-  if (!lock) throw_errno("open the warm cache's lock in " + root.string());
-  if (flock(lock.get(), LOCK_EX) < 0) throw_errno("lock the warm cache entry " + entry.string());
-  if (fs::is_regular_file(snap.state)) return snap;
-  // Made beside the entry, renamed into place complete.
-  fs::path tmp = root / (key + ".new");
-  fs::remove_all(tmp);
-  fs::create_directory(tmp);
-  try {
-    make_snapshot(shape, tmp, boot_timeout_s);
-    std::ofstream((tmp / "shape.txt").string()) << text;
-    fs::remove(tmp / "api.sock");
-    fs::remove(tmp / "vsock");
-    fs::rename(tmp, entry);
-  } catch (...) {
-    std::error_code ec;
-    fs::remove_all(tmp, ec);
-    throw;
+  WarmSnapshot snap{(entry / "state").string(), (entry / "memory").string(), open_lock(root, key)};
+  if (flock(snap.lock.get(), LOCK_EX) < 0)
+    throw_errno("lock the warm cache entry " + entry.string());
+  if (!fs::is_regular_file(snap.state)) {
+    // Made beside the entry, renamed into place complete.
+    fs::path tmp = root / (key + ".new");
+    fs::remove_all(tmp);
+    fs::create_directory(tmp);
+    try {
+      make_snapshot(shape, tmp, boot_timeout_s);
+      std::ofstream((tmp / "shape.txt").string()) << text;
+      fs::remove(tmp / "api.sock");
+      fs::remove(tmp / "vsock");
+      fs::rename(tmp, entry);
+    } catch (...) {
+      std::error_code ec;
+      fs::remove_all(tmp, ec);
+      throw;
+    }
+    prune_warm_cache(root.string(), key, kMaxEntries);
   }
+  // In use from here: shared, so a prune (exclusive, not waiting) leaves it; its last use is
+  // the state file's time.
+  if (flock(snap.lock.get(), LOCK_SH) < 0) throw_errno("lock " + entry.string() + " shared");
+  utimensat(AT_FDCWD, snap.state.c_str(), nullptr, 0);
   return snap;
 }
 

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "agent/protocol/messages.h"
+#include "base/unique_fd.h"
 #include "sandbox/workload.h"
 
 namespace kiln::sandbox {
@@ -31,13 +32,20 @@ std::string warm_pool_mac(size_t index);
 
 struct WarmSnapshot {
   std::string state, memory;
+  UniqueFd lock;  // held shared while the sandbox runs: the cache's pruning leaves the entry
 };
 
 // The pool's snapshot for `shape`, made now if the cache has none: `kiln run` with the agent
 // booted warm, paused once the agent answered, snapshotted (Full), stopped. Concurrent first
-// uses make one (a lock beside the entry); an entry is complete or absent. kiln::Error with
-// the boot's console when it cannot be made.
+// uses make one (a lock beside the entry); an entry is complete or absent. The cache keeps
+// the 8 used last (beyond those any sandbox holds). kiln::Error with the boot's console when it
+// cannot be made.
 WarmSnapshot warm_snapshot(const WarmShape& shape, unsigned boot_timeout_s);
+
+// Leaves at most `max_entries` snapshots in the cache directory `root` besides `keep`: those
+// used longest ago (their state file's time) go, unless a sandbox holds them (their lock). The
+// lock files stay (another process may have one open).
+void prune_warm_cache(const std::string& root, const std::string& keep, size_t max_entries);
 
 // `kiln --restore` of `snap` for one sandbox: its vsock socket, its shares' directories and
 // TAPs (in the shape's order), its API socket if any.

@@ -6,21 +6,56 @@
 
 #include <gtest/gtest.h>
 
+#include <fcntl.h>
+#include <sys/file.h>
+
 #include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <set>
+
+#include "tests/support/test_files.h"
 
 namespace kiln::sandbox {
 namespace {
 
 TEST(SandboxWarm, RestoreArgsGiveEachShareAndTheSocketTheSandboxsPaths) {
   std::vector<Share> shares{{"kiln-root", "/srv/root", true}, {"kiln-v0", "/data", false}};
-  EXPECT_EQ(warm_restore_args({"/c/state", "/c/memory"}, "/run/s/vsock", shares, {"tap3"}, ""),
+  EXPECT_EQ(warm_restore_args({"/c/state", "/c/memory", UniqueFd()}, "/run/s/vsock", shares,
+                              {"tap3"}, ""),
             (std::vector<std::string>{"kiln", "--restore", "/c/state", "--mem", "/c/memory",
                                       "--vsock-override", "/run/s/vsock", "--fs-override",
                                       "share0=/srv/root", "--fs-override", "share1=/data",
                                       "--net-override", "net0=tap3"}));
-  auto with_api = warm_restore_args({"s", "m"}, "v", {}, {}, "/run/s/api.sock");
+  auto with_api = warm_restore_args({"s", "m", UniqueFd()}, "v", {}, {}, "/run/s/api.sock");
   EXPECT_EQ(with_api.back(), "/run/s/api.sock");
   EXPECT_EQ(with_api[with_api.size() - 2], "--api-sock");
+}
+
+// The cache keeps the snapshots used last, those a sandbox holds (a shared lock), the one just
+// made and any being made.
+TEST(SandboxWarm, PruneDropsTheLeastRecentlyUsedUnheldEntries) {
+  test::TempDir root;
+  namespace fs = std::filesystem;
+  auto make = [&](const std::string& name, int age_s) {
+    fs::create_directory(root.path() + "/" + name);
+    std::ofstream(root.path() + "/" + name + "/state") << "s";
+    fs::last_write_time(root.path() + "/" + name + "/state",
+                        fs::file_time_type::clock::now() - std::chrono::seconds(age_s));
+  };
+  for (int i = 0; i < 6; ++i) make("e" + std::to_string(i), 100 * (i + 1));  // e5 is oldest
+  make("new", 1000);
+  make("x.new", 1000);  // being made by another process
+  UniqueFd held(open((root.path() + "/e5.lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+  ASSERT_TRUE(held);
+  ASSERT_EQ(flock(held.get(), LOCK_SH), 0);
+  prune_warm_cache(root.path(), "new", 3);
+  std::set<std::string> left;
+  for (const auto& e : fs::directory_iterator(root.path()))
+    if (e.is_directory()) left.insert(e.path().filename().string());
+  // e0, e1 newest kept (with "new": 3); e5 held; x.new being made; e2..e4 gone.
+  EXPECT_EQ(left, (std::set<std::string>{"e0", "e1", "e5", "new", "x.new"}));
+  EXPECT_TRUE(fs::exists(root.path() + "/e3.lock"));  // lock files stay
 }
 
 TEST(SandboxWarm, PoolMacsAreDistinctAndLocallyAdministered) {
