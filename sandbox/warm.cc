@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/error.h"
+#include "base/snapshot/state_file.h"
 #include "base/unique_fd.h"
 #include "base/vmm_api.h"
 #include "image/digest.h"
@@ -44,12 +45,14 @@ std::string identity(const std::string& path, const char* what) {
          std::to_string(st.st_mtim.tv_sec) + "." + std::to_string(st.st_mtim.tv_nsec);
 }
 
-// The shape as text: shape.txt, and hashed, the entry's name.
+// The shape as text: shape.txt, and hashed, the entry's name. The host's CPU is part of it (a
+// restore refuses another kind of CPU; a cache in a shared home may be used from several).
 std::string describe(const WarmShape& s) {
   std::ostringstream t;
   t << "kiln " << KILN_VERSION << " " << identity("/proc/self/exe", "Kiln executable") << "\n"
     << "kernel " << identity(s.kernel, "kernel") << "\n"
     << "initrd " << identity(s.initrd, "initramfs") << "\n"
+    << "host " << snapshot::HostIdentity::current().describe() << "\n"  // a shared cache
     << "vcpus " << s.cpus << "\nmemory_mib " << s.memory << "\n";
   for (const Share& sh : s.shares) t << "share " << sh.tag << (sh.read_only ? " ro" : "") << "\n";
   t << "nets " << s.nets << "\n";

@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "tests/e2e/api_client.h"
+#include "tests/e2e/e820.h"
 #include "tests/e2e/kiln_process.h"
 #include "tests/support/net_namespace.h"
 
@@ -385,6 +386,30 @@ TEST_F(ApiTest, GettingStartedSequenceWithCurlBootsAGuest) {
   EXPECT_EQ(kiln_->wait(120), 0) << kiln_->out() << kiln_->err();
   EXPECT_NE(kiln_->out().find("VBLK dev=0 serial=rootfs"), std::string::npos) << kiln_->out();
   EXPECT_NE(kiln_->out().find("VBLK done devices=1"), std::string::npos) << kiln_->out();
+  kiln_.reset();
+}
+
+// The KVM VM and vCPU 0 are made in the background while the API configures; the machine the
+// guest gets is the one the last machine-config request said (vCPUs, memory), not the first.
+TEST_F(ApiTest, MachineConfigChangedWhileThePreparedVmWaitsIsWhatBoots) {
+  KILN_REQUIRE_KVM();
+  start();
+  call("put", "/boot-source", "/boot-source", {{"kernel_image_path", guest_path("e820")}});
+  ASSERT_EQ(
+      call("put", "/machine-config", "/machine-config", {{"vcpu_count", 2}, {"mem_size_mib", 256}})
+          .status,
+      204);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // the prepared VM is made
+  ASSERT_EQ(
+      call("patch", "/machine-config", "/machine-config", {{"vcpu_count", 1}, {"mem_size_mib", 96}})
+          .status,
+      204);
+  ASSERT_EQ(call("put", "/actions", "/actions", {{"action_type", "InstanceStart"}}).status, 204)
+      << kiln_->err();
+  ASSERT_EQ(kiln_->wait(60), 0) << kiln_->out() << kiln_->err();
+  const auto entries = parse_e820(kiln_->out());
+  ASSERT_FALSE(entries.empty()) << kiln_->out();
+  EXPECT_EQ(e820_ram(entries), (96ull << 20) - (0x100000 - 0x9fc00)) << kiln_->out();
   kiln_.reset();
 }
 

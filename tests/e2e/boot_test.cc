@@ -7,6 +7,7 @@
 #include <random>
 #include <sstream>
 
+#include "tests/e2e/e820.h"
 #include "tests/e2e/kiln_process.h"
 
 namespace kiln::e2e {
@@ -73,27 +74,6 @@ TEST_P(GuestBoot, CommandLineArrivesIntact) {
 
 INSTANTIATE_TEST_SUITE_P(ElfAndBzImage, GuestBoot, ::testing::Values(".elf", ".bzimage"),
                          [](const auto& info) { return std::string(info.param + 1); });
-
-struct E820Entry {
-  uint64_t addr, size;
-  int type;
-};
-
-std::vector<E820Entry> parse_e820(const std::string& out) {
-  std::vector<E820Entry> entries;
-  std::istringstream in(out);
-  std::string word;
-  while (in >> word) {
-    if (word != "E820") continue;
-    E820Entry e{};
-    std::string a, s;
-    in >> a >> s >> e.type;
-    e.addr = std::stoull(a, nullptr, 16);
-    e.size = std::stoull(s, nullptr, 16);
-    entries.push_back(e);
-  }
-  return entries;
-}
 
 void expect_e820_matches(uint64_t memory_mib) {
   KilnRun r =
