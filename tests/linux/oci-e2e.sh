@@ -172,40 +172,30 @@ CONF
   echo "oci-e2e: detached container done"
 
   # The engine's network: -p with a request from the host answered by httpd in the guest,
-  # `port`, and the guest's NIC with the MAC, address and gateway Podman gave the container.
-  pstep web run -d --name kweb -p 18080:80 "$img" sh -c \
-    'echo web-page > /tmp/index.html; exec httpd -f -p 80 -h /tmp'
-  pstep webport port kweb
-  for v in $(seq 100); do
-    curl -sS -m 3 http://127.0.0.1:18080/ > "$out/webget.out" 2> "$out/webget.err" && break
-    sleep 0.3
-  done
-  echo $? > "$out/webget.rc"
-  pstep webnic exec kweb sh -c \
-    'cat /sys/class/net/eth0/address; ip -4 -o addr show eth0 | awk "{print \$4}"
-     ip route | awk "/^default/ {print \$3}"; cat /sys/class/net/eth0/mtu'
-  pstep webinspect inspect kweb --format \
-    '{{.NetworkSettings.MacAddress}}
+  # `port`, and the guest's NIC with the MAC, address, gateway and MTU Podman gave the
+  # container; then the same warm (the runtime config above): the snapshot's NIC restored on
+  # this container's TAP, with Podman's MAC set by the agent.
+  web() {  # NAME CONTAINER HOST_PORT (CONTAINERS_CONF from the caller)
+    local name=$1 box=$2 port=$3 v
+    pstep "$name" run -d --name "$box" -p "$port:80" "$img" sh -c \
+      "echo $name-page > /tmp/index.html; exec httpd -f -p 80 -h /tmp"
+    pstep "${name}port" port "$box"
+    for v in $(seq 100); do
+      curl -sS -m 3 "http://127.0.0.1:$port/" > "$out/${name}get.out" 2> "$out/${name}get.err" && break
+      sleep 0.3
+    done
+    echo $? > "$out/${name}get.rc"
+    pstep "${name}nic" exec "$box" sh -c \
+      'cat /sys/class/net/eth0/address; ip -4 -o addr show eth0 | awk "{print \$4}"
+       ip route | awk "/^default/ {print \$3}"; cat /sys/class/net/eth0/mtu'
+    pstep "${name}inspect" inspect "$box" --format \
+      '{{.NetworkSettings.MacAddress}}
 {{.NetworkSettings.IPAddress}}/{{.NetworkSettings.IPPrefixLen}}
 {{.NetworkSettings.Gateway}}'
-  pstep webrm rm -f -t 2 kweb
-  # The same warm (the runtime config above): the snapshot's NIC restored on this container's
-  # TAP, with Podman's MAC set by the agent.
-  CONTAINERS_CONF="$tmp/containers-warm.conf" pstep webwarm run -d --name kwebw -p 18081:80 \
-    "$img" sh -c 'echo warm-page > /tmp/index.html; exec httpd -f -p 80 -h /tmp'
-  for v in $(seq 100); do
-    curl -sS -m 3 http://127.0.0.1:18081/ > "$out/webwarmget.out" 2> "$out/webwarmget.err" && break
-    sleep 0.3
-  done
-  echo $? > "$out/webwarmget.rc"
-  pstep webwarmnic exec kwebw sh -c \
-    'cat /sys/class/net/eth0/address; ip -4 -o addr show eth0 | awk "{print \$4}"
-     ip route | awk "/^default/ {print \$3}"'
-  pstep webwarminspect inspect kwebw --format \
-    '{{.NetworkSettings.MacAddress}}
-{{.NetworkSettings.IPAddress}}/{{.NetworkSettings.IPPrefixLen}}
-{{.NetworkSettings.Gateway}}'
-  pstep webwarmrm rm -f -t 2 kwebw
+    pstep "${name}rm" rm -f -t 2 "$box"
+  }
+  web web kweb 18080
+  CONTAINERS_CONF="$tmp/containers-warm.conf" web webwarm kwebw 18081
   echo "oci-e2e: network done"
 
   # The runtime's verbs on the hand-made bundle.
@@ -452,9 +442,10 @@ check() {
   expect webget 0 $'web-page\n'
   match webinspect 0 '^([0-9a-f]{2}:){5}[0-9a-f]{2}.[0-9.]+/[0-9]+.[0-9.]+.$'
   expect webnic 0 "$(cat "$out/webinspect.out" 2>/dev/null)"$'\n1500\n'
-  expect webwarmget 0 $'warm-page\n'
+  expect webwarmport 0 $'80/tcp -> 0.0.0.0:18081\n'
+  expect webwarmget 0 $'webwarm-page\n'
   match webwarminspect 0 '^([0-9a-f]{2}:){5}[0-9a-f]{2}.[0-9.]+/[0-9]+.[0-9.]+.$'
-  expect webwarmnic 0 "$(cat "$out/webwarminspect.out" 2>/dev/null)"$'\n'
+  expect webwarmnic 0 "$(cat "$out/webwarminspect.out" 2>/dev/null)"$'\n1500\n'
   match webrm 0 'kweb'
   match create 0 '^$'
   match state-created 0 '"status": "created"'
