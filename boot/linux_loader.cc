@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <sys/stat.h>
+
 #include <optional>
 
 #include "arch/x86_64/layout.h"
@@ -34,7 +36,41 @@ void check_boot_areas(const GuestMemory& mem, uint64_t cmdline_len, uint64_t see
                                    a.what, a.addr));
 }
 
+// The file at `path` as it is now (a missing one stamps as all zero: never current).
+FileStamp stamp_of(const std::string& path) {
+  struct stat st {};
+  if (path.empty() || ::stat(path.c_str(), &st) < 0) return {};
+  return {static_cast<uint64_t>(st.st_dev),
+          static_cast<uint64_t>(st.st_ino),
+          static_cast<uint64_t>(st.st_size),
+          st.st_mtim.tv_sec,
+          st.st_mtim.tv_nsec,
+          st.st_ctim.tv_sec,
+          st.st_ctim.tv_nsec};
+}
+
 }  // namespace
+
+bool PreloadedImage::current(const std::string& kernel, const std::string& initrd) const {
+  return kernel == kernel_path && initrd == initrd_path && stamp_of(kernel) == this->kernel &&
+         (initrd.empty() || stamp_of(initrd) == this->initrd) && this->kernel.ino != 0;
+}
+
+PreloadedImage preload_linux_image(const GuestMemory& mem, const std::string& kernel_path,
+                                   const std::string& initrd_path) {
+  // Stamped before they are read: a file changed meanwhile is not current at the start.
+  PreloadedImage p{kernel_path, initrd_path, stamp_of(kernel_path), stamp_of(initrd_path)};
+  const ImageFile kernel("kernel", kernel_path);
+  const KernelImage image = parse_kernel(mem, kernel);
+  write_kernel(mem, image, kernel);
+  if (!initrd_path.empty()) {
+    const ImageFile initrd("initrd", initrd_path);
+    if (initrd.size() == 0) throw UsageError(fmt::format("initrd {}: file is empty", initrd_path));
+    const Gpa addr = place_initrd(mem, image, initrd_path, initrd.size());
+    initrd.read_at(0, mem.checked_slice(addr, initrd.size(), "initrd " + initrd_path));
+  }
+  return p;
+}
 
 KernelImage parse_kernel(const GuestMemory& mem, const ImageFile& file) {
   if (mem.regions().empty()) throw Error("cannot load a kernel: the VM has no RAM");
@@ -75,10 +111,12 @@ LinuxBootInfo load_linux(const GuestMemory& mem, const LinuxBootConfig& cfg) {
   const boot_params params = make_boot_params(mem, image, in);
 
   // Then write.
-  write_kernel(mem, image, kernel);
-  if (initrd)
-    initrd->read_at(0,
-                    mem.checked_slice(in.initrd_addr, in.initrd_size, "initrd " + cfg.initrd_path));
+  if (!cfg.image_preloaded) {
+    write_kernel(mem, image, kernel);
+    if (initrd)
+      initrd->read_at(
+          0, mem.checked_slice(in.initrd_addr, in.initrd_size, "initrd " + cfg.initrd_path));
+  }
   write_cmdline(mem, cfg.cmdline);
   if (use_seed) write_rng_seed(mem, cfg.rng_seed);
   write_boot_params(mem, params);

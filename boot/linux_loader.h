@@ -18,6 +18,26 @@ struct LinuxBootConfig {
   std::string cmdline{};
   std::vector<uint8_t> rng_seed{};  // bytes for SETUP_RNG_SEED; empty = none
   Gpa acpi_rsdp = 0;                // passed in boot_params.acpi_rsdp_addr; 0 = none
+  // The kernel's segments and the initrd are in memory already (preload_linux_image, for these
+  // same files): everything is checked as usual, only they are not read again.
+  bool image_preloaded = false;
+};
+
+// A file as it was when it was read: device, inode, size, modification and change times (the
+// change time moves on every write and cannot be set back by the file's owner).
+struct FileStamp {
+  uint64_t dev = 0, ino = 0, size = 0;
+  int64_t mtime_sec = 0, mtime_nsec = 0, ctime_sec = 0, ctime_nsec = 0;
+  bool operator==(const FileStamp&) const = default;
+};
+
+// What preload_linux_image() read, to tell at the start whether it is still what the paths
+// name.
+struct PreloadedImage {
+  std::string kernel_path, initrd_path;
+  FileStamp kernel, initrd;
+  // The paths are these and their files unchanged since they were read.
+  bool current(const std::string& kernel_path, const std::string& initrd_path) const;
 };
 
 struct LinuxBootInfo {
@@ -36,5 +56,11 @@ KernelImage parse_kernel(const GuestMemory& mem, const ImageFile& file);
 // RNG seed into guest memory and builds boot_params at x86::kBootParamsAddr. Throws
 // kiln::UsageError naming the file and the reason.
 LinuxBootInfo load_linux(const GuestMemory& mem, const LinuxBootConfig& cfg);
+
+// Reads the kernel's segments and the initrd into `mem` where load_linux puts them, and
+// nothing else (the command line and boot_params come with load_linux, image_preloaded set):
+// the VMM does this ahead of InstanceStart. Throws as load_linux does.
+PreloadedImage preload_linux_image(const GuestMemory& mem, const std::string& kernel_path,
+                                   const std::string& initrd_path);
 
 }  // namespace kiln::boot

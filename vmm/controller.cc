@@ -133,15 +133,36 @@ void VmmController::submit(VmmCommand command, Done done) {
 }
 
 void VmmController::prepare_vm_in_background() {
-  prepared_ = std::async(std::launch::async, []() -> std::unique_ptr<PreparedVm> {
+  prepared_shape_ = PreparedShape::of(config_);
+  prepared_ = std::async(std::launch::async, [shape = prepared_shape_] {
     try {
-      return std::make_unique<PreparedVm>();
+      auto vm = std::make_unique<PreparedVm>();
+      vm->prepare(shape);
+      return vm;
     } catch (const std::exception& e) {
       // No /dev/kvm here (yet): the start makes its own and reports why it cannot.
       spdlog::debug("preparing a KVM VM ahead of InstanceStart: {}", e.what());
-      return nullptr;
+      return std::unique_ptr<PreparedVm>();
     }
   });
+}
+
+void VmmController::prepare_again_if_changed() {
+  PreparedShape shape = PreparedShape::of(config_);
+  if (!prepared_.valid() || shape == prepared_shape_) return;
+  prepared_shape_ = shape;
+  // After the preparation before it, in the background too: the controller waits for neither.
+  prepared_ = std::async(
+      std::launch::async, [before = std::move(prepared_), shape = std::move(shape)]() mutable {
+        std::unique_ptr<PreparedVm> vm = before.get();
+        try {
+          if (vm) vm->prepare(shape);
+          return vm;
+        } catch (const std::exception& e) {
+          spdlog::debug("preparing the KVM VM again for the configuration: {}", e.what());
+          return std::unique_ptr<PreparedVm>();
+        }
+      });
 }
 
 std::unique_ptr<PreparedVm> VmmController::take_prepared_vm() {
@@ -294,14 +315,21 @@ VmmReply VmmController::dispatch(const Request& r, bool& body_read) {
           [&](const rq::CreateSnapshot& c) { return create_snapshot(c); },
           [&](const rq::LoadSnapshot& l) { return load_snapshot(l); },
           [&](const rq::PutMachineConfig& p) {
-            return applied("machine-config", apply_machine_config(next, p.update, false));
+            VmmReply reply = applied("machine-config", apply_machine_config(next, p.update, false));
+            prepare_again_if_changed();
+            return reply;
           },
           [&](const rq::PatchMachineConfig& p) {
-            return applied("machine-config", apply_machine_config(next, p.update, true));
+            VmmReply reply = applied("machine-config", apply_machine_config(next, p.update, true));
+            prepare_again_if_changed();
+            return reply;
           },
           [&](const rq::PutBootSource& p) {
             auto problem = kiln::apply_boot_source(next, p.boot);
-            return applied("boot-source", problem, problem ? "" : boot_source_file_problem(next));
+            VmmReply reply =
+                applied("boot-source", problem, problem ? "" : boot_source_file_problem(next));
+            prepare_again_if_changed();
+            return reply;
           },
           [&](const rq::PutDrive& p) {
             auto problem = add_drive(next, p.drive);

@@ -67,6 +67,9 @@ class VmmController {
   void start_vmm(VmmRestore* restore, bool paused);
   // While the API configures the VM: a KVM VM made on another thread for the start to take.
   void prepare_vm_in_background();
+  // machine-config or boot-source changed what the prepared VM is prepared for: it is prepared
+  // again (after the preparation in progress, in the background).
+  void prepare_again_if_changed();
   std::unique_ptr<PreparedVm> take_prepared_vm();
   VmmReply create_snapshot(const request::CreateSnapshot& create);
   VmmReply load_snapshot(const request::LoadSnapshot& load);
@@ -86,6 +89,7 @@ class VmmController {
   State state_ = State::kNotStarted;
   std::unique_ptr<Vmm> vmm_;
   std::future<std::unique_ptr<PreparedVm>> prepared_;
+  PreparedShape prepared_shape_;  // what prepared_ is (being) prepared for
   EventLoop loop_;
   EventFd commands_ready_;
   std::mutex queue_mutex_;

@@ -60,10 +60,10 @@ Vmm::Vmm(const VmConfig& config, ConsoleFds console, Metrics* metrics, VmmRestor
       console_(console),
       console_output_(console.out),
       metrics_(metrics ? *metrics : own_metrics_),
-      memory_(map_memory(config, restore, uffd_)),
+      memory_(map_memory(config, restore, uffd_, prepared.get())),
       virtio_(config_, memory_, metrics_, console_hooks()),
       // A restored guest's memory holds its kernel and tables already.
-      boot_info_(restore ? boot::LinuxBootInfo{} : load_kernel()),
+      boot_info_(restore ? boot::LinuxBootInfo{} : load_kernel(prepared.get())),
       prepared_(prepared ? std::move(prepared) : std::make_unique<PreparedVm>()),
       kvm_(prepared_->kvm),
       vm_(prepared_->vm) {
@@ -81,7 +81,13 @@ Vmm::Vmm(const VmConfig& config, ConsoleFds console, Metrics* metrics, VmmRestor
   }
 }
 
-GuestMemory Vmm::map_memory(const VmConfig& config, VmmRestore* restore, UniqueFd& uffd) {
+GuestMemory Vmm::map_memory(const VmConfig& config, VmmRestore* restore, UniqueFd& uffd,
+                            PreparedVm* prepared) {
+  if (prepared) {  // a restore maps its own: the prepared RAM (if any) goes
+    std::optional<GuestMemory> ready =
+        prepared->take_memory(restore ? PreparedShape{} : PreparedShape::of(config));
+    if (ready) return std::move(*ready);
+  }
   const auto ranges = x86::ram_ranges(config.memory_mib << 20);
   if (!restore) return GuestMemory(ranges, config.huge_pages);
   if (config.huge_pages != HugePages::kNone)
@@ -117,6 +123,7 @@ Vmm::~Vmm() {
 
 void Vmm::setup_memory() {
   if (config_.track_dirty_pages) memory_.enable_dirty_tracking();
+  if (prepared_->memory_slots_registered()) return;  // prepared for this configuration
   uint32_t slot = 0;
   for (const GuestRegion& region : memory_.regions()) {
     vm_.set_user_memory_region(slot++, region.base, region.size(), region.mapping.data(),
@@ -181,7 +188,7 @@ void Vmm::console_resized() {
   virtio_.console_resized(ws.ws_col, ws.ws_row);
 }
 
-boot::LinuxBootInfo Vmm::load_kernel() {
+boot::LinuxBootInfo Vmm::load_kernel(const PreparedVm* prepared) {
   x86::write_boot_tables(memory_);
   x86::write_mptable(memory_, config_.vcpus);  // refuses too many vCPUs before KVM is opened
   boot::LinuxBootConfig boot_config;
@@ -190,6 +197,8 @@ boot::LinuxBootInfo Vmm::load_kernel() {
   boot_config.cmdline = append_kernel_parameters(config_.cmdline, virtio_.kernel_parameters());
   boot_config.rng_seed = random_seed(32);
   boot_config.acpi_rsdp = x86::kAcpiRsdpAddr;  // the tables follow in write_acpi_tables()
+  boot_config.image_preloaded =
+      prepared && prepared->image_preloaded(config_.kernel_path, config_.initrd_path);
   const boot::LinuxBootInfo info = boot::load_linux(memory_, boot_config);
   spdlog::debug("kernel entry {:#x}, boot_params {:#x}", info.entry, info.boot_params);
   return info;
@@ -214,9 +223,10 @@ void Vmm::write_acpi_tables() {
 void Vmm::setup_vcpus(const snapshot::StateFile* restore) {
   Vcpu::install_kick_signal_handler();
   for (uint32_t i = 0; i < config_.vcpus; ++i) {
+    const bool ready = i == 0 && prepared_->vcpu0_ready_for(config_.vcpus);
     auto fd = i == 0 && prepared_->vcpu0 ? std::move(prepared_->vcpu0)
                                          : vm_.create_vcpu(i, kvm_.vcpu_mmap_size());
-    x86::setup_vcpu_common(kvm_, *fd, i, config_.vcpus);
+    if (!ready) x86::setup_vcpu_common(kvm_, *fd, i, config_.vcpus);
     if (restore) {
       const std::string name = vcpu_section(i);
       x86::restore_vcpu_state(*fd, x86::decode_vcpu_state(restore->section(name), name));

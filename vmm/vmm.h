@@ -87,15 +87,18 @@ class Vmm {
   void log_dirty_pages();
   void setup_memory();
   void setup_devices();
-  boot::LinuxBootInfo load_kernel();
+  // `prepared` (if any) may hold the kernel and initrd already (PreparedVm::image_preloaded).
+  boot::LinuxBootInfo load_kernel(const PreparedVm* prepared);
   // ACPI tables for the configured vCPUs and virtio devices (RSDP at x86::kAcpiRsdpAddr).
   void write_acpi_tables();
   void setup_vcpus(const snapshot::StateFile* restore);
   // The VM's and the devices' sections put back (vCPUs: setup_vcpus).
   void restore_state(const VmmRestore& restore);
   void save_memory(snapshot::StateWriter& writer, const std::string& path, bool diff);
-  // With a Uffd restore, `uffd` gets the userfaultfd the handler serves.
-  static GuestMemory map_memory(const VmConfig& config, VmmRestore* restore, UniqueFd& uffd);
+  // With a Uffd restore, `uffd` gets the userfaultfd the handler serves. `prepared`'s RAM is
+  // taken when it is what the configuration asks.
+  static GuestMemory map_memory(const VmConfig& config, VmmRestore* restore, UniqueFd& uffd,
+                                PreparedVm* prepared);
   // The dirty log of every memory slot (KVM starts a new one).
   std::vector<std::vector<uint64_t>> take_dirty_logs();
   void watch_console_input();

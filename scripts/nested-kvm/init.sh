@@ -32,6 +32,10 @@ while read -r mod; do
   [ -n "$mod" ] || continue
   params=""
   [ "$mod" = kvm-amd ] && params="$kvm_amd_params"
+  # No NX huge page recovery thread: under TCG it was seen stuck with the VM's other CPU (soft
+  # lockups, the whole VM frozen) during many VM starts; AMD CPUs need no iTLB-multihit
+  # mitigation. Kernels without the "never" setting load kvm as it is.
+  if [ "$mod" = kvm ] && insmod "/modules/$mod.ko" nx_huge_pages=never 2>/dev/null; then continue; fi
   # shellcheck disable=SC2086
   insmod "/modules/$mod.ko" $params || echo "nested-kvm: insmod $mod failed" >&2
 done < /modules.order
@@ -62,7 +66,7 @@ if [ -f /host/run/nested-kvm-io/rw.list ]; then
 fi
 
 if [ -c /dev/kvm ]; then
-  echo "nested-kvm: /dev/kvm ready (kvm_amd $(cat /sys/module/kvm_amd/parameters/npt 2>/dev/null | sed 's/^/npt=/'))" >&2
+  echo "nested-kvm: /dev/kvm ready (kvm_amd $(cat /sys/module/kvm_amd/parameters/npt 2>/dev/null | sed 's/^/npt=/'), nx_huge_pages=$(cat /sys/module/kvm/parameters/nx_huge_pages 2>/dev/null))" >&2
 else
   echo "nested-kvm: WARNING: no /dev/kvm in the VM" >&2
 fi

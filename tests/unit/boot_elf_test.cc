@@ -4,10 +4,13 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "arch/x86_64/layout.h"
@@ -128,6 +131,33 @@ TEST(BootElf, SegmentsLandAtPaddrWithZeroedBss) {
             std::vector<uint8_t>(0x800 - data.size(), 0));
   EXPECT_EQ(info.entry, 0x1000010u);  // virtual entry translated through segment 0
   EXPECT_EQ(info.boot_params, x86::kBootParamsAddr);
+}
+
+// The VMM reads the kernel and initrd ahead of InstanceStart (preload_linux_image); load_linux
+// with image_preloaded then writes the rest: the same guest memory as one load_linux. A file
+// changed since is no longer current.
+TEST(BootElf, PreloadedImageThenTheRestIsOneLoad) {
+  const auto text = pattern(0x3000, 3);
+  TempFile kernel(make_elf({{kVirtBase, 0x1000000, text, 0x5000}}, kVirtBase + 0x10));
+  TempFile initrd(pattern(0x2345, 9));
+  const LinuxBootConfig cfg{
+      .kernel_path = kernel.path(), .initrd_path = initrd.path(), .cmdline = "console=ttyS0 x=1"};
+  GuestMemory whole({{0, 64 * kMiB}}), split({{0, 64 * kMiB}});
+  const LinuxBootInfo a = load_linux(whole, cfg);
+  const PreloadedImage pre = preload_linux_image(split, kernel.path(), initrd.path());
+  EXPECT_EQ(guest_bytes(split, 0x1000000, text.size()), text);
+  EXPECT_EQ(guest_bytes(split, x86::kBootParamsAddr, 64), std::vector<uint8_t>(64, 0));
+  EXPECT_TRUE(pre.current(kernel.path(), initrd.path()));
+  LinuxBootConfig rest = cfg;
+  rest.image_preloaded = true;
+  const LinuxBootInfo b = load_linux(split, rest);
+  EXPECT_EQ(a.entry, b.entry);
+  EXPECT_EQ(guest_bytes(split, 0, 64 * kMiB), guest_bytes(whole, 0, 64 * kMiB));
+  EXPECT_FALSE(pre.current(kernel.path(), ""));  // other paths
+  EXPECT_FALSE(pre.current(initrd.path(), initrd.path()));
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  { std::ofstream(initrd.path(), std::ios::app) << "more"; }
+  EXPECT_FALSE(pre.current(kernel.path(), initrd.path()));  // the initrd was written since
 }
 
 TEST(BootElf, EntryAlreadyPhysical) {
