@@ -21,17 +21,24 @@ namespace kiln {
 
 namespace {
 
+// A rate flag's value (--rng=, bw=, ops=, rx_bw=, ...): N `unit` (per second): a bucket of N
+// refilled every second (so up to N may go at once). `what` names the flag in the error.
+TokenBucketConfig per_second_bucket(const std::string& value, const std::string& what,
+                                    const std::string& unit) {
+  uint64_t rate = 0;
+  const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), rate);
+  TokenBucketConfig bucket{rate, 0, 1000};
+  // The bounds of a TokenBucket (the API's rate_limiter.bandwidth.size).
+  if (ec != std::errc() || end != value.data() + value.size() || validate(bucket))
+    throw UsageError(what + ": must be a number of " + unit + " between 1 and 2^63-1");
+  return bucket;
+}
+
 // --rng or --rng=BYTES_PER_SEC.
 EntropyConfig parse_rng_spec(const std::string& spec) {
   EntropyConfig entropy;
   if (spec.empty()) return entropy;
-  uint64_t rate = 0;
-  const auto [end, ec] = std::from_chars(spec.data(), spec.data() + spec.size(), rate);
-  entropy.bandwidth = TokenBucketConfig{rate, 0, 1000};
-  // The bounds of a TokenBucket (PUT /entropy's rate_limiter.bandwidth.size).
-  if (ec != std::errc() || end != spec.data() + spec.size() || validate(*entropy.bandwidth))
-    throw UsageError("--rng=" + spec +
-                     ": must be a number of bytes per second between 1 and 2^63-1");
+  entropy.bandwidth = per_second_bucket(spec, "--rng=" + spec, "bytes per second");
   return entropy;
 }
 
@@ -86,9 +93,15 @@ DriveConfig parse_drive_spec(const std::string& spec) {
       // An empty id= is an id that is not one (without id=, the drive has none).
       if (auto problem = resource_id_problem(drive.id))
         throw UsageError("--disk " + spec + ": id: " + *problem);
+    } else if (part.rfind("bw=", 0) == 0) {
+      drive.rate_limiter.bandwidth =
+          per_second_bucket(part.substr(3), "--disk " + spec + ": " + part, "bytes per second");
+    } else if (part.rfind("ops=", 0) == 0) {
+      drive.rate_limiter.ops =
+          per_second_bucket(part.substr(4), "--disk " + spec + ": " + part, "requests per second");
     } else {
       throw UsageError("--disk " + spec + ": unknown option '" + part +
-                       "' (expected ro or id=NAME)");
+                       "' (expected ro, id=NAME, bw=BYTES_PER_SEC or ops=REQUESTS_PER_SEC)");
     }
   }
   // The drive's own rules, as for PUT /drives and the config files.
@@ -142,19 +155,24 @@ void add_net_spec(VmConfig& config, const std::string& spec) {
   const std::string flag = "--net " + spec;
   NetConfig net;
   net.iface_id = "net" + std::to_string(config.nets.size());
-  std::optional<std::string> tap, mac, id;
+  std::optional<std::string> tap, mac, id, rx_bw, rx_ops, tx_bw, tx_ops;
   for (const std::string& part : split_commas(spec)) {
     const size_t eq = part.find('=');
     const std::string key = part.substr(0, eq),
                       value = eq == std::string::npos ? "" : part.substr(eq + 1);
     if (eq == std::string::npos || value.empty())
       throw UsageError(flag + ": '" + part + "' is not KEY=VALUE (tap=NAME, mac=MAC or id=ID)");
-    std::optional<std::string>* slot = key == "tap"   ? &tap
-                                       : key == "mac" ? &mac
-                                       : key == "id"  ? &id
-                                                      : nullptr;
+    std::optional<std::string>* slot = key == "tap"      ? &tap
+                                       : key == "mac"    ? &mac
+                                       : key == "id"     ? &id
+                                       : key == "rx_bw"  ? &rx_bw
+                                       : key == "rx_ops" ? &rx_ops
+                                       : key == "tx_bw"  ? &tx_bw
+                                       : key == "tx_ops" ? &tx_ops
+                                                         : nullptr;
     if (!slot)
-      throw UsageError(flag + ": unknown option '" + key + "' (expected tap=, mac= or id=)");
+      throw UsageError(flag + ": unknown option '" + key +
+                       "' (expected tap=, mac=, id=, rx_bw=, rx_ops=, tx_bw= or tx_ops=)");
     if (*slot) throw UsageError(flag + ": " + key + "= given twice");
     api::require_utf8(flag + ": " + key, value);
     *slot = value;
@@ -176,6 +194,14 @@ void add_net_spec(VmConfig& config, const std::string& spec) {
     net.guest_mac = MacAddress::parse(*mac);
     if (!net.guest_mac) throw fail("guest_mac", "\"" + *mac + "\" is not a MAC xx:xx:xx:xx:xx:xx");
   }
+  auto bucket = [&](const std::optional<std::string>& value, const char* key, const char* unit) {
+    return value ? std::optional(per_second_bucket(*value, flag + ": " + key + "=" + *value, unit))
+                 : std::nullopt;
+  };
+  net.rx_rate_limiter = {bucket(rx_bw, "rx_bw", "bytes per second"),
+                         bucket(rx_ops, "rx_ops", "frames per second")};
+  net.tx_rate_limiter = {bucket(tx_bw, "tx_bw", "bytes per second"),
+                         bucket(tx_ops, "tx_ops", "frames per second")};
   if (auto p = add_network_interface(config, net)) throw fail(p->field, p->problem);
 }
 
@@ -364,8 +390,9 @@ CliCommand parse_cli(int argc, const char* const* argv) {
   std::vector<std::string> disks;
   std::string rootfs;
   run->add_option("--disk", disks,
-                  "virtio-blk drive from a raw image: PATH[,ro][,id=NAME] (repeatable; the "
-                  "guest sees /dev/vda, /dev/vdb, ... in order)");
+                  "virtio-blk drive from a raw image: PATH[,ro][,id=NAME][,bw=BYTES_PER_SEC]"
+                  "[,ops=REQUESTS_PER_SEC] (repeatable; the guest sees /dev/vda, /dev/vdb, ... "
+                  "in order; bw=/ops= rate-limit it, PATCH /drives changes that)");
   run->add_option("--rootfs", rootfs,
                   "Root file system image: becomes the first drive (/dev/vda) and adds "
                   "'root=/dev/vda rw' to the command line");
@@ -387,8 +414,9 @@ CliCommand parse_cli(int argc, const char* const* argv) {
       ->check(CLI::IsMember({"serial", "virtio", "none"}));
   std::vector<std::string> nets;
   run->add_option("--net", nets,
-                  "virtio-net device on a host TAP: tap=NAME[,mac=xx:xx:xx:xx:xx:xx][,id=ID] "
-                  "(repeatable; the TAP is created if missing; without mac= the guest picks one)");
+                  "virtio-net device on a host TAP: tap=NAME[,mac=xx:xx:xx:xx:xx:xx][,id=ID]"
+                  "[,rx_bw=|tx_bw=BYTES_PER_SEC][,rx_ops=|tx_ops=FRAMES_PER_SEC] (repeatable; the "
+                  "TAP is created if missing; without mac= the guest picks one)");
   std::vector<std::string> shares;
   run->add_option("--fs", shares,
                   "Share a host directory over virtio-fs: tag=NAME,path=DIR[,ro][,cache=never|"

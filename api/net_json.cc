@@ -11,10 +11,11 @@ using nlohmann::json;
 
 constexpr uint64_t kMaxMtu = 65535;
 
-// Kiln has no net rate limiting: a limiter must be absent or {} (checked as a RateLimiter).
-void check_rate_limiter(JsonFields& f, const std::string& what, const char* key) {
-  auto limiter = f.optional<json>(key);
-  if (limiter) refuse_rate_limiter(*limiter, what + "." + key, "network interfaces");
+// rx_rate_limiter / tx_rate_limiter: absent or null changes nothing.
+RateLimiterUpdate limiter_update(const std::optional<json>& limiter, const std::string& what,
+                                 const char* key) {
+  if (!limiter || limiter->is_null()) return {};
+  return parse_rate_limiter_update(*limiter, what + "." + key);
 }
 
 }  // namespace
@@ -32,8 +33,8 @@ NetConfig parse_network_interface(const json& body, const std::string& path_id,
   auto host_dev_name = f.required<std::string>("host_dev_name");
   auto guest_mac = f.optional<std::string>("guest_mac");
   auto mtu = f.optional<uint64_t>("mtu");
-  check_rate_limiter(f, what, "rx_rate_limiter");
-  check_rate_limiter(f, what, "tx_rate_limiter");
+  auto rx = f.optional<json>("rx_rate_limiter");
+  auto tx = f.optional<json>("tx_rate_limiter");
   f.reject_unknown();
   check_path_id(what, "iface_id", iface_id, path_id);
   NetConfig net{iface_id, host_dev_name, std::nullopt, std::nullopt};
@@ -42,6 +43,8 @@ NetConfig parse_network_interface(const json& body, const std::string& path_id,
   if (mtu && *mtu > kMaxMtu) throw FieldError(what, "mtu", "must be between 68 and 65535");
   if (mtu) net.mtu = static_cast<uint16_t>(*mtu);
   check(what, validate(net));
+  net.rx_rate_limiter = limiter_update(rx, what, "rx_rate_limiter").applied_to({});
+  net.tx_rate_limiter = limiter_update(tx, what, "tx_rate_limiter").applied_to({});
   return net;
 }
 
@@ -50,11 +53,12 @@ request::PatchNetworkInterface parse_network_interface_patch(const json& body,
   const std::string what = "network-interface";
   JsonFields f(body, what);
   auto iface_id = f.required<std::string>("iface_id");
-  check_rate_limiter(f, what, "rx_rate_limiter");
-  check_rate_limiter(f, what, "tx_rate_limiter");
+  auto rx = f.optional<json>("rx_rate_limiter");
+  auto tx = f.optional<json>("tx_rate_limiter");
   f.reject_unknown();
   check_path_id(what, "iface_id", iface_id, path_id);
-  return {iface_id};
+  return {iface_id, limiter_update(rx, what, "rx_rate_limiter"),
+          limiter_update(tx, what, "tx_rate_limiter")};
 }
 
 json network_interfaces_json(const VmConfig& config) {
@@ -65,8 +69,8 @@ json network_interfaces_json(const VmConfig& config) {
                     {"host_dev_name", n.host_dev_name},
                     {"guest_mac", n.guest_mac ? json(n.guest_mac->to_string()) : json(nullptr)},
                     {"mtu", n.mtu ? json(*n.mtu) : json(nullptr)},
-                    {"rx_rate_limiter", nullptr},
-                    {"tx_rate_limiter", nullptr}});
+                    {"rx_rate_limiter", rate_limiter_json(n.rx_rate_limiter)},
+                    {"tx_rate_limiter", rate_limiter_json(n.tx_rate_limiter)}});
   }
   return nets;
 }

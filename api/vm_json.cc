@@ -114,7 +114,8 @@ DriveConfig parse_drive(const json& body, const std::string& path_id, const std:
     throw FieldError(what, "partuuid",
                      "is not supported by Kiln (the root drive is always root=/dev/vda); leave it "
                      "out");
-  if (limiter) refuse_rate_limiter(*limiter, what + ".rate_limiter", "drives");
+  if (limiter && !limiter->is_null())
+    drive.rate_limiter = parse_io_rate_limiter(*limiter, what + ".rate_limiter");
   return drive;
 }
 
@@ -125,8 +126,10 @@ request::PatchDrive parse_drive_patch(const json& body, const std::string& path_
   auto limiter = f.optional<json>("rate_limiter");
   f.reject_unknown();
   check_path_id("drive", "drive_id", drive_id, path_id);
-  if (limiter) refuse_rate_limiter(*limiter, "drive.rate_limiter", "drives");
-  return {drive_id, path, limiter.has_value()};
+  request::PatchDrive patch{drive_id, path, std::nullopt};
+  if (limiter && !limiter->is_null())
+    patch.rate_limiter = parse_rate_limiter_update(*limiter, "drive.rate_limiter");
+  return patch;
 }
 
 LoggerUpdate parse_logger(const json& body) {
@@ -187,7 +190,10 @@ ConsoleMode parse_console(const json& body) {
   throw FieldError("console", "mode", "must be \"serial\", \"virtio\" or \"none\"");
 }
 
-TokenBucketConfig parse_token_bucket(const json& body, const std::string& what) {
+namespace {
+
+// A TokenBucket object's fields, before its bounds are checked.
+TokenBucketConfig read_token_bucket(const json& body, const std::string& what) {
   JsonFields f(body, what);
   TokenBucketConfig b;
   b.size = f.required<uint64_t>("size");
@@ -196,8 +202,47 @@ TokenBucketConfig parse_token_bucket(const json& body, const std::string& what) 
   f.reject_unknown();
   b.one_time_burst = burst.value_or(0);
   b.one_time_burst_set = burst.has_value();
+  return b;
+}
+
+// A drive's or interface's bucket: size or refill_time 0 is no bucket (Firecracker's rule, the
+// way its PATCH removes one); otherwise bounded as every bucket.
+std::optional<TokenBucketConfig> parse_io_bucket(const json& body, const std::string& what) {
+  TokenBucketConfig b = read_token_bucket(body, what);
+  if (b.size == 0 || b.refill_time_ms == 0) return std::nullopt;
   check(what, validate(b));
   return b;
+}
+
+}  // namespace
+
+TokenBucketConfig parse_token_bucket(const json& body, const std::string& what) {
+  TokenBucketConfig b = read_token_bucket(body, what);
+  check(what, validate(b));
+  return b;
+}
+
+RateLimiterUpdate parse_rate_limiter_update(const json& body, const std::string& what) {
+  JsonFields f(body, what);
+  auto bandwidth = f.optional<json>("bandwidth");
+  auto ops = f.optional<json>("ops");
+  f.reject_unknown();
+  RateLimiterUpdate u;
+  // A null bucket is one not given, as serde reads an Option.
+  if (bandwidth && !bandwidth->is_null())
+    u.bandwidth = parse_io_bucket(*bandwidth, what + ".bandwidth");
+  if (ops && !ops->is_null()) u.ops = parse_io_bucket(*ops, what + ".ops");
+  return u;
+}
+
+RateLimiterConfig parse_io_rate_limiter(const json& body, const std::string& what) {
+  return parse_rate_limiter_update(body, what).applied_to({});
+}
+
+json rate_limiter_json(const RateLimiterConfig& limiter) {
+  if (!limiter.limits()) return nullptr;
+  return {{"bandwidth", limiter.bandwidth ? token_bucket_json(*limiter.bandwidth) : json(nullptr)},
+          {"ops", limiter.ops ? token_bucket_json(*limiter.ops) : json(nullptr)}};
 }
 
 json token_bucket_json(const TokenBucketConfig& b) {
@@ -215,17 +260,6 @@ RateLimiterConfig parse_rate_limiter(const json& body, const std::string& what) 
   if (bandwidth) limiter.bandwidth = parse_token_bucket(*bandwidth, what + ".bandwidth");
   if (ops) limiter.ops = parse_token_bucket(*ops, what + ".ops");
   return limiter;
-}
-
-void refuse_rate_limiter(const json& body, const std::string& what, const std::string& device) {
-  const RateLimiterConfig limiter = parse_rate_limiter(body, what);
-  if (limiter.bandwidth || limiter.ops) {
-    const auto dot = what.rfind('.');
-    throw FieldError(what.substr(0, dot), what.substr(dot + 1),
-                     "rate limiting " + device +
-                         " is not supported by Kiln yet (only the entropy device has a rate "
-                         "limiter); leave it out or send {}");
-  }
 }
 
 EntropyConfig parse_entropy(const json& body) {
@@ -291,7 +325,7 @@ json drive_json(const DriveConfig& d) {
           {"cache_type", d.cache_type == CacheType::kWriteback ? "Writeback" : "Unsafe"},
           {"is_read_only", d.read_only},
           {"path_on_host", d.path},
-          {"rate_limiter", nullptr},
+          {"rate_limiter", rate_limiter_json(d.rate_limiter)},
           {"io_engine", "Sync"},
           {"socket", nullptr}};
 }

@@ -56,10 +56,14 @@ TokenBucketConfig parse_token_bucket(const nlohmann::json& body, const std::stri
 nlohmann::json token_bucket_json(const TokenBucketConfig& bucket);
 // Firecracker's RateLimiter object ({bandwidth, ops}); {} limits nothing.
 RateLimiterConfig parse_rate_limiter(const nlohmann::json& body, const std::string& what);
-// For devices without a rate limiter: checks the object, accepts {} and refuses any bucket
-// (FieldError on "<what>" naming `device`), so that a limit is never accepted and ignored.
-void refuse_rate_limiter(const nlohmann::json& body, const std::string& what,
-                         const std::string& device);
+// A drive's or network interface's RateLimiter (PUT): a bucket with size or refill_time 0, or
+// null, is none, as in Firecracker.
+RateLimiterConfig parse_io_rate_limiter(const nlohmann::json& body, const std::string& what);
+// The same object in a PATCH: buckets not given are kept, those with size or refill_time 0
+// removed, the others replaced.
+RateLimiterUpdate parse_rate_limiter_update(const nlohmann::json& body, const std::string& what);
+// null when nothing limits, else {bandwidth, ops} with null for a missing bucket.
+nlohmann::json rate_limiter_json(const RateLimiterConfig& limiter);
 
 // A FieldError for an API resource id (drive_id, iface_id) that is not one.
 void check_resource_id(const std::string& what, const std::string& field, const std::string& id);

@@ -23,6 +23,7 @@ struct Metrics {
   Counter block_write_bytes{0};
   Counter block_flush_ops{0};
   Counter block_errors{0};
+  Counter block_throttled{0};  // requests that waited for the drive's rate limiter
   Counter entropy_bytes{0};
   Counter entropy_throttled{0};  // requests that waited for the rate limiter
   Counter entropy_errors{0};
@@ -33,6 +34,8 @@ struct Metrics {
   Counter net_tx_frames{0};
   Counter net_tx_bytes{0};
   Counter net_tx_errors{0};      // malformed TX chains and frames the TAP refused
+  Counter net_rx_throttled{0};   // times RX waited for the interface's rx rate limiter
+  Counter net_tx_throttled{0};   // TX frames that waited for its tx rate limiter
   Counter net_rx_no_buffers{0};  // times the TAP was dropped from polling: the guest had no buffers
 
   static void add(Counter& c, uint64_t n = 1) { c.fetch_add(n, std::memory_order_relaxed); }

@@ -33,18 +33,20 @@ struct PutBootSource {
 struct PutDrive {
   DriveConfig drive;
 };
-// After boot: a new image for drive `id`; `rate_limiter` was given (as {}, all Kiln accepts).
+// After boot: a new image for drive `id` and/or new rate-limiter buckets.
 struct PatchDrive {
   std::string id;
   std::optional<std::string> path;
-  bool rate_limiter = false;
+  std::optional<RateLimiterUpdate> rate_limiter;
 };
 struct PutNetworkInterface {
   NetConfig net;
 };
-// After boot: Firecracker updates rate limiters here; Kiln accepts only {} (checked in api/).
+// After boot: new rate-limiter buckets for interface `id`.
 struct PatchNetworkInterface {
   std::string id;
+  RateLimiterUpdate rx_rate_limiter;
+  RateLimiterUpdate tx_rate_limiter;
 };
 struct InstanceStart {};
 struct SendCtrlAltDel {};

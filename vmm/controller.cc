@@ -288,16 +288,7 @@ VmmReply VmmController::dispatch(const Request& r, bool& body_read) {
                                                   config_.track_dirty_pages, config_.huge_pages});
           },
           [&](const rq::PatchDrive& p) { return patch_drive(p); },
-          [&](const rq::PatchNetworkInterface& p) {
-            // Firecracker only updates rate limiters here; Kiln accepts {} and changes nothing.
-            if (std::none_of(config_.nets.begin(), config_.nets.end(),
-                             [&](const NetConfig& n) { return n.iface_id == p.id; }))
-              return VmmReply::fault(400,
-                                     "network-interface: iface_id: no network interface "
-                                     "with id \"" +
-                                         p.id + "\"");
-            return VmmReply::no_content();
-          },
+          [&](const rq::PatchNetworkInterface& p) { return patch_network_interface(p); },
           [&](const rq::SendCtrlAltDel&) { return send_ctrl_alt_del(); },
           [&](const rq::FlushMetrics&) {
             // As Firecracker: only a running VM has metrics to flush; without PUT /metrics
@@ -527,7 +518,7 @@ VmmReply VmmController::patch_drive(const request::PatchDrive& p) {
   if (!p.path && !p.rate_limiter)
     return VmmReply::fault(400,
                            "Drive config error: the request changes nothing: a virtio-block "
-                           "drive is updated with path_on_host (or an empty rate_limiter)");
+                           "drive is updated with path_on_host and/or rate_limiter");
   if (p.path) {
     // Firecracker's words for an image that cannot be opened; the device reopens and checks it.
     const std::string why = cannot_open(*p.path, it->read_only ? O_RDONLY : O_RDWR);
@@ -537,6 +528,21 @@ VmmReply VmmController::patch_drive(const request::PatchDrive& p) {
     vmm_->replace_drive(p.id, *p.path);
     it->path = *p.path;
   }
+  if (p.rate_limiter) {
+    vmm_->update_drive_rate_limiter(p.id, *p.rate_limiter);
+    it->rate_limiter = p.rate_limiter->applied_to(it->rate_limiter);
+  }
+  return VmmReply::no_content();
+}
+
+VmmReply VmmController::patch_network_interface(const request::PatchNetworkInterface& p) {
+  NetConfig* it = find_by(config_.nets, p.id, &NetConfig::iface_id);
+  if (!it)
+    return VmmReply::fault(
+        400, "network-interface: iface_id: no network interface with id \"" + p.id + "\"");
+  vmm_->update_net_rate_limiters(p.id, p.rx_rate_limiter, p.tx_rate_limiter);
+  it->rx_rate_limiter = p.rx_rate_limiter.applied_to(it->rx_rate_limiter);
+  it->tx_rate_limiter = p.tx_rate_limiter.applied_to(it->tx_rate_limiter);
   return VmmReply::no_content();
 }
 

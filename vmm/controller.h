@@ -75,6 +75,7 @@ class VmmController {
   VmmReply load_snapshot(const request::LoadSnapshot& load);
   VmmReply set_paused(bool paused);
   VmmReply patch_drive(const request::PatchDrive& patch);
+  VmmReply patch_network_interface(const request::PatchNetworkInterface& patch);
   VmmReply send_ctrl_alt_del();
   void flush_metrics();
   void stop(StopReason reason);

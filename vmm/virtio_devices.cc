@@ -2,6 +2,8 @@
 
 #include <sys/epoll.h>
 
+#include <algorithm>
+
 #include "base/error.h"
 #include "devices/virtio/fs/fs_device.h"
 #include "devices/virtio/net/net_device.h"
@@ -10,23 +12,42 @@
 
 namespace kiln {
 
+namespace {
+
+std::optional<BucketSpec> bucket_spec(const std::optional<TokenBucketConfig>& b) {
+  if (!b) return std::nullopt;
+  return BucketSpec{b->size, std::chrono::milliseconds(b->refill_time_ms), b->one_time_burst};
+}
+
+BucketUpdate bucket_update(const std::optional<std::optional<TokenBucketConfig>>& u) {
+  if (!u) return BucketUpdate::keep();
+  if (!*u) return BucketUpdate::disable();
+  return BucketUpdate::set(*bucket_spec(*u));
+}
+
+}  // namespace
+
 VirtioDevices::VirtioDevices(const VmConfig& config, const GuestMemory& mem, Metrics& metrics,
                              ConsoleHooks console) {
   for (size_t i = 0; i < config.drives.size(); ++i) {
     const DriveConfig& d = config.drives[i];
     if (d.is_root && i != 0) throw UsageError("the root drive must be the first drive");
     root_drive_ |= d.is_root;
-    auto block =
-        std::make_shared<virtio::BlockDevice>(virtio::BlockOptions{d.path, d.read_only, d.id});
+    auto block = std::make_shared<virtio::BlockDevice>(
+        virtio::BlockOptions{d.path, d.read_only, d.id, bucket_spec(d.rate_limiter.bandwidth),
+                             bucket_spec(d.rate_limiter.ops)});
     block->set_metrics(&metrics);
     auto transport = add(block, mem);
     drives_.push_back({d.id, std::move(block), std::move(transport)});
   }
   for (const NetConfig& n : config.nets) {
-    auto net = std::make_shared<virtio::NetDevice>(
-        virtio::NetOptions{n.host_dev_name, n.guest_mac, n.mtu});
+    auto net = std::make_shared<virtio::NetDevice>(virtio::NetOptions{
+        n.host_dev_name, n.guest_mac, n.mtu, bucket_spec(n.rx_rate_limiter.bandwidth),
+        bucket_spec(n.rx_rate_limiter.ops), bucket_spec(n.tx_rate_limiter.bandwidth),
+        bucket_spec(n.tx_rate_limiter.ops)});
     net->set_metrics(&metrics);
-    add(std::move(net), mem);
+    auto transport = add(net, mem);
+    nets_.push_back({n.iface_id, std::move(net), std::move(transport)});
   }
   if (config.entropy) {
     std::optional<TokenBucket> limit;
@@ -136,6 +157,27 @@ void VirtioDevices::replace_drive(const std::string& id, const std::string& path
       [&](virtio::VirtioDevice&) { old = block.swap_backing(std::move(next)); });
   old = {};
   d->transport->config_changed();
+}
+
+void VirtioDevices::update_drive_rate_limiter(const std::string& id,
+                                              const RateLimiterUpdate& update) {
+  const Drive* d = find_drive(id);
+  if (!d) throw UsageError("no drive with id " + id);
+  d->transport->with_device([&](virtio::VirtioDevice&) {
+    d->device->update_rate_limiter(bucket_update(update.bandwidth), bucket_update(update.ops));
+  });
+}
+
+void VirtioDevices::update_net_rate_limiters(const std::string& iface_id,
+                                             const RateLimiterUpdate& rx,
+                                             const RateLimiterUpdate& tx) {
+  auto it = std::find_if(nets_.begin(), nets_.end(),
+                         [&](const Net& n) { return n.iface_id == iface_id; });
+  if (it == nets_.end()) throw UsageError("no network interface with id " + iface_id);
+  it->transport->with_device([&](virtio::VirtioDevice&) {
+    it->device->update_rate_limiters(bucket_update(rx.bandwidth), bucket_update(rx.ops),
+                                     bucket_update(tx.bandwidth), bucket_update(tx.ops));
+  });
 }
 
 namespace {

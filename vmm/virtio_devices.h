@@ -19,6 +19,7 @@
 #include "devices/virtio/block/block_device.h"
 #include "devices/virtio/console/console_device.h"
 #include "devices/virtio/mmio_transport.h"
+#include "devices/virtio/net/net_device.h"
 #include "vmm/resource_allocator.h"
 #include "vmm/vm_config.h"
 
@@ -43,6 +44,11 @@ class VirtioDevices {
   void attach(VmFd& vm, Bus& mmio_bus, EventLoop& loop);
   // Swaps the image behind drive `id` and raises a config change. Throws UsageError.
   void replace_drive(const std::string& id, const std::string& path);
+  // New rate-limiter buckets for drive `id` / interface `iface_id` (PATCH), applied under the
+  // device's transport lock. Throws UsageError for an unknown id.
+  void update_drive_rate_limiter(const std::string& id, const RateLimiterUpdate& update);
+  void update_net_rate_limiters(const std::string& iface_id, const RateLimiterUpdate& rx,
+                                const RateLimiterUpdate& tx);
   // The block device of drive `id`, or null.
   std::shared_ptr<virtio::BlockDevice> drive(const std::string& id) const;
   // Stops / restarts every device's queue and host work (see MmioTransport::pause).
@@ -78,11 +84,17 @@ class VirtioDevices {
     std::shared_ptr<virtio::MmioTransport> transport;
   };
   const Drive* find_drive(const std::string& id) const;
+  struct Net {
+    std::string iface_id;
+    std::shared_ptr<virtio::NetDevice> device;
+    std::shared_ptr<virtio::MmioTransport> transport;
+  };
 
   ResourceAllocator allocator_{x86::kVirtioMmioBase, x86::kVirtioMmioEnd, x86::kFirstDeviceIrq,
                                x86::kLastDeviceIrq};
   std::vector<Slot> slots_;
   std::vector<Drive> drives_;
+  std::vector<Net> nets_;
   bool root_drive_ = false;
   std::shared_ptr<virtio::ConsoleDevice> console_;
   std::shared_ptr<virtio::MmioTransport> console_transport_;

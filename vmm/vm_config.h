@@ -23,14 +23,6 @@ inline constexpr const char* kDefaultVirtioConsoleCmdline = "console=hvc0 reboot
 // as set, and gets the same, safer, behaviour.
 enum class CacheType { kUnsafe, kWriteback };
 
-struct DriveConfig {
-  std::string path;
-  bool read_only = false;
-  std::string id;        // serial the guest reads with GET_ID; default: the file name
-  bool is_root = false;  // add root=/dev/vda to the command line (must be the first drive)
-  CacheType cache_type = CacheType::kUnsafe;
-};
-
 // Firecracker's TokenBucket: `size` tokens (bytes or operations) refill every `refill_time_ms`;
 // `one_time_burst` extra tokens are spent first.
 // Bounds (checked where the object is read): size 1..kMaxTokens, one_time_burst 0..kMaxTokens,
@@ -48,6 +40,29 @@ struct TokenBucketConfig {
 struct RateLimiterConfig {
   std::optional<TokenBucketConfig> bandwidth;
   std::optional<TokenBucketConfig> ops;
+  bool limits() const { return bandwidth || ops; }
+};
+
+// PATCH of a RateLimiter: per bucket, nullopt keeps it; a nullopt inside removes it (a bucket
+// sent with size or refill_time 0, as in Firecracker); a bucket replaces it (full again).
+struct RateLimiterUpdate {
+  std::optional<std::optional<TokenBucketConfig>> bandwidth;
+  std::optional<std::optional<TokenBucketConfig>> ops;
+  // `limiter` with this update applied.
+  RateLimiterConfig applied_to(RateLimiterConfig limiter) const {
+    if (bandwidth) limiter.bandwidth = *bandwidth;
+    if (ops) limiter.ops = *ops;
+    return limiter;
+  }
+};
+
+struct DriveConfig {
+  std::string path;
+  bool read_only = false;
+  std::string id;        // serial the guest reads with GET_ID; default: the file name
+  bool is_root = false;  // add root=/dev/vda to the command line (must be the first drive)
+  CacheType cache_type = CacheType::kUnsafe;
+  RateLimiterConfig rate_limiter{};  // bytes of data read and written, and requests
 };
 
 // virtio-rng (PUT /entropy, --rng[=BYTES_PER_SEC], [entropy] in TOML).
@@ -73,6 +88,8 @@ struct NetConfig {
   std::string host_dev_name;            // the TAP's name (opened, or created, at boot)
   std::optional<MacAddress> guest_mac;  // none: VIRTIO_NET_F_MAC not offered
   std::optional<uint16_t> mtu;          // VIRTIO_NET_F_MTU when set (68 to 65535)
+  RateLimiterConfig rx_rate_limiter{};  // frame bytes and frames the guest receives
+  RateLimiterConfig tx_rate_limiter{};  // ... and sends
 };
 
 // A host directory shared with the guest over virtio-fs (--fs, [[fs]], "fs", PUT /fs/{fs_id};

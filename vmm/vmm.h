@@ -77,6 +77,13 @@ class Vmm {
   // Points drive `id` at a new image and tells the guest its capacity may have changed.
   // Throws UsageError (bad image, unknown drive).
   void replace_drive(const std::string& id, const std::string& path);
+  void update_drive_rate_limiter(const std::string& id, const RateLimiterUpdate& update) {
+    virtio_.update_drive_rate_limiter(id, update);
+  }
+  void update_net_rate_limiters(const std::string& iface_id, const RateLimiterUpdate& rx,
+                                const RateLimiterUpdate& tx) {
+    virtio_.update_net_rate_limiters(iface_id, rx, tx);
+  }
   // Presses and releases Ctrl-Alt-Del on the guest's i8042 keyboard.
   I8042::KeyResult send_ctrl_alt_del() { return i8042_->send_ctrl_alt_del(); }
   // The host terminal was resized (SIGWINCH): a virtio-console passes the new size on.

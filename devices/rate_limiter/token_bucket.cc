@@ -37,9 +37,11 @@ void TokenBucket::refill(Clock::time_point now) {
   const unsigned __int128 add = static_cast<unsigned __int128>(elapsed.count()) * size_ /
                                 static_cast<uint64_t>(refill_time_.count());
   if (add == 0) return;  // keep `last_` so fractions of a token accumulate
-  tokens_ = static_cast<uint64_t>(std::min<unsigned __int128>(tokens_ + add, size_));
+  const unsigned __int128 paid = std::min<unsigned __int128>(add, debt_);
+  debt_ -= static_cast<uint64_t>(paid);
+  tokens_ = static_cast<uint64_t>(std::min<unsigned __int128>(tokens_ + (add - paid), size_));
   // Advance by the time those whole tokens represent (the full span once the bucket is full).
-  if (tokens_ == size_) {
+  if (tokens_ == size_ && debt_ == 0) {
     last_ = now;
   } else {
     last_ += std::chrono::nanoseconds(
@@ -63,20 +65,31 @@ uint64_t TokenBucket::take(uint64_t wanted, Clock::time_point now) {
 
 std::chrono::nanoseconds TokenBucket::time_until(uint64_t wanted, Clock::time_point now) {
   refill(now);
-  wanted = std::min(wanted, size_);
+  const unsigned __int128 needed = static_cast<unsigned __int128>(debt_) + std::min(wanted, size_);
   const uint64_t have = saturating_add(tokens_, burst_);
-  if (have >= wanted) return std::chrono::nanoseconds(0);
-  const uint64_t missing = wanted - have;
+  if (have >= needed) return std::chrono::nanoseconds(0);
+  const unsigned __int128 missing = needed - have;
   const unsigned __int128 ns =
-      (static_cast<unsigned __int128>(missing) * static_cast<uint64_t>(refill_time_.count()) +
-       size_ - 1) /
-      size_;
+      (missing * static_cast<uint64_t>(refill_time_.count()) + size_ - 1) / size_;
   // Minus what has already accrued towards the next token since `last_` (never negative: a
-  // `now` before `last_` accrued nothing). ns <= refill_time + 1, which fits an int64.
-  const auto full = std::chrono::nanoseconds(static_cast<int64_t>(ns));
+  // `now` before `last_` accrued nothing). A debt can make ns longer than an int64 holds.
+  constexpr unsigned __int128 kMaxNs = std::numeric_limits<int64_t>::max();
+  const auto full = std::chrono::nanoseconds(static_cast<int64_t>(std::min(ns, kMaxNs)));
   const auto accrued = now > last_ ? std::min<std::chrono::nanoseconds>(now - last_, full)
                                    : std::chrono::nanoseconds(0);
   return std::max(full - accrued, std::chrono::nanoseconds(1));
+}
+
+bool TokenBucket::allows(uint64_t wanted, Clock::time_point now) {
+  refill(now);
+  if (debt_ != 0) return false;
+  const uint64_t have = saturating_add(tokens_, burst_);
+  return wanted <= have || have >= size_;
+}
+
+void TokenBucket::consume(uint64_t wanted, Clock::time_point now) {
+  const uint64_t taken = take(wanted, now);
+  debt_ = saturating_add(debt_, wanted - taken);
 }
 
 }  // namespace kiln

@@ -24,8 +24,17 @@ class TokenBucket {
   uint64_t available(Clock::time_point now = Clock::now());
   // Takes up to `wanted` tokens; returns how many were taken (0 when empty).
   uint64_t take(uint64_t wanted, Clock::time_point now = Clock::now());
-  // How long until at least `wanted` tokens (at most `size`) are available.
+  // How long until at least `wanted` tokens (at most `size`) are available (a debt paid first).
   std::chrono::nanoseconds time_until(uint64_t wanted, Clock::time_point now = Clock::now());
+
+  // All-or-nothing use, as Firecracker's buckets: allows() says whether `wanted` tokens may be
+  // consumed now - all of them are there, or `wanted` is more than the bucket ever holds and it
+  // is full (over-consumption) - and never while a debt is unpaid. consume() then takes them,
+  // from the burst first; what is not there becomes a debt that refills before any token does,
+  // so the long-run rate holds for requests of any size.
+  bool allows(uint64_t wanted, Clock::time_point now = Clock::now());
+  void consume(uint64_t wanted, Clock::time_point now = Clock::now());
+  uint64_t debt() const { return debt_; }
 
   uint64_t size() const { return size_; }
 
@@ -36,6 +45,7 @@ class TokenBucket {
   std::chrono::nanoseconds refill_time_;
   uint64_t burst_;
   uint64_t tokens_;
+  uint64_t debt_ = 0;  // tokens consumed beyond what there was
   Clock::time_point last_;
 };
 

@@ -496,7 +496,7 @@ TEST_F(ApiTest, NetworkInterfaceEndpointsAfterBoot) {
          {{"iface_id", "eth0"}, {"host_dev_name", "kilntap0"}});
     ASSERT_EQ(call("put", "/actions", "/actions", {{"action_type", "InstanceStart"}}).status, 204)
         << kiln_->err();
-    // Kiln has no net rate limiting: {} is accepted (no limit), a limit is refused.
+    // Rate limiters change at runtime: {} changes nothing, a bucket is set, size 0 removes it.
     EXPECT_EQ(call("patch", "/network-interfaces/eth0", net,
                    {{"iface_id", "eth0"}, {"rx_rate_limiter", json::object()}})
                   .status,
@@ -505,7 +505,27 @@ TEST_F(ApiTest, NetworkInterfaceEndpointsAfterBoot) {
                    {{"iface_id", "eth0"},
                     {"rx_rate_limiter", {{"bandwidth", {{"size", 1000}, {"refill_time", 100}}}}}})
                   .status,
-              400);
+              204);
+    json nets = call("get", "/vm/config", "/vm/config").body["network-interfaces"];
+    EXPECT_EQ(nets[0]["rx_rate_limiter"]["bandwidth"]["size"], 1000) << nets.dump();
+    EXPECT_TRUE(nets[0]["tx_rate_limiter"].is_null()) << nets.dump();
+    EXPECT_EQ(call("patch", "/network-interfaces/eth0", net,
+                   {{"iface_id", "eth0"},
+                    {"rx_rate_limiter", {{"bandwidth", {{"size", 0}, {"refill_time", 100}}}}},
+                    {"tx_rate_limiter", {{"ops", {{"size", 10}, {"refill_time", 1000}}}}}})
+                  .status,
+              204);
+    nets = call("get", "/vm/config", "/vm/config").body["network-interfaces"];
+    EXPECT_TRUE(nets[0]["rx_rate_limiter"].is_null()) << nets.dump();
+    EXPECT_EQ(nets[0]["tx_rate_limiter"]["ops"]["size"], 10) << nets.dump();
+    const auto huge =
+        call("patch", "/network-interfaces/eth0", net,
+             {{"iface_id", "eth0"},
+              {"tx_rate_limiter", {{"ops", {{"size", 1}, {"refill_time", uint64_t{1} << 62}}}}}});
+    EXPECT_EQ(huge.status, 400);
+    EXPECT_NE(fault(huge).find("network-interface.tx_rate_limiter.ops: refill_time"),
+              std::string::npos)
+        << fault(huge);
     EXPECT_EQ(call("patch", "/network-interfaces/eth9", net, {{"iface_id", "eth9"}}).status, 400);
     EXPECT_EQ(call("patch", "/network-interfaces/eth0", net,
                    {{"iface_id", "eth0"}, {"host_dev_name", "x"}}, false)

@@ -228,18 +228,31 @@ TEST_F(FirecrackerApi, NetworkInterfaceUpdatesBeforeBoot) {
   EXPECT_EQ(
       send("PUT", "/network-interfaces/3", n, iface("3", "fctap3", "06:00:00:00:00:03")).status,
       204);
-  // Rate limiters: {} (no limit) is accepted; a limit is refused, not accepted and ignored.
+  // Rate limiters: {} (no limit) and limits are accepted and shown.
   EXPECT_EQ(
       send("PUT", "/network-interfaces/3", n,
            {{"iface_id", "3"}, {"host_dev_name", "fctap3"}, {"rx_rate_limiter", json::object()}})
           .status,
       204);
-  expect_fault(
+  EXPECT_EQ(
       send("PUT", "/network-interfaces/3", n,
            {{"iface_id", "3"},
             {"host_dev_name", "fctap3"},
-            {"tx_rate_limiter", {{"bandwidth", {{"size", 1000000}, {"refill_time", 100}}}}}}),
-      "tx_rate_limiter: rate limiting network interfaces is not supported");
+            {"tx_rate_limiter",
+             {{"bandwidth", {{"size", 1000000}, {"one_time_burst", 5}, {"refill_time", 100}}}}}})
+          .status,
+      204);
+  const json nets = send("GET", "/vm/config", "/vm/config").body["network-interfaces"];
+  EXPECT_EQ(nets.back()["tx_rate_limiter"],
+            json({{"bandwidth", {{"size", 1000000}, {"one_time_burst", 5}, {"refill_time", 100}}},
+                  {"ops", nullptr}}))
+      << nets.dump();
+  EXPECT_TRUE(nets.back()["rx_rate_limiter"].is_null()) << nets.dump();
+  expect_fault(send("PUT", "/network-interfaces/3", n,
+                    {{"iface_id", "3"},
+                     {"host_dev_name", "fctap3"},
+                     {"tx_rate_limiter", {{"ops", {{"size", 1}, {"refill_time", "fast"}}}}}}),
+               "refill_time");
 }
 
 // test_api.py::test_api_patch_pre_boot and test_pause_resume.py::test_pause_resume_preboot.
@@ -347,13 +360,21 @@ TEST_F(FirecrackerApi, DriveCacheTypeAndIoEngineAreReportedAsSet) {
   expect_fault(send("PUT", "/drives/rootfs", d, root), "io_engine: \"Async\"");
   wb["cache_type"] = "Fast";
   expect_fault(send("PUT", "/drives/data", d, wb), "unknown variant `Fast`");
-  // partuuid and rate limits are refused rather than accepted and ignored; {} limits nothing.
+  // partuuid is refused rather than accepted and ignored; rate limits are kept and shown, {}
+  // limits nothing.
   json with_uuid = drive("data", data.path(), false);
   with_uuid["partuuid"] = "0eaa91a0-01";
   expect_fault(send("PUT", "/drives/data", d, with_uuid), "partuuid: is not supported");
   json limited = drive("data", data.path(), false);
   limited["rate_limiter"] = {{"ops", {{"size", 1}, {"refill_time", 100}}}};
-  expect_fault(send("PUT", "/drives/data", d, limited), "rate limiting drives is not supported");
+  EXPECT_EQ(send("PUT", "/drives/data", d, limited).status, 204);
+  drives = send("GET", "/vm/config", "/vm/config").body["drives"];
+  EXPECT_EQ(drives[1]["rate_limiter"],
+            json({{"bandwidth", nullptr},
+                  {"ops", {{"size", 1}, {"one_time_burst", nullptr}, {"refill_time", 100}}}}))
+      << drives.dump();
+  limited["rate_limiter"] = {{"ops", {{"size", uint64_t{1} << 63}, {"refill_time", 100}}}};
+  expect_fault(send("PUT", "/drives/data", d, limited), "drive.rate_limiter.ops: size");
   limited["rate_limiter"] = json::object();
   EXPECT_EQ(send("PUT", "/drives/data", d, limited).status, 204);
   drives = send("GET", "/vm/config", "/vm/config").body["drives"];
@@ -528,18 +549,21 @@ TEST_F(FirecrackerApiBooted, DrivePatchAfterBoot) {
                  {{"drive_id", "scratch"}, {"rate_limiter", json::object()}})
                 .status,
             204);
-  expect_fault(send("PATCH", "/drives/scratch", d,
-                    {{"drive_id", "scratch"},
-                     {"rate_limiter", {{"bandwidth", {{"size", 5000}, {"refill_time", 100}}}}}}),
-               "rate limiting drives is not supported");
+  EXPECT_EQ(send("PATCH", "/drives/scratch", d,
+                 {{"drive_id", "scratch"},
+                  {"rate_limiter", {{"bandwidth", {{"size", 5000}, {"refill_time", 100}}}}}})
+                .status,
+            204);
+  // A bad path fails the whole request: the limiter it carries is not applied either.
   expect_fault(send("PATCH", "/drives/scratch", d,
                     {{"drive_id", "scratch"},
                      {"path_on_host", "foo.bar"},
-                     {"rate_limiter", {{"bandwidth", {{"size", 5000}, {"refill_time", 100}}}}}}),
-               "not supported");
+                     {"rate_limiter", {{"ops", {{"size", 7}, {"refill_time", 100}}}}}}),
+               "Error manipulating the backing file");
   const json drives = send("GET", "/vm/config", "/vm/config").body["drives"];
   EXPECT_EQ(drives[0]["path_on_host"], fresh.path());
-  EXPECT_TRUE(drives[0]["rate_limiter"].is_null());
+  EXPECT_EQ(drives[0]["rate_limiter"]["bandwidth"]["size"], 5000) << drives.dump();
+  EXPECT_TRUE(drives[0]["rate_limiter"]["ops"].is_null()) << drives.dump();
 }
 
 // test_api_put_update_post_boot, test_api_entropy/vsock after boot, test_metrics without a

@@ -33,6 +33,8 @@
 #  - fsroot: no image at all: root on a virtio-fs share of a build-rootfs.sh --dir tree
 #    (rootfstype=virtiofs root=root rw); the kit's init runs from it and a file it writes is in
 #    the directory afterwards.
+#  - limits: rate-limited drives (bytes, operations, a PATCH lifting a limit mid-read) and a
+#    TX-limited network interface, timed by the guest and the host (tests/linux/rate-limits.sh).
 #  - debian: the distribution's own kernel (/boot/vmlinuz-VER with its initramfs, as Debian's
 #    linux-image-amd64 installs it) with the kit's image as root: the Debian kernel ran, its
 #    initramfs found the virtio-blk disk through Kiln's DSDT, both vCPUs came up, the kit's init
@@ -119,6 +121,22 @@ PAYLOAD
   scripts/build-rootfs.sh --out "$out/debian-rootfs.ext4" --size 32 \
     --add "$out/debian-payload.sh:/etc/kiln-test.sh" >/dev/null || return 1
   debian_kernel > "$out/debian-version"
+
+  # Rate limits (tests/linux/rate-limits.sh has the devices and their buckets).
+  cat > "$out/limits-payload.sh" <<'PAYLOAD'
+#!/bin/sh
+up() { cut -d' ' -f1 /proc/uptime; }
+timed() { n=$1; shift; t0=$(up); "$@" 2>/dev/null; t1=$(up); echo "LIMITS: $n $t0 $t1"; }
+timed bw dd if=/dev/vdb of=/dev/null bs=64k iflag=direct
+timed ops dd if=/dev/vdc of=/dev/null bs=4k count=200 iflag=direct
+echo "LIMITS: patch-start"
+timed patch dd if=/dev/vdd of=/dev/null bs=64k iflag=direct
+ip link set eth0 up && ip addr add 10.78.0.2/24 dev eth0
+timed net sh -c 'dd if=/dev/zero bs=64k count=16 2>/dev/null | nc 10.78.0.1 5001'
+poweroff -f
+PAYLOAD
+  scripts/build-rootfs.sh --out "$out/limits-rootfs.ext4" --size 16 \
+    --add "$out/limits-payload.sh:/etc/kiln-test.sh" >/dev/null || return 1
   prepare_fs
 }
 
@@ -271,6 +289,8 @@ boots() {
   run fsroot 300 build/kiln run --kernel "$kernel" --fs "tag=root,path=$out/fs-rootdir" \
     --cmdline "$cmdline rootfstype=virtiofs root=root rw" --memory 128 \
     < /dev/null > "$out/console-fsroot.log" 2>&1
+  run limits 600 tests/linux/rate-limits.sh "$repo/build/kiln" "$kernel" \
+    "$out/limits-rootfs.ext4" "$cmdline" "$out" > "$out/limits-run.log" 2>&1
   v=$(cat "$out/debian-version")
   if [ -n "$v" ]; then
     run debian 900 build/kiln run --kernel "/boot/vmlinuz-$v" --initrd "/boot/initrd.img-$v" \
@@ -323,6 +343,31 @@ check_fs() {
   check_ fsroot_root_is_virtiofs log fsroot "LINUX-E2E-FSROOT: root root virtiofs rw"
   check_ fsroot_init_ran log fsroot "kiln-init: running /etc/kiln-test.sh"
   check_ fsroot_guest_file test "$(cat "$out/fs-rootdir/guest-wrote.txt" 2>/dev/null)" = "guest-wrote $token"
+}
+
+# The rate-limits boot (called from check, with its helpers). Each transfer must take at least
+# 0.9x what its bucket allows (bytes beyond the full bucket at the refill rate; nothing gets
+# past a limit) and at most 3x + 3 s (a slow, emulated host).
+check_limits() {
+  local res="$out/limits.log"
+  # NAME SECONDS: the guest's LIMITS line for NAME took between the bounds of SECONDS.
+  within() {
+    awk -v n="$1" -v e="$2" '$1 == "LIMITS:" && $2 == n {
+      d = $4 - $3; printf "linux-e2e: limits %s took %.2f s (bucket: %s s)\n", n, d, e
+      ok = d >= 0.9 * e && d <= 3 * e + 3 } END { exit !ok }' "$res"
+  }
+  check_ limits_kiln_exit_0 rc limits
+  check_ limits_drive_bandwidth within bw 2       # 6 MiB, 2 MiB bucket, 2 MiB/s
+  check_ limits_drive_ops within ops 3            # 200 requests, 50 bucket, 50/s
+  check_ limits_patch_accepted grep -a -q "limits: patch status 204" "$res"
+  check_ limits_patch_shown grep -a -q 'limits: patch config \[null\]' "$res"
+  # 16 MiB at 1 MiB/s would take 15 s; the limit went after 2 s.
+  check_ limits_patch_lifted_the_limit awk '$1 == "LIMITS:" && $2 == "patch" {
+    d = $4 - $3; ok = d >= 1.8 && d < 10 } END { exit !ok }' "$res"
+  # 1 MiB, 256 KiB bucket, 256 KiB/s: 3 s from the first byte to the last, timed by the host.
+  check_ limits_net_tx awk '$2 == "net-host" {
+    printf "linux-e2e: limits net took %.2f s (bucket: 3 s)\n", $3
+    ok = $5 == 1048576 && $3 >= 2.7 && $3 <= 12 } END { exit !ok }' "$res"
 }
 
 check() {
@@ -389,6 +434,7 @@ check() {
   check_ stdin_piped_commands_ran log stdin "^LINUX-E2E-STDIN:$token"
   check_ stdin_poweroff_exit_0 rc stdin
   check_fs
+  check_limits
   if [ -n "$(cat "$out/debian-version" 2>/dev/null)" ]; then
     local v
     v=$(cat "$out/debian-version")

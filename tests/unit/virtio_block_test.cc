@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <poll.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -688,6 +689,82 @@ TEST(BlockReplaceDrive, FindsTheDriveByIdAmongOtherDevices) {
   EXPECT_TRUE(devices.drive("two")->read_only());
   EXPECT_EQ(devices.drive("one")->path(), a.path());
   EXPECT_THROW(devices.replace_drive("", b2.path()), UsageError);
+}
+
+// Submits an IN of `len` bytes at sector 0 without waiting for it.
+uint16_t submit_read(VirtqueueDriver& q, GuestMemory& mem, uint32_t len) {
+  const Gpa hdr = q.alloc_obj(BlkHeader{kIn, 0, 0});
+  const Gpa buf = q.alloc(len);
+  const Gpa status = q.alloc(1);
+  mem.write_obj<uint8_t>(status, 0xee);
+  return q.submit({{hdr, sizeof(BlkHeader), false}, {buf, len, true}, {status, 1, true}});
+}
+
+bool host_fd_ready(const BlockDevice& dev, int timeout_ms) {
+  pollfd p{dev.host_event_fd(), POLLIN, 0};
+  return ::poll(&p, 1, timeout_ms) == 1;
+}
+
+TEST_F(BlockTest, OpsLimitParksTheQueueOnTheTimerAndDelaysWithoutDropping) {
+  Metrics metrics;
+  open_device({image.path(), false, "", std::nullopt,
+               BucketSpec{2, std::chrono::milliseconds(200), 0}});  // 10 requests/s
+  blk->set_metrics(&metrics);
+  for (int i = 0; i < 3; ++i) submit_read(*q, mem, 512);
+  const auto t0 = std::chrono::steady_clock::now();
+  drv->kick();
+  ASSERT_TRUE(q->pop_used());
+  ASSERT_TRUE(q->pop_used());
+  EXPECT_FALSE(q->pop_used());  // the third waits on the ring
+  EXPECT_TRUE(blk->rate_limiter().blocked());
+  EXPECT_EQ(metrics.block_throttled.load(), 1u);
+  drv->kick();  // a kick does not get past the limit
+  EXPECT_FALSE(q->pop_used());
+  ASSERT_TRUE(host_fd_ready(*blk, 2000));
+  EXPECT_GE(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(95));
+  transport->process_host_events();
+  auto e = q->pop_used();
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->len, 513u);
+  EXPECT_EQ(metrics.block_read_ops.load(), 3u);
+}
+
+TEST_F(BlockTest, BandwidthCountsDataBytesAndALargeRequestRunsADebt) {
+  open_device({image.path(), false, "", BucketSpec{4096, std::chrono::milliseconds(100), 0}});
+  submit_read(*q, mem, 8192);  // twice the bucket: goes (it is full), owes 4096 bytes
+  submit_read(*q, mem, 512);
+  drv->kick();
+  ASSERT_TRUE(q->pop_used());
+  EXPECT_FALSE(q->pop_used());
+  const auto t0 = std::chrono::steady_clock::now();
+  ASSERT_TRUE(host_fd_ready(*blk, 2000));
+  EXPECT_GE(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(90));
+  transport->process_host_events();
+  EXPECT_TRUE(q->pop_used());
+}
+
+TEST_F(BlockTest, FlushAndGetIdTakeAnOperationButNoBytes) {
+  open_device({image.path(), false, "", BucketSpec{1, std::chrono::milliseconds(100'000), 0}});
+  EXPECT_EQ(request(kFlush, 0, {}).status, kOk);  // one byte of bandwidth would not allow 512
+  const Gpa id = q->alloc(20);
+  EXPECT_EQ(request(kGetId, 0, {{id, 20, true}}).status, kOk);
+}
+
+TEST_F(BlockTest, RateLimiterUpdateReleasesAParkedQueue) {
+  open_device({image.path(), false, "", std::nullopt,
+               BucketSpec{1, std::chrono::milliseconds(100'000), 0}});  // 1 request / 100 s
+  submit_read(*q, mem, 512);
+  submit_read(*q, mem, 512);
+  drv->kick();
+  ASSERT_TRUE(q->pop_used());
+  ASSERT_FALSE(q->pop_used());
+  transport->with_device([&](VirtioDevice&) {
+    blk->update_rate_limiter(BucketUpdate::keep(), BucketUpdate::disable());
+  });
+  ASSERT_TRUE(host_fd_ready(*blk, 1000));  // at once, not in 100 s
+  transport->process_host_events();
+  EXPECT_TRUE(q->pop_used());
+  EXPECT_TRUE(blk->rate_limiter().unlimited());
 }
 
 TEST(BlockDeviceOpen, LongIdIsTruncated) {

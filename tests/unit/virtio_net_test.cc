@@ -3,8 +3,10 @@
 #include "devices/virtio/net/net_device.h"
 
 #include <gtest/gtest.h>
+
 #include <linux/if_tun.h>
 #include <poll.h>
+#include <chrono>
 
 #include <memory>
 
@@ -357,6 +359,53 @@ TEST_F(NetTest, BrokenRxRingNeedsResetAndStopsPolling) {
   auto used = rx_->pop_used();
   ASSERT_TRUE(used);  // the frame sent while broken waited in the TAP
   EXPECT_EQ(guest_bytes(b + 12, 74), frame(60));
+}
+
+TEST_F(NetTest, TxLimitKeepsTheFrameOnTheRingUntilTheTimer) {
+  init();
+  net_->update_rate_limiters(BucketUpdate::keep(), BucketUpdate::keep(),
+                             BucketUpdate::set({1000, std::chrono::milliseconds(100), 0}),
+                             BucketUpdate::keep());
+  ASSERT_TRUE(host_event());  // the update's wake-up
+  const auto f = frame(900);
+  send(f);
+  ASSERT_TRUE(host_->receive());
+  ASSERT_TRUE(tx_->pop_used());
+  const auto t0 = std::chrono::steady_clock::now();
+  send(f);  // the bucket has ~100 bytes: waits
+  EXPECT_FALSE(tx_->pop_used());
+  EXPECT_EQ(metrics_.net_tx_throttled.load(), 1u);
+  EXPECT_TRUE(net_->tx_limiter().blocked());
+  ASSERT_TRUE(host_event());
+  EXPECT_GE(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(70));
+  auto got = host_->receive();
+  ASSERT_TRUE(got);
+  EXPECT_EQ(*got, f);
+  EXPECT_TRUE(tx_->pop_used());
+  EXPECT_EQ(metrics_.net_tx_frames.load(), 2u);
+}
+
+TEST_F(NetTest, RxLimitLeavesTheTapUnreadUntilTheLimiterAllows) {
+  init();
+  net_->update_rate_limiters(BucketUpdate::keep(),
+                             BucketUpdate::set({1, std::chrono::milliseconds(100'000), 0}),
+                             BucketUpdate::keep(), BucketUpdate::keep());
+  ASSERT_TRUE(host_event());
+  offer_rx(2048);
+  offer_rx(2048);
+  host_->send(frame(100, 1));
+  host_->send(frame(100, 2));
+  ASSERT_TRUE(host_event());
+  EXPECT_TRUE(rx_->pop_used());
+  EXPECT_FALSE(rx_->pop_used());  // one frame per 100 s
+  EXPECT_FALSE(net_->rx_polling());
+  EXPECT_EQ(metrics_.net_rx_throttled.load(), 1u);
+  EXPECT_FALSE(host_event());  // nothing spins: the TAP is not watched, the timer is far
+  net_->update_rate_limiters(BucketUpdate::keep(), BucketUpdate::disable(), BucketUpdate::keep(),
+                             BucketUpdate::keep());
+  ASSERT_TRUE(host_event());
+  EXPECT_TRUE(rx_->pop_used());  // delayed, not dropped
+  EXPECT_EQ(metrics_.net_rx_frames.load(), 2u);
 }
 
 TEST_F(NetTest, ResetStopsPolling) {

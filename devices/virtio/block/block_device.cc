@@ -65,7 +65,8 @@ void write_status(const GuestMemory& mem, const DescriptorChain& chain, uint8_t 
 
 }  // namespace
 
-BlockDevice::BlockDevice(const BlockOptions& options) : options_(options) {
+BlockDevice::BlockDevice(const BlockOptions& options)
+    : options_(options), limiter_(options.bandwidth, options.ops) {
   backing_ = open_backing(options_.path, options_.read_only, "disk " + options_.path);
   capacity_ = backing_.size / kSectorSize;
   if (options_.id.empty()) options_.id = std::filesystem::path(options_.path).filename().string();
@@ -153,6 +154,30 @@ uint64_t BlockDevice::device_features() const {
 }
 
 std::string BlockDevice::process_queue(size_t /*index*/, Queue& queue, const GuestMemory& mem) {
+  if (limiter_.blocked()) return "";  // parked: the limiter's timer goes on
+  return serve(queue, mem);
+}
+
+std::string BlockDevice::process_host_events(std::span<Queue> queues, const GuestMemory& mem) {
+  if (!limiter_.on_timer() || queues.empty()) return "";
+  return serve(queues[0], mem);
+}
+
+bool BlockDevice::admit(const DescriptorChain& chain, const GuestMemory& mem) {
+  if (limiter_.unlimited()) return true;
+  RequestHeader hdr{};
+  uint64_t bytes = 0;  // only IN and OUT move data; a request over the limits is charged those
+  if (chain.writable_bytes > 0 && read_header(mem, chain, hdr)) {
+    if (hdr.type == kTypeIn) bytes = chain.writable_bytes - 1;
+    if (hdr.type == kTypeOut && chain.readable_bytes >= sizeof(hdr))
+      bytes = chain.readable_bytes - sizeof(hdr);
+  }
+  if (limiter_.consume(std::min(bytes, kMaxRequestBytes))) return true;
+  count(&Metrics::block_throttled);
+  return false;
+}
+
+std::string BlockDevice::serve(Queue& queue, const GuestMemory& mem) {
   return drain_
       .drain(
           queue, mem,
@@ -161,7 +186,10 @@ std::string BlockDevice::process_queue(size_t /*index*/, Queue& queue, const Gue
               spdlog::warn("virtio-blk {}: request failed ({} so far): {}", backing_.path,
                            log_limit_.events(), error);
           },
-          [&](const DescriptorChain& chain) { return DrainStep::used(handle(chain, mem)); })
+          [&](const DescriptorChain& chain) {
+            if (!admit(chain, mem)) return DrainStep::requeue_and_stop();
+            return DrainStep::used(handle(chain, mem));
+          })
       .error;
 }
 

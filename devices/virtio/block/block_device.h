@@ -1,7 +1,9 @@
 // virtio-blk over a raw image file: IN, OUT, FLUSH, GET_ID, DISCARD, WRITE_ZEROES; read-only
 // drives; requests past capacity or over the advertised limits (virtio_blk_spec.h) fail with
 // IOERR. I/O runs on the event-loop thread with preadv/pwritev straight into guest memory (no
-// copies).
+// copies). An optional rate limiter (bytes of IN/OUT data, and one operation per request):
+// while it is blocked the request stays on the ring and the queue is parked on the limiter's
+// timer (host_event_fd()).
 #pragma once
 
 #include <sys/types.h>
@@ -15,6 +17,7 @@
 #include "base/log_limiter.h"
 #include "base/metrics.h"
 #include "base/unique_fd.h"
+#include "devices/rate_limiter/rate_limiter.h"
 #include "devices/virtio/device.h"
 #include "devices/virtio/queue_drain.h"
 
@@ -24,6 +27,8 @@ struct BlockOptions {
   std::string path;
   bool read_only = false;
   std::string id;  // GET_ID serial (at most 20 bytes); default: the file name
+  std::optional<BucketSpec> bandwidth{};  // bytes
+  std::optional<BucketSpec> ops{};        // requests
 };
 
 // An opened, checked and locked image. The lock (flock: exclusive, shared when read-only) is on
@@ -65,6 +70,15 @@ class BlockDevice : public VirtioDevice {
   void restore_state(std::span<const uint8_t> state, std::span<Queue> queues) override;
 
   std::string process_queue(size_t index, Queue& queue, const GuestMemory& mem) override;
+  // The rate limiter's timer: a parked queue goes on.
+  int host_event_fd() const override { return limiter_.fd(); }
+  std::string process_host_events(std::span<Queue> queues, const GuestMemory& mem) override;
+
+  // PATCH /drives rate_limiter (under the transport lock).
+  void update_rate_limiter(const BucketUpdate& bandwidth, const BucketUpdate& ops) {
+    limiter_.update(bandwidth, ops);
+  }
+  const RateLimiter& rate_limiter() const { return limiter_; }
 
   // Changing the image, in two steps so that only the swap excludes queue processing:
   // open_replacement() opens, checks and locks `path` like the first image (the same path, or
@@ -86,6 +100,9 @@ class BlockDevice : public VirtioDevice {
 
  private:
   void build_config();
+  std::string serve(Queue& queue, const GuestMemory& mem);
+  // Whether the limiter lets this request go now (false: it waits on the ring).
+  bool admit(const DescriptorChain& chain, const GuestMemory& mem);
   // Handles one request; returns the bytes written into the chain's writable buffers.
   uint32_t handle(const DescriptorChain& chain, const GuestMemory& mem);
   uint8_t do_read_write(bool write, uint64_t sector, std::vector<iovec>& iov, uint64_t len);
@@ -105,6 +122,7 @@ class BlockDevice : public VirtioDevice {
   }
   std::vector<iovec> iov_;
   QueueDrain drain_;
+  RateLimiter limiter_;
 };
 
 }  // namespace kiln::virtio

@@ -33,9 +33,16 @@ void put(std::vector<uint8_t>& bytes, size_t offset, T value) {
 }  // namespace
 
 NetDevice::NetDevice(const NetOptions& options)
-    : options_(options), tap_(options.tap_name), overflow_(kOverflowBytes) {
+    : options_(options),
+      tap_(options.tap_name),
+      rx_limiter_(options.rx_bandwidth, options.rx_ops),
+      tx_limiter_(options.tx_bandwidth, options.tx_ops),
+      overflow_(kOverflowBytes) {
   epoll_.reset(::epoll_create1(EPOLL_CLOEXEC));
   if (!epoll_) throw_errno("epoll_create1");
+  // The limiters' timers are readable only once they fired: always watched.
+  watch(rx_limiter_.fd());
+  watch(tx_limiter_.fd());
   config_.assign(kConfigSize, 0);
   if (options_.mac) std::memcpy(config_.data() + kConfigMac, options_.mac->bytes.data(), 6);
   put<uint16_t>(config_, kConfigStatus, kStatusLinkUp);
@@ -86,17 +93,32 @@ void NetDevice::reset() {
 
 std::string NetDevice::process_queue(size_t index, Queue& queue, const GuestMemory& mem) {
   if (index == kRxQueue) return process_rx(queue, mem);  // new buffers: deliver waiting frames
-  if (index == kTxQueue) return process_tx(queue, mem);
+  if (index == kTxQueue) return tx_limiter_.blocked() ? "" : process_tx(queue, mem);
   return "";
 }
 
 std::string NetDevice::process_host_events(std::span<Queue> queues, const GuestMemory& mem) {
-  if (queues.size() <= kRxQueue) return "";
+  if (queues.size() <= kTxQueue) return "";
+  if (tx_limiter_.on_timer()) {
+    std::string error = process_tx(queues[kTxQueue], mem);
+    if (!error.empty()) return error;
+  }
+  rx_limiter_.on_timer();
   return process_rx(queues[kRxQueue], mem);
+}
+
+void NetDevice::update_rate_limiters(const BucketUpdate& rx_bandwidth, const BucketUpdate& rx_ops,
+                                     const BucketUpdate& tx_bandwidth, const BucketUpdate& tx_ops) {
+  rx_limiter_.update(rx_bandwidth, rx_ops);
+  tx_limiter_.update(tx_bandwidth, tx_ops);
 }
 
 std::string NetDevice::process_rx(Queue& queue, const GuestMemory& mem) {
   if (!queue.ready) {
+    set_rx_polling(false);
+    return "";
+  }
+  if (rx_limiter_.blocked()) {  // the TAP stays unread until the limiter's timer fires
     set_rx_polling(false);
     return "";
   }
@@ -107,7 +129,12 @@ std::string NetDevice::process_rx(Queue& queue, const GuestMemory& mem) {
         count(&Metrics::net_rx_errors);
         warn("bad RX chain: " + error);
       },
-      [&](const DescriptorChain& chain) { return receive_frame(chain, mem, drops); });
+      [&](const DescriptorChain& chain) {
+        if (rx_limiter_.ready()) return receive_frame(chain, mem, drops);
+        count(&Metrics::net_rx_throttled);
+        set_rx_polling(false);
+        return DrainStep::requeue_and_stop();
+      });
   if (!result.error.empty()) return fail(result.error);
   if (result.idle) {
     // No buffers: stop polling the TAP until the guest's RX kick brings some.
@@ -155,6 +182,7 @@ DrainStep NetDevice::receive_frame(const DescriptorChain& chain, const GuestMemo
   const uint16_t one = 1;
   chain_write(mem, chain, kNumBuffersOffset,
               std::span(reinterpret_cast<const uint8_t*>(&one), sizeof(one)));
+  rx_limiter_.charge(len - kHdr);
   count(&Metrics::net_rx_frames);
   count(&Metrics::net_rx_bytes, len - kHdr);
   return DrainStep::used(static_cast<uint32_t>(len));
@@ -174,6 +202,9 @@ std::string NetDevice::process_tx(Queue& queue, const GuestMemory& mem) {
           count(&Metrics::net_tx_errors);
           warn(fmt::format("TX chain of {} bytes dropped (header {} + frame up to {})", len, kHdr,
                            kMaxFrame));
+        } else if (!tx_limiter_.consume(len - kHdr)) {
+          count(&Metrics::net_tx_throttled);
+          return DrainStep::requeue_and_stop();  // the frame waits on the ring for the timer
         } else if (!chain_iovecs(mem, chain, false, 0, len, iov_) ||
                    tap_.write_frame(iov_.data(), static_cast<int>(iov_.size())) < 0) {
           count(&Metrics::net_tx_errors);
@@ -185,6 +216,13 @@ std::string NetDevice::process_tx(Queue& queue, const GuestMemory& mem) {
         return DrainStep::used(0);
       });
   return result.error.empty() ? "" : fail(result.error);
+}
+
+void NetDevice::watch(int fd) {
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev) < 0)
+    throw_errno("epoll_ctl for virtio-net");
 }
 
 void NetDevice::set_rx_polling(bool on) {

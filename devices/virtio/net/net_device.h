@@ -9,6 +9,10 @@
 // beyond its txqueuelen, counted as the TAP's TX drops); the RX kick that brings buffers puts it
 // back. A frame longer than the guest's buffer is dropped and counted (net rx_dropped); the
 // buffer is reused for the next frame.
+// Rate limiters (Firecracker's rx_rate_limiter / tx_rate_limiter; bytes are frame bytes): a
+// blocked TX queue waits on its limiter's timer with the frame on the ring; a blocked RX leaves
+// the TAP unread (dropped from the epoll set) until its timer fires. RX frames are charged once
+// read (their size is known then), so one frame may run a bucket into a debt paid first.
 #pragma once
 
 #include <sys/uio.h>
@@ -21,6 +25,7 @@
 #include "base/mac_address.h"
 #include "base/metrics.h"
 #include "base/unique_fd.h"
+#include "devices/rate_limiter/rate_limiter.h"
 #include "devices/virtio/device.h"
 #include "devices/virtio/net/tap.h"
 #include "devices/virtio/queue_drain.h"
@@ -31,6 +36,7 @@ struct NetOptions {
   std::string tap_name;
   std::optional<MacAddress> mac;  // none: VIRTIO_NET_F_MAC not offered (the guest picks one)
   std::optional<uint16_t> mtu;    // VIRTIO_NET_F_MTU when set
+  std::optional<BucketSpec> rx_bandwidth{}, rx_ops{}, tx_bandwidth{}, tx_ops{};
 };
 
 class NetDevice : public VirtioDevice {
@@ -58,6 +64,12 @@ class NetDevice : public VirtioDevice {
 
   void set_metrics(Metrics* metrics) { metrics_ = metrics; }
 
+  // PATCH /network-interfaces (under the transport lock).
+  void update_rate_limiters(const BucketUpdate& rx_bandwidth, const BucketUpdate& rx_ops,
+                            const BucketUpdate& tx_bandwidth, const BucketUpdate& tx_ops);
+  const RateLimiter& rx_limiter() const { return rx_limiter_; }
+  const RateLimiter& tx_limiter() const { return tx_limiter_; }
+
   // For tests: whether the TAP is being polled for RX, and the TUN_F_* offloads it was given.
   bool rx_polling() const { return rx_polling_; }
   unsigned tap_offloads() const { return tap_offloads_; }
@@ -69,6 +81,7 @@ class NetDevice : public VirtioDevice {
   // One RX chain: a frame from the TAP into it, or why not. `drops` counts this wake-up's.
   DrainStep receive_frame(const DescriptorChain& chain, const GuestMemory& mem, int& drops);
   void set_rx_polling(bool on);
+  void watch(int fd);
   // The queue cannot be trusted any more: stop polling (the transport stops calling us).
   std::string fail(std::string why);
   void count(Metrics::Counter Metrics::*counter, uint64_t n = 1) {
@@ -81,6 +94,8 @@ class NetDevice : public VirtioDevice {
   Tap tap_;
   UniqueFd epoll_;
   bool rx_polling_ = false;
+  RateLimiter rx_limiter_;
+  RateLimiter tx_limiter_;
   unsigned tap_offloads_ = 0;
   std::vector<uint8_t> config_;
   std::vector<uint8_t> overflow_;  // catches the part of a frame beyond the guest's buffer
