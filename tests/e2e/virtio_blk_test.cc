@@ -31,8 +31,7 @@ std::string fnv_hex(const std::string& data) {
 }
 
 std::string read_file(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(f), {});
+  return test::read_whole_file(path);
 }
 
 TEST(VirtioBlkGuest, ReadsWritesFlushesAndHonoursReadOnly) {

@@ -18,6 +18,8 @@
 
 #include "image/digest.h"
 
+#include "tests/support/test_files.h"
+
 namespace kiln::test {
 
 struct TarEntry {
@@ -122,8 +124,7 @@ inline void write_file(const std::string& path, const std::string& data) {
 }
 
 inline std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
+  return test::read_whole_file(path);
 }
 
 struct Layer {
