@@ -111,6 +111,41 @@ DriveConfig parse_drive_spec(const std::string& spec) {
   return drive;
 }
 
+BalloonConfig parse_balloon_spec(const std::string& spec, uint64_t memory_mib) {
+  const std::string flag = "--balloon " + spec + ": ";
+  // A whole decimal number (no sign, no suffix) or nullopt.
+  auto number = [](const std::string& s) -> std::optional<uint64_t> {
+    uint64_t v = 0;
+    const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+    if (s.empty() || ec != std::errc() || end != s.data() + s.size()) return std::nullopt;
+    return v;
+  };
+  BalloonConfig b;
+  bool first = true;
+  for (const std::string& part : split_commas(spec)) {
+    if (std::exchange(first, false)) {
+      const auto mib = number(part);
+      if (!mib) throw UsageError(flag + "the size '" + part + "' is not a number of MiB");
+      b.amount_mib = *mib;
+    } else if (part == "deflate_on_oom") {
+      b.deflate_on_oom = true;
+    } else if (part == "reporting") {
+      b.free_page_reporting = true;
+    } else if (part.rfind("stats=", 0) == 0) {
+      const auto s = number(part.substr(6));
+      if (!s || *s == 0 || *s > BalloonConfig::kMaxStatsIntervalS)
+        throw UsageError(flag + part + ": must be a number of seconds between 1 and " +
+                         std::to_string(BalloonConfig::kMaxStatsIntervalS));
+      b.stats_polling_interval_s = static_cast<uint32_t>(*s);
+    } else {
+      throw UsageError(flag + "unknown option '" + part +
+                       "' (expected deflate_on_oom, stats=SECONDS or reporting)");
+    }
+  }
+  if (auto p = validate(b, memory_mib)) throw UsageError(flag + p->field + ": " + p->problem);
+  return b;
+}
+
 VsockConfig parse_vsock_spec(const std::string& spec) {
   const std::string flag = "--vsock " + spec + ": ";
   VsockConfig vsock;
@@ -423,6 +458,13 @@ CliCommand parse_cli(int argc, const char* const* argv) {
                   "auto|always][,id=ID][,queues=N][,allow-setid-and-devices] (repeatable; the "
                   "guest mounts it with 'mount -t virtiofs NAME DIR'; root on it: --cmdline "
                   "'... rootfstype=virtiofs root=NAME rw')");
+  std::string balloon;
+  auto* balloon_opt = run->add_option(
+      "--balloon", balloon,
+      "virtio-balloon device: MIB[,deflate_on_oom][,stats=SECONDS][,reporting] (the "
+      "guest hands MIB of its memory back to the host; PATCH /balloon changes it; "
+      "stats= polls the guest's memory figures, GET /balloon/statistics; reporting: "
+      "the guest reports free pages, which go back too)");
   run->add_option("--api-sock", cmd.api_socket, "Also serve the management API on this socket");
 
   try {
@@ -468,6 +510,7 @@ CliCommand parse_cli(int argc, const char* const* argv) {
       if (!console_mode.empty()) set_console(c, api::parse_console({{"mode", console_mode}}));
       for (const std::string& n : nets) add_net_spec(c, n);
       for (const std::string& s : shares) add_fs_spec(c, s);
+      if (balloon_opt->count()) c.balloon = parse_balloon_spec(balloon, c.memory_mib);
       if (c.kernel_path.empty())
         throw UsageError("kiln run: --kernel is required (or kernel_image_path in --config)");
       struct stat st {};

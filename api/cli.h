@@ -39,6 +39,9 @@ void add_disk_spec(VmConfig& config, const std::string& spec);
 
 // Parses a --vsock value "cid=N,uds=PATH". Throws kiln::UsageError naming the flag and field.
 VsockConfig parse_vsock_spec(const std::string& spec);
+// Parses a --balloon value "MIB[,deflate_on_oom][,stats=SECONDS][,reporting]" for a guest of
+// `memory_mib`. Throws kiln::UsageError naming the flag and the bad part.
+BalloonConfig parse_balloon_spec(const std::string& spec, uint64_t memory_mib);
 // Adds the interface of a --net value "tap=NAME[,mac=MAC][,id=ID]" (default id: net<N>).
 // Throws kiln::UsageError naming the flag and the bad part.
 void add_net_spec(VmConfig& config, const std::string& spec);

@@ -1,6 +1,7 @@
 #include "api/routes.h"
 
 #include <fmt/format.h>
+#include "api/balloon_json.h"
 
 #include <algorithm>
 #include <map>
@@ -43,6 +44,11 @@ enum class Op {
   kPutFs,  // Kiln's own
   kCreateSnapshot,
   kLoadSnapshot,
+  kPutBalloon,
+  kPatchBalloon,
+  kGetBalloon,
+  kGetBalloonStats,
+  kPatchBalloonStats,
 };
 
 // Method -> request, for each fixed path.
@@ -65,6 +71,9 @@ const std::map<std::string, std::map<std::string, Op>>& fixed_routes() {
       {"/vsock", {{"PUT", Op::kPutVsock}}},
       {"/snapshot/create", {{"PUT", Op::kCreateSnapshot}}},
       {"/snapshot/load", {{"PUT", Op::kLoadSnapshot}}},
+      {"/balloon",
+       {{"PUT", Op::kPutBalloon}, {"PATCH", Op::kPatchBalloon}, {"GET", Op::kGetBalloon}}},
+      {"/balloon/statistics", {{"GET", Op::kGetBalloonStats}, {"PATCH", Op::kPatchBalloonStats}}},
   };
   return routes;
 }
@@ -137,6 +146,16 @@ Request parse_request(Op op, const std::string& id, const json& body) {
       return parse_snapshot_create(body);
     case Op::kLoadSnapshot:
       return parse_snapshot_load(body);
+    case Op::kPutBalloon:
+      return rq::PutBalloon{parse_balloon(body)};
+    case Op::kPatchBalloon:
+      return parse_balloon_patch(body);
+    case Op::kGetBalloon:
+      return rq::GetBalloon{};
+    case Op::kGetBalloonStats:
+      return rq::GetBalloonStats{};
+    case Op::kPatchBalloonStats:
+      return parse_balloon_stats_patch(body);
   }
   throw UsageError("unsupported request");
 }
@@ -229,8 +248,8 @@ std::variant<VmmCommand, VmmReply> route(const HttpRequest& r) {
     command.deprecated = deprecated_fields("vsock", body);
   else if (op == Op::kLoadSnapshot)
     command.deprecated = snapshot_load_deprecated_fields(body);
-  const bool after_boot =
-      op == Op::kPatchDrive || op == Op::kPatchNetworkInterface || op == Op::kCreateSnapshot;
+  const bool after_boot = op == Op::kPatchDrive || op == Op::kPatchNetworkInterface ||
+                          op == Op::kCreateSnapshot || op == Op::kGetBalloonStats;
   try {
     command.request = parse_request(op, id, body);
   } catch (const FieldError& e) {
@@ -262,6 +281,10 @@ json reply_json(const VmmReply& reply) {
           return vm_config_json(body);
         } else if constexpr (std::is_same_v<T, MachineConfigInfo>) {
           return machine_config_json(body);
+        } else if constexpr (std::is_same_v<T, BalloonConfig>) {
+          return balloon_json(body);
+        } else if constexpr (std::is_same_v<T, BalloonStatsInfo>) {
+          return balloon_stats_json(body);
         } else {
           return nullptr;
         }

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "api/balloon_json.h"
 #include "api/fs_json.h"
 #include "api/json_fields.h"
 
@@ -355,7 +356,7 @@ json vm_config_json(const VmConfig& config) {
     vsock = {{"guest_cid", config.vsock->guest_cid}, {"uds_path", config.vsock->uds_path}};
     if (!config.vsock->vsock_id.empty()) vsock["vsock_id"] = config.vsock->vsock_id;
   }
-  json full{{"balloon", nullptr},
+  json full{{"balloon", config.balloon ? balloon_json(*config.balloon) : json(nullptr)},
             {"drives", drives},
             {"boot-source", boot},
             {"cpu-config", nullptr},
@@ -397,7 +398,8 @@ void apply_full_config(VmConfig& config, const json& document) {
   auto console = f.optional<json>("console");
   auto vsock = f.optional<json>("vsock");
   auto fs = f.optional<json>("fs");
-  for (const char* unsupported_now : {"balloon", "mmds-config", "cpu-config", "memory-hotplug"}) {
+  auto balloon = f.optional<json>("balloon");
+  for (const char* unsupported_now : {"mmds-config", "cpu-config", "memory-hotplug"}) {
     if (f.optional<json>(unsupported_now))
       throw FieldError("configuration", unsupported_now, "is not supported by Kiln yet");
   }
@@ -442,6 +444,11 @@ void apply_full_config(VmConfig& config, const json& document) {
   if (console) set_console(config, parse_console(*console));
   if (vsock) check("vsock", set_vsock(config, parse_vsock(*vsock)));
   if (fs) apply_fs_list(config, *fs);
+  if (balloon && !balloon->is_null()) {
+    const BalloonConfig b = parse_balloon(*balloon);
+    check("balloon", validate(b, config.memory_mib));
+    config.balloon = b;
+  }
 }
 
 }  // namespace kiln::api

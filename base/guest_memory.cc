@@ -60,6 +60,17 @@ GuestMemory::GuestMemory(const std::vector<Range>& ranges, HugePages huge_pages)
   const uint64_t page =
       huge_pages == HugePages::k2M ? k2MiB : static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
   map_ranges(ranges, page, [&](const Range& r, uint64_t) { return map_ram(r.size, huge_pages); });
+  page_size_ = page;
+}
+
+uint64_t GuestMemory::discard(Gpa gpa, uint64_t len) const {
+  const GuestRegion* r = find(gpa, len);
+  if (!r || len == 0) return 0;
+  const uint64_t start = (gpa - r->base + page_size_ - 1) / page_size_ * page_size_;
+  const uint64_t end = (gpa - r->base + len) / page_size_ * page_size_;
+  if (end <= start) return 0;
+  if (::madvise(r->mapping.data() + start, end - start, MADV_DONTNEED) != 0) return 0;
+  return end - start;
 }
 
 GuestMemory GuestMemory::map_private(const std::vector<Range>& ranges, int fd) {
@@ -69,6 +80,7 @@ GuestMemory GuestMemory::map_private(const std::vector<Range>& ranges, int fd) {
                    return Mapping::of_fd(fd, r.size, PROT_READ | PROT_WRITE,
                                          MAP_PRIVATE | MAP_NORESERVE, static_cast<off_t>(offset));
                  });
+  mem.page_size_ = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
   return mem;
 }
 

@@ -89,8 +89,15 @@ class GuestMemory {
   // One bitmap per region (bit i: page i of 4 KiB) of the pages marked since the last call.
   std::vector<std::vector<uint64_t>> take_dirty() const;
 
+  // Gives the host back the memory of the whole pages inside [gpa, gpa + len) (the balloon):
+  // madvise(MADV_DONTNEED), so anonymous RAM reads as zeros again and a snapshot's copy-on-write
+  // RAM as the file. Pages are the backing's (2 MiB with 2M huge pages: only whole ones inside
+  // the range go). Returns the bytes released (0 outside RAM or for a range with no whole page).
+  uint64_t discard(Gpa gpa, uint64_t len) const;
+
   const std::vector<GuestRegion>& regions() const { return regions_; }
   uint64_t total_size() const;
+  uint64_t page_size() const { return page_size_; }
 
  private:
   GuestMemory() = default;
@@ -100,6 +107,7 @@ class GuestMemory {
   void map_ranges(const std::vector<Range>& ranges, uint64_t page, Map map);
   const GuestRegion* find(Gpa gpa, uint64_t len) const;
   std::vector<GuestRegion> regions_;
+  uint64_t page_size_ = 4096;
   mutable std::vector<std::vector<std::atomic<uint64_t>>> dirty_;  // per region; empty: off
 };
 

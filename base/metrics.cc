@@ -42,6 +42,13 @@ std::string Metrics::to_json_line(const std::string& id,
         {"tx_frames", v(net_tx_frames)},
         {"tx_bytes", v(net_tx_bytes)},
         {"tx_errors", v(net_tx_errors)}}},
+      {"balloon",
+       {{"inflate_count", v(balloon_inflate_count)},
+        {"deflate_count", v(balloon_deflate_count)},
+        {"stats_updates_count", v(balloon_stats_updates)},
+        {"free_page_report_count", v(balloon_report_count)},
+        {"released_bytes", v(balloon_released_bytes)},
+        {"errors", v(balloon_errors)}}},
   };
   if (!id.empty()) j["id"] = id;
   if (!properties.empty()) j["properties"] = properties;

@@ -37,10 +37,17 @@ struct Metrics {
   Counter net_rx_throttled{0};   // times RX waited for the interface's rx rate limiter
   Counter net_tx_throttled{0};   // TX frames that waited for its tx rate limiter
   Counter net_rx_no_buffers{0};  // times the TAP was dropped from polling: the guest had no buffers
+  Counter balloon_inflate_count{0};   // inflate buffers served
+  Counter balloon_deflate_count{0};   // deflate buffers served
+  Counter balloon_stats_updates{0};   // statistics buffers received
+  Counter balloon_report_count{0};    // free page reports served
+  Counter balloon_released_bytes{0};  // guest memory given back to the host (inflate, reports)
+  Counter balloon_errors{0};          // bad chains and page numbers outside guest RAM
 
   static void add(Counter& c, uint64_t n = 1) { c.fetch_add(n, std::memory_order_relaxed); }
   // {"utc_timestamp_ms": ..., "api": {...}, "vcpu": {...}, "block": {...},
-  //  "entropy": {...}, "net": {...}}, with "id": `id` when not empty and "properties": {...}
+  //  "entropy": {...}, "net": {...}, "balloon": {...}}, with "id": `id` when not empty and
+  //  "properties": {...}
   // when not empty (PUT /metrics emit_id, properties).
   std::string to_json_line(const std::string& id = "",
                            const std::map<std::string, std::string>& properties = {}) const;

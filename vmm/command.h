@@ -5,6 +5,7 @@
 // api/ serializes them.
 #pragma once
 
+#include <map>
 #include <string>
 #include <utility>
 #include <variant>
@@ -68,6 +69,20 @@ struct PutSerial {
 struct PutVsock {
   VsockConfig vsock;
 };
+// virtio-balloon: PUT /balloon (before boot), PATCH /balloon {amount_mib} and PATCH
+// /balloon/statistics {stats_polling_interval_s} and GET /balloon (any time after the PUT),
+// GET /balloon/statistics (after boot).
+struct PutBalloon {
+  BalloonConfig balloon;
+};
+struct PatchBalloon {
+  uint64_t amount_mib = 0;
+};
+struct PatchBalloonStats {
+  uint32_t stats_polling_interval_s = 0;
+};
+struct GetBalloon {};
+struct GetBalloonStats {};
 // Kiln's own: a virtio-fs share (PUT /fs/{fs_id}).
 struct PutFs {
   FsConfig fs;
@@ -122,15 +137,15 @@ struct Invalid {
 
 }  // namespace request
 
-using Request =
-    std::variant<request::GetInstanceInfo, request::GetVersion, request::GetVmConfig,
-                 request::GetMachineConfig, request::PutMachineConfig, request::PatchMachineConfig,
-                 request::PutBootSource, request::PutDrive, request::PatchDrive,
-                 request::PutNetworkInterface, request::PatchNetworkInterface,
-                 request::InstanceStart, request::SendCtrlAltDel, request::FlushMetrics,
-                 request::Pause, request::Resume, request::PutLogger, request::PutMetrics,
-                 request::PutEntropy, request::PutSerial, request::PutVsock, request::PutFs,
-                 request::CreateSnapshot, request::LoadSnapshot, request::Invalid>;
+using Request = std::variant<
+    request::GetInstanceInfo, request::GetVersion, request::GetVmConfig, request::GetMachineConfig,
+    request::PutMachineConfig, request::PatchMachineConfig, request::PutBootSource,
+    request::PutDrive, request::PatchDrive, request::PutNetworkInterface,
+    request::PatchNetworkInterface, request::InstanceStart, request::SendCtrlAltDel,
+    request::FlushMetrics, request::Pause, request::Resume, request::PutLogger, request::PutMetrics,
+    request::PutEntropy, request::PutSerial, request::PutVsock, request::PutFs,
+    request::CreateSnapshot, request::LoadSnapshot, request::PutBalloon, request::PatchBalloon,
+    request::PatchBalloonStats, request::GetBalloon, request::GetBalloonStats, request::Invalid>;
 
 struct VmmCommand {
   Request request;
@@ -161,8 +176,15 @@ struct MachineConfigInfo {
   bool track_dirty_pages = false;
   HugePages huge_pages = HugePages::kNone;
 };
-using ReplyBody =
-    std::variant<std::monostate, InstanceInfo, VersionInfo, VmConfig, MachineConfigInfo>;
+// GET /balloon/statistics: the device's target and actual pages and the guest's latest figures
+// (tag -> value; tags it did not send are absent).
+struct BalloonStatsInfo {
+  uint64_t target_pages = 0;
+  uint64_t actual_pages = 0;
+  std::map<uint16_t, uint64_t> values;
+};
+using ReplyBody = std::variant<std::monostate, InstanceInfo, VersionInfo, VmConfig,
+                               MachineConfigInfo, BalloonConfig, BalloonStatsInfo>;
 
 struct VmmReply {
   int status = 204;           // HTTP status

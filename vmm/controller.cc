@@ -30,6 +30,8 @@ constexpr const char* kNotAfterBoot =
     "The requested operation is not supported after starting the microVM.";
 constexpr const char* kNotBeforeBoot =
     "The requested operation is not supported before starting the microVM.";
+constexpr const char* kNoBalloon =
+    "balloon: there is no balloon device (PUT /balloon before InstanceStart adds one)";
 
 // Signals taken through the controller's signalfd: the stop signals, and SIGWINCH (the
 // terminal was resized: a virtio-console passes the size on).
@@ -255,10 +257,14 @@ VmmReply VmmController::dispatch(const Request& r, bool& body_read) {
       std::holds_alternative<rq::SendCtrlAltDel>(r) ||
       std::holds_alternative<rq::FlushMetrics>(r) || std::holds_alternative<rq::Pause>(r) ||
       std::holds_alternative<rq::Resume>(r) || std::holds_alternative<rq::CreateSnapshot>(r) ||
+      std::holds_alternative<rq::GetBalloonStats>(r) ||
       (std::holds_alternative<rq::Invalid>(r) && std::get<rq::Invalid>(r).after_boot);
   const bool any_time =
       std::holds_alternative<rq::GetInstanceInfo>(r) || std::holds_alternative<rq::GetVersion>(r) ||
-      std::holds_alternative<rq::GetVmConfig>(r) || std::holds_alternative<rq::GetMachineConfig>(r);
+      std::holds_alternative<rq::GetVmConfig>(r) ||
+      std::holds_alternative<rq::GetMachineConfig>(r) ||
+      std::holds_alternative<rq::GetBalloon>(r) || std::holds_alternative<rq::PatchBalloon>(r) ||
+      std::holds_alternative<rq::PatchBalloonStats>(r);
   if (after_boot && !booted) return VmmReply::fault(400, kNotBeforeBoot);
   if (!after_boot && !any_time && booted) return VmmReply::fault(400, kNotAfterBoot);
 
@@ -350,6 +356,24 @@ VmmReply VmmController::dispatch(const Request& r, bool& body_read) {
           [&](const rq::PutVsock& p) { return applied("vsock", set_vsock(next, p.vsock)); },
           // The directory is checked here and opened by the device at InstanceStart.
           [&](const rq::PutFs& p) { return applied("fs", add_fs(next, p.fs)); },
+          [&](const rq::PutBalloon& p) {
+            next.balloon = p.balloon;
+            return applied("balloon", validate(p.balloon, next.memory_mib));
+          },
+          [&](const rq::GetBalloon&) {
+            if (!config_.balloon) return VmmReply::fault(400, kNoBalloon);
+            return VmmReply::ok(*config_.balloon);
+          },
+          [&](const rq::PatchBalloon& p) { return patch_balloon(p); },
+          [&](const rq::PatchBalloonStats& p) { return patch_balloon_stats(p); },
+          [&](const rq::GetBalloonStats&) {
+            if (!config_.balloon) return VmmReply::fault(400, kNoBalloon);
+            if (config_.balloon->stats_polling_interval_s == 0)
+              return VmmReply::fault(400,
+                                     "balloon: statistics are not enabled (PUT /balloon with "
+                                     "stats_polling_interval_s > 0 before boot)");
+            return VmmReply::ok(vmm_->virtio().balloon_stats());
+          },
       },
       r);
 }
@@ -391,6 +415,10 @@ std::string VmmController::metrics_file_problem(const MetricsConfig& metrics) {
 VmmReply VmmController::start_instance() {
   if (config_.kernel_path.empty())
     return VmmReply::fault(400, "Cannot start microvm without kernel configuration.");
+  // machine-config may have shrunk the guest after PUT /balloon.
+  if (config_.balloon)
+    if (auto problem = validate(*config_.balloon, config_.memory_mib))
+      return VmmReply::fault(400, fault_of("balloon", *problem));
   start_vmm(nullptr, false);
   return VmmReply::no_content();
 }
@@ -532,6 +560,32 @@ VmmReply VmmController::patch_drive(const request::PatchDrive& p) {
     vmm_->update_drive_rate_limiter(p.id, *p.rate_limiter);
     it->rate_limiter = p.rate_limiter->applied_to(it->rate_limiter);
   }
+  return VmmReply::no_content();
+}
+
+VmmReply VmmController::patch_balloon(const request::PatchBalloon& p) {
+  if (!config_.balloon) return VmmReply::fault(400, kNoBalloon);
+  BalloonConfig next = *config_.balloon;
+  next.amount_mib = p.amount_mib;
+  if (auto problem = validate(next, config_.memory_mib))
+    return VmmReply::fault(400, fault_of("balloon", *problem));
+  if (vmm_) vmm_->virtio().set_balloon_target(p.amount_mib);
+  config_.balloon = next;
+  return VmmReply::no_content();
+}
+
+VmmReply VmmController::patch_balloon_stats(const request::PatchBalloonStats& p) {
+  if (!config_.balloon) return VmmReply::fault(400, kNoBalloon);
+  BalloonConfig next = *config_.balloon;
+  if (vmm_ && (next.stats_polling_interval_s == 0) != (p.stats_polling_interval_s == 0))
+    return VmmReply::fault(400,
+                           "balloon: stats_polling_interval_s: statistics cannot be turned on or "
+                           "off after boot (only the interval changes)");
+  next.stats_polling_interval_s = p.stats_polling_interval_s;
+  if (auto problem = validate(next, config_.memory_mib))
+    return VmmReply::fault(400, fault_of("balloon", *problem));
+  if (vmm_) vmm_->virtio().set_balloon_stats_interval(p.stats_polling_interval_s);
+  config_.balloon = next;
   return VmmReply::no_content();
 }
 

@@ -76,6 +76,8 @@ class VmmController {
   VmmReply set_paused(bool paused);
   VmmReply patch_drive(const request::PatchDrive& patch);
   VmmReply patch_network_interface(const request::PatchNetworkInterface& patch);
+  VmmReply patch_balloon(const request::PatchBalloon& patch);
+  VmmReply patch_balloon_stats(const request::PatchBalloonStats& patch);
   VmmReply send_ctrl_alt_del();
   void flush_metrics();
   void stop(StopReason reason);

@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "base/error.h"
+#include "devices/virtio/balloon/balloon_device.h"
 #include "devices/virtio/fs/fs_device.h"
 #include "devices/virtio/net/net_device.h"
 #include "devices/virtio/rng/rng_device.h"
@@ -13,6 +14,8 @@
 namespace kiln {
 
 namespace {
+
+constexpr uint64_t kPagesPerMib = 256;  // the balloon counts 4 KiB pages
 
 std::optional<BucketSpec> bucket_spec(const std::optional<TokenBucketConfig>& b) {
   if (!b) return std::nullopt;
@@ -67,6 +70,14 @@ VirtioDevices::VirtioDevices(const VmConfig& config, const GuestMemory& mem, Met
     add(std::make_shared<virtio::FsDevice>(virtio::FsOptions{
             f.tag, f.path, f.read_only, cache, f.allow_setid_and_devices, f.num_request_queues}),
         mem);
+  }
+  if (const auto& b = config.balloon) {
+    balloon_ = std::make_shared<virtio::BalloonDevice>(
+        virtio::BalloonOptions{static_cast<uint32_t>(b->amount_mib * kPagesPerMib),
+                               b->deflate_on_oom, b->stats_polling_interval_s,
+                               b->free_page_reporting},
+        &metrics);
+    balloon_transport_ = add(balloon_, mem);
   }
   if (config.console == ConsoleMode::kVirtio) {
     console_ = std::make_shared<virtio::ConsoleDevice>(
@@ -157,6 +168,33 @@ void VirtioDevices::replace_drive(const std::string& id, const std::string& path
       [&](virtio::VirtioDevice&) { old = block.swap_backing(std::move(next)); });
   old = {};
   d->transport->config_changed();
+}
+
+void VirtioDevices::set_balloon_target(uint64_t amount_mib) {
+  if (!balloon_) throw UsageError("there is no balloon device");
+  balloon_transport_->with_device([&](virtio::VirtioDevice&) {
+    balloon_->set_target_pages(static_cast<uint32_t>(amount_mib * kPagesPerMib));
+  });
+  balloon_transport_->config_changed();
+}
+
+void VirtioDevices::set_balloon_stats_interval(uint32_t seconds) {
+  if (!balloon_) throw UsageError("there is no balloon device");
+  balloon_transport_->with_device(
+      [&](virtio::VirtioDevice&) { balloon_->set_stats_interval(seconds); });
+}
+
+BalloonStatsInfo VirtioDevices::balloon_stats() const {
+  if (!balloon_) throw UsageError("there is no balloon device");
+  BalloonStatsInfo info;
+  balloon_transport_->with_device([&](virtio::VirtioDevice&) {
+    info.target_pages = balloon_->target_pages();
+    info.actual_pages = balloon_->actual_pages();
+    const auto& values = balloon_->stats().values;
+    for (size_t tag = 0; tag < values.size(); ++tag)
+      if (values[tag]) info.values[static_cast<uint16_t>(tag)] = *values[tag];
+  });
+  return info;
 }
 
 void VirtioDevices::update_drive_rate_limiter(const std::string& id,

@@ -20,8 +20,13 @@
 #include "devices/virtio/console/console_device.h"
 #include "devices/virtio/mmio_transport.h"
 #include "devices/virtio/net/net_device.h"
+#include "vmm/command.h"
 #include "vmm/resource_allocator.h"
 #include "vmm/vm_config.h"
+
+namespace kiln::virtio {
+class BalloonDevice;
+}
 
 namespace kiln {
 
@@ -49,6 +54,11 @@ class VirtioDevices {
   void update_drive_rate_limiter(const std::string& id, const RateLimiterUpdate& update);
   void update_net_rate_limiters(const std::string& iface_id, const RateLimiterUpdate& rx,
                                 const RateLimiterUpdate& tx);
+  // The balloon (throws UsageError without one): a new target (the guest gets a config-change
+  // interrupt), a new statistics interval, and its figures.
+  void set_balloon_target(uint64_t amount_mib);
+  void set_balloon_stats_interval(uint32_t seconds);
+  BalloonStatsInfo balloon_stats() const;
   // The block device of drive `id`, or null.
   std::shared_ptr<virtio::BlockDevice> drive(const std::string& id) const;
   // Stops / restarts every device's queue and host work (see MmioTransport::pause).
@@ -96,6 +106,8 @@ class VirtioDevices {
   std::vector<Drive> drives_;
   std::vector<Net> nets_;
   bool root_drive_ = false;
+  std::shared_ptr<virtio::BalloonDevice> balloon_;
+  std::shared_ptr<virtio::MmioTransport> balloon_transport_;
   std::shared_ptr<virtio::ConsoleDevice> console_;
   std::shared_ptr<virtio::MmioTransport> console_transport_;
 };

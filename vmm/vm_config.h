@@ -109,6 +109,15 @@ struct FsConfig {
   uint32_t num_request_queues = 1;
 };
 
+// virtio-balloon (PUT /balloon, "balloon" in the config files).
+struct BalloonConfig {
+  static constexpr uint32_t kMaxStatsIntervalS = 24 * 3600;
+  uint64_t amount_mib = 0;  // the target: at most the guest's memory
+  bool deflate_on_oom = false;
+  uint32_t stats_polling_interval_s = 0;  // 0: no statistics
+  bool free_page_reporting = false;
+};
+
 // PUT /metrics: the file and what each line carries besides the counters.
 struct MetricsConfig {
   std::string path;                               // empty: no metrics
@@ -140,6 +149,7 @@ struct VmConfig {
   ConsoleMode console = ConsoleMode::kSerial;
   std::optional<VsockConfig> vsock;  // PUT /vsock, --vsock
   std::vector<FsConfig> fs;          // virtio-fs shares, after the other devices but the console
+  std::optional<BalloonConfig> balloon;
   LoggerConfig logger;
 };
 

@@ -69,6 +69,19 @@ std::optional<FieldProblem> validate(const NetConfig& net) {
   return std::nullopt;
 }
 
+std::optional<FieldProblem> validate(const BalloonConfig& b, uint64_t memory_mib) {
+  if (b.amount_mib > memory_mib)
+    return FieldProblem{"amount_mib",
+                        "Amount of pages requested is too large: " + std::to_string(b.amount_mib) +
+                            " MiB is more than the guest's memory (" + std::to_string(memory_mib) +
+                            " MiB)"};
+  if (b.stats_polling_interval_s > BalloonConfig::kMaxStatsIntervalS)
+    return FieldProblem{
+        "stats_polling_interval_s",
+        "must be at most " + std::to_string(BalloonConfig::kMaxStatsIntervalS) + " (a day)"};
+  return std::nullopt;
+}
+
 std::optional<FieldProblem> validate(const VsockConfig& vsock) {
   if (vsock.guest_cid < 3 || vsock.guest_cid > 0xfffffffeu)
     return FieldProblem{"guest_cid", "must be between 3 and 4294967294 (0-2 are reserved)"};

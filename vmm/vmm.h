@@ -77,6 +77,7 @@ class Vmm {
   // Points drive `id` at a new image and tells the guest its capacity may have changed.
   // Throws UsageError (bad image, unknown drive).
   void replace_drive(const std::string& id, const std::string& path);
+  VirtioDevices& virtio() { return virtio_; }
   void update_drive_rate_limiter(const std::string& id, const RateLimiterUpdate& update) {
     virtio_.update_drive_rate_limiter(id, update);
   }

@@ -340,6 +340,35 @@ TEST_F(FirecrackerApi, FullConfigHasFirecrackersKeys) {
   EXPECT_EQ(send("GET", "/vm/config", "/vm/config").body, expected);
 }
 
+// test_api.py::test_api_balloon before boot: PUT, GET, PATCH the target and the interval;
+// statistics only after boot; a target larger than the guest and free_page_hinting refused.
+TEST_F(FirecrackerApi, BalloonIsConfiguredAndPatchedBeforeBoot) {
+  start();
+  const std::string mc = "/machine-config", b = "/balloon", st = "/balloon/statistics";
+  expect_fault(send("GET", b, b), "there is no balloon device");
+  expect_fault(send("PATCH", b, b, {{"amount_mib", 1}}), "there is no balloon device");
+  EXPECT_EQ(send("PUT", mc, mc, {{"vcpu_count", 1}, {"mem_size_mib", 128}}).status, 204);
+  expect_fault(send("PUT", b, b, {{"amount_mib", 129}, {"deflate_on_oom", false}}), "amount_mib");
+  expect_fault(send("PUT", b, b,
+                    {{"amount_mib", 1}, {"deflate_on_oom", false}, {"free_page_hinting", true}}),
+               "free_page_hinting");
+  EXPECT_EQ(send("PUT", b, b,
+                 {{"amount_mib", 16}, {"deflate_on_oom", true}, {"stats_polling_interval_s", 1}})
+                .status,
+            204);
+  EXPECT_EQ(send("PATCH", b, b, {{"amount_mib", 32}}).status, 204);
+  EXPECT_EQ(send("PATCH", st, st, {{"stats_polling_interval_s", 5}}).status, 204);
+  const json expected = {{"amount_mib", 32},
+                         {"deflate_on_oom", true},
+                         {"stats_polling_interval_s", 5},
+                         {"free_page_hinting", false},
+                         {"free_page_reporting", false}};
+  EXPECT_EQ(send("GET", b, b).body, expected);
+  EXPECT_EQ(send("GET", "/vm/config", "/vm/config").body["balloon"], expected);
+  expect_fault(send("GET", st, st), "not supported before starting the microVM");
+  expect_fault(send("PATCH", b, b, {{"amount_mib", 200}}), "amount_mib");
+}
+
 // test_api.py::test_drive_io_engine and cache_type: what was set is stored and reported.
 TEST_F(FirecrackerApi, DriveCacheTypeAndIoEngineAreReportedAsSet) {
   TempFile rootfs(std::string(1 << 16, '\0')), data(std::string(1 << 16, '\0'));

@@ -22,15 +22,26 @@ struct Endpoint {
   const char* path;
 };
 constexpr Endpoint kEndpoints[] = {
-    {"PUT", "/machine-config"}, {"PATCH", "/machine-config"},
-    {"PUT", "/boot-source"},    {"PUT", "/drives/rootfs"},
-    {"PUT", "/drives/data_1"},  {"PATCH", "/drives/rootfs"},
-    {"PUT", "/actions"},        {"PATCH", "/vm"},
-    {"PUT", "/logger"},         {"PUT", "/metrics"},
-    {"PUT", "/entropy"},        {"PUT", "/serial"},
-    {"PUT", "/vsock"},          {"PUT", "/network-interfaces/eth0"},
-    {"PUT", "/fs/share0"},      {"PUT", "/fs/root"},
+    {"PUT", "/machine-config"},
+    {"PATCH", "/machine-config"},
+    {"PUT", "/boot-source"},
+    {"PUT", "/drives/rootfs"},
+    {"PUT", "/drives/data_1"},
+    {"PATCH", "/drives/rootfs"},
+    {"PUT", "/actions"},
+    {"PATCH", "/vm"},
+    {"PUT", "/logger"},
+    {"PUT", "/metrics"},
+    {"PUT", "/entropy"},
+    {"PUT", "/serial"},
+    {"PUT", "/vsock"},
+    {"PUT", "/network-interfaces/eth0"},
+    {"PUT", "/fs/share0"},
+    {"PUT", "/fs/root"},
     {"PUT", "/config-file"},  // not a route: exercises the whole-configuration parser
+    {"PUT", "/balloon"},
+    {"PATCH", "/balloon"},
+    {"PATCH", "/balloon/statistics"},
 };
 
 void check_invariants(const kiln::VmConfig& c) {
@@ -42,6 +53,9 @@ void check_invariants(const kiln::VmConfig& c) {
     if (c.drives[i].path.empty() || c.drives[i].id.empty()) abort();
   }
   if (roots > 1) abort();
+  if (c.balloon && (c.balloon->amount_mib > c.memory_mib ||
+                    c.balloon->stats_polling_interval_s > kiln::BalloonConfig::kMaxStatsIntervalS))
+    abort();
   for (const kiln::FsConfig& s : c.fs)
     if (s.tag.empty() || s.tag.size() > kiln::FsConfig::kMaxTagBytes || s.path.empty() ||
         s.num_request_queues < 1 || s.num_request_queues > kiln::FsConfig::kMaxRequestQueues)
@@ -75,7 +89,9 @@ void apply_request(kiln::VmConfig& config, const kiln::Request& r) {
     problem = kiln::add_network_interface(config, p->net);
   else if (auto* p = std::get_if<rq::PutFs>(&r))
     problem = kiln::add_fs(config, p->fs);
-  else if (auto* p = std::get_if<rq::Invalid>(&r); p && p->fault_message.empty())
+  else if (auto* p = std::get_if<rq::PutBalloon>(&r)) {
+    if (!(problem = kiln::validate(p->balloon, config.memory_mib))) config.balloon = p->balloon;
+  } else if (auto* p = std::get_if<rq::Invalid>(&r); p && p->fault_message.empty())
     abort();  // a refusal always says why
   if (problem && (problem->field.empty() || problem->problem.empty())) abort();
 }

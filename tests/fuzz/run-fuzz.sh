@@ -7,7 +7,8 @@
 #            snapshot (tests/fuzz/snapshot_fuzz.cc: snapshot state files and the vCPU, VM and
 #            virtqueue state read from their sections)
 #   SECONDS  -max_total_time
-# Needs Debian's clang and libclang-rt-14-dev. Builds into $KILN_FUZZ_OUT (default build/fuzz);
+# Needs Debian's clang and libclang-rt-14-dev. Builds (line tables only: traces keep their lines,
+# the build is quicker) into $KILN_FUZZ_OUT (default build/fuzz);
 # new corpus entries go to $KILN_FUZZ_OUT/corpus-TARGET (the seed corpus in
 # tests/fuzz/corpus/TARGET is only read), crashes to $KILN_FUZZ_OUT/TARGET-crash-*.
 # Reproduce a crash: $KILN_FUZZ_OUT/TARGET-fuzz $KILN_FUZZ_OUT/TARGET-crash-...
@@ -32,6 +33,7 @@ case $target in
     ;;
   api)
     sources="tests/fuzz/api_json_fuzz.cc api/routes.cc api/json_fields.cc api/vm_json.cc api/net_json.cc api/fs_json.cc
+             api/balloon_json.cc
              api/snapshot_json.cc
              base/mac_address.cc api/http/http.cc api/utf8.cc api/nesting.cc base/json_nesting.cc
              base/toml_nesting.cc
@@ -77,7 +79,7 @@ fi
 mkdir -p "$out/corpus-$target"
 bin=$out/$target-fuzz
 # shellcheck disable=SC2086  # $sources is a word list
-(cd "$repo" && "$cxx" -std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined \
+(cd "$repo" && "$cxx" -std=c++20 -gline-tables-only -O1 -fsanitize=fuzzer,address,undefined \
   -fno-sanitize-recover=undefined -Wall -Wextra -Werror -D_GNU_SOURCE -DSPDLOG_FMT_EXTERNAL -I"$repo" $sources -lfmt ${libs:-} -o "$bin")
 
 echo "fuzzing $target for ${seconds}s"

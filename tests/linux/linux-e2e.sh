@@ -35,6 +35,8 @@
 #    the directory afterwards.
 #  - limits: rate-limited drives (bytes, operations, a PATCH lifting a limit mid-read) and a
 #    TX-limited network interface, timed by the guest and the host (tests/linux/rate-limits.sh).
+#  - balloon: virtio-balloon's statistics, inflate (kiln's RSS falls by what the guest gave
+#    back), deflate, free page reporting and deflate on OOM (tests/linux/balloon.sh).
 #  - debian: the distribution's own kernel (/boot/vmlinuz-VER with its initramfs, as Debian's
 #    linux-image-amd64 installs it) with the kit's image as root: the Debian kernel ran, its
 #    initramfs found the virtio-blk disk through Kiln's DSDT, both vCPUs came up, the kit's init
@@ -137,6 +139,21 @@ poweroff -f
 PAYLOAD
   scripts/build-rootfs.sh --out "$out/limits-rootfs.ext4" --size 16 \
     --add "$out/limits-payload.sh:/etc/kiln-test.sh" >/dev/null || return 1
+
+  # The balloon boots (tests/linux/balloon.sh sends these commands on the console).
+  cat > "$out/balloon-payload.sh" <<'PAYLOAD'
+#!/bin/sh
+mkdir -p /t && mount -t tmpfs -o size=240m tmpfs /t
+n=0
+mib() { awk -v k="$1:" '$1 == k {print int($2 / 1024)}' /proc/meminfo; }
+fill() { n=$((n + 1)); dd if=/dev/zero of=/t/f$n bs=1M count="$1" 2>/dev/null; }
+fillfree() { fill $(($(mib MemFree) - 8)); }
+memtotal() { echo "BALLOON: memtotal $(mib MemTotal)"; }
+echo "BALLOON: ready"
+while read -r line; do eval "$line"; done
+PAYLOAD
+  scripts/build-rootfs.sh --out "$out/balloon-rootfs.ext4" --size 16 \
+    --add "$out/balloon-payload.sh:/etc/kiln-test.sh" >/dev/null || return 1
   prepare_fs
 }
 
@@ -291,6 +308,8 @@ boots() {
     < /dev/null > "$out/console-fsroot.log" 2>&1
   run limits 600 tests/linux/rate-limits.sh "$repo/build/kiln" "$kernel" \
     "$out/limits-rootfs.ext4" "$cmdline" "$out" > "$out/limits-run.log" 2>&1
+  run balloon 900 tests/linux/balloon.sh "$repo/build/kiln" "$kernel" \
+    "$out/balloon-rootfs.ext4" "$cmdline" "$out" > "$out/balloon-run.log" 2>&1
   v=$(cat "$out/debian-version")
   if [ -n "$v" ]; then
     run debian 900 build/kiln run --kernel "/boot/vmlinuz-$v" --initrd "/boot/initrd.img-$v" \
@@ -370,6 +389,37 @@ check_limits() {
     ok = $5 == 1048576 && $3 >= 2.7 && $3 <= 12 } END { exit !ok }' "$res"
 }
 
+# The balloon boots (called from check, with its helpers): see tests/linux/balloon.sh.
+check_balloon() {
+  local res="$out/balloon.log"
+  # AWK_CONDITION on balloon.log's lines (fields as printed: "balloon: WHAT ...").
+  holds() { awk "$1 { ok = 1 } END { exit !ok }" "$res"; }
+  check_ balloon_kiln_exit_0 rc balloon
+  check_ balloon_stats_figures holds '$2 == "stats" && $3 == "total_memory" && $4 > 200 * 1048576 && $6 > 0'
+  # Statistics per second at a 1 s interval, then 3 s (each PATCH asks for one at once).
+  check_ balloon_stats_at_interval holds '$2 == "stats" && $3 == "per_second" &&
+    $5 >= 0.6 && $5 <= 1.3 && $7 >= 0.2 && $7 <= 0.5 && $9 == 204'
+  # Fresh figures: the guest's 64 MiB show (within 10 s: a loaded nested VM).
+  check_ balloon_stats_fresh holds '$2 == "stats" && $4 == "fell" && $6 != "never" && $6 <= 10'
+  check_ balloon_inflate_reached holds '$2 == "inflate" && $3 == "actual_mib" && $4 == 128'
+  # 90% of 128 MiB gone from kiln's RSS.
+  check_ balloon_inflate_rss_fell holds '$2 == "inflate" && $3 == "patch" && $4 == 204 && $10 >= 115.2'
+  check_ balloon_get_shows_target grep -a -q '^balloon: get {"amount_mib":128,' "$res"
+  check_ balloon_guest_memtotal_follows awk '$2 == "guest1" && $4 == "memtotal" { m[++n] = $5 }
+    END { exit !(n == 3 && m[1] - m[2] >= 127 && m[1] - m[2] <= 129 && m[3] == m[1]) }' "$res"
+  check_ balloon_deflate_reached grep -a -q "^balloon: deflate actual_mib 0" "$res"
+  # The guest filled more than it could while inflated, and kiln holds it again.
+  check_ balloon_deflate_gave_back awk '$2 == "guest1" && $4 == "refilled" && $5 == 0 { r = 1 }
+    $2 == "deflate" && $3 == "patch" && $4 == 204 { rss = $6; before = $10 + 0 }
+    END { exit !(r && rss >= before - 24) }' "$res"
+  check_ balloon_reporting_rss_fell holds '$2 == "reporting" && $3 == "rss" && $8 >= 96'
+  check_ balloon_oom_inflate_reached grep -a -q "^balloon: oom inflate actual_mib 192" "$res"
+  check_ balloon_oom_fill_succeeded grep -a -q "^balloon: guest2 BALLOON: oom-fill 0" "$res"
+  check_ balloon_oom_deflated holds '$2 == "oom" && $3 == "patch" && $4 == 204 && $6 != "" && $6 < 192'
+  awk '$2 == "inflate" || $2 == "reporting" || $2 == "stats" {
+    print "linux-e2e: " $0 }' "$res"
+}
+
 check() {
   local token passed=0 failed=0 skipped=0 cases=""
   token=$(cat "$out/token" 2>/dev/null)
@@ -435,6 +485,7 @@ check() {
   check_ stdin_poweroff_exit_0 rc stdin
   check_fs
   check_limits
+  check_balloon
   if [ -n "$(cat "$out/debian-version" 2>/dev/null)" ]; then
     local v
     v=$(cat "$out/debian-version")

@@ -10,6 +10,7 @@
 #include <functional>
 #include <memory>
 
+#include "devices/virtio/balloon/balloon_device.h"
 #include "devices/virtio/block/block_device.h"
 #include "devices/virtio/console/console_device.h"
 #include "devices/virtio/fs/fs_device.h"
@@ -119,6 +120,11 @@ std::vector<DeviceCase> cases(const std::string& disk, const std::string& dir) {
          return std::make_shared<VsockDevice>(
              VsockOptions{3, dir + "/v" + std::to_string(instance) + ".sock"});
        }},
+      {"balloon",
+       [](int) {
+         // Every queue: inflate, deflate, statistics (its buffer held when saved), reporting.
+         return std::make_shared<BalloonDevice>(BalloonOptions{256, true, 5, true});
+       }},
   };
 }
 
@@ -185,7 +191,7 @@ TEST_P(VirtioSnapshot, CorruptStatesAreRefusedAndLeaveTheDeviceAsItWas) {
   testing::expect_bad_states_refused(*fresh.transport, state, bad);
 }
 
-INSTANTIATE_TEST_SUITE_P(EveryDevice, VirtioSnapshot, ::testing::Range(0, 5),
+INSTANTIATE_TEST_SUITE_P(EveryDevice, VirtioSnapshot, ::testing::Range(0, 6),
                          [](const ::testing::TestParamInfo<int>& info) {
                            return std::string(cases("", "")[info.param].name);
                          });
