@@ -12,6 +12,7 @@
 #include "api/routes.h"
 #include "api/vm_json.h"
 #include "base/error.h"
+#include "tests/support/api_route.h"
 #include "tests/support/test_files.h"
 #include "vmm/command.h"
 #include "vmm/vm_config_ops.h"
@@ -21,20 +22,9 @@ namespace {
 
 using nlohmann::json;
 
-// The request a body routes to, or its fault message (an empty variant on a fault).
 template <typename T>
-std::pair<std::optional<T>, std::string> routed(const std::string& method, const std::string& path,
-                                                const std::string& body) {
-  api::HttpRequest r;
-  r.method = method;
-  r.path = path;
-  r.body = body;
-  auto result = api::route(r);
-  const auto* command = std::get_if<VmmCommand>(&result);
-  if (!command) return {std::nullopt, "not a command"};
-  if (const auto* invalid = std::get_if<request::Invalid>(&command->request))
-    return {std::nullopt, invalid->fault_message};
-  return {std::get<T>(command->request), ""};
+auto routed(const std::string& method, const std::string& path, const std::string& body) {
+  return test::route_as<T>(method, path, body);
 }
 
 TEST(BalloonConfig, PutTakesFirecrackersFields) {

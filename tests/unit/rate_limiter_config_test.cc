@@ -10,6 +10,7 @@
 #include "api/routes.h"
 #include "api/vm_json.h"
 #include "base/error.h"
+#include "tests/support/api_route.h"
 #include "tests/support/test_files.h"
 #include "vmm/command.h"
 
@@ -18,16 +19,9 @@ namespace {
 
 template <typename T>
 T routed(const std::string& method, const std::string& path, const std::string& body) {
-  api::HttpRequest r;
-  r.method = method;
-  r.path = path;
-  r.body = body;
-  auto result = api::route(r);
-  const auto* command = std::get_if<VmmCommand>(&result);
-  if (!command) throw std::runtime_error("not a command");
-  if (const auto* invalid = std::get_if<request::Invalid>(&command->request))
-    throw std::runtime_error(invalid->fault_message);
-  return std::get<T>(command->request);
+  auto [request, fault] = test::route_as<T>(method, path, body);
+  if (!request) throw std::runtime_error(fault);
+  return *request;
 }
 
 std::string fault(const std::string& method, const std::string& path, const std::string& body) {

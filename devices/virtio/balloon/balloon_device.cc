@@ -193,7 +193,9 @@ std::string BalloonDevice::take_stats(Queue& queue, const GuestMemory& mem) {
       if (!chain_read(mem, pop.chain, k * sizeof(Stat),
                       std::span(reinterpret_cast<uint8_t*>(&s), sizeof(s))))
         break;
-      if (s.tag < kStatTags) stats_.values[s.tag] = s.val;  // unknown tags: a newer driver's
+      const uint16_t tag = s.tag;  // copies: no reference may bind to a packed member
+      const uint64_t value = s.val;
+      if (tag < kStatTags) stats_.values[tag] = value;  // unknown tags: a newer driver's
     }
     ++stats_.updates;
     count(&Metrics::balloon_stats_updates);
