@@ -8,6 +8,7 @@ beside them, the guest agent and the sandbox host side, which must not reach int
 
     base -> agent (its protocol, core and PID-1 code) -> sandbox (the host's agent client; with image/)
          -> oci (kiln-oci, the OCI runtime front end)
+    base -> jail (kiln jail, Firecracker jailer's isolation)
 
 A file in a layer may include headers of its own layer and of the layers below it, never above.
 Prints each violation as FILE:LINE: LAYER includes HEADER (LAYER') and exits 1 if any."""
@@ -27,6 +28,7 @@ BELOW = {
     "agent": {"base", "agent"},
     "sandbox": {"base", "agent", "image", "sandbox"},
     "oci": {"base", "agent", "image", "sandbox", "oci"},  # kiln-oci: a front end on sandbox/
+    "jail": {"base", "jail"},  # kiln jail: a front end on base/
 }
 TOP = {"vmm/main.cc"}  # the composition root links everything
 # Known, named exceptions that are being removed; each says why it is still here.

@@ -18,6 +18,7 @@
 #include "base/error.h"
 #include "base/fd_limit.h"
 #include "base/stop.h"
+#include "jail/cli.h"
 #include "oci/cli.h"
 #include "sandbox/cli.h"
 #include "vmm/controller.h"
@@ -29,6 +30,8 @@ int main(int argc, char** argv) {
   ::signal(SIGPIPE, SIG_IGN);
   if (argc > 1 && std::string_view(argv[1]) == "sandbox")  // workloads: sandbox/cli.cc
     return kiln::sandbox::sandbox_main(argc - 1, argv + 1);
+  if (argc > 1 && std::string_view(argv[1]) == "jail")  // Firecracker's jailer: jail/cli.cc
+    return kiln::jail::jail_main(argc - 1, argv + 1);
   // The OCI runtime (oci/cli.cc): as `kiln-oci` (a link to kiln) or `kiln oci`.
   if (std::string_view name = argv[0]; name.substr(name.rfind('/') + 1) == "kiln-oci")
     return kiln::oci::oci_main(argc, argv);
