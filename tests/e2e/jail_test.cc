@@ -189,6 +189,28 @@ TEST_F(JailTest, DaemonizedInANewPidNamespaceItIsPidOne) {
   EXPECT_EQ(api_request(root_ + "/api.sock", "GET", "/").status, 200);
 }
 
+TEST_F(JailTest, ItJoinsTheNetworkNamespaceGiven) {
+  skip_if_dynamic();
+  if (IsSkipped() || HasFatalFailure()) return;
+  const std::string ns = "kiln-jail-" + id_;
+  if (std::system(("ip netns add " + ns + " 2>/dev/null").c_str()) != 0)
+    GTEST_SKIP() << "cannot make a network namespace here (ip netns add)";
+  const std::string ns_path = "/var/run/netns/" + ns;
+  vm_ = std::make_unique<KilnProcess>(jail_args({"--netns", ns_path}, {"--api-sock", "/api.sock"}));
+  const bool up = wait_for_socket(root_ + "/api.sock", 30);
+  struct stat want {
+  }, its{};
+  const bool stated =
+      ::stat(ns_path.c_str(), &want) == 0 &&
+      ::stat(("/proc/" + std::to_string(vm_->pid()) + "/ns/net").c_str(), &its) == 0;
+  vm_->signal(SIGTERM);
+  vm_->wait(20);
+  std::system(("ip netns del " + ns).c_str());
+  ASSERT_TRUE(up) << vm_->err();
+  ASSERT_TRUE(stated);
+  EXPECT_EQ(its.st_ino, want.st_ino) << "not in " << ns_path;
+}
+
 TEST_F(JailTest, AGuestBootsInTheJail) {
   KILN_REQUIRE_KVM();
   skip_if_dynamic();
