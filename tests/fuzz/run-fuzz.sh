@@ -5,7 +5,9 @@
 #            image (tests/fuzz/image_fuzz.cc: container images' JSON documents),
 #            oci (tests/fuzz/oci_spec_fuzz.cc: kiln-oci's config.json and process.json),
 #            snapshot (tests/fuzz/snapshot_fuzz.cc: snapshot state files and the vCPU, VM and
-#            virtqueue state read from their sections)
+#            virtqueue state read from their sections),
+#            devices (tests/fuzz/devices_fuzz.cc: the virtio-mmio registers, virtqueues and the
+#            requests of virtio-blk, -rng, -balloon and -console; serial, i8042, ACPI PM ports)
 #   SECONDS  -max_total_time
 # Needs Debian's clang and libclang-rt-14-dev. Builds (line tables only: traces keep their lines,
 # the build is quicker) into $KILN_FUZZ_OUT (default build/fuzz);
@@ -65,8 +67,18 @@ case $target in
     extra_flags="-max_len=16384"  # a vCPU's section alone is 7 KiB (XSAVE, LAPIC)
     libs="-lz"
     ;;
+  devices)
+    sources="tests/fuzz/devices_fuzz.cc devices/virtio/queue.cc devices/virtio/mmio_transport.cc
+             devices/virtio/chain_io.cc devices/virtio/block/block_device.cc
+             devices/virtio/rng/rng_device.cc devices/virtio/balloon/balloon_device.cc
+             devices/virtio/console/console_device.cc devices/legacy/serial.cc
+             devices/legacy/i8042.cc devices/legacy/acpi_pm.cc devices/rate_limiter/rate_limiter.cc
+             devices/rate_limiter/token_bucket.cc base/guest_memory.cc base/mapping.cc
+             base/snapshot/bytes.cc"
+    extra_flags="-max_len=16384"
+    ;;
   *)
-    echo "$0: unknown fuzz target '$target' (known: http, api, fuse, image, oci, snapshot)" >&2
+    echo "$0: unknown fuzz target '$target' (known: http, api, fuse, image, oci, snapshot, devices)" >&2
     exit 2
     ;;
 esac
