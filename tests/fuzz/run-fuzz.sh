@@ -7,7 +7,9 @@
 #            snapshot (tests/fuzz/snapshot_fuzz.cc: snapshot state files and the vCPU, VM and
 #            virtqueue state read from their sections),
 #            devices (tests/fuzz/devices_fuzz.cc: the virtio-mmio registers, virtqueues and the
-#            requests of virtio-blk, -rng, -balloon and -console; serial, i8042, ACPI PM ports)
+#            requests of virtio-blk, -rng, -balloon and -console; serial, i8042, ACPI PM ports),
+#            agent (tests/fuzz/agent_fuzz.cc: the agent protocol's frames as the host reads them),
+#            loaders (tests/fuzz/loaders_fuzz.cc: ELF and bzImage kernels, initrds, command lines)
 #   SECONDS  -max_total_time
 # Needs Debian's clang and libclang-rt-14-dev. Builds (line tables only: traces keep their lines,
 # the build is quicker) into $KILN_FUZZ_OUT (default build/fuzz);
@@ -77,8 +79,18 @@ case $target in
              base/snapshot/bytes.cc"
     extra_flags="-max_len=16384"
     ;;
+  agent)
+    sources="tests/fuzz/agent_fuzz.cc agent/protocol/messages.cc"
+    extra_flags="-max_len=8192"
+    ;;
+  loaders)
+    sources="tests/fuzz/loaders_fuzz.cc boot/boot_params.cc boot/bzimage.cc boot/elf_loader.cc
+             boot/image_file.cc boot/kernel_image.cc boot/linux_loader.cc base/guest_memory.cc
+             base/mapping.cc"
+    extra_flags="-max_len=65536"  # the seeds are the test guests (about 40 KiB)
+    ;;
   *)
-    echo "$0: unknown fuzz target '$target' (known: http, api, fuse, image, oci, snapshot, devices)" >&2
+    echo "$0: unknown fuzz target '$target' (known: http, api, fuse, image, oci, snapshot, devices, agent, loaders)" >&2
     exit 2
     ;;
 esac
