@@ -1,8 +1,12 @@
 // libFuzzer target for the API's JSON bodies: routes an arbitrary request body to every
-// endpoint's typed parser (api/vm_json.cc, as the API and the config files use it), applies the
+// endpoint's typed parser (api/vm_json.cc, as the API and the config files use it; also the
+// body as a whole JSON configuration and as a TOML file, api/config_files.cc), applies the
 // typed request with the controller's state-apply functions (vmm/vm_config_ops.cc) and checks
 // that a body is either refused (a UsageError, an Invalid request, a FieldProblem) or leaves a
 // configuration that holds its invariants.
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -10,6 +14,7 @@
 #include <string>
 #include <variant>
 
+#include "api/config_files.h"
 #include "api/routes.h"
 #include "api/vm_json.h"
 #include "base/error.h"
@@ -42,6 +47,7 @@ constexpr Endpoint kEndpoints[] = {
     {"PUT", "/balloon"},
     {"PATCH", "/balloon"},
     {"PATCH", "/balloon/statistics"},
+    {"PUT", "/config-toml"},  // not a route: the body as a `kiln run --config` TOML file
 };
 
 void check_invariants(const kiln::VmConfig& c) {
@@ -106,7 +112,19 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // A configuration with a root drive already, so replacement and second-root paths run too.
   config.drives.push_back({"/root.img", false, "rootfs", true});
   try {
-    if (std::string(e.path) == "/config-file") {
+    if (std::string(e.path) == "/config-toml") {
+      // A memfd named by its /proc path: a regular file, as the TOML reader wants.
+      const int fd = ::memfd_create("kiln-fuzz-toml", MFD_CLOEXEC);
+      if (fd < 0 || ::write(fd, body.data(), body.size()) != static_cast<ssize_t>(body.size()))
+        abort();
+      try {
+        kiln::api::apply_toml_config_file(config, "/proc/self/fd/" + std::to_string(fd));
+      } catch (...) {
+        ::close(fd);
+        throw;
+      }
+      ::close(fd);
+    } else if (std::string(e.path) == "/config-file") {
       auto doc = nlohmann::json::parse(body, nullptr, false);
       if (!doc.is_discarded()) kiln::api::apply_full_config(config, doc);
     } else {

@@ -37,7 +37,7 @@ case $target in
     ;;
   api)
     sources="tests/fuzz/api_json_fuzz.cc api/routes.cc api/json_fields.cc api/vm_json.cc api/net_json.cc api/fs_json.cc
-             api/balloon_json.cc
+             api/balloon_json.cc api/config_files.cc
              api/snapshot_json.cc
              base/mac_address.cc api/http/http.cc api/utf8.cc api/nesting.cc base/json_nesting.cc
              base/toml_nesting.cc
