@@ -65,8 +65,13 @@ void copy_executable(const std::string& from, const std::string& to) {
   check(static_cast<bool>(in), "copying the executable: open " + from);
   struct stat st {};
   check(::fstat(in.get(), &st) == 0, "copying the executable: stat " + from);
+  // The jail's root belongs to the jailed user: a reused jail may hold what an earlier VM left
+  // there (a symlink at the temporary name). Nothing there is followed: the name is removed
+  // and made anew (O_EXCL, O_NOFOLLOW); the rename replaces whatever `to` is.
   const std::string tmp = to + ".tmp";
-  UniqueFd out(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0755));
+  if (::unlink(tmp.c_str()) != 0 && errno != ENOENT)
+    throw_errno("copying the executable: unlink " + tmp);
+  UniqueFd out(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0755));
   check(static_cast<bool>(out), "copying the executable: create " + tmp);
   for (off_t done = 0; done < st.st_size;) {
     const ssize_t n = ::copy_file_range(in.get(), nullptr, out.get(), nullptr,
@@ -101,7 +106,12 @@ void pivot_into(const std::string& dir) {
         "making the mounts private");
   check(::mount(dir.c_str(), dir.c_str(), nullptr, MS_BIND, nullptr) == 0, "bind-mounting " + dir);
   check(::chdir(dir.c_str()) == 0, "chdir " + dir);
-  if (::mkdir("old_root", 0700) != 0 && errno != EEXIST) throw_errno("mkdir old_root");
+  // An old_root left in a reused jail is not trusted: whatever it is, it is made anew.
+  struct stat st {};
+  if (::lstat("old_root", &st) == 0 &&
+      ::unlinkat(AT_FDCWD, "old_root", S_ISDIR(st.st_mode) ? AT_REMOVEDIR : 0) != 0)
+    throw_errno("removing old_root left in the jail");
+  check(::mkdir("old_root", 0700) == 0, "mkdir old_root");
   check(::syscall(SYS_pivot_root, ".", "old_root") == 0, "pivot_root into " + dir);
   check(::chdir("/") == 0, "chdir /");
   check(::umount2("/old_root", MNT_DETACH) == 0, "unmounting the old root");
@@ -140,7 +150,8 @@ void enter_new_pid_ns(const std::string& exec_name) {
   check(pid >= 0, "--new-pid-ns: clone(CLONE_NEWPID)");
   if (pid == 0) return;
   const std::string pid_file = "/" + exec_name + ".pid";
-  UniqueFd f(::open(pid_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+  ::unlink(pid_file.c_str());  // what a reused jail left there is not followed
+  UniqueFd f(::open(pid_file.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644));
   const std::string text = std::to_string(pid) + "\n";
   if (!f || ::write(f.get(), text.data(), text.size()) != static_cast<ssize_t>(text.size()))
     std::fprintf(stderr, "kiln jail: writing %s: %s\n", pid_file.c_str(), std::strerror(errno));

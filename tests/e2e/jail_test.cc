@@ -189,6 +189,19 @@ TEST_F(JailTest, DaemonizedInANewPidNamespaceItIsPidOne) {
   EXPECT_EQ(api_request(root_ + "/api.sock", "GET", "/").status, 200);
 }
 
+TEST_F(JailTest, AReusedJailFollowsNothingAnEarlierVmLeftInIt) {
+  skip_if_dynamic();  // makes the jail once
+  if (IsSkipped() || HasFatalFailure()) return;
+  // What a VM running as the jail's user could have left in its root for the next jailer run.
+  const std::string victim = base_ + "/victim";
+  std::ofstream(victim) << "victim";
+  ASSERT_EQ(::symlink(victim.c_str(), (root_ + "/" + exec_name_ + ".tmp").c_str()), 0);
+  ASSERT_EQ(::symlink(base_.c_str(), (root_ + "/old_root").c_str()), 0);
+  const KilnRun r = run_kiln(jail_args({}, {"--version"}));
+  EXPECT_EQ(r.exit_code, 0) << describe(r);
+  EXPECT_TRUE(slurp(victim) == "victim") << "the file the symlink named was written through";
+}
+
 TEST_F(JailTest, ItJoinsTheNetworkNamespaceGiven) {
   skip_if_dynamic();
   if (IsSkipped() || HasFatalFailure()) return;
