@@ -223,6 +223,15 @@ TEST_F(BalloonTest, QueuesAreNumberedByTheNegotiatedFeatures) {
   EXPECT_EQ(balloon->stats().updates, 0u);
 }
 
+TEST_F(BalloonTest, AStateWithFeaturesItDoesNotOfferIsRefused) {
+  make({0, false, 0, false});
+  auto state = balloon->save_state();
+  ASSERT_TRUE(state);
+  (*state)[10] |= 1 << balloon::kFStatsVq;  // acked features (after version, target, actual)
+  std::vector<Queue> queues(2);
+  EXPECT_THROW(balloon->restore_state(*state, queues), Error);
+}
+
 TEST_F(BalloonTest, ResetDisarmsTheStatisticsTimer) {
   make({0, false, 1, false});
   send_stats({{balloon::kFreeMemory, 1}});

@@ -270,6 +270,8 @@ void BalloonDevice::restore_state(std::span<const uint8_t> state, std::span<Queu
   const uint64_t acked = r.u64();
   const bool held = r.u8() != 0;
   r.finish();
+  if (acked & ~device_features())
+    throw Error("virtio-balloon state: features this device does not offer were acknowledged");
   set_target_pages(target);
   put32(config_, kConfigActual, actual);
   acked_ = acked;
