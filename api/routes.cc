@@ -1,12 +1,12 @@
 #include "api/routes.h"
 
 #include <fmt/format.h>
-#include "api/balloon_json.h"
 
 #include <algorithm>
 #include <map>
 #include <type_traits>
 
+#include "api/balloon_json.h"
 #include "api/fs_json.h"
 #include "api/json_fields.h"
 #include "api/nesting.h"

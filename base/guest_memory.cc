@@ -70,6 +70,7 @@ uint64_t GuestMemory::discard(Gpa gpa, uint64_t len) const {
   const uint64_t end = (gpa - r->base + len) / page_size_ * page_size_;
   if (end <= start) return 0;
   if (::madvise(r->mapping.data() + start, end - start, MADV_DONTNEED) != 0) return 0;
+  mark_dirty(r->base + start, end - start);  // their contents changed: a Diff must carry them
   return end - start;
 }
 

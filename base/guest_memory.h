@@ -92,7 +92,8 @@ class GuestMemory {
   // Gives the host back the memory of the whole pages inside [gpa, gpa + len) (the balloon):
   // madvise(MADV_DONTNEED), so anonymous RAM reads as zeros again and a snapshot's copy-on-write
   // RAM as the file. Pages are the backing's (2 MiB with 2M huge pages: only whole ones inside
-  // the range go). Returns the bytes released (0 outside RAM or for a range with no whole page).
+  // the range go). With dirty tracking on, they are marked (KVM's dirty log does not see it).
+  // Returns the bytes released (0 outside RAM or for a range with no whole page).
   uint64_t discard(Gpa gpa, uint64_t len) const;
 
   const std::vector<GuestRegion>& regions() const { return regions_; }

@@ -126,6 +126,11 @@ JailOptions Flags::finish() {
     o.cgroups.emplace_back(c.substr(0, eq), c.substr(eq + 1));
   }
   if (!o.parent_cgroup.empty()) check_parent_cgroup(o.parent_cgroup);
+  // cgroup v1 hierarchies are per controller: without a --cgroup there is none to place it in.
+  if (!o.parent_cgroup.empty() && o.cgroup_version == 1 && o.cgroups.empty())
+    throw UsageError(
+        "--parent-cgroup with --cgroup-version 1 needs a --cgroup FILE=VALUE (a v1 "
+        "cgroup lives in a controller's hierarchy), or use --cgroup-version 2");
   for (const std::string& l : limits) {
     const size_t eq = l.find('=');
     const std::string name = l.substr(0, eq);

@@ -56,11 +56,10 @@ std::optional<FieldProblem> validate(const BootSourceConfig& boot);       // ker
 std::optional<FieldProblem> validate(const DriveConfig& drive);
 std::optional<FieldProblem> validate(const NetConfig& net);      // iface_id, host_dev_name, ...
 std::optional<FieldProblem> validate(const VsockConfig& vsock);  // guest_cid, uds_path
-std::optional<FieldProblem> validate(const TokenBucketConfig& bucket);
+std::optional<FieldProblem> validate(const TokenBucketConfig& bucket);  // size, refill_time, ...
+std::optional<FieldProblem> validate(const MetricsConfig& metrics);     // metrics_path
 // The balloon against the guest's memory: amount_mib at most memory_mib, the interval bounded.
-std::optional<FieldProblem> validate(const BalloonConfig& balloon,
-                                     uint64_t memory_mib);           // size, refill_time, ...
-std::optional<FieldProblem> validate(const MetricsConfig& metrics);  // metrics_path
+std::optional<FieldProblem> validate(const BalloonConfig& balloon, uint64_t memory_mib);
 // fs_id, tag (1 to 36 bytes, no control characters; every front end has made it UTF-8 text),
 // path not empty, num_request_queues (1 to FsConfig::kMaxRequestQueues).
 std::optional<FieldProblem> validate(const FsConfig& fs);

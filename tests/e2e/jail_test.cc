@@ -260,6 +260,7 @@ TEST_F(JailTest, BadFlagsAreRefusedNamingThemAndNothingIsMade) {
   refused(with({"--cgroup", "../x=1"}), "<controller>.<name>");
   refused(with({"--cgroup-version", "3"}), "--cgroup-version '3'");
   refused(with({"--parent-cgroup", "a/../b"}), "--parent-cgroup 'a/../b'");
+  refused(with({"--parent-cgroup", "kiln"}), "--parent-cgroup with --cgroup-version 1 needs");
   refused(with({"--resource-limit", "cpu=1"}), "--resource-limit cpu=1");
   refused(with({"--resource-limit", "no-file=2"}), "no-file must be 16 to 1048576");
   refused(jail_args(std::vector<std::string>{}, std::vector<std::string>{}, "relative"),

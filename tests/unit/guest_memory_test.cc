@@ -103,5 +103,24 @@ TEST(X86Layout, RamSplitsAroundTheMmioHole) {
   EXPECT_EQ(big[0].size + big[1].size, 4096 * kMiB);
 }
 
+TEST(GuestMemory, DiscardZeroesWholePagesAndMarksThemDirty) {
+  GuestMemory mem({{0, 2 * kMiB}});
+  mem.enable_dirty_tracking();
+  ASSERT_TRUE(mem.fill(0, 0xaa, 4 * 4096));
+  mem.take_dirty();  // a snapshot took them
+  // [0x800, 0x3800): only the whole pages 1 and 2 inside it go.
+  EXPECT_EQ(mem.discard(0x800, 0x3000), 2 * 4096u);
+  EXPECT_EQ(mem.read_obj<uint8_t>(0x1000), 0u);
+  EXPECT_EQ(mem.read_obj<uint8_t>(0x2fff), 0u);
+  EXPECT_EQ(mem.read_obj<uint8_t>(0x800), 0xaa);
+  EXPECT_EQ(mem.read_obj<uint8_t>(0x3000), 0xaa);
+  // A Diff snapshot must carry the zeroed pages: they are marked, the others are not.
+  const auto dirty = mem.take_dirty();
+  ASSERT_EQ(dirty.size(), 1u);
+  EXPECT_EQ(dirty[0][0], 0b0110u);
+  EXPECT_EQ(mem.discard(2 * kMiB - 4096, 8192), 0u);  // runs past RAM
+  EXPECT_EQ(mem.discard(0x100, 0x100), 0u);           // no whole page
+}
+
 }  // namespace
 }  // namespace kiln
